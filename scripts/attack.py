@@ -1,0 +1,14 @@
+"""Rule attack: targeted PGD on one shard (resumes from finished batches)."""
+from advxai import runtime
+from advxai.image_stages import attack_shard
+
+with runtime.job(snakemake.log[0], snakemake.threads):
+    attack_shard(
+        snakemake.input.images,
+        snakemake.input.clean,
+        snakemake.output[0],
+        model=snakemake.params.model,
+        pgd=snakemake.params.pgd,
+        batch_size=snakemake.params.batch_size,
+        device=runtime.resolve_device(snakemake.params.device),
+    )

@@ -1,0 +1,12 @@
+"""Rule segments: rectangles or SLIC segment maps of one shard's subset images."""
+from advxai import runtime
+from advxai.image_stages import segment_shard
+
+with runtime.job(snakemake.log[0], snakemake.threads):
+    segment_shard(
+        snakemake.input.images,
+        snakemake.input.adversaries,
+        snakemake.input.subset,
+        snakemake.output[0],
+        segmentation=snakemake.params.segmentation,
+    )

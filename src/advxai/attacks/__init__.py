@@ -1,0 +1,1 @@
+"""Adversarial attacks: targeted PGD for images, C&W-style attack for audio."""

@@ -1,0 +1,535 @@
+"""Audio experiments on adversarial excerpts of the singing voice detector (REFERENCE §2.1, §3, §4).
+
+* :func:`select_excerpts` draws successfully attacked frames of each song and keeps the
+  excerpt pairs whose adversarial prediction reached the target while the clean one did not.
+* :func:`explain_excerpts` runs the explainer engine on log-mel excerpts with the audio settings
+  (LIME on class probabilities with audioLIME's kernel; gradient maps of the target logit).
+* :func:`label_flips`, :func:`norm_scores` and :func:`localised` are the label-flip rate, the
+  squared-norm baseline and the localised-perturbation experiment.
+
+Everything after excerpt selection works on log-mel excerpts ``(N, 115, 80)`` (time × mel):
+``X`` clean, ``Δ = X̃ − X`` the perturbation in the log-mel domain (REFERENCE §10.5), and a
+refined adversary ``X + M_S ⊙ Δ`` for a segment set ``S``. A target is the class the adversary
+was pushed to: 1 = "no sing → sing", 0 = "sing → no sing"; an input reaches target 1 when
+``P(sing) > τ`` and target 0 when ``P(sing) < τ``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .explanations import ExplainSettings, GradientSettings, LimeSettings, explain_all
+from .explainers.registry import LIME_FAMILY, validate_explainers
+from .metrics import recovered, segment_mask, segment_reduce, top_k
+from .models import run_batched
+from .seeding import numpy_rng
+from .segments import audio_grid
+from .svds.features import log_mel
+from .svds.model import CONTEXT, EXCERPT_FRAMES, predict_song
+
+SEGMENTATION = "time-frequency"  # name of the audio segmentation in the engine's score dicts
+GRADIENT_AGGREGATION = "mean_abs"  # what the paper reports for gradient explainers (REFERENCE §7)
+
+SongAttack = tuple[str, np.ndarray, np.ndarray, np.ndarray]
+"""``(name, clean (T, bins), adversarial padded (T + 114, bins), flipped bool (T,))``."""
+
+Explain = Callable[[torch.Tensor, torch.Tensor, Sequence[str]], dict[str, np.ndarray]]
+"""``(log-mel excerpts (N, 115, 80), targets (N,), ids) -> {explainer: (N, 20) scores}``."""
+
+
+@dataclass(frozen=True)
+class ExcerptSet:
+    """Selected clean/adversarial excerpt pairs of one attack direction.
+
+    Attributes:
+        ids: ``(N,)`` stable ids ``"<song>#<frame>#<j>"`` (``j``: the pair's rank within its song).
+        song: ``(N,)`` song names.
+        frame: ``(N,)`` centre frame of each excerpt in the unpadded song.
+        clean_logmel: ``(N, 115, 80)`` float32 log-mel of the clean excerpts (time × mel).
+        adv_logmel: ``(N, 115, 80)`` float32 log-mel of the adversarial excerpts.
+        clean_prob: ``(N,)`` P(sing) of the clean excerpts.
+        adv_prob: ``(N,)`` P(sing) of the adversarial excerpts.
+    """
+
+    ids: np.ndarray
+    song: np.ndarray
+    frame: np.ndarray
+    clean_logmel: np.ndarray
+    adv_logmel: np.ndarray
+    clean_prob: np.ndarray
+    adv_prob: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def delta(self) -> np.ndarray:
+        """The perturbation in the log-mel domain, ``Δ = X̃ − X``."""
+        return self.adv_logmel - self.clean_logmel
+
+
+def reaches_target(probabilities: np.ndarray, targets: np.ndarray, threshold: float) -> np.ndarray:
+    """Whether each ``P(sing)`` lies on its target's side of ``threshold`` (``>`` for 1, ``<`` for 0)."""
+    probabilities = np.asarray(probabilities)
+    targets = np.asarray(targets)
+    if not np.isin(targets, (0, 1)).all():
+        raise ValueError(f"targets must be 0 or 1, got values {np.unique(targets)}")
+    return np.where(targets == 1, probabilities > threshold, probabilities < threshold)
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters(), torch.empty(0)).device
+
+
+def _require_eval(model: nn.Module, caller: str) -> None:
+    if model.training:
+        raise ValueError(f"{caller} needs the detector in eval mode (BatchNorm running statistics); call model.eval()")
+
+
+@torch.no_grad()
+def sing_probability(model: nn.Module, logmel: torch.Tensor | np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """P(sing) ``(N,)`` of log-mel excerpts ``(N, 115, 80)``, in batches of ``batch_size``."""
+    inputs = torch.as_tensor(logmel, dtype=torch.float32, device=_device(model))
+    if inputs.ndim != 3 or inputs.shape[1] != EXCERPT_FRAMES:
+        raise ValueError(f"expected log-mel excerpts (N, {EXCERPT_FRAMES}, mels), got shape {tuple(inputs.shape)}")
+    logits = run_batched(lambda chunk: model(chunk)[:, 0], inputs, batch_size)
+    return torch.sigmoid(logits).double().cpu().numpy()
+
+
+def _excerpt_logmel(spec: torch.Tensor, starts: np.ndarray, bank: torch.Tensor) -> torch.Tensor:
+    """Log-mel ``(B, 115, mels)`` of the linear-spectrogram windows ``spec[s : s + 115]``."""
+    windows = torch.stack([spec[start : start + EXCERPT_FRAMES] for start in starts.tolist()])
+    return log_mel(windows, bank)
+
+
+def _check_song(name: str, clean: np.ndarray, adversarial: np.ndarray, flipped: np.ndarray) -> None:
+    if clean.ndim != 2:
+        raise ValueError(f"song '{name}': clean spectrogram must be (T, bins), got shape {clean.shape}")
+    n_frames, n_bins = clean.shape
+    if adversarial.shape != (n_frames + 2 * CONTEXT, n_bins):
+        raise ValueError(f"song '{name}': padded adversary must have shape {(n_frames + 2 * CONTEXT, n_bins)}, got {adversarial.shape}")
+    if flipped.shape != (n_frames,) or flipped.dtype != bool:
+        raise ValueError(f"song '{name}': flipped must be a bool array of shape ({n_frames},), got {flipped.dtype} {flipped.shape}")
+
+
+def _song_excerpts(
+    song: SongAttack,
+    model: nn.Module,
+    bank: torch.Tensor,
+    *,
+    threshold: float,
+    direction: int,
+    per_song: int,
+    max_draws: int,
+    seed: int,
+    batch_size: int,
+) -> tuple[list[int], dict[int, tuple[float, float]]]:
+    """The kept frames of one song (in draw order, duplicates possible) and their probabilities."""
+    name, clean_np, adversarial_np, flipped = song
+    clean_np, adversarial_np, flipped = np.asarray(clean_np), np.asarray(adversarial_np), np.asarray(flipped)
+    _check_song(name, clean_np, adversarial_np, flipped)
+    n_frames = clean_np.shape[0]
+    clean_pred = predict_song(model, clean_np, bank) > threshold
+    # A frame's target is NOT its clean prediction; keep the frames attacked towards `direction`.
+    candidates = np.flatnonzero(flipped & (clean_pred != bool(direction)))
+    if candidates.size == 0 or max_draws == 0:
+        return [], {}
+    draws = candidates[numpy_rng(seed, f"excerpts-{direction}", name).integers(0, candidates.size, size=max_draws)]
+
+    device = _device(model)
+    clean = torch.as_tensor(clean_np, dtype=torch.float32, device=device)
+    adversarial = torch.as_tensor(adversarial_np, dtype=torch.float32, device=device)
+    verdicts: dict[int, bool] = {}
+    probabilities: dict[int, tuple[float, float]] = {}
+    kept: list[int] = []
+    chunk = 4 * per_song  # draws judged per model call; the outcome does not depend on it
+    for start in range(0, max_draws, chunk):
+        block = draws[start : start + chunk]
+        fresh = np.array([f for f in np.unique(block) if f not in verdicts], dtype=np.int64)
+        # The clean excerpt [f-57, f+58) must lie inside the unpadded song.
+        inside = fresh[(fresh >= CONTEXT) & (fresh + CONTEXT + 1 <= n_frames)]
+        verdicts.update({int(f): False for f in fresh})
+        if inside.size:
+            p_clean = sing_probability(model, _excerpt_logmel(clean, inside - CONTEXT, bank), batch_size)
+            p_adv = sing_probability(model, _excerpt_logmel(adversarial, inside, bank), batch_size)
+            targets = np.full(inside.size, direction)
+            keep = reaches_target(p_adv, targets, threshold) & ~reaches_target(p_clean, targets, threshold)
+            for frame, ok, pc, pa in zip(inside.tolist(), keep, p_clean, p_adv):
+                verdicts[frame] = bool(ok)
+                probabilities[frame] = (float(pc), float(pa))
+        for frame in block.tolist():
+            if verdicts[frame]:
+                kept.append(frame)
+                if len(kept) == per_song:
+                    return kept, probabilities
+    return kept, probabilities
+
+
+def select_excerpts(
+    songs: Sequence[SongAttack],
+    model: nn.Module,
+    filterbank: np.ndarray | torch.Tensor,
+    *,
+    threshold: float,
+    direction: int,
+    per_song: int = 10,
+    max_draws: int = 100_000,
+    seed: int,
+    batch_size: int = 256,
+) -> ExcerptSet:
+    """Adversarial excerpt pairs of one attack direction (REFERENCE §2.1, §10.17).
+
+    For each song, frames that flipped towards ``direction`` are drawn with replacement from
+    ``numpy_rng(seed, f"excerpts-{direction}", song name)``. A draw of frame ``f`` gives the
+    adversarial excerpt ``adv_padded[f : f + 115]`` and the clean excerpt ``clean[f − 57 : f + 58]``
+    (skipped if it leaves the song); the pair is kept if ``P(adv)`` reaches the target and
+    ``P(clean)`` does not. Drawing stops after ``per_song`` kept pairs or ``max_draws`` draws.
+
+    Args:
+        songs: per song ``(name, clean (T, bins), padded adversary (T + 114, bins), flipped (T,))``.
+        model: the detector in eval mode.
+        filterbank: mel filterbank ``(bins, 80)``.
+        threshold: decision threshold τ.
+        direction: 1 ("no sing → sing") or 0 ("sing → no sing").
+        per_song: pairs kept per song at most.
+        max_draws: draws per song at most.
+        seed: global seed.
+        batch_size: excerpts per forward pass.
+
+    Returns:
+        ExcerptSet: the kept pairs, songs in the given order, draws in draw order.
+    """
+    _require_eval(model, "select_excerpts")
+    if direction not in (0, 1):
+        raise ValueError(f"direction must be 1 (no sing -> sing) or 0 (sing -> no sing), got {direction}")
+    if per_song < 1 or max_draws < 0:
+        raise ValueError(f"need per_song >= 1 and max_draws >= 0, got per_song={per_song}, max_draws={max_draws}")
+    names = [song[0] for song in songs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"song names must be unique (they seed the draws), got {names}")
+    bank = torch.as_tensor(filterbank, dtype=torch.float32, device=_device(model))
+    ids, song_names, frames, clean_lm, adv_lm, clean_p, adv_p = [], [], [], [], [], [], []
+    for song in songs:
+        kept, probabilities = _song_excerpts(
+            song, model, bank, threshold=threshold, direction=direction, per_song=per_song,
+            max_draws=max_draws, seed=seed, batch_size=batch_size,
+        )
+        if not kept:
+            continue
+        name, clean, adversarial = song[0], song[1], song[2]
+        starts = np.asarray(kept)
+        device = bank.device
+        clean_lm.append(_excerpt_logmel(torch.as_tensor(clean, dtype=torch.float32, device=device), starts - CONTEXT, bank).cpu().numpy())
+        adv_lm.append(_excerpt_logmel(torch.as_tensor(adversarial, dtype=torch.float32, device=device), starts, bank).cpu().numpy())
+        ids += [f"{name}#{frame}#{rank}" for rank, frame in enumerate(kept)]
+        song_names += [name] * len(kept)
+        frames += kept
+        clean_p += [probabilities[frame][0] for frame in kept]
+        adv_p += [probabilities[frame][1] for frame in kept]
+    n_mels = bank.shape[1]
+    empty = np.zeros((0, EXCERPT_FRAMES, n_mels), dtype=np.float32)
+    return ExcerptSet(
+        ids=np.asarray(ids, dtype=str),
+        song=np.asarray(song_names, dtype=str),
+        frame=np.asarray(frames, dtype=np.int64),
+        clean_logmel=np.concatenate(clean_lm) if clean_lm else empty,
+        adv_logmel=np.concatenate(adv_lm) if adv_lm else empty.copy(),
+        clean_prob=np.asarray(clean_p, dtype=np.float64),
+        adv_prob=np.asarray(adv_p, dtype=np.float64),
+    )
+
+
+class _TwoClassLogits(nn.Module):
+    """``(N, 1, 115, 80) -> [-z, z]``: the gradient of class ``t`` is the gradient towards target ``t``."""
+
+    def __init__(self, detector: nn.Module):
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        logit = self.detector(inputs[:, 0])
+        return torch.cat([-logit, logit], dim=1)
+
+
+class _TwoClassProbabilities(nn.Module):
+    """``(N, 1, 115, 80) -> [1 - p, p]``: the outputs audioLIME regresses (REFERENCE §3)."""
+
+    def __init__(self, detector: nn.Module):
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        probability = torch.sigmoid(self.detector(inputs[:, 0]))
+        return torch.cat([1.0 - probability, probability], dim=1)
+
+
+def excerpt_logits(model: nn.Module) -> nn.Module:
+    """Wrap the detector as a 2-class model on ``(N, 1, 115, 80)`` with logits ``[-z, z]``."""
+    return _TwoClassLogits(model)
+
+
+def excerpt_probabilities(model: nn.Module) -> nn.Module:
+    """Wrap the detector as a 2-class model on ``(N, 1, 115, 80)`` with outputs ``[1 - p, p]``."""
+    return _TwoClassProbabilities(model)
+
+
+def explain_excerpts(
+    model: nn.Module,
+    excerpts_logmel: torch.Tensor | np.ndarray,
+    targets: torch.Tensor | np.ndarray,
+    ids: Sequence[str],
+    *,
+    explainers: Sequence[str],
+    lime_samples: int = 8192,
+    lime_kernel_width: float = 0.25,
+    n_noise: int = 25,
+    noise_std: float = 1.0,
+    ig_steps: int = 50,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> dict[str, np.ndarray]:
+    """Per-segment scores of log-mel excerpts for their target class; top-k = the k largest.
+
+    Gradient explainers explain the target logit of :func:`excerpt_logits` and are aggregated
+    with ``mean_abs``. LIME follows audioLIME (REFERENCE §3): occlusion by the excerpt mean,
+    Bernoulli(0.5) samples with row 0 all ones, kernel ``exp(-d²/(2w²))`` on the cosine distance
+    of binary vectors, Ridge(1) on the outputs ``[1 - p, p]`` of :func:`excerpt_probabilities`.
+    Its score is the signed coefficient of the *target* output; since class-0 coefficients are
+    exactly ``-w``, "largest" equals the authors' direction-dependent sort of the class-1 weights.
+
+    Args:
+        model: the detector in eval mode (log-mel ``(B, T, 80)`` → logits ``(B, T − 114)``).
+        excerpts_logmel: ``(N, 115, 80)`` log-mel excerpts being explained.
+        targets: ``(N,)`` target class per excerpt (0 or 1).
+        ids: ``N`` item ids; they seed LIME samples and SmoothGrad noise.
+        explainers: built-in explainer names (``lime``, ``sal``, ``ig-sg``, ...).
+        lime_samples: LIME samples per excerpt (paper: 8192).
+        lime_kernel_width: LIME kernel width (paper: 0.25).
+        n_noise: noisy copies for the SG/SG²/VG ensembles.
+        noise_std: their noise standard deviation (log-mel units).
+        ig_steps: IG integration points.
+        seed: global seed.
+        batch_size: inputs per forward/backward pass.
+
+    Returns:
+        dict: explainer → float64 ``(N, 20)`` scores, in the order of ``explainers``.
+    """
+    _require_eval(model, "explain_excerpts")
+    names = validate_explainers(explainers)
+    device = _device(model)
+    inputs = torch.as_tensor(excerpts_logmel, dtype=torch.float32, device=device)
+    if inputs.ndim != 3:
+        raise ValueError(f"excerpts_logmel must be (N, frames, mels), got shape {tuple(inputs.shape)}")
+    n_items, n_frames, n_mels = inputs.shape
+    target_tensor = torch.as_tensor(np.asarray(targets), dtype=torch.long, device=device)
+    if target_tensor.shape != (n_items,) or not bool(((target_tensor == 0) | (target_tensor == 1)).all()):
+        raise ValueError(f"targets must be {n_items} values in {{0, 1}}, got {target_tensor.tolist()}")
+    if len(ids) != n_items:
+        raise ValueError(f"ids: expected {n_items} item ids, got {len(ids)}")
+    grid = audio_grid(n_frames, n_mels)
+    n_segments = int(grid.max()) + 1
+    if n_items == 0:
+        return {name: np.zeros((0, n_segments)) for name in names}
+    settings = ExplainSettings(
+        lime=LimeSettings(
+            n_samples=lime_samples, kernel_width=lime_kernel_width, kernel="binary_cosine", surrogate="ridge",
+            baseline="mean", include_unperturbed=True,
+        ),
+        gradients=GradientSettings(n_noise=n_noise, noise_std=noise_std, ig_steps=ig_steps),
+        seed=seed,
+        batch_size=batch_size,
+    )
+    masks = torch.from_numpy(grid).to(device).expand(n_items, n_frames, n_mels)
+    scores = explain_all(
+        excerpt_logits(model), inputs.unsqueeze(1), target_tensor, list(ids), {SEGMENTATION: masks},
+        {SEGMENTATION: np.full(n_items, n_segments)}, names, settings, lime_forward=excerpt_probabilities(model),
+    )
+    return {
+        name: scores[name][SEGMENTATION]["mean" if name == LIME_FAMILY else GRADIENT_AGGREGATION]
+        for name in names
+    }
+
+
+def refine(clean: torch.Tensor, delta: torch.Tensor, masks: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
+    """The refined adversary ``X + M_S ⊙ Δ`` of log-mel excerpts ``(N, T, F)`` and selections ``(N, S)``."""
+    return clean + segment_mask(masks, selected)[:, 0].to(clean.dtype) * delta
+
+
+def _as_excerpts(values: torch.Tensor | np.ndarray, name: str, device: torch.device) -> torch.Tensor:
+    tensor = torch.as_tensor(values, dtype=torch.float32, device=device)
+    if tensor.ndim != 3:
+        raise ValueError(f"{name} must be log-mel excerpts (N, frames, mels), got shape {tuple(tensor.shape)}")
+    return tensor
+
+
+def _broadcast_mask(mask: np.ndarray, shape: torch.Size, device: torch.device) -> torch.Tensor:
+    mask = np.asarray(mask)
+    if mask.shape != tuple(shape[1:]):
+        raise ValueError(f"mask of shape {mask.shape} does not match excerpts of shape {tuple(shape)}")
+    return torch.as_tensor(mask, dtype=torch.long, device=device).expand(shape)
+
+
+def label_flip_table(
+    model: nn.Module,
+    clean: torch.Tensor | np.ndarray,
+    delta: torch.Tensor | np.ndarray,
+    targets: np.ndarray,
+    scores: Mapping[str, np.ndarray],
+    mask: np.ndarray,
+    ks: Sequence[int],
+    threshold: float,
+    *,
+    batch_size: int = 256,
+) -> dict[str, np.ndarray]:
+    """Whether the refined adversary with the top-k segments of each score reaches the target.
+
+    Every distinct (item, selected set) pair over all scores and ks is predicted once: e.g. at
+    k = 20 every explainer selects everything and the item costs one forward pass.
+
+    Args:
+        model: the detector in eval mode.
+        clean: ``(N, 115, 80)`` clean log-mel excerpts ``X``.
+        delta: ``(N, 115, 80)`` log-mel perturbations ``Δ``.
+        targets: ``(N,)`` target classes (0 or 1).
+        scores: name (explainer or baseline) → ``(N, S)`` segment scores; the k largest are selected.
+        mask: ``(115, 80)`` segment ids.
+        ks: numbers of segments.
+        threshold: decision threshold τ.
+        batch_size: refined excerpts per forward pass.
+
+    Returns:
+        dict: name → bool ``(len(ks), N)``.
+    """
+    _require_eval(model, "label_flips")
+    device = _device(model)
+    clean_t = _as_excerpts(clean, "clean", device)
+    delta_t = _as_excerpts(delta, "delta", device)
+    if delta_t.shape != clean_t.shape:
+        raise ValueError(f"delta of shape {tuple(delta_t.shape)} does not match clean of shape {tuple(clean_t.shape)}")
+    masks = _broadcast_mask(mask, clean_t.shape, device)
+    targets = np.asarray(targets)
+    n_items, n_ks = clean_t.shape[0], len(ks)
+    if targets.shape != (n_items,):
+        raise ValueError(f"targets must have shape ({n_items},), got {targets.shape}")
+    if not scores or not ks:
+        raise ValueError("label_flips needs at least one score array and one k")
+    n_segments = int(np.asarray(mask).max()) + 1
+    for name, values in scores.items():
+        if np.shape(values) != (n_items, n_segments):
+            raise ValueError(f"scores '{name}' has shape {np.shape(values)}, expected ({n_items}, {n_segments}) for this mask")
+    if n_items == 0:
+        return {name: np.zeros((n_ks, 0), dtype=bool) for name in scores}
+    # one row per (name, k, item), in that order: the item index followed by its selected set
+    selections = np.stack([top_k(values, k) for values in scores.values() for k in ks]).reshape(-1, n_segments)
+    items = np.tile(np.arange(n_items), len(scores) * n_ks)
+    pairs = np.concatenate([items[:, None], selections], axis=1).astype(np.int64)
+    unique_pairs, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    pair_items = torch.as_tensor(unique_pairs[:, 0], device=device)
+    pair_selected = torch.as_tensor(unique_pairs[:, 1:].astype(bool), device=device)
+
+    def probability(rows: torch.Tensor) -> torch.Tensor:
+        chunk = pair_items[rows]
+        refined = refine(clean_t[chunk], delta_t[chunk], masks[chunk], pair_selected[rows])
+        with torch.no_grad():
+            return torch.sigmoid(model(refined)[:, 0])
+
+    rows = torch.arange(len(unique_pairs), device=device)
+    probabilities = run_batched(probability, rows, batch_size).double().cpu().numpy()
+    flipped = reaches_target(probabilities, targets[unique_pairs[:, 0]], threshold)[inverse.reshape(-1)]
+    flipped = flipped.reshape(len(scores), n_ks, n_items)
+    return {name: flipped[position] for position, name in enumerate(scores)}
+
+
+def label_flips(
+    model: nn.Module,
+    clean: torch.Tensor | np.ndarray,
+    delta: torch.Tensor | np.ndarray,
+    targets: np.ndarray,
+    scores: np.ndarray,
+    mask: np.ndarray,
+    ks: Sequence[int],
+    threshold: float,
+    *,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """:func:`label_flip_table` for one score array: bool ``(len(ks), N)``."""
+    return label_flip_table(model, clean, delta, targets, {"scores": scores}, mask, ks, threshold, batch_size=batch_size)["scores"]
+
+
+def norm_scores(delta: torch.Tensor | np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The norm baseline: ``Σ Δ²`` per segment, ``(N, S)`` (REFERENCE §4)."""
+    delta = delta.detach().cpu().numpy() if isinstance(delta, torch.Tensor) else np.asarray(delta)
+    mask = np.asarray(mask)
+    if delta.ndim != 3 or mask.shape != delta.shape[1:]:
+        raise ValueError(f"delta {delta.shape} must be (N, *mask.shape) with mask {mask.shape}")
+    masks = np.broadcast_to(mask, delta.shape)
+    return segment_reduce(delta[:, None].astype(np.float64) ** 2, masks, int(mask.max()) + 1, "sum")
+
+
+def localised(
+    model: nn.Module,
+    clean: torch.Tensor | np.ndarray,
+    delta: torch.Tensor | np.ndarray,
+    targets: np.ndarray,
+    ids: Sequence[str],
+    *,
+    ks: Sequence[int] = (1, 3, 5),
+    explain: Explain,
+    threshold: float,
+    mask: np.ndarray | None = None,
+    batch_size: int = 256,
+) -> dict[int, dict]:
+    """Localised perturbations: can explainers find the k segments that carry the perturbation?
+
+    For each k, the refined adversary keeps Δ only in the k segments of largest norm
+    (:func:`norm_scores`); those that still reach their target are explained for it, and each
+    explainer's recovered count is ``|S_norm ∩ top-k(scores)|`` (REFERENCE §4).
+
+    Args:
+        model: the detector in eval mode.
+        clean: ``(N, 115, 80)`` clean log-mel excerpts.
+        delta: ``(N, 115, 80)`` log-mel perturbations.
+        targets: ``(N,)`` target classes (0 or 1).
+        ids: ``N`` item ids; the refined input of item ``i`` at ``k`` is explained as
+            ``f"{ids[i]}@k{k}"`` (a distinct item for the seeds).
+        ks: numbers of perturbed segments.
+        explain: ``(inputs, targets, ids) -> {explainer: (n, S) scores}``, largest = most
+            important; it must accept an empty batch (e.g. :func:`explain_excerpts` partially applied).
+        threshold: decision threshold τ.
+        mask: ``(115, 80)`` segment ids (default: :func:`advxai.segments.audio_grid`).
+        batch_size: refined excerpts per forward pass.
+
+    Returns:
+        dict: ``k → {"kept": bool (N,), "probability": (N,) P(sing) of the refined input,
+        "recovered": {explainer: (n_kept,) int counts in 0..k}}``.
+    """
+    _require_eval(model, "localised")
+    device = _device(model)
+    clean_t = _as_excerpts(clean, "clean", device)
+    delta_t = _as_excerpts(delta, "delta", device)
+    if mask is None:
+        mask = audio_grid(clean_t.shape[1], clean_t.shape[2])
+    masks = _broadcast_mask(mask, clean_t.shape, device)
+    targets = np.asarray(targets)
+    if targets.shape != (clean_t.shape[0],) or len(ids) != clean_t.shape[0]:
+        raise ValueError(f"targets {targets.shape} and ids ({len(ids)}) must have {clean_t.shape[0]} entries")
+    norms = norm_scores(delta_t, mask)
+    results: dict[int, dict] = {}
+    for k in ks:
+        truth = top_k(norms, k)
+        refined = refine(clean_t, delta_t, masks, torch.as_tensor(truth, device=device))
+        probability = sing_probability(model, refined, batch_size)
+        kept = reaches_target(probability, targets, threshold)
+        rows = np.flatnonzero(kept)
+        scores = explain(refined[torch.as_tensor(rows, device=device)], torch.as_tensor(targets[rows]), [f"{ids[i]}@k{k}" for i in rows])
+        results[k] = {
+            "kept": kept,
+            "probability": probability,
+            "recovered": {name: recovered(truth[rows], top_k(values, k)) for name, values in scores.items()},
+        }
+    return results

@@ -1,0 +1,297 @@
+"""The audio domain's stages (DESIGN §3), one function per workflow rule.
+
+Each function reads its input files, computes, and writes its output atomically with provenance;
+the thin scripts in ``scripts/`` call them, and they are usable without Snakemake.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from . import audio_experiments as experiments
+from .attacks.cw import AttackCheckpoint, spectrogram_attack
+from .data.audio import frame_labels, load_audio, read_lab, validate_jamendo, write_synthetic_corpus
+from .segments import audio_grid
+from .store import BatchCheckpoint, read_h5, write_csv, write_h5
+from .svds.evaluate import binary_metrics, median_smooth, tune_threshold
+from .svds.features import mel_filterbank, stft_magnitude
+from .svds.model import CONTEXT, load_detector, predict_song, save_detector
+from .svds.train import train_detector
+
+log = logging.getLogger("advxai")
+
+DIRECTIONS = {1: "nosing_to_sing", 0: "sing_to_nosing"}  # attack target → direction name
+SPLITS = ("train", "valid", "test")
+
+
+# ------------------------------------------------------------------------------------ corpus
+def write_corpus(output_dir: str, *, corpus: Mapping[str, Any]) -> None:
+    """Generate the synthetic corpus into a temporary folder, then rename it into place."""
+    target = Path(output_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        write_synthetic_corpus(tmp, n_songs=corpus["songs"], song_seconds=corpus["seconds"], seed=corpus["seed"])
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def write_manifest(root: str, output: str) -> None:
+    """Validate a corpus in Jamendo's layout (every file, every .lab line, decoding) and list it."""
+    splits = validate_jamendo(root, decode=True)
+    rows = [
+        {"split": split, "name": song.name, "audio_path": str(song.audio_path), "label_path": str(song.label_path)}
+        for split in SPLITS
+        for song in splits[split]
+    ]
+    write_csv(pd.DataFrame(rows, columns=["split", "name", "audio_path", "label_path"]), output)
+
+
+def write_features(manifest: str, split: str, output: str) -> None:
+    """Linear-magnitude STFT (T × 513) and frame labels of every song of a split, concatenated."""
+    songs = pd.read_csv(manifest)
+    songs = songs[songs.split == split]
+    if songs.empty:
+        raise ValueError(f"{manifest} lists no song in split '{split}'")
+    specs, labels = [], []
+    for song in tqdm(songs.itertuples(), total=len(songs), desc=f"features {split}"):
+        spec = stft_magnitude(load_audio(song.audio_path))
+        specs.append(spec)
+        labels.append(frame_labels(read_lab(song.label_path), len(spec)))
+    offsets = np.cumsum([0] + [len(s) for s in specs])
+    write_h5(
+        output,
+        {"names": songs.name.to_numpy(dtype=str), "offsets": offsets, "spec": np.concatenate(specs).astype(np.float32), "labels": np.concatenate(labels)},
+        stage="audio_features",
+        params={"split": split, "sample_rate": 22050, "n_fft": 1024, "hop": 315},
+    )
+
+
+def read_songs(path: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, spectrogram, frame labels) of every song in a features file."""
+    data = read_h5(path)
+    bounds = zip(data["offsets"][:-1], data["offsets"][1:])
+    return [(name, data["spec"][a:b], data["labels"][a:b]) for name, (a, b) in zip(data["names"], bounds)]
+
+
+# ------------------------------------------------------------------------------------ detector
+def train(train_path: str, output: str, *, train: Mapping[str, Any], seed: int, device: torch.device) -> None:
+    """Train one detector (REFERENCE §1.5), checkpointing every epoch beside the output."""
+    songs = [(spec, labels) for _, spec, labels in read_songs(train_path)]
+    params = {"train": dict(train), "seed": seed}
+    checkpoint = BatchCheckpoint(output, params)
+    model, history = train_detector(
+        songs, seed=seed, epochs=train["epochs"], batches_per_epoch=train["batches_per_epoch"], batch_size=train["batch_size"],
+        lr=train["lr"], lr_decay=train["lr_decay"], augment=train["augment"], checkpoint=checkpoint, progress=True, device=device,
+    )
+    save_detector(output, model, params=params, seeds={"seed": seed, "stage": "svds-train"}, history=history)
+    checkpoint.remove()
+
+
+def song_probabilities(model: torch.nn.Module, songs, median_filter: int | None) -> list[np.ndarray]:
+    """P(sing) of every frame of every song, median-smoothed when ``median_filter`` is given."""
+    filterbank = mel_filterbank()
+    curves = [predict_song(model, spec, filterbank) for _, spec, _ in tqdm(songs, desc="predict")]
+    return [median_smooth(c, median_filter) for c in curves] if median_filter else curves
+
+
+def evaluate(detector: str, valid: str, test: str, output: str, *, median_filter: int, seed: int, device: torch.device) -> None:
+    """Tune the threshold on validation, score the pooled test frames (REFERENCE §1.6)."""
+    model = load_detector(detector, device=device)
+    valid_songs, test_songs = read_songs(valid), read_songs(test)
+    threshold = tune_threshold(song_probabilities(model, valid_songs, median_filter), [labels for *_, labels in valid_songs])
+    scores = binary_metrics(song_probabilities(model, test_songs, median_filter), [labels for *_, labels in test_songs], threshold)
+    write_csv(pd.DataFrame([{"seed": seed, "threshold": threshold, **scores}]), output)
+
+
+def detector_threshold(evaluation_csv: str) -> float:
+    """The seed's validation-tuned threshold (REFERENCE §10.16)."""
+    return float(pd.read_csv(evaluation_csv)["threshold"].iloc[0])
+
+
+# ------------------------------------------------------------------------------------ attack
+def attack(detector: str, evaluation: str, test: str, output: str, *, attack: Mapping[str, Any], device: torch.device) -> None:
+    """C&W attack on every test song's linear STFT (REFERENCE §2); resumes per song and mid-song."""
+    model = load_detector(detector, device=device)
+    threshold = detector_threshold(evaluation)
+    filterbank = mel_filterbank()
+    songs = read_songs(test)
+    params = {"attack": dict(attack), "threshold": threshold}
+    checkpoint = BatchCheckpoint(output, params)
+    finished = checkpoint.keys()
+    results = []
+    for index, (name, spec, _) in enumerate(tqdm(songs, desc="C&W")):
+        key = f"song{index:05d}"
+        if key not in finished:
+            result = spectrogram_attack(
+                model, spec, filterbank, threshold=threshold, alpha=attack["alpha"], epsilon=attack["epsilon"], lr=attack["lr"],
+                max_iter=attack["max_iter"], checkpoint=AttackCheckpoint(checkpoint, f"progress{index:05d}"),
+            )
+            checkpoint.save(key, {"adversarial_padded": result.adversarial_padded, "clean_pred": result.clean_pred,
+                                  "adv_pred": result.adv_pred, "flipped": result.flipped, "iterations": np.array([result.iterations])})
+            log.info("%s: %d of %d frames flipped after %d iterations", name, int(result.flipped.sum()), len(spec), result.iterations)
+        results.append(checkpoint.load(key))
+    lengths = [len(spec) for _, spec, _ in songs]
+    write_h5(
+        output,
+        {"names": np.array([n for n, *_ in songs], dtype=str), "offsets": np.cumsum([0] + lengths),
+         "padded_offsets": np.cumsum([0] + [n + 2 * CONTEXT for n in lengths]),
+         **{field: np.concatenate([r[field] for r in results]) for field in ("adversarial_padded", "clean_pred", "adv_pred", "flipped", "iterations")}},
+        stage="audio_attack",
+        params=params,
+    )
+    checkpoint.remove()
+
+
+def read_attacks(test: str, adversaries: str) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """(name, clean spectrogram, padded adversarial spectrogram, flipped frames) per test song."""
+    songs = read_songs(test)
+    adv = read_h5(adversaries)
+    out = []
+    for index, (name, spec, _) in enumerate(songs):
+        if adv["names"][index] != name:
+            raise ValueError(f"{adversaries} does not hold the songs of {test} in order; rerun its rule")
+        a, b = adv["offsets"][index : index + 2]
+        pa, pb = adv["padded_offsets"][index : index + 2]
+        out.append((name, spec, adv["adversarial_padded"][pa:pb], adv["flipped"][a:b]))
+    return out
+
+
+# ------------------------------------------------------------------------------------ excerpts
+def select(inputs: Mapping[str, str], output: str, *, excerpts: Mapping[str, Any]) -> None:
+    """Clean/adversarial excerpt pairs for both attack directions (REFERENCE §2.1)."""
+    model = load_detector(inputs["detector"])
+    threshold = detector_threshold(inputs["evaluation"])
+    songs = read_attacks(inputs["test"], inputs["adversaries"])
+    arrays: dict[str, np.ndarray] = {}
+    for direction in DIRECTIONS:
+        chosen = experiments.select_excerpts(
+            songs, model, mel_filterbank(), threshold=threshold, direction=direction, per_song=excerpts["per_song"],
+            max_draws=excerpts["max_draws"], seed=excerpts["seed"],
+        )
+        log.info("direction %s: %d excerpts", DIRECTIONS[direction], len(chosen))
+        for field in ("ids", "song", "frame", "clean_logmel", "adv_logmel", "clean_prob", "adv_prob"):
+            arrays[f"{DIRECTIONS[direction]}/{field}"] = getattr(chosen, field)
+    write_h5(output, {**arrays, "threshold": threshold}, stage="audio_excerpts", params={**excerpts, "threshold": threshold},
+             seeds={"seed": excerpts["seed"], "stages": ["excerpts-1", "excerpts-0"]})
+
+
+def read_excerpts(path: str) -> dict[int, dict[str, np.ndarray]]:
+    """Excerpts per attack target (1: no sing → sing, 0: sing → no sing)."""
+    data = read_h5(path)
+    return {target: {k.split("/", 1)[1]: v for k, v in data.items() if k.startswith(name + "/")} for target, name in DIRECTIONS.items()}
+
+
+def _explain_function(model: torch.nn.Module, explain: Mapping[str, Any]):
+    def run(inputs, targets, ids) -> dict[str, np.ndarray]:
+        return experiments.explain_excerpts(
+            model, inputs, targets, ids, explainers=explain["explainers"], lime_samples=explain["lime_samples"],
+            lime_kernel_width=explain["lime_kernel_width"], n_noise=explain["noise_samples"], noise_std=explain["noise_std"],
+            ig_steps=explain["ig_steps"], seed=explain["seed"],
+        )
+
+    return run
+
+
+def explain(detector: str, excerpts: str, output: str, *, explain: Mapping[str, Any], device: torch.device) -> None:
+    """Every explainer on every adversarial excerpt, for the target class (resumable per batch)."""
+    model = load_detector(detector, device=device)
+    run = _explain_function(model, explain)
+    arrays: dict[str, np.ndarray] = {}
+    for target, data in read_excerpts(excerpts).items():
+        name = DIRECTIONS[target]
+        ids = data["ids"]
+        keyed = BatchCheckpoint(f"{output}.{name}", dict(explain))
+
+        def batch(part: slice) -> dict[str, np.ndarray]:
+            inputs = torch.from_numpy(data["adv_logmel"][part]).to(device)
+            return run(inputs, torch.full((len(inputs),), target, device=device), list(ids[part]))
+
+        scores = keyed.run(len(ids), 8, batch) if len(ids) else {}
+        keyed.remove()
+        arrays[f"{name}/ids"] = ids
+        arrays.update({f"{name}/scores/{e}": scores.get(e, np.zeros((0, 20))) for e in explain["explainers"]})
+    write_h5(output, arrays, stage="audio_explain", params=dict(explain), seeds={"seed": explain["seed"], "stages": ["noise", "lime"]})
+
+
+# ------------------------------------------------------------------------------------ metrics
+def labelflip(inputs: Mapping[str, str], output: str, *, ks: Sequence[int], device: torch.device) -> None:
+    """Label flips for k = 1..20 of every explainer's ranking and the norm baseline (REFERENCE §4)."""
+    model = load_detector(inputs["detector"], device=device)
+    threshold = detector_threshold(inputs["evaluation"])
+    explanations = read_h5(inputs["explanations"])
+    arrays: dict[str, np.ndarray] = {"ks": np.array(ks)}
+    for target, data in read_excerpts(inputs["excerpts"]).items():
+        name = DIRECTIONS[target]
+        if not np.array_equal(explanations[f"{name}/ids"], data["ids"]):
+            raise ValueError(f"{inputs['explanations']} explains other excerpts than {inputs['excerpts']}; rerun its rule")
+        delta = data["adv_logmel"] - data["clean_logmel"]
+        prefix = f"{name}/scores/"
+        scores = {k.removeprefix(prefix): v for k, v in explanations.items() if k.startswith(prefix)}
+        scores["norm"] = experiments.norm_scores(delta, audio_grid())
+        flips = experiments.label_flip_table(model, data["clean_logmel"], delta, np.full(len(delta), target), scores, audio_grid(), ks, threshold) if len(delta) else {e: np.zeros((len(ks), 0), bool) for e in scores}
+        arrays.update({f"{name}/flips/{e}": v for e, v in flips.items()})
+    write_h5(output, arrays, stage="audio_labelflip", params={"ks": list(ks), "threshold": threshold})
+
+
+def localised(inputs: Mapping[str, str], output: str, *, explain: Mapping[str, Any], ks: Sequence[int], device: torch.device) -> None:
+    """Refine with the top-k norm segments, keep what still flips, re-explain, count recovered (REFERENCE §4)."""
+    model = load_detector(inputs["detector"], device=device)
+    threshold = detector_threshold(inputs["evaluation"])
+    run = _explain_function(model, explain)
+    arrays: dict[str, np.ndarray] = {"ks": np.array(ks)}
+    for target, data in read_excerpts(inputs["excerpts"]).items():
+        name = DIRECTIONS[target]
+        delta = data["adv_logmel"] - data["clean_logmel"]
+        result = experiments.localised(model, data["clean_logmel"], delta, np.full(len(delta), target), list(data["ids"]), ks=ks, explain=run, threshold=threshold)
+        for k, found in result.items():
+            arrays[f"{name}/k{k}/kept"] = found["kept"]
+            arrays.update({f"{name}/k{k}/recovered/{e}": v for e, v in found["recovered"].items()})
+    write_h5(output, arrays, stage="audio_localised", params={**explain, "ks": list(ks), "threshold": threshold})
+
+
+# ------------------------------------------------------------------------------------ report
+def write_audio_tables(inputs: Mapping[str, Sequence[str]], outputs: Mapping[str, str], *, seeds: Sequence[int]) -> None:
+    """audio_svds / audio_labelflip / audio_localised CSVs, their Markdown, and Figs 2, 3 and an excerpt figure."""
+    from . import plots, tables
+    from .store import write_text
+
+    svds = tables.audio_svds_table(list(inputs["evaluations"]))
+    labelflip = tables.audio_labelflip_table(dict(zip(seeds, inputs["labelflips"])))
+    localised_rows = tables.audio_localised_table(dict(zip(seeds, inputs["localised"])))
+    write_csv(svds, outputs["svds"])
+    write_csv(labelflip, outputs["labelflip"])
+    write_csv(localised_rows, outputs["localised"])
+    write_text(tables.audio_report(svds, labelflip, localised_rows), outputs["markdown"])
+    plots.figure_audio_labelflip(labelflip, outputs["fig2"])
+    plots.figure_recovered(tables.pooled_over_seeds(localised_rows), "audio, both directions pooled", outputs["fig3"])
+    write_excerpt_figure(list(inputs["excerpts"]), list(inputs["explanations"]), outputs["excerpt"])
+
+
+def write_excerpt_figure(excerpts: Sequence[str], explanations: Sequence[str], output: str) -> None:
+    """The first adversarial excerpt that has a LIME explanation, over seeds and directions."""
+    from . import plots
+
+    for excerpt_path, explanation_path in zip(excerpts, explanations):
+        weights = read_h5(explanation_path)
+        for target, data in read_excerpts(excerpt_path).items():
+            name = DIRECTIONS[target]
+            if len(data["ids"]) and f"{name}/scores/lime" in weights:
+                plots.figure_audio_excerpt(data["clean_logmel"][0], data["adv_logmel"][0] - data["clean_logmel"][0],
+                                           weights[f"{name}/scores/lime"][0], audio_grid(), f"{data['ids'][0]} ({name})", output)
+                return
+    raise ValueError(f"{list(excerpts)}: no adversarial excerpt with a LIME explanation to draw")

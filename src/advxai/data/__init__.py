@@ -1,0 +1,1 @@
+"""Data sets: loaders, validation and the embedded synthetic data."""

@@ -1,0 +1,140 @@
+"""Run a list of explainers on one batch and return per-segment scores, sharing work.
+
+Gradient families (saliency, IG, GBP) compute each pixel attribution once — the J noisy passes
+serve SG, SG² and VarGrad together — and aggregate it for every segmentation and aggregation.
+LIME runs per segmentation (its features are the segments). Extra explainers (any captum
+attribution class or ``module:function``) give pixel maps aggregated like the gradient ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .explainers.aggregate import aggregate
+from .explainers.gradients import explain_gradient_family
+from .explainers.lime import lime_coefficients
+from .explainers.registry import FAMILIES, make_extra_explainer
+from .metrics import ABSENT
+
+Scores = dict[str, dict[str, dict[str, np.ndarray]]]  # explainer -> segmentation -> aggregation -> (N, S)
+
+GRADIENT_METHODS = {"saliency": "sal", "ig": "ig", "gbp": "gbp"}
+
+
+@dataclass(frozen=True)
+class LimeSettings:
+    """LIME's sampling, kernel and surrogate (REFERENCE §7 for images, §3 for audio)."""
+
+    n_samples: int = 512
+    kernel_width: float = 0.25
+    kernel: str = "input_cosine"
+    surrogate: str = "ols"
+    baseline: float | str = 0.0
+    include_unperturbed: bool = False
+
+
+@dataclass(frozen=True)
+class GradientSettings:
+    """NoiseTunnel and IG settings (REFERENCE §7)."""
+
+    n_noise: int = 25
+    noise_std: float = 1.0
+    ig_steps: int = 50
+
+
+@dataclass(frozen=True)
+class ExplainSettings:
+    lime: LimeSettings = field(default_factory=LimeSettings)
+    gradients: GradientSettings = field(default_factory=GradientSettings)
+    seed: int = 0
+    batch_size: int = 16
+
+
+def lime_as_aggregations(coefficients: np.ndarray) -> dict[str, np.ndarray]:
+    """LIME's pixel map carries its segment's coefficient everywhere, so its aggregations are exact."""
+    absent = coefficients <= ABSENT
+    return {
+        "mean": coefficients,
+        "mean_abs": np.where(absent, ABSENT, np.abs(coefficients)),
+        "mean_pos": np.where(absent | (coefficients <= 0), ABSENT, coefficients),
+    }
+
+
+def explain_all(
+    model: torch.nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    ids: Sequence[str],
+    masks: Mapping[str, torch.Tensor],
+    n_segments: Mapping[str, np.ndarray],
+    explainers: Sequence[str],
+    settings: ExplainSettings,
+    *,
+    extras: Sequence[Mapping[str, Any]] = (),
+    lime_forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> Scores:
+    """Scores of every requested explainer for every segmentation in ``masks`` and every aggregation.
+
+    ``n_segments[seg]`` holds each item's segment count; score arrays are as wide as the largest.
+    ``lime_forward`` overrides what LIME's surrogate fits (audio: class probabilities).
+    """
+    requested = set(explainers)
+    unknown = requested - set().union(*FAMILIES.values()) - {"lime"}
+    if unknown:
+        raise ValueError(f"unknown explainer(s) {sorted(unknown)}")
+    width = {seg: int(np.max(counts)) for seg, counts in n_segments.items()}
+    scores: Scores = {}
+    for family, members in FAMILIES.items():
+        wanted = [m for m in members if m in requested]
+        if not wanted:
+            continue
+        result = explain_gradient_family(
+            model, inputs, targets, ids, GRADIENT_METHODS[family],
+            explainers=wanted, masks=dict(masks), n_segments=width,
+            n_noise=settings.gradients.n_noise, noise_std=settings.gradients.noise_std,
+            ig_steps=settings.gradients.ig_steps, seed=settings.seed, batch_size=settings.batch_size,
+        )
+        scores.update(result.scores)
+    if "lime" in requested:
+        lime = settings.lime
+        scores["lime"] = {
+            seg: lime_as_aggregations(
+                lime_coefficients(
+                    lime_forward or model, inputs, targets, mask, n_segments[seg],
+                    n_samples=lime.n_samples, seed=settings.seed, baseline=lime.baseline, kernel=lime.kernel,
+                    kernel_width=lime.kernel_width, surrogate=lime.surrogate,
+                    include_unperturbed=lime.include_unperturbed, batch_size=settings.batch_size, ids=ids,
+                )
+            )
+            for seg, mask in masks.items()
+        }
+    for spec in extras:
+        attributions = make_extra_explainer(spec)(model, inputs, targets)
+        scores[spec["name"]] = {seg: aggregate(attributions, mask, width[seg]) for seg, mask in masks.items()}
+    return scores
+
+
+def flatten_scores(scores: Scores, prefix: str = "scores") -> dict[str, np.ndarray]:
+    """``{"scores/<explainer>/<seg>/<agg>": array}`` for storage."""
+    return {
+        f"{prefix}/{explainer}/{seg}/{agg}": values
+        for explainer, by_seg in scores.items()
+        for seg, by_agg in by_seg.items()
+        for agg, values in by_agg.items()
+    }
+
+
+def unflatten_scores(arrays: Mapping[str, np.ndarray], prefix: str = "scores") -> Scores:
+    """Inverse of :func:`flatten_scores`."""
+    scores: Scores = {}
+    for name, values in arrays.items():
+        head, _, rest = name.partition("/")
+        if head != prefix:
+            continue
+        explainer, seg, agg = rest.split("/")
+        scores.setdefault(explainer, {}).setdefault(seg, {})[agg] = values
+    return scores

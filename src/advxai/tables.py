@@ -1,0 +1,253 @@
+"""Result tables: per-shard HDF5 files → CSV (the column names are a contract) and Markdown.
+
+Markdown tables put the paper's value beside ours wherever the model is one of the paper's.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import paper_values
+from .store import read_h5, read_provenance
+
+ACCURACY_COLUMNS = ["model", "n_images", "clean_top1", "adv_top1", "n_adversaries"]
+LABELFLIP_COLUMNS = ["model", "segmentation", "explainer", "aggregation", "k", "fraction", "n", "label_flip_rate"]
+LOCALISED_COLUMNS = ["model", "segmentation", "explainer", "k", "recovered", "count", "fraction"]
+SLIC_COLUMNS = ["model", "n", "mean", "std", "min", "max"]
+
+# The aggregation the paper reports per explainer (REFERENCE §8.1, §10.8).
+REPORTED_AGGREGATION = {"lime": "mean"}
+DEFAULT_REPORTED_AGGREGATION = "mean_abs"
+
+
+def _concat(paths: Sequence[str], names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    parts = [read_h5(p, list(names) if names else None) for p in paths]
+    keys = parts[0].keys() if parts else []
+    return {k: np.concatenate([p[k] for p in parts]) for k in keys if all(k in p for p in parts)}
+
+
+def accuracy_table(adversaries: Mapping[str, Sequence[str]]) -> pd.DataFrame:
+    """Table 1: clean top-1, top-1 with each image replaced by its adversary where one exists, #adversaries."""
+    rows = []
+    for model, paths in adversaries.items():
+        data = _concat(paths, ["labels", "clean_prediction", "final_prediction", "success"])
+        labelled = data["labels"] >= 0
+        attacked = np.where(data["success"], data["final_prediction"], data["clean_prediction"])
+        percent = lambda predictions: 100.0 * float(np.mean(predictions[labelled] == data["labels"][labelled])) if labelled.any() else np.nan  # noqa: E731
+        rows.append({"model": model, "n_images": len(data["labels"]), "clean_top1": percent(data["clean_prediction"]),
+                     "adv_top1": percent(attacked), "n_adversaries": int(data["success"].sum())})
+    return pd.DataFrame(rows, columns=ACCURACY_COLUMNS)
+
+
+def labelflip_rows(model: str, segmentation: str, paths: Sequence[str]) -> list[dict]:
+    """Label-flip rates of every ranking and setting (k, or fraction of segments) of one model and segmentation."""
+    parts = [read_h5(p) for p in paths]
+    parts = [p for p in parts if len(p["ids"])]
+    if not parts:
+        return []
+    k, fraction, n_segments = parts[0]["k"], parts[0]["fraction"], np.concatenate([p["n_segments"] for p in parts])
+    rows = []
+    for name in sorted(n for n in parts[0] if n.startswith("flips/")):
+        _, explainer, aggregation = name.split("/")
+        flips = np.concatenate([p[name] for p in parts])
+        for j in range(flips.shape[1]):
+            is_fraction = not np.isnan(fraction[j])
+            row_fraction = fraction[j] if is_fraction else (k[j] / n_segments[0] if np.all(n_segments == n_segments[0]) else np.nan)
+            rows.append({"model": model, "segmentation": segmentation, "explainer": explainer, "aggregation": aggregation,
+                         "k": np.nan if is_fraction else int(k[j]), "fraction": row_fraction, "n": flips.shape[0],
+                         "label_flip_rate": float(flips[:, j].mean())})
+    return rows
+
+
+def labelflip_table(labelflips: Mapping[tuple[str, str], Sequence[str]]) -> pd.DataFrame:
+    """All label-flip rows; a fixed k that the sweep repeats appears once."""
+    rows = [row for (model, seg), paths in labelflips.items() for row in labelflip_rows(model, seg, paths)]
+    table = pd.DataFrame(rows, columns=LABELFLIP_COLUMNS)
+    return table.drop_duplicates(subset=["model", "segmentation", "explainer", "aggregation", "k", "fraction"]).reset_index(drop=True)
+
+
+def localised_table(localised: Mapping[tuple[str, str], Sequence[str]]) -> pd.DataFrame:
+    """Histogram of recovered segments r ∈ 0..k per explainer among refined inputs that still flip (Fig. 8)."""
+    rows = []
+    for (model, seg), paths in localised.items():
+        parts = [read_h5(p) for p in paths]
+        for k in parts[0]["ks"] if parts else []:
+            prefix = f"k{k}/recovered/"
+            for name in sorted(n for n in parts[0] if n.startswith(prefix)):
+                recovered = np.concatenate([p[name] for p in parts if name in p])
+                recovered = recovered[recovered >= 0]
+                for r in range(int(k) + 1):
+                    count = int(np.sum(recovered == r))
+                    rows.append({"model": model, "segmentation": seg, "explainer": name.removeprefix(prefix), "k": int(k),
+                                 "recovered": r, "count": count, "fraction": count / len(recovered) if len(recovered) else np.nan})
+    return pd.DataFrame(rows, columns=LOCALISED_COLUMNS)
+
+
+def slic_segments_table(segments: Mapping[str, Sequence[str]]) -> pd.DataFrame:
+    """Table 6: SLIC segments per adversary."""
+    rows = []
+    for model, paths in segments.items():
+        counts = _concat(paths, ["n_segments"]).get("n_segments", np.zeros(0))
+        rows.append({"model": model, "n": len(counts), "mean": counts.mean() if len(counts) else np.nan, "std": counts.std() if len(counts) else np.nan,
+                     "min": counts.min() if len(counts) else np.nan, "max": counts.max() if len(counts) else np.nan})
+    return pd.DataFrame(rows, columns=SLIC_COLUMNS)
+
+
+def model_architectures(adversaries: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """Model label → architecture, from the provenance of its adversary files."""
+    return {model: read_provenance(paths[0])["params"]["model"]["architecture"] for model, paths in adversaries.items() if paths}
+
+
+# ------------------------------------------------------------------------------------ Markdown
+def _fmt(value, digits=2) -> str:
+    return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def accuracy_markdown(table: pd.DataFrame, architectures: Mapping[str, str]) -> str:
+    rows = []
+    for r in table.itertuples():
+        paper = paper_values.ACCURACY.get(architectures.get(r.model, ""), (None, None, None))
+        rows.append([r.model, str(r.n_images), _fmt(r.clean_top1), _fmt(paper[0]), _fmt(r.adv_top1), _fmt(paper[1]), str(r.n_adversaries), str(paper[2] or "–")])
+    return markdown_table(["model", "images", "clean top-1", "paper", "adv top-1", "paper", "adversaries", "paper"], rows)
+
+
+def labelflip_k3_markdown(table: pd.DataFrame, segmentation: str, explainers: Sequence[str], architectures: Mapping[str, str], k: int = 3) -> str:
+    """One of Tables 2, 3, 7, 8: label-flip rate (%) at k, ours | paper per explainer."""
+    rows = []
+    for model in table["model"].unique():
+        paper = paper_values.LABELFLIP_K3.get(segmentation, {}).get(architectures.get(model, ""), {})
+        cells = [model]
+        for explainer in explainers:
+            aggregation = REPORTED_AGGREGATION.get(explainer, DEFAULT_REPORTED_AGGREGATION)
+            hit = table[(table.model == model) & (table.segmentation == segmentation) & (table.explainer == explainer)
+                        & (table.aggregation == aggregation) & (table.k == k)]
+            cells.append(f"{_fmt(100 * hit.label_flip_rate.iloc[0]) if len(hit) else '–'} \\| {_fmt(paper.get(explainer))}")
+        rows.append(cells)
+    return markdown_table(["model"] + [f"{e} (ours \\| paper)" for e in explainers], rows)
+
+
+def slic_markdown(table: pd.DataFrame, architectures: Mapping[str, str]) -> str:
+    rows = []
+    for r in table.itertuples():
+        paper = paper_values.SLIC_SEGMENTS.get(architectures.get(r.model, ""))
+        rows.append([r.model, str(r.n), f"{_fmt(r.mean, 3)} ± {_fmt(r.std, 3)}", f"{paper[0]:.3f} ± {paper[1]:.3f}" if paper else "–", f"{r.min}–{r.max}"])
+    return markdown_table(["model", "adversaries", "segments (ours)", "paper", "range"], rows)
+
+
+def image_report(accuracy: pd.DataFrame, labelflip: pd.DataFrame, slic: pd.DataFrame | None, architectures: Mapping[str, str], k: int) -> str:
+    """Tables 1, 2, 3, 6, 7, 8 in Markdown."""
+    explainers = set(labelflip.explainer)
+    standard = [e for e in paper_values.STANDARD if e in explainers]
+    ensembles = [e for e in paper_values.ENSEMBLES if e in explainers]
+    parts = ["# Image domain: results beside the paper's (REFERENCE §9)", "", "## Table 1: top-1 accuracy (%) and adversaries", "", accuracy_markdown(accuracy, architectures)]
+    for number, seg, names, title in ((2, "slic", standard, "SLIC, standard explainers"), (3, "slic", ensembles, "SLIC, ensembles"),
+                                      (7, "rect", standard, "rectangles, standard explainers"), (8, "rect", ensembles, "rectangles, ensembles")):
+        if names and (labelflip.segmentation == seg).any():
+            parts += ["", f"## Table {number}: label-flip rate (%), {title}, k = {k}", "", labelflip_k3_markdown(labelflip, seg, names, architectures, k)]
+    if slic is not None:
+        parts += ["", "## Table 6: SLIC segments per adversary", "", slic_markdown(slic, architectures)]
+    return "\n".join(parts) + "\n"
+
+
+# ------------------------------------------------------------------------------------ audio
+AUDIO_SVDS_COLUMNS = ["seed", "threshold", "error", "recall", "specificity"]
+AUDIO_LABELFLIP_COLUMNS = ["seed", "direction", "explainer", "k", "n", "label_flip_rate"]
+AUDIO_LOCALISED_COLUMNS = ["seed", "direction", "explainer", "k", "recovered", "count", "fraction"]
+AUDIO_DIRECTIONS = ("nosing_to_sing", "sing_to_nosing")
+
+
+def audio_svds_table(evaluation_csvs: Sequence[str]) -> pd.DataFrame:
+    """Per-seed detector scores plus ``mean`` and ``std`` rows (population std over seeds)."""
+    per_seed = pd.concat([pd.read_csv(p) for p in evaluation_csvs], ignore_index=True)[AUDIO_SVDS_COLUMNS]
+    numbers = per_seed.drop(columns="seed")
+    summary = pd.DataFrame([{"seed": "mean", **numbers.mean().to_dict()}, {"seed": "std", **numbers.std(ddof=0).to_dict()}])
+    return pd.concat([per_seed.astype({"seed": object}), summary], ignore_index=True)
+
+
+def audio_labelflip_table(labelflips: Mapping[int, str]) -> pd.DataFrame:
+    rows = []
+    for seed, path in labelflips.items():
+        data = read_h5(path)
+        for direction in AUDIO_DIRECTIONS:
+            prefix = f"{direction}/flips/"
+            for name in sorted(n for n in data if n.startswith(prefix)):
+                flips = data[name]
+                for j, k in enumerate(data["ks"]):
+                    rows.append({"seed": seed, "direction": direction, "explainer": name.removeprefix(prefix), "k": int(k),
+                                 "n": flips.shape[1], "label_flip_rate": float(flips[j].mean()) if flips.shape[1] else np.nan})
+    return pd.DataFrame(rows, columns=AUDIO_LABELFLIP_COLUMNS)
+
+
+def _histogram_rows(key: dict, recovered: np.ndarray, k: int) -> list[dict]:
+    return [
+        {**key, "k": k, "recovered": r, "count": int(np.sum(recovered == r)), "fraction": float(np.mean(recovered == r)) if len(recovered) else np.nan}
+        for r in range(k + 1)
+    ]
+
+
+def audio_localised_table(localised: Mapping[int, str]) -> pd.DataFrame:
+    """Recovered-segment histograms per seed, direction and explainer, plus both directions pooled."""
+    rows = []
+    for seed, path in localised.items():
+        data = read_h5(path)
+        for k in data["ks"]:
+            k = int(k)
+            explainers = sorted({n.rsplit("/", 1)[1] for n in data if f"/k{k}/recovered/" in n})
+            for explainer in explainers:
+                per_direction = {d: data.get(f"{d}/k{k}/recovered/{explainer}", np.zeros(0, int)) for d in AUDIO_DIRECTIONS}
+                for direction, recovered in per_direction.items():
+                    rows += _histogram_rows({"seed": seed, "direction": direction, "explainer": explainer}, recovered, k)
+                rows += _histogram_rows({"seed": seed, "direction": "pooled", "explainer": explainer}, np.concatenate(list(per_direction.values())), k)
+    return pd.DataFrame(rows, columns=AUDIO_LOCALISED_COLUMNS)
+
+
+def pooled_over_seeds(localised: pd.DataFrame) -> pd.DataFrame:
+    """The pooled-direction histograms summed over seeds (Fig. 3)."""
+    pooled = localised[localised.direction == "pooled"].groupby(["explainer", "k", "recovered"], as_index=False, sort=False)["count"].sum()
+    totals = pooled.groupby(["explainer", "k"])["count"].transform("sum")
+    return pooled.assign(fraction=pooled["count"] / totals.replace(0, np.nan))
+
+
+def audio_report(svds: pd.DataFrame, labelflip: pd.DataFrame, localised: pd.DataFrame, k: int = 3) -> str:
+    """Audio tables in Markdown with the paper's values beside ours."""
+    summary = svds.set_index("seed")
+    svds_rows = [[metric, f"{_fmt(summary.loc['mean', metric])} ± {_fmt(summary.loc['std', metric])}", f"{mean:.2f} ± {std:.2f}"]
+                 for metric, (mean, std) in paper_values.SVDS_TEST.items()]
+    flips = labelflip[labelflip.k == k].assign(flips=lambda t: t.label_flip_rate * t.n)
+    pooled = flips.groupby(["explainer", "direction"])[["flips", "n"]].sum()
+    explainers = list(dict.fromkeys(labelflip.explainer))
+    lfr_rows = []
+    for explainer in explainers:
+        cells = [explainer]
+        for direction in AUDIO_DIRECTIONS:
+            hit = pooled.loc[(explainer, direction)] if (explainer, direction) in pooled.index else None
+            ours = 100 * hit.flips / hit.n if hit is not None and hit.n else np.nan
+            paper = paper_values.AUDIO_LIME_K3[direction] if explainer == "lime" else None
+            cells.append(f"{_fmt(ours)} \\| {_fmt(paper)}")
+        lfr_rows.append(cells)
+    counts = pooled_over_seeds(localised)
+    lime = counts[counts.explainer == "lime"]
+    local_rows = []
+    for k_value, paper_n in paper_values.AUDIO_LOCALISED_COUNTS.items():
+        rows = lime[lime.k == k_value]
+        if len(rows):
+            all_found = rows[rows.recovered == k_value].fraction.iloc[0]
+            local_rows.append([str(k_value), str(int(rows["count"].sum())), str(paper_n), _fmt(100 * all_found)])
+    return "\n".join([
+        "# Audio domain: results beside the paper's (REFERENCE §1.6, §4, §9)", "",
+        "## Singing-voice detector, test set (%; mean ± std over seeds)", "",
+        markdown_table(["metric", "ours", "paper (Jamendo)"], svds_rows), "",
+        f"## Label-flip rate (%) at k = {k}, pooled over seeds (ours \\| paper)", "",
+        markdown_table(["explainer", "no sing → sing", "sing → no sing"], lfr_rows), "",
+        "## Localised experiment, LIME, both directions and all seeds pooled", "",
+        markdown_table(["k", "refined excerpts that still flip (ours)", "paper", "all k recovered (%)"], local_rows),
+    ]) + "\n"

@@ -1,0 +1,148 @@
+"""C&W spectrogram attack: flips, bounds, determinism, one hand-computed step, resume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from advxai.attacks.cw import AttackCheckpoint, sign_adam_step, spectrogram_attack
+from advxai.store import BatchCheckpoint
+from advxai.svds.features import log_mel, mel_filterbank
+from advxai.svds.model import SVDS
+
+CONTEXT = 57
+BAND = 10
+LEVEL = float(np.log(0.03))  # "sing" iff the centre frame's band-10 mel magnitude exceeds 0.03
+QUIET, LOUD = 0.01, 0.05  # linear magnitudes of the fabricated frames
+
+
+class CentreBandDetector(nn.Module):
+    """SVDS-shaped stand-in: logit of window ``[j, j+115)`` = scale · (log-mel of its centre frame in one band − level)."""
+
+    def __init__(self, scale: float = 4.0):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(scale))
+
+    def forward(self, logmel: torch.Tensor) -> torch.Tensor:
+        return self.scale * (logmel[:, CONTEXT : logmel.shape[1] - CONTEXT, BAND] - LEVEL)
+
+
+class FailingAfter(nn.Module):
+    """Raises on forward call number ``calls`` (simulates a killed job)."""
+
+    def __init__(self, model: nn.Module, calls: int):
+        super().__init__()
+        self.model, self.calls = model, calls
+
+    def forward(self, logmel: torch.Tensor) -> torch.Tensor:
+        self.calls -= 1
+        if self.calls == 0:
+            raise RuntimeError("killed")
+        return self.model(logmel)
+
+
+@pytest.fixture(scope="module")
+def bank() -> np.ndarray:
+    return mel_filterbank()
+
+
+def song(n_frames: int = 40) -> np.ndarray:
+    """First half quiet ("no sing"), second half loud ("sing"), flat over all 513 bins."""
+    values = np.where(np.arange(n_frames) < n_frames // 2, QUIET, LOUD)
+    return np.repeat(values[:, None], 513, axis=1).astype(np.float32)
+
+
+def test_attack_flips_every_frame_within_epsilon(bank):
+    model = CentreBandDetector().eval()
+    spec = song(20)
+    result = spectrogram_attack(model, spec, bank, threshold=0.5)  # the paper's alpha, epsilon, lr, max_iter
+    assert result.clean_pred.tolist() == [False] * 10 + [True] * 10
+    assert result.flipped.all() and (result.adv_pred == ~result.clean_pred).all()
+    assert 0 < result.iterations < 1000  # stopped early once every frame flipped
+    assert result.delta.shape == result.adversarial_padded.shape == (20 + 2 * CONTEXT, 513)
+    assert np.abs(result.delta).max() <= 0.1 + 1e-7
+    padded = np.pad(spec, ((CONTEXT, CONTEXT), (0, 0)))
+    np.testing.assert_array_equal(result.adversarial_padded, padded + result.delta)
+    with torch.no_grad():
+        recomputed = torch.sigmoid(model(log_mel(torch.from_numpy(result.adversarial_padded), bank)[None]))[0] > 0.5
+    np.testing.assert_array_equal(recomputed.numpy(), result.adv_pred)
+    # only bins feeding the detector's band are ever moved (their gradient is the only non-zero one)
+    feeding = bank[:, BAND] > 0
+    assert np.all(result.delta[:, ~feeding] == 0) and np.any(result.delta[:, feeding] != 0)
+
+
+def test_attack_is_deterministic(bank):
+    model = CentreBandDetector().eval()
+    first = spectrogram_attack(model, song(), bank, threshold=0.5, max_iter=30)
+    second = spectrogram_attack(model, song(), bank, threshold=0.5, max_iter=30)
+    np.testing.assert_array_equal(first.delta, second.delta)
+    np.testing.assert_array_equal(first.adv_pred, second.adv_pred)
+    assert first.iterations == second.iterations == 30
+
+
+def test_zero_iterations_flip_nothing(bank):
+    result = spectrogram_attack(CentreBandDetector().eval(), song(), bank, threshold=0.5, max_iter=0)
+    assert result.iterations == 0 and not result.flipped.any()
+    assert np.all(result.delta == 0)
+    np.testing.assert_array_equal(result.adv_pred, result.clean_pred)
+
+
+def test_first_step_is_minus_lr_times_sign_of_gradient(bank):
+    """Adam's first step on a sign gradient s moves by lr · s / (|s| + eps): -lr · sign(g) up to eps."""
+    torch.manual_seed(0)
+    spec = torch.rand(6, 513) * 0.1
+    model = SVDS(generator=torch.Generator().manual_seed(3)).eval()
+    alpha, lr, threshold = 15.0, 5e-4, 0.5
+    delta = torch.zeros(6 + 2 * CONTEXT, 513, requires_grad=True)
+    padded = F.pad(spec, (0, 0, CONTEXT, CONTEXT))
+    logits = model(log_mel(padded + delta, bank)[None])[0]
+    target = (torch.sigmoid(logits.detach()) <= threshold).float()
+    loss = (delta**2).sum() + alpha * F.binary_cross_entropy_with_logits(logits, target)
+    (gradient,) = torch.autograd.grad(loss, delta)
+    expected = -lr * torch.sign(gradient).numpy()
+
+    result = spectrogram_attack(model, spec.numpy(), bank, threshold=threshold, alpha=alpha, lr=lr, max_iter=1)
+    assert result.iterations == 1
+    np.testing.assert_allclose(result.delta, expected, rtol=1e-6, atol=0)
+    # the padding is attacked too, but log(max(x, 1e-7)) has no gradient at x = 0: it never moves
+    assert np.all(result.delta[:CONTEXT] == 0) and np.all(result.delta[-CONTEXT:] == 0)
+    assert np.any(result.delta[CONTEXT:-CONTEXT] != 0)
+
+
+def test_sign_adam_steps_by_hand():
+    """Two steps whose gradient signs disagree: Adam (not Eq. 8's plain sign step) gives lr·(1 − 1/19)."""
+    lr = 1e-3
+    delta = torch.zeros(4, requires_grad=True)
+    optimizer = torch.optim.Adam([delta], lr=lr)
+    first = torch.tensor([2.0, -0.5, 0.0, 3.0])
+    sign_adam_step(optimizer, delta, first, epsilon=1.0)
+    np.testing.assert_allclose(delta.detach().numpy(), [-lr, lr, 0.0, -lr], rtol=1e-6)
+    # m̂ = (0.9·0.1·s0 + 0.1·s1) / (1 − 0.9²), v̂ = 1: with s1 = −s0 the step is −lr·s0/19 back
+    sign_adam_step(optimizer, delta, torch.tensor([-1.0, 7.0, 0.0, 5.0]), epsilon=1.0)
+    np.testing.assert_allclose(delta.detach().numpy(), [-lr + lr / 19, lr - lr / 19, 0.0, -2 * lr], rtol=1e-5)
+    sign_adam_step(optimizer, delta, torch.tensor([0.0, 0.0, 0.0, 1.0]), epsilon=1.5 * lr)
+    assert delta.detach()[3].item() == pytest.approx(-1.5 * lr)  # clipped to -epsilon
+
+
+def test_resumed_attack_equals_uninterrupted(bank, tmp_path):
+    model = CentreBandDetector().eval()
+    reference = spectrogram_attack(model, song(), bank, threshold=0.5, max_iter=9)
+    store = BatchCheckpoint(tmp_path / "adversaries.h5", {"alpha": 15})
+    checkpoint = AttackCheckpoint(store, key="song-a", every=2)
+    with pytest.raises(RuntimeError, match="killed"):
+        # call 1 is the clean prediction; calls 2..6 take steps 1..5 (saved after 2 and 4)
+        spectrogram_attack(FailingAfter(model, 7).eval(), song(), bank, threshold=0.5, max_iter=9, checkpoint=checkpoint)
+    assert int(store.load("song-a")["iteration"]) == 4
+    resumed = spectrogram_attack(model, song(), bank, threshold=0.5, max_iter=9, checkpoint=checkpoint)
+    assert resumed.iterations == reference.iterations == 9
+    np.testing.assert_array_equal(resumed.delta, reference.delta)
+
+
+def test_rejects_training_mode_and_bad_shapes(bank):
+    with pytest.raises(ValueError, match="eval mode"):
+        spectrogram_attack(CentreBandDetector().train(), song(), bank, threshold=0.5)
+    with pytest.raises(ValueError, match="bins"):
+        spectrogram_attack(CentreBandDetector().eval(), song()[:, :100], bank, threshold=0.5)

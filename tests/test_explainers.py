@@ -1,0 +1,299 @@
+"""Gradient explainers, NoiseTunnel ensembles, aggregation and plug-ins against captum and known answers."""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from captum.attr import GuidedBackprop, IntegratedGradients, KernelShap, NoiseTunnel, Occlusion, Saliency
+from torch import nn
+
+from advxai.explainers import (
+    AGGREGATIONS,
+    BUILTIN_EXPLAINERS,
+    aggregate,
+    explain_gradient_family,
+    family_of,
+    gradient_attributions,
+    lime_coefficients,
+    make_extra_explainer,
+    noise_ensemble,
+    validate_explainers,
+)
+from advxai.metrics import ABSENT, segment_reduce
+
+N_ITEMS, SIDE, N_CLASSES = 3, 16, 5
+TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}
+
+
+class TinyCNN(nn.Module):
+    """Two conv layers with separate ``nn.ReLU`` modules (what captum's GBP guides)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+        )
+        self.head = nn.Linear(24, N_CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class PlantedSegmentModel(nn.Module):
+    """Class 1's logit is the ReLU'd sum of the pixels of one segment; class 0's logit is 0."""
+
+    def __init__(self, planted: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("planted", planted.float())
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        evidence = self.relu(x * self.planted).flatten(1).sum(1)
+        return torch.stack([torch.zeros_like(evidence), evidence], dim=1)
+
+
+def rectangles(n_items: int, side: int = SIDE, grid: int = 4) -> torch.Tensor:
+    """Row-major ``grid × grid`` rectangle ids (REFERENCE §6)."""
+    block = torch.arange(side) // (side // grid)
+    return (block[:, None] * grid + block[None, :]).expand(n_items, side, side).clone()
+
+
+@pytest.fixture(scope="module")
+def model() -> TinyCNN:
+    torch.manual_seed(0)
+    return TinyCNN().eval()
+
+
+@pytest.fixture(scope="module")
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    return torch.randn(N_ITEMS, 3, SIDE, SIDE, generator=generator), torch.tensor([0, 3, 1])
+
+
+def test_saliency_matches_captum(model, batch):
+    inputs, targets = batch
+    expected = Saliency(model).attribute(inputs, target=targets, abs=False)
+    ours = gradient_attributions(model, inputs, targets, "sal", batch_size=2)
+    torch.testing.assert_close(ours, expected, **TOLERANCE)
+
+
+def test_integrated_gradients_matches_captum(model, batch):
+    inputs, targets = batch
+    expected = IntegratedGradients(model).attribute(
+        inputs, baselines=0.0, target=targets, n_steps=50, method="gausslegendre"
+    )
+    ours = gradient_attributions(model, inputs, targets, "ig", ig_steps=50, batch_size=32)
+    torch.testing.assert_close(ours, expected, **TOLERANCE)
+
+
+def test_guided_backprop_matches_captum(model, batch):
+    inputs, targets = batch
+    expected = GuidedBackprop(model).attribute(inputs, target=targets)
+    ours = gradient_attributions(model, inputs, targets, "gbp", batch_size=2)
+    torch.testing.assert_close(ours, expected, **TOLERANCE)
+
+
+@pytest.mark.parametrize(
+    ("method", "captum_class", "extra"),
+    [
+        ("sal", Saliency, {"abs": False}),
+        ("ig", IntegratedGradients, {"baselines": 0.0, "n_steps": 8}),
+        ("gbp", GuidedBackprop, {}),
+    ],
+)
+def test_noise_tunnel_matches_captum(model, batch, method, captum_class, extra):
+    inputs, targets = batch
+    n_noise = 4
+    tunnel = NoiseTunnel(captum_class(model))
+    expected = {}
+    for ours_name, nt_type in (("sg", "smoothgrad"), ("sg2", "smoothgrad_sq"), ("vg", "vargrad")):
+        torch.manual_seed(7)
+        expected[ours_name] = tunnel.attribute(
+            inputs, nt_type=nt_type, nt_samples=n_noise, stdevs=1.0, target=targets, **extra
+        )
+    # captum draws (N·J, ...) noise in repeat_interleave order (item-major) from the global RNG.
+    torch.manual_seed(7)
+    noise = torch.normal(0, torch.tensor(1.0).repeat((N_ITEMS * n_noise, *inputs.shape[1:])))
+    noise = noise.view(N_ITEMS, n_noise, *inputs.shape[1:])
+    ours = noise_ensemble(model, inputs, targets, method, noise, ig_steps=8, batch_size=16)
+    for name in ("sg", "sg2", "vg"):
+        torch.testing.assert_close(ours[name], expected[name], **TOLERANCE, msg=f"{method}-{name}")
+
+
+def test_family_shares_gradient_passes(model, batch):
+    inputs, targets = batch
+    rows_seen: list[int] = []
+    handle = model.register_forward_hook(lambda module, args, output: rows_seen.append(args[0].shape[0]))
+    masks = {"rect": rectangles(N_ITEMS)}
+    try:
+        explain_gradient_family(
+            model, inputs, targets, ["a", "b", "c"], "sal", explainers=["sal", "sal-sg", "sal-sg2", "sal-vg"],
+            masks=masks, n_segments={"rect": 16}, n_noise=5, seed=0, batch_size=4,
+        )
+        assert sum(rows_seen) == N_ITEMS * (1 + 5)
+        rows_seen.clear()
+        explain_gradient_family(
+            model, inputs, targets, ["a", "b", "c"], "ig", explainers=["ig"],
+            masks=masks, n_segments={"rect": 16}, ig_steps=6, seed=0, batch_size=4,
+        )
+        assert sum(rows_seen) == N_ITEMS * 6  # no noise passes when no ensemble is requested
+    finally:
+        handle.remove()
+
+
+def test_family_scores_equal_aggregated_maps(model, batch):
+    inputs, targets = batch
+    masks = {"rect": rectangles(N_ITEMS)}
+    result = explain_gradient_family(
+        model, inputs, targets, [0, 1, 2], "gbp", explainers=["gbp", "gbp-vg"], masks=masks,
+        n_segments={"rect": 16}, n_noise=3, seed=5, batch_size=8, keep_attributions=True,
+    )
+    assert list(result.scores) == ["gbp", "gbp-vg"]
+    plain = gradient_attributions(model, inputs, targets, "gbp")
+    expected = aggregate(plain, masks["rect"], 16)
+    for name in AGGREGATIONS:
+        np.testing.assert_allclose(result.scores["gbp"]["rect"][name], expected[name], rtol=1e-6)
+    assert result.attributions["gbp-vg"].dtype == np.float16
+    assert (result.attributions["gbp-vg"] >= 0).all()  # a variance
+
+
+def test_family_is_independent_of_batching(model):
+    inputs = torch.randn(4, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(3))
+    targets = torch.tensor([1, 2, 3, 4])
+    ids = ["w", "x", "y", "z"]
+    masks = rectangles(4)
+    settings = dict(
+        explainers=["ig", "ig-sg", "ig-sg2", "ig-vg"], n_noise=3, ig_steps=4, seed=11,
+        n_segments={"rect": 16},
+    )
+
+    def run(rows: slice, batch_size: int) -> dict:
+        scores = explain_gradient_family(
+            model, inputs[rows], targets[rows], ids[rows], "ig", masks={"rect": masks[rows]},
+            batch_size=batch_size, **settings,
+        ).scores
+        return {name: scores[name]["rect"] for name in scores}
+
+    whole = run(slice(0, 4), 64)
+    halves = [run(slice(0, 2), 64), run(slice(2, 4), 64)]
+    singles = run(slice(0, 4), 1)
+    for name in whole:
+        for aggregation in AGGREGATIONS:
+            split = np.concatenate([half[name][aggregation] for half in halves])
+            np.testing.assert_allclose(split, whole[name][aggregation], rtol=1e-6, atol=1e-9)
+            np.testing.assert_allclose(singles[name][aggregation], whole[name][aggregation], rtol=1e-6, atol=1e-9)
+
+
+def test_planted_segment_ranks_first():
+    masks = rectangles(2)
+    planted = 5
+    model = PlantedSegmentModel(masks[0] == planted).eval()
+    inputs = 0.5 + 0.5 * torch.rand(2, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(4))
+    targets = torch.tensor([1, 1])
+    for method in ("sal", "ig", "gbp"):
+        scores = explain_gradient_family(
+            model, inputs, targets, [0, 1], method, explainers=[method], masks={"rect": masks},
+            n_segments={"rect": 16}, ig_steps=8,
+        ).scores[method]["rect"]
+        for aggregation in ("mean", "mean_abs"):
+            assert (scores[aggregation].argmax(axis=1) == planted).all(), (method, aggregation)
+    coefficients = lime_coefficients(model, inputs, targets, masks, 16, ids=[0, 1], n_samples=64, seed=0)
+    assert (coefficients.argmax(axis=1) == planted).all()
+
+
+def test_aggregate_known_answer():
+    # Item 0: id 0 on the top row, id 1 on the bottom row; item 1 has only id 0 (id 1 absent).
+    attributions = torch.tensor(
+        [
+            [[[1.0, -3.0], [-1.0, -2.0]], [[2.0, 4.0], [-5.0, -4.0]]],
+            [[[1.0, 2.0], [3.0, 4.0]], [[-1.0, -2.0], [-3.0, -4.0]]],
+        ]
+    )
+    masks = torch.tensor([[[0, 0], [1, 1]], [[0, 0], [0, 0]]])
+    scores = aggregate(attributions, masks, 2)
+    np.testing.assert_allclose(scores["mean"], [[1.0, -3.0], [0.0, ABSENT]])
+    np.testing.assert_allclose(scores["mean_abs"], [[2.5, 3.0], [2.5, ABSENT]])
+    np.testing.assert_allclose(scores["mean_pos"], [[7.0 / 3.0, ABSENT], [2.5, ABSENT]])
+    np.testing.assert_allclose(scores["mean"], segment_reduce(attributions.numpy(), masks.numpy(), 2, "mean"))
+
+
+def test_aggregate_rejects_mismatched_masks():
+    with pytest.raises(ValueError, match="masks"):
+        aggregate(torch.zeros(2, 3, 4, 4), torch.zeros(2, 4, 5, dtype=torch.long), 2)
+    with pytest.raises(ValueError, match="segment ids"):
+        aggregate(torch.zeros(1, 1, 2, 2), torch.full((1, 2, 2), 3), 2)
+
+
+def test_occlusion_and_kernel_shap_plugins_match_captum(model, batch):
+    inputs, targets = batch
+    occlusion = make_extra_explainer(
+        {
+            "name": "occlusion",
+            "captum": "Occlusion",
+            "attribute": {"sliding_window_shapes": [3, 4, 4], "strides": [3, 4, 4]},
+        }
+    )
+    expected = Occlusion(model).attribute(inputs, target=targets, sliding_window_shapes=(3, 4, 4), strides=(3, 4, 4))
+    torch.testing.assert_close(occlusion(model, inputs, targets), expected)
+
+    feature_mask = rectangles(1)[:, None]  # (1, 1, H, W), shared by all items and channels
+    shap = make_extra_explainer(
+        {"name": "shap", "captum": "KernelShap", "attribute": {"n_samples": 20, "feature_mask": feature_mask.tolist()}}
+    )
+    torch.manual_seed(3)
+    ours = shap(model, inputs, targets)
+    torch.manual_seed(3)
+    expected = KernelShap(model).attribute(inputs, target=targets, n_samples=20, feature_mask=feature_mask)
+    torch.testing.assert_close(ours, expected)
+
+
+def test_function_plugin(tmp_path, monkeypatch, model, batch):
+    (tmp_path / "my_explainer.py").write_text(
+        textwrap.dedent(
+            """
+            def input_times_two(model, inputs, targets):
+                return inputs * 2
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    inputs, targets = batch
+    explain = make_extra_explainer({"name": "double", "function": "my_explainer:input_times_two"})
+    torch.testing.assert_close(explain(model, inputs, targets), inputs * 2)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"name": "x", "captum": "NoSuchMethod"}, "NoSuchMethod"),
+        ({"name": "x", "captum": "Occlusion", "attribute": {"target": 1}}, "target"),
+        ({"name": "x", "function": "no_such_module_advxai:f"}, "no_such_module_advxai"),
+        ({"name": "x", "function": "advxai.metrics:no_such_function"}, "no_such_function"),
+        ({"name": "x", "function": "missing_colon"}, "module:function"),
+        ({"name": "sal", "captum": "Saliency"}, "built-in"),
+        ({"name": "x"}, "exactly one"),
+        ({"name": "x", "captum": "Saliency", "unknown": 1}, "unknown"),
+    ],
+)
+def test_extra_explainer_errors(spec, message):
+    with pytest.raises(ValueError, match=message):
+        make_extra_explainer(spec)
+
+
+def test_names_and_families():
+    assert len(BUILTIN_EXPLAINERS) == 13
+    assert family_of("ig-sg2") == "ig" and family_of("sal") == "saliency" and family_of("lime") == "lime"
+    assert validate_explainers(["lime", "gbp-vg", "mine"], extra=["mine"]) == ["lime", "gbp-vg", "mine"]
+    with pytest.raises(ValueError, match="'smoothgrad'.*sal-sg"):
+        validate_explainers(["smoothgrad"])
+    with pytest.raises(ValueError, match="sal-vg"):
+        family_of("sal-vargrad")
+    with pytest.raises(ValueError, match="does not belong"):
+        explain_gradient_family(
+            TinyCNN(), torch.zeros(1, 3, 4, 4), torch.tensor([0]), [0], "sal", explainers=["ig"],
+            masks={}, n_segments={},
+        )

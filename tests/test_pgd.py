@@ -1,0 +1,138 @@
+"""Targeted PGD: equality with captum, validity of adversaries, per-item target draws."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from captum.robust import PGD
+from scipy.stats import chisquare
+from torch import nn
+
+from advxai.attacks.pgd import draw_targets, targeted_pgd
+
+N_CLASSES = 10
+
+
+def tiny_cnn(seed: int = 0) -> nn.Module:
+    """A small random-weight CNN in eval mode (logits over N_CLASSES)."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(8, 8, 3, stride=2), nn.ReLU(),
+        nn.Flatten(), nn.Linear(8 * 5 * 5, N_CLASSES),
+    )
+    return model.eval()
+
+
+def images(n: int, seed: int = 1) -> torch.Tensor:
+    """Random inputs in [-1, 1] so that clamp bounds of +-1 are active."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, 12, 12, generator=generator) * 2 - 1
+
+
+def per_channel(value: float) -> torch.Tensor:
+    return torch.full((3, 1, 1), value)
+
+
+def test_matches_captum_pgd_exactly():
+    model, x = tiny_cnn(), images(4)
+    targets = torch.tensor([1, 5, 7, 2])
+    reference = PGD(model, nn.CrossEntropyLoss(reduction="none"), lower_bound=-0.9, upper_bound=0.9).perturb(
+        x, radius=0.1, step_size=0.01, step_num=15, target=targets, targeted=True
+    )
+    ours = targeted_pgd(model, x, targets.numpy(), 0.1, 0.01, 15, lower=per_channel(-0.9), upper=per_channel(0.9))
+    assert torch.equal(ours.adversaries, reference)
+    assert not torch.equal(reference, x.clamp(-0.9, 0.9))  # the attack did move
+
+
+def test_targeted_attack_succeeds_within_radius_and_channel_bounds():
+    model, x = tiny_cnn(), images(6, seed=3)
+    lower = torch.tensor([-0.9, -0.7, -0.8]).view(3, 1, 1)
+    upper = torch.tensor([0.8, 0.95, 0.7]).view(3, 1, 1)
+    x = lower + (upper - lower) * (x + 1) / 2  # strictly inside the bounds before the attack
+    assert not (x == lower).any() and not (x == upper).any()
+    clean = model(x).argmax(1).numpy()
+    targets = (clean + 1 + np.arange(6)) % N_CLASSES
+    targets[targets == clean] = (clean[targets == clean] + 1) % N_CLASSES
+    result = targeted_pgd(model, x, targets, epsilon=0.5, step_size=0.02, n_steps=60, lower=lower, upper=upper)
+    assert result.success.all()
+    np.testing.assert_array_equal(result.final_predictions, targets)
+    assert (result.first_success_step > 0).all() and (result.first_success_step <= 60).all()
+    assert (result.adversaries - x).abs().max() <= 0.5 + 1e-6
+    assert (result.adversaries >= lower).all() and (result.adversaries <= upper).all()
+    # every channel's own bound is reached somewhere: the clamp is per channel, not scalar
+    for channel in range(3):
+        assert (result.adversaries[:, channel] == lower[channel]).any()
+        assert (result.adversaries[:, channel] == upper[channel]).any()
+
+
+class IgnoresLastChannel(nn.Module):
+    """Wraps a model so that the last input channel has exactly zero gradient."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(torch.cat([x[:, :2], torch.zeros_like(x[:, 2:])], 1))
+
+
+def test_zero_gradient_elements_do_not_move():
+    model, x = IgnoresLastChannel(tiny_cnn()).eval(), images(2)
+    result = targeted_pgd(model, x, [4, 6], 0.1, 0.01, 5, lower=per_channel(-1.0), upper=per_channel(1.0))
+    assert torch.equal(result.adversaries[:, 2], x[:, 2])
+    assert not torch.equal(result.adversaries[:, :2], x[:, :2])
+
+
+def test_early_stop_freezes_each_example_at_its_first_success():
+    model, x = tiny_cnn(), images(4, seed=3)
+    targets = (model(x).argmax(1).numpy() + 3) % N_CLASSES
+    bounds = dict(lower=per_channel(-1.0), upper=per_channel(1.0))
+    full = targeted_pgd(model, x, targets, 0.5, 0.02, 60, **bounds)
+    stopped = targeted_pgd(model, x, targets, 0.5, 0.02, 60, early_stop=True, **bounds)
+    np.testing.assert_array_equal(stopped.first_success_step, full.first_success_step)
+    for i, step in enumerate(stopped.first_success_step):
+        at_first = targeted_pgd(model, x[i : i + 1], targets[i : i + 1], 0.5, 0.02, int(step), **bounds)
+        torch.testing.assert_close(stopped.adversaries[i], at_first.adversaries[0], rtol=0, atol=1e-6)
+    assert stopped.success.all()
+
+
+def test_batch_size_does_not_change_adversaries():
+    model, x = tiny_cnn(), images(4, seed=5)
+    targets = np.array([3, 0, 9, 4])
+    bounds = dict(lower=per_channel(-1.0), upper=per_channel(1.0))
+    whole = targeted_pgd(model, x, torch.as_tensor(targets), 0.1, 0.01, 20, **bounds)  # tensor targets too
+    halves = [targeted_pgd(model, x[i : i + 2], targets[i : i + 2], 0.1, 0.01, 20, **bounds) for i in (0, 2)]
+    assert torch.equal(whole.adversaries, torch.cat([h.adversaries for h in halves]))
+    np.testing.assert_array_equal(whole.first_success_step, np.concatenate([h.first_success_step for h in halves]))
+
+
+def test_training_mode_model_is_refused():
+    model = tiny_cnn().train()
+    with pytest.raises(ValueError, match="eval mode"):
+        targeted_pgd(model, images(1), [0], 0.1, 0.01, 1, lower=per_channel(-1.0), upper=per_channel(1.0))
+
+
+def test_draw_targets_avoid_clean_prediction_and_are_uniform():
+    ids = [f"img{i}" for i in range(9000)]
+    clean = np.full(len(ids), 3)
+    targets = draw_targets(21, ids, clean, N_CLASSES)
+    assert not (targets == clean).any()
+    counts = np.bincount(targets, minlength=N_CLASSES)
+    assert counts[3] == 0
+    assert chisquare(np.delete(counts, 3)).pvalue > 1e-3
+
+
+def test_draw_targets_do_not_depend_on_the_batch():
+    ids = [f"ILSVRC2012_val_{i:08d}" for i in range(1, 41)]
+    clean = np.arange(40) % N_CLASSES
+    whole = draw_targets(21, ids, clean, N_CLASSES)
+    pieces = np.concatenate([draw_targets(21, ids[i : i + 7], clean[i : i + 7], N_CLASSES) for i in range(0, 40, 7)])
+    np.testing.assert_array_equal(whole, pieces)
+    assert not np.array_equal(whole, draw_targets(22, ids, clean, N_CLASSES))
+
+
+def test_draw_targets_rejects_predictions_out_of_range():
+    with pytest.raises(ValueError, match="clean_predictions"):
+        draw_targets(0, ["a"], np.array([N_CLASSES]), N_CLASSES)

@@ -1,0 +1,121 @@
+"""End to end: the workflow on presets/test.yaml in a temporary directory, both domains.
+
+Checks the contract of the result tables (columns, rows), that a config change reruns only the
+dependent jobs, and that a shard size change leaves the image tables unchanged.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.workflow
+
+BUILTIN = ["lime", "sal", "ig", "gbp", "sal-sg", "sal-sg2", "sal-vg", "ig-sg", "ig-sg2", "ig-vg", "gbp-sg", "gbp-sg2", "gbp-vg"]
+
+
+def snakemake(workdir: Path, *args: str, overlay: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    configs = [str(ROOT / "config.yaml"), str(ROOT / "presets" / "test.yaml")] + ([overlay] if overlay else [])
+    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+               "--cores", "2", "--configfile", *configs, *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1500)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("workflow")
+    snakemake(workdir)
+    return workdir
+
+
+def table(run: Path, name: str) -> pd.DataFrame:
+    return pd.read_csv(run / "results" / "tables" / f"{name}.csv")
+
+
+def test_image_accuracy_table(run):
+    accuracy = table(run, "image_accuracy")
+    assert list(accuracy.columns) == ["model", "n_images", "clean_top1", "adv_top1", "n_adversaries"]
+    assert accuracy.model.tolist() == ["tiny"]
+    assert accuracy.n_images.tolist() == [4]
+    assert 1 <= accuracy.n_adversaries.iloc[0] <= 4
+
+
+def test_image_labelflip_table(run):
+    flips = table(run, "image_labelflip")
+    assert list(flips.columns) == ["model", "segmentation", "explainer", "aggregation", "k", "fraction", "n", "label_flip_rate"]
+    assert set(flips.explainer) == set(BUILTIN) | {"magnitude", "magnitude-mean"}
+    assert set(flips.segmentation) == {"rect", "slic"}
+    assert flips.label_flip_rate.between(0, 1).all()
+    gradient = flips[(flips.explainer == "sal") & (flips.segmentation == "rect")]
+    assert set(gradient.aggregation) == {"mean", "mean_abs", "mean_pos"}
+    assert sorted(gradient[gradient.aggregation == "mean_abs"].k) == [1, 3, 16]
+    # adding back every segment restores the whole adversary, which flips every image
+    everything = flips[(flips.segmentation == "rect") & (flips.k == 16)]
+    assert (everything.label_flip_rate == 1.0).all()
+    slic = flips[(flips.segmentation == "slic") & (flips.fraction == 1.0)]
+    assert len(slic) and (slic.label_flip_rate == 1.0).all()
+    assert ((flips.segmentation == "slic") & (flips.k == 3)).any()
+
+
+def test_image_localised_and_slic_tables(run):
+    localised = table(run, "image_localised")
+    assert list(localised.columns) == ["model", "segmentation", "explainer", "k", "recovered", "count", "fraction"]
+    assert set(localised.k) == {1, 3}
+    for (_, _, _, k), rows in localised.groupby(["model", "segmentation", "explainer", "k"]):
+        assert sorted(rows.recovered) == list(range(k + 1))
+        assert rows.fraction.sum() == pytest.approx(1.0) or rows["count"].sum() == 0
+    slic = table(run, "image_slic_segments")
+    assert list(slic.columns) == ["model", "n", "mean", "std", "min", "max"]
+    assert 2 <= slic["mean"].iloc[0] <= 40
+
+
+def test_audio_tables(run):
+    svds = table(run, "audio_svds")
+    assert list(svds.columns) == ["seed", "threshold", "error", "recall", "specificity"]
+    assert svds.seed.astype(str).tolist() == ["0", "1", "mean", "std"]
+    flips = table(run, "audio_labelflip")
+    assert list(flips.columns) == ["seed", "direction", "explainer", "k", "n", "label_flip_rate"]
+    assert set(flips.explainer) == set(BUILTIN) | {"norm"}
+    assert set(flips.k) == {1, 3, 20}
+    assert set(flips.direction) <= {"nosing_to_sing", "sing_to_nosing"}
+    with_items = flips[(flips.n > 0) & (flips.k == 20)]
+    assert (with_items.label_flip_rate == 1.0).all()  # all 20 segments = the whole adversarial excerpt
+    localised = table(run, "audio_localised")
+    assert list(localised.columns) == ["seed", "direction", "explainer", "k", "recovered", "count", "fraction"]
+    assert "pooled" in set(localised.direction)
+
+
+def test_figures_and_markdown(run):
+    figures = sorted(p.name for p in (run / "results" / "figures").glob("*.png"))
+    assert "audio_fig2.png" in figures and "audio_fig3.png" in figures and "audio_excerpt.png" in figures
+    assert {"image_fig5_tiny.png", "image_fig6_slic.png", "image_fig7_rect.png", "image_fig8_tiny_slic.png"} <= set(figures)
+    markdown = (run / "results" / "tables" / "image_tables.md").read_text()
+    assert "Table 2" in markdown and "Table 8" in markdown
+
+
+def test_config_change_reruns_only_dependent_jobs(run, tmp_path):
+    overlay = tmp_path / "k.yaml"
+    overlay.write_text("image:\n  labelflip:\n    k: 2\n")
+    dry = snakemake(run, "-n", "--quiet", "rules", overlay=str(overlay)).stdout
+    rules = {line.split()[0] for line in dry.splitlines() if line.strip() and line.split()[0].islower() and "|" not in line}
+    assert "labelflip" in rules and "image_tables" in rules
+    assert not rules & {"attack", "explain", "train_detector", "audio_attack", "localised", "segments"}
+
+
+def test_shard_size_does_not_change_results(run, tmp_path):
+    overlay = tmp_path / "shards.yaml"
+    overlay.write_text("image:\n  shard_size: 4\naudio:\n  enabled: false\n")
+    snakemake(tmp_path, overlay=str(overlay))
+    ours = table(run, "image_labelflip")
+    theirs = pd.read_csv(tmp_path / "results" / "tables" / "image_labelflip.csv")
+    pd.testing.assert_frame_equal(ours, theirs)
+    np.testing.assert_array_equal(table(run, "image_localised")["count"], pd.read_csv(tmp_path / "results" / "tables" / "image_localised.csv")["count"])

@@ -1,0 +1,195 @@
+# Audio domain (DESIGN §3): corpus -> features -> detector per seed -> evaluation ->
+# C&W spectrogram adversaries -> excerpts -> explanations -> label flips / localised recovery.
+
+
+rule synthetic_corpus:
+    output:
+        directory("audio/corpus"),
+    params:
+        corpus=synthetic_corpus_params(),
+    log:
+        "logs/audio/corpus.log",
+    script:
+        "../../scripts/synthetic_corpus.py"
+
+
+rule audio_manifest:
+    input:
+        corpus_input(),
+    output:
+        "audio/manifest.csv",
+    params:
+        root=corpus_root(),
+    log:
+        "logs/audio/manifest.log",
+    script:
+        "../../scripts/audio_manifest.py"
+
+
+rule audio_features:
+    input:
+        manifest="audio/manifest.csv",
+    output:
+        "audio/features/{split}.h5",
+    params:
+        split="{split}",
+    log:
+        "logs/audio/features/{split}.log",
+    script:
+        "../../scripts/audio_features.py"
+
+
+rule train_detector:
+    input:
+        train="audio/features/train.h5",
+    output:
+        "audio/svds/seed{seed}.h5",
+    params:
+        train=AUDIO["train"],
+        device=device_param(),
+    threads: 2
+    resources:
+        gpu=1,
+    log:
+        "logs/audio/svds/seed{seed}.log",
+    benchmark:
+        "logs/benchmarks/audio/svds/seed{seed}.tsv"
+    script:
+        "../../scripts/train_detector.py"
+
+
+rule evaluate_detector:
+    input:
+        detector="audio/svds/seed{seed}.h5",
+        valid="audio/features/valid.h5",
+        test="audio/features/test.h5",
+    output:
+        "audio/svds/seed{seed}_eval.csv",
+    params:
+        median_filter=AUDIO["median_filter"],
+        device=device_param(),
+    threads: 2
+    log:
+        "logs/audio/svds/seed{seed}_eval.log",
+    script:
+        "../../scripts/evaluate_detector.py"
+
+
+rule audio_attack:
+    input:
+        detector="audio/svds/seed{seed}.h5",
+        evaluation="audio/svds/seed{seed}_eval.csv",
+        test="audio/features/test.h5",
+    output:
+        "audio/adversaries/seed{seed}.h5",
+    params:
+        attack=AUDIO["attack"],
+        device=device_param(),
+    threads: 2
+    resources:
+        gpu=1,
+    log:
+        "logs/audio/adversaries/seed{seed}.log",
+    benchmark:
+        "logs/benchmarks/audio/adversaries/seed{seed}.tsv"
+    script:
+        "../../scripts/audio_attack.py"
+
+
+rule audio_excerpts:
+    input:
+        detector="audio/svds/seed{seed}.h5",
+        evaluation="audio/svds/seed{seed}_eval.csv",
+        test="audio/features/test.h5",
+        adversaries="audio/adversaries/seed{seed}.h5",
+    output:
+        "audio/excerpts/seed{seed}.h5",
+    params:
+        excerpts=audio_excerpt_params,
+    log:
+        "logs/audio/excerpts/seed{seed}.log",
+    script:
+        "../../scripts/audio_excerpts.py"
+
+
+rule audio_explain:
+    input:
+        detector="audio/svds/seed{seed}.h5",
+        excerpts="audio/excerpts/seed{seed}.h5",
+    output:
+        "audio/explanations/seed{seed}.h5",
+    params:
+        explain=audio_explain_params,
+        device=device_param(),
+    threads: 2
+    resources:
+        gpu=1,
+    log:
+        "logs/audio/explanations/seed{seed}.log",
+    benchmark:
+        "logs/benchmarks/audio/explanations/seed{seed}.tsv"
+    script:
+        "../../scripts/audio_explain.py"
+
+
+rule audio_labelflip:
+    input:
+        detector="audio/svds/seed{seed}.h5",
+        evaluation="audio/svds/seed{seed}_eval.csv",
+        excerpts="audio/excerpts/seed{seed}.h5",
+        explanations="audio/explanations/seed{seed}.h5",
+    output:
+        "audio/labelflip/seed{seed}.h5",
+    params:
+        ks=AUDIO["labelflip_ks"],
+        device=device_param(),
+    threads: 2
+    log:
+        "logs/audio/labelflip/seed{seed}.log",
+    script:
+        "../../scripts/audio_labelflip.py"
+
+
+rule audio_localised:
+    input:
+        detector="audio/svds/seed{seed}.h5",
+        evaluation="audio/svds/seed{seed}_eval.csv",
+        excerpts="audio/excerpts/seed{seed}.h5",
+    output:
+        "audio/localised/seed{seed}.h5",
+    params:
+        explain=audio_explain_params,
+        ks=AUDIO["localised_ks"],
+        device=device_param(),
+    threads: 2
+    resources:
+        gpu=1,
+    log:
+        "logs/audio/localised/seed{seed}.log",
+    benchmark:
+        "logs/benchmarks/audio/localised/seed{seed}.tsv"
+    script:
+        "../../scripts/audio_localised.py"
+
+
+rule audio_tables:
+    input:
+        evaluations=expand("audio/svds/seed{seed}_eval.csv", seed=AUDIO["seeds"]),
+        labelflips=expand("audio/labelflip/seed{seed}.h5", seed=AUDIO["seeds"]),
+        localised=expand("audio/localised/seed{seed}.h5", seed=AUDIO["seeds"]),
+        excerpts=expand("audio/excerpts/seed{seed}.h5", seed=AUDIO["seeds"]),
+        explanations=expand("audio/explanations/seed{seed}.h5", seed=AUDIO["seeds"]),
+    output:
+        svds=report("results/tables/audio_svds.csv", category="Audio", subcategory="Tables", caption="../report/audio_svds.rst"),
+        labelflip=report("results/tables/audio_labelflip.csv", category="Audio", subcategory="Tables", caption="../report/audio_labelflip.rst"),
+        localised=report("results/tables/audio_localised.csv", category="Audio", subcategory="Tables", caption="../report/audio_localised.rst"),
+        markdown=report("results/tables/audio_tables.md", category="Audio", subcategory="Tables", caption="../report/audio_markdown.rst"),
+        fig2=report("results/figures/audio_fig2.png", category="Audio", subcategory="Figures", caption="../report/audio_fig2.rst"),
+        fig3=report("results/figures/audio_fig3.png", category="Audio", subcategory="Figures", caption="../report/audio_fig3.rst"),
+        excerpt=report("results/figures/audio_excerpt.png", category="Audio", subcategory="Figures", caption="../report/audio_excerpt.rst"),
+    params:
+        seeds=AUDIO["seeds"],
+    log:
+        "logs/report/audio_tables.log",
+    script:
+        "../../scripts/audio_tables.py"

@@ -1,0 +1,235 @@
+# Helpers shared by the rules: parse-time checks, wildcard domains and params providers.
+# Rules stay thin: every `params:` is a call to one of the functions below.
+import math
+from pathlib import Path
+
+from advxai import config_checks
+from advxai.explainers.registry import FAMILIES
+
+config_checks.check_config(config)
+
+LIBRARY = Path(workflow.basedir) / "src" / "advxai"
+IMAGE = config["image"]
+AUDIO = config["audio"]
+
+
+# ---------------------------------------------------------------------------------- image domain
+def image_models():
+    """Labels of the enabled models (an overlay can switch off a model of the base config)."""
+    return [m for m, entry in IMAGE["models"].items() if entry.get("enabled", True)] if IMAGE["enabled"] else []
+
+
+def image_item_count():
+    return config_checks.image_item_count(IMAGE)
+
+
+def image_shards():
+    return list(range(math.ceil(image_item_count() / IMAGE["shard_size"])))
+
+
+def model_entry(wildcards):
+    return IMAGE["models"][wildcards.model]
+
+
+def model_spec(wildcards):
+    """What identifies a model's weights and preprocessing."""
+    entry = model_entry(wildcards)
+    resize, crop = config_checks.model_sizes(entry)
+    return {"architecture": entry["architecture"], "weights": entry.get("weights", "DEFAULT"), "resize": resize, "crop": crop}
+
+
+def model_crop(model):
+    return config_checks.model_sizes(IMAGE["models"][model])[1]
+
+
+def model_resize(model):
+    return config_checks.model_sizes(IMAGE["models"][model])[0]
+
+
+def image_shard_file(wildcards):
+    return f"images/{IMAGE['dataset']}/{model_resize(wildcards.model)}-{model_crop(wildcards.model)}/shard{wildcards.shard}.h5"
+
+
+def dataset_params(wildcards):
+    return {
+        "dataset": IMAGE["dataset"],
+        "imagenet_root": IMAGE["imagenet_root"],
+        "max_images": IMAGE["max_images"],
+        "shard_size": IMAGE["shard_size"],
+        "shard": int(wildcards.shard),
+        "resize": int(wildcards.resize),
+        "crop": int(wildcards.crop),
+    }
+
+
+def pgd_params(wildcards):
+    entry = model_entry(wildcards)
+    return {"epsilon": entry["epsilon"], "step_size": entry["step_size"], **IMAGE["pgd"], "seed": config["seed"]}
+
+
+def subset_params(wildcards):
+    return {**IMAGE["subset"], "seed": config["seed"], "model": wildcards.model}
+
+
+def segmentation_params(wildcards):
+    if wildcards.seg == "rect":
+        return {"method": "rect", **IMAGE["rect"]}
+    return {"method": "slic", **IMAGE["slic"]}
+
+
+def explanation_families():
+    """Explanation jobs per model: gradient families with a requested member, LIME per segmentation, extras."""
+    requested = set(IMAGE["explainers"])
+    families = [f for f, members in FAMILIES.items() if requested & set(members)]
+    if "lime" in requested:
+        families += [f"lime_{seg}" for seg in IMAGE["segmentations"]]
+    if IMAGE["extra_explainers"]:
+        families.append("extra")
+    return families
+
+
+def family_explainers(family):
+    if family.startswith("lime_"):
+        return ["lime"]
+    if family == "extra":
+        return [e["name"] for e in IMAGE["extra_explainers"]]
+    return [e for e in FAMILIES[family] if e in IMAGE["explainers"]]
+
+
+def explain_params(wildcards):
+    family = wildcards.family
+    settings = IMAGE["explain"]
+    params = {"family": family, "explainers": family_explainers(family), "seed": config["seed"]}
+    if family.startswith("lime_"):
+        params.update(segmentation=family.removeprefix("lime_"), samples=settings["lime_samples"], kernel_width=settings["lime_kernel_width"])
+    elif family == "extra":
+        params.update(extra=IMAGE["extra_explainers"], segmentations=IMAGE["segmentations"])
+    else:
+        params.update(segmentations=IMAGE["segmentations"], noise_samples=settings["noise_samples"], noise_std=settings["noise_std"])
+        if family == "ig":
+            params.update(ig_steps=settings["ig_steps"])
+    params["keep_attributions"] = settings["keep_attributions"]
+    return params
+
+
+def explanation_files(wildcards):
+    """The explanation shards a segmentation's metrics read: every family but other segmentations' LIME."""
+    seg = wildcards.seg
+    families = [f for f in explanation_families() if not f.startswith("lime_") or f == f"lime_{seg}"]
+    return {f: f"image/{wildcards.model}/explanations/{f}/shard{wildcards.shard}.h5" for f in families}
+
+
+def labelflip_params(wildcards):
+    flip = IMAGE["labelflip"]
+    ks = flip["rect_ks"] if wildcards.seg == "rect" else []
+    fractions = flip["slic_fractions"] if wildcards.seg == "slic" else []
+    return {"segmentation": wildcards.seg, "k": flip["k"], "ks": ks, "fractions": fractions}
+
+
+def explain_inputs(wildcards):
+    family = wildcards.family
+    segmentations = [family.removeprefix("lime_")] if family.startswith("lime_") else IMAGE["segmentations"]
+    shard = f"shard{wildcards.shard}.h5"
+    return {
+        "images": image_shard_file(wildcards),
+        "adversaries": f"image/{wildcards.model}/adversaries/{shard}",
+        "subset": f"image/{wildcards.model}/subset.h5",
+        **{f"segments_{seg}": f"image/{wildcards.model}/segments/{seg}/{shard}" for seg in segmentations},
+    }
+
+
+def labelflip_inputs(wildcards):
+    shard = f"shard{wildcards.shard}.h5"
+    return {
+        "images": image_shard_file(wildcards),
+        "adversaries": f"image/{wildcards.model}/adversaries/{shard}",
+        "subset": f"image/{wildcards.model}/subset.h5",
+        "segments": f"image/{wildcards.model}/segments/{wildcards.seg}/{shard}",
+        **{f"explanations_{f}": path for f, path in explanation_files(wildcards).items()},
+    }
+
+
+def adversary_shards(wildcards):
+    return image_shard_outputs("adversaries", wildcards.model)
+
+
+def localised_params(wildcards):
+    """Everything the localised stage needs to re-explain the refined inputs."""
+    return {
+        "explainers": IMAGE["explainers"],
+        "extra": IMAGE["extra_explainers"],
+        **IMAGE["explain"],
+        "ks": IMAGE["localised"]["ks"],
+        "segmentation": wildcards.seg,
+        "seed": config["seed"],
+    }
+
+
+def image_shard_outputs(stage, model, **extra):
+    return [f"image/{model}/{stage}/shard{s}.h5".format(**extra) for s in image_shards()]
+
+
+def device_param():
+    return config["device"]
+
+
+def image_table_inputs(wildcards):
+    """Every shard file the image tables read, named <stage>__<model>[__<seg>]."""
+    inputs = {}
+    for model in image_models():
+        inputs[f"adversaries__{model}"] = image_shard_outputs("adversaries", model)
+        for seg in IMAGE["segmentations"]:
+            inputs[f"labelflip__{model}__{seg}"] = image_shard_outputs(f"labelflip/{seg}", model)
+            inputs[f"localised__{model}__{seg}"] = image_shard_outputs(f"localised/{seg}", model)
+            inputs[f"segments__{model}__{seg}"] = image_shard_outputs(f"segments/{seg}", model)
+    return inputs
+
+
+def image_figure_files():
+    figures = [f"results/figures/image_fig5_{model}.png" for model in image_models()]
+    figures += [f"results/figures/image_fig6_{seg}.png" for seg in IMAGE["segmentations"]]
+    figures += [f"results/figures/image_fig7_{seg}.png" for seg in IMAGE["segmentations"]]
+    figures += [f"results/figures/image_fig8_{model}_{seg}.png" for model in image_models() for seg in IMAGE["segmentations"]]
+    return figures
+
+
+# ---------------------------------------------------------------------------------- audio domain
+def corpus_root():
+    return "audio/corpus" if AUDIO["corpus"] == "synthetic" else AUDIO["jamendo_root"]
+
+
+def corpus_input():
+    """The synthetic corpus is a rule's output; a real Jamendo root is read in place."""
+    return ["audio/corpus"] if AUDIO["corpus"] == "synthetic" else []
+
+
+def synthetic_corpus_params():
+    return {**AUDIO["synthetic"], "seed": config["seed"]}
+
+
+def audio_excerpt_params(wildcards):
+    return {**AUDIO["excerpts"], "seed": config["seed"]}
+
+
+def audio_explain_params(wildcards):
+    return {"explainers": AUDIO["explainers"], **AUDIO["explain"], "seed": config["seed"]}
+
+
+def audio_outputs():
+    if not AUDIO["enabled"]:
+        return []
+    tables = [f"results/tables/audio_{t}.csv" for t in ("svds", "labelflip", "localised")]
+    figures = [f"results/figures/audio_{f}.png" for f in ("fig2", "fig3", "excerpt")]
+    return tables + ["results/tables/audio_tables.md"] + figures
+
+
+# ---------------------------------------------------------------------------------- targets
+def image_outputs():
+    if not image_models():
+        return []
+    tables = ["image_accuracy", "image_labelflip", "image_localised", "image_slic_segments"]
+    return [f"results/tables/{t}.csv" for t in tables] + ["results/tables/image_tables.md"] + image_figure_files()
+
+
+def all_outputs():
+    return image_outputs() + audio_outputs()

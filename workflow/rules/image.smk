@@ -1,0 +1,149 @@
+# Image domain (DESIGN §3): shards -> clean predictions -> targeted PGD -> subsets ->
+# segmentations -> explanations -> label flips / localised recovery. Tables in report.smk.
+
+
+rule image_shard:
+    output:
+        "images/{dataset}/{resize}-{crop}/shard{shard}.h5",
+    params:
+        dataset=dataset_params,
+    log:
+        "logs/images/{dataset}/{resize}-{crop}/shard{shard}.log",
+    script:
+        "../../scripts/image_shard.py"
+
+
+rule clean_predictions:
+    input:
+        images=image_shard_file,
+    output:
+        "image/{model}/clean/shard{shard}.h5",
+    params:
+        model=model_spec,
+        batch_size=IMAGE["batch_size"],
+        device=device_param(),
+    threads: 2
+    resources:
+        gpu=1,
+    log:
+        "logs/image/{model}/clean/shard{shard}.log",
+    benchmark:
+        "logs/benchmarks/image/{model}/clean/shard{shard}.tsv"
+    script:
+        "../../scripts/clean_predictions.py"
+
+
+rule attack:
+    input:
+        images=image_shard_file,
+        clean="image/{model}/clean/shard{shard}.h5",
+    output:
+        "image/{model}/adversaries/shard{shard}.h5",
+    params:
+        model=model_spec,
+        pgd=pgd_params,
+        batch_size=IMAGE["batch_size"],
+        device=device_param(),
+    threads: 2
+    resources:
+        gpu=1,
+    log:
+        "logs/image/{model}/adversaries/shard{shard}.log",
+    benchmark:
+        "logs/benchmarks/image/{model}/adversaries/shard{shard}.tsv"
+    script:
+        "../../scripts/attack.py"
+
+
+rule subsets:
+    input:
+        adversaries=adversary_shards,
+    output:
+        "image/{model}/subset.h5",
+    params:
+        subset=subset_params,
+    log:
+        "logs/image/{model}/subset.log",
+    script:
+        "../../scripts/subsets.py"
+
+
+rule segments:
+    input:
+        images=image_shard_file,
+        adversaries="image/{model}/adversaries/shard{shard}.h5",
+        subset="image/{model}/subset.h5",
+    output:
+        "image/{model}/segments/{seg}/shard{shard}.h5",
+    params:
+        segmentation=segmentation_params,
+    log:
+        "logs/image/{model}/segments/{seg}/shard{shard}.log",
+    script:
+        "../../scripts/segments.py"
+
+
+rule explain:
+    input:
+        unpack(explain_inputs),
+    output:
+        "image/{model}/explanations/{family}/shard{shard}.h5",
+    params:
+        model=model_spec,
+        explain=explain_params,
+        batch_size=IMAGE["batch_size"],
+        device=device_param(),
+    threads: 2
+    resources:
+        gpu=1,
+    log:
+        "logs/image/{model}/explanations/{family}/shard{shard}.log",
+    benchmark:
+        "logs/benchmarks/image/{model}/explanations/{family}/shard{shard}.tsv"
+    script:
+        "../../scripts/explain.py"
+
+
+rule labelflip:
+    input:
+        unpack(labelflip_inputs),
+    output:
+        "image/{model}/labelflip/{seg}/shard{shard}.h5",
+    params:
+        model=model_spec,
+        labelflip=labelflip_params,
+        batch_size=IMAGE["batch_size"],
+        device=device_param(),
+    threads: 2
+    resources:
+        gpu=1,
+    log:
+        "logs/image/{model}/labelflip/{seg}/shard{shard}.log",
+    benchmark:
+        "logs/benchmarks/image/{model}/labelflip/{seg}/shard{shard}.tsv"
+    script:
+        "../../scripts/labelflip.py"
+
+
+rule localised:
+    input:
+        images=image_shard_file,
+        adversaries="image/{model}/adversaries/shard{shard}.h5",
+        subset="image/{model}/subset.h5",
+        segments="image/{model}/segments/{seg}/shard{shard}.h5",
+    output:
+        "image/{model}/localised/{seg}/shard{shard}.h5",
+    params:
+        model=model_spec,
+        localised=localised_params,
+        batch_size=IMAGE["batch_size"],
+        device=device_param(),
+    threads: 2
+    resources:
+        gpu=1,
+    log:
+        "logs/image/{model}/localised/{seg}/shard{shard}.log",
+    benchmark:
+        "logs/benchmarks/image/{model}/localised/{seg}/shard{shard}.tsv"
+    script:
+        "../../scripts/localised.py"
