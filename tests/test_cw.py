@@ -146,3 +146,28 @@ def test_rejects_training_mode_and_bad_shapes(bank):
         spectrogram_attack(CentreBandDetector().train(), song(), bank, threshold=0.5)
     with pytest.raises(ValueError, match="bins"):
         spectrogram_attack(CentreBandDetector().eval(), song()[:, :100], bank, threshold=0.5)
+
+
+def test_attack_flips_a_tiny_trained_detector(bank):
+    """The real SVDS, trained briefly on an easy task ("singing" = a narrow band), is flipped."""
+    from advxai.svds.evaluate import tune_threshold
+    from advxai.svds.model import predict_song
+    from advxai.svds.train import train_detector
+
+    rng = np.random.default_rng(0)
+
+    def fabricated(n_frames: int) -> tuple[np.ndarray, np.ndarray]:
+        spec = rng.random((n_frames, 513)).astype(np.float32) * 0.1
+        sung = (np.arange(n_frames) // 150) % 2 == 1
+        spec[sung, 40:60] += 2.0
+        return spec, sung
+
+    model, _ = train_detector([fabricated(900), fabricated(900)], seed=1, epochs=3, batches_per_epoch=6, batch_size=8, lr=3e-3, augment=None)
+    spec, sung = fabricated(300)
+    probabilities = predict_song(model, spec, bank)
+    threshold = tune_threshold([probabilities], [sung])
+    assert ((probabilities > threshold) == sung)[60:-60].mean() > 0.9  # the detector works before the attack
+    result = spectrogram_attack(model, spec, bank, threshold=threshold, epsilon=0.5, lr=0.01, max_iter=150)
+    assert np.abs(result.delta).max() <= 0.5 + 1e-6
+    assert result.flipped.mean() > 0.25  # 150 sign-Adam steps flip a third of the frames
+    assert (result.adv_pred != result.clean_pred).sum() == result.flipped.sum()

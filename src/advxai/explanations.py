@@ -17,12 +17,10 @@ import torch
 from .explainers.aggregate import aggregate
 from .explainers.gradients import explain_gradient_family
 from .explainers.lime import lime_coefficients
-from .explainers.registry import FAMILIES, make_extra_explainer
+from .explainers.registry import FAMILIES, GRADIENT_METHODS, make_extra_explainer, validate_explainers
 from .metrics import ABSENT
 
 Scores = dict[str, dict[str, dict[str, np.ndarray]]]  # explainer -> segmentation -> aggregation -> (N, S)
-
-GRADIENT_METHODS = {"saliency": "sal", "ig": "ig", "gbp": "gbp"}
 
 
 @dataclass(frozen=True)
@@ -82,10 +80,7 @@ def explain_all(
     ``n_segments[seg]`` holds each item's segment count; score arrays are as wide as the largest.
     ``lime_forward`` overrides what LIME's surrogate fits (audio: class probabilities).
     """
-    requested = set(explainers)
-    unknown = requested - set().union(*FAMILIES.values()) - {"lime"}
-    if unknown:
-        raise ValueError(f"unknown explainer(s) {sorted(unknown)}")
+    requested = set(validate_explainers(explainers))
     width = {seg: int(np.max(counts)) for seg, counts in n_segments.items()}
     scores: Scores = {}
     for family, members in FAMILIES.items():

@@ -18,6 +18,7 @@ from . import metrics, segments
 from .attacks.pgd import draw_targets, targeted_pgd
 from .data.images import ImageItem, bundled_items, imagenet_val_items, load_image, pixel_bounds, preprocess, to_model_input
 from .explanations import ExplainSettings, GradientSettings, LimeSettings, explain_all, flatten_scores, unflatten_scores
+from .guided import audit_guided_activations
 from .models import ModelBundle, load_model, predict
 from .seeding import numpy_rng
 from .store import BatchCheckpoint, read_h5, write_h5
@@ -189,9 +190,12 @@ def _masks(path: str, ids: Sequence[str]) -> tuple[torch.Tensor, np.ndarray]:
 
 
 def explain_settings(explain: Mapping[str, Any], batch_size: int) -> ExplainSettings:
+    """Engine settings from the config keys of ``image.explain`` that a job received (paper defaults otherwise)."""
+    lime, gradients = LimeSettings(), GradientSettings()
     return ExplainSettings(
-        lime=LimeSettings(n_samples=explain.get("samples", explain.get("lime_samples", 512)), kernel_width=explain.get("kernel_width", explain.get("lime_kernel_width", 0.25))),
-        gradients=GradientSettings(n_noise=explain.get("noise_samples", 25), noise_std=explain.get("noise_std", 1.0), ig_steps=explain.get("ig_steps", 50)),
+        lime=LimeSettings(n_samples=explain.get("lime_samples", lime.n_samples), kernel_width=explain.get("lime_kernel_width", lime.kernel_width)),
+        gradients=GradientSettings(n_noise=explain.get("noise_samples", gradients.n_noise), noise_std=explain.get("noise_std", gradients.noise_std),
+                                   ig_steps=explain.get("ig_steps", gradients.ig_steps)),
         seed=explain["seed"],
         batch_size=batch_size,
     )
@@ -207,6 +211,8 @@ def explain_shard(inputs: Mapping[str, str], output: str, *, model: Mapping[str,
     masks, counts = {}, {}
     for seg in segs:
         masks[seg], counts[seg] = _masks(inputs[f"segments_{seg}"], ids)
+    if explain["family"] == "gbp" and len(ids):
+        log.info("guided activations: %s", audit_guided_activations(bundle.module, data["adversarial"][:1].to(device)))
     settings = explain_settings(explain, batch_size)
     extras = explain.get("extra", []) if explain["family"] == "extra" else []
     builtin = [] if extras else explain["explainers"]
@@ -273,20 +279,25 @@ def predict_selections(model: torch.nn.Module, clean: torch.Tensor, adversarial:
     predictions = np.empty((n_items, n_rows), dtype=np.int64)
     for i in tqdm(range(n_items), desc="hybrids"):
         unique, inverse = np.unique(selections[i], axis=0, return_inverse=True)
-        chosen = torch.from_numpy(unique)
-        repeat = lambda t: t[i : i + 1].expand(len(unique), *t.shape[1:])  # noqa: E731 - one item, many selections
-        hybrids = metrics.hybrid(repeat(clean), repeat(adversarial), repeat(masks), chosen.to(clean.device))
+        one = [t[i : i + 1].expand(len(unique), *t.shape[1:]) for t in (clean, adversarial, masks)]
+        hybrids = metrics.hybrid(*one, torch.from_numpy(unique).to(clean.device))
         predictions[i] = predict(model, hybrids, batch_size).argmax(1).cpu().numpy()[inverse.ravel()]
     return predictions
+
+
+def subset_inputs(inputs: Mapping[str, str], which: str) -> tuple[list[str], dict[str, Any], torch.Tensor, np.ndarray]:
+    """(ids, clean/adversarial inputs, masks, segment counts) of the shard's ``which`` subset."""
+    ids = subset_ids(inputs["subset"], read_h5(inputs["images"], ["ids"])["ids"], which)
+    data = shard_inputs(inputs["images"], inputs["adversaries"], ids)
+    masks, counts = _masks(inputs["segments"], ids)
+    return ids, data, masks, counts
 
 
 def labelflip_shard(inputs: Mapping[str, str], output: str, *, model: Mapping[str, Any], labelflip: Mapping[str, Any], batch_size: int, device: torch.device) -> None:
     """Did adding back only the top-k segments flip the clean prediction? Every ranking, every k (REFERENCE §8.1–8.2)."""
     bundle = model_from_spec(model, device)
     segmentation = labelflip["segmentation"]
-    ids = subset_ids(inputs["subset"], read_h5(inputs["images"], ["ids"])["ids"], "labelflip")
-    data = shard_inputs(inputs["images"], inputs["adversaries"], ids)
-    masks, counts = _masks(inputs["segments"], ids)
+    ids, data, masks, counts = subset_inputs(inputs, "labelflip")
     k_column, fraction_column, per_item_k = flip_settings(labelflip, counts)
     for row, item_id in enumerate(ids):
         segments.check_segments(masks[row].numpy(), int(per_item_k[row].max()), item_id=item_id)
@@ -318,9 +329,7 @@ def localised_shard(inputs: Mapping[str, str], output: str, *, model: Mapping[st
     """Keep only the top-k magnitude segments of the perturbation, explain what still flips, count recovered segments (§8.3)."""
     bundle = model_from_spec(model, device)
     segmentation = localised["segmentation"]
-    ids = subset_ids(inputs["subset"], read_h5(inputs["images"], ["ids"])["ids"], "localised")
-    data = shard_inputs(inputs["images"], inputs["adversaries"], ids)
-    masks, counts = _masks(inputs["segments"], ids)
+    ids, data, masks, counts = subset_inputs(inputs, "localised")
     for row, item_id in enumerate(ids):
         segments.check_segments(masks[row].numpy(), max(localised["ks"]), item_id=item_id)
     settings = explain_settings(localised, batch_size)

@@ -217,9 +217,11 @@ class BatchCheckpoint:
 
         ``compute`` returns a dict of arrays whose first axis is the batch; keys may contain ``/``.
         """
+        from tqdm import tqdm
+
         finished = self.keys()
         parts: list[dict[str, np.ndarray]] = []
-        for start in range(0, n_items, batch_size):
+        for start in tqdm(range(0, n_items, batch_size), desc=self.path.name.removesuffix(".partial.h5"), unit="batch"):
             key = f"batch{start:09d}"
             if key in finished:
                 parts.append(self.load(key))

@@ -47,9 +47,9 @@ rule train_detector:
     params:
         train=AUDIO["train"],
         device=device_param(),
-    threads: 2
+    threads: 1
     resources:
-        gpu=1,
+        gpu=job_gpus(),
     log:
         "logs/audio/svds/seed{seed}.log",
     benchmark:
@@ -68,7 +68,7 @@ rule evaluate_detector:
     params:
         median_filter=AUDIO["median_filter"],
         device=device_param(),
-    threads: 2
+    threads: 1
     log:
         "logs/audio/svds/seed{seed}_eval.log",
     script:
@@ -85,9 +85,9 @@ rule audio_attack:
     params:
         attack=AUDIO["attack"],
         device=device_param(),
-    threads: 2
+    threads: 1
     resources:
-        gpu=1,
+        gpu=job_gpus(),
     log:
         "logs/audio/adversaries/seed{seed}.log",
     benchmark:
@@ -121,9 +121,9 @@ rule audio_explain:
     params:
         explain=audio_explain_params,
         device=device_param(),
-    threads: 2
+    threads: 1
     resources:
-        gpu=1,
+        gpu=job_gpus(),
     log:
         "logs/audio/explanations/seed{seed}.log",
     benchmark:
@@ -143,7 +143,7 @@ rule audio_labelflip:
     params:
         ks=AUDIO["labelflip_ks"],
         device=device_param(),
-    threads: 2
+    threads: 1
     log:
         "logs/audio/labelflip/seed{seed}.log",
     script:
@@ -161,9 +161,9 @@ rule audio_localised:
         explain=audio_explain_params,
         ks=AUDIO["localised_ks"],
         device=device_param(),
-    threads: 2
+    threads: 1
     resources:
-        gpu=1,
+        gpu=job_gpus(),
     log:
         "logs/audio/localised/seed{seed}.log",
     benchmark:

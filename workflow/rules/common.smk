@@ -101,7 +101,7 @@ def explain_params(wildcards):
     settings = IMAGE["explain"]
     params = {"family": family, "explainers": family_explainers(family), "seed": config["seed"]}
     if family.startswith("lime_"):
-        params.update(segmentation=family.removeprefix("lime_"), samples=settings["lime_samples"], kernel_width=settings["lime_kernel_width"])
+        params.update(segmentation=family.removeprefix("lime_"), lime_samples=settings["lime_samples"], lime_kernel_width=settings["lime_kernel_width"])
     elif family == "extra":
         params.update(extra=IMAGE["extra_explainers"], segmentations=IMAGE["segmentations"])
     else:
@@ -171,6 +171,15 @@ def image_shard_outputs(stage, model, **extra):
 
 def device_param():
     return config["device"]
+
+
+def job_gpus():
+    """GPUs a model job holds: one where jobs run on CUDA, none on a CPU-only machine (so CPU jobs
+    run side by side); profiles/default caps them at one, profiles/slurm requests them."""
+    import torch
+
+    on_cuda = config["device"] == "cuda" or (config["device"] == "auto" and torch.cuda.is_available())
+    return 1 if on_cuda else 0
 
 
 def image_table_inputs(wildcards):

@@ -22,9 +22,9 @@ rule clean_predictions:
         model=model_spec,
         batch_size=IMAGE["batch_size"],
         device=device_param(),
-    threads: 2
+    threads: 1
     resources:
-        gpu=1,
+        gpu=job_gpus(),
     log:
         "logs/image/{model}/clean/shard{shard}.log",
     benchmark:
@@ -44,9 +44,9 @@ rule attack:
         pgd=pgd_params,
         batch_size=IMAGE["batch_size"],
         device=device_param(),
-    threads: 2
+    threads: 1
     resources:
-        gpu=1,
+        gpu=job_gpus(),
     log:
         "logs/image/{model}/adversaries/shard{shard}.log",
     benchmark:
@@ -93,9 +93,9 @@ rule explain:
         explain=explain_params,
         batch_size=IMAGE["batch_size"],
         device=device_param(),
-    threads: 2
+    threads: 1
     resources:
-        gpu=1,
+        gpu=job_gpus(),
     log:
         "logs/image/{model}/explanations/{family}/shard{shard}.log",
     benchmark:
@@ -114,9 +114,9 @@ rule labelflip:
         labelflip=labelflip_params,
         batch_size=IMAGE["batch_size"],
         device=device_param(),
-    threads: 2
+    threads: 1
     resources:
-        gpu=1,
+        gpu=job_gpus(),
     log:
         "logs/image/{model}/labelflip/{seg}/shard{shard}.log",
     benchmark:
@@ -138,9 +138,9 @@ rule localised:
         localised=localised_params,
         batch_size=IMAGE["batch_size"],
         device=device_param(),
-    threads: 2
+    threads: 1
     resources:
-        gpu=1,
+        gpu=job_gpus(),
     log:
         "logs/image/{model}/localised/{seg}/shard{shard}.log",
     benchmark:

@@ -1,0 +1,88 @@
+"""Config validation: every bad value gives one error naming its key, before any job runs."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from advxai.config_checks import ConfigError, check_config, model_sizes
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+
+
+def load(*names: str) -> dict:
+    config: dict = {}
+    for name in names:
+        _merge(config, yaml.safe_load((ROOT / name).read_text()))
+    return config
+
+
+def _merge(base: dict, overlay: dict) -> None:
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+@pytest.mark.parametrize("files", [("config.yaml",), ("config.yaml", "presets/test.yaml")])
+def test_shipped_configs_are_valid(files):
+    config = load(*files)
+    validate(config, schema=SCHEMA)
+    check_config(config)
+
+
+def test_paper_preset_is_valid_against_the_schema():
+    config = load("config.yaml", "presets/paper.yaml")
+    validate(config, schema=SCHEMA)
+    assert set(config["image"]["models"]) >= {"alexnet", "vgg16", "resnet50", "densenet161", "inception_v3"}
+    assert config["image"]["explain"] == {**config["image"]["explain"], "lime_samples": 512, "noise_samples": 25, "ig_steps": 50}
+    assert config["image"]["subset"]["fraction"] == 0.1 and config["audio"]["explain"]["lime_samples"] == 8192
+
+
+def _invalid(mutate) -> str:
+    config = load("config.yaml")
+    mutate(config)
+    with pytest.raises((WorkflowError, ConfigError)) as raised:
+        validate(config, schema=SCHEMA)
+        check_config(config)
+    return str(raised.value)
+
+
+def test_unknown_key_is_named():
+    assert "lime_sample" in _invalid(lambda c: c["image"]["explain"].update(lime_sample=3))
+
+
+def test_wrong_type_is_named():
+    assert "shard_size" in _invalid(lambda c: c["image"].update(shard_size="eight"))
+
+
+def test_unknown_explainer_is_named():
+    assert "saliency-xx" in _invalid(lambda c: c["image"]["explainers"].append("saliency-xx"))
+
+
+def test_unknown_model_names_the_key():
+    message = _invalid(lambda c: c["image"]["models"]["efficientnet_lite0"].update(architecture="resnet5O"))
+    assert "image.models.efficientnet_lite0.architecture" in message and "resnet5O" in message
+
+
+def test_missing_dataset_path_names_the_key(tmp_path):
+    message = _invalid(lambda c: c["image"].update(dataset="imagenet", imagenet_root=str(tmp_path / "nowhere")))
+    assert "image.imagenet_root" in message
+
+
+def test_unknown_captum_class_names_the_key():
+    message = _invalid(lambda c: c["image"].update(extra_explainers=[{"name": "occ", "captum": "Occlusionn"}]))
+    assert "image.extra_explainers[0].captum" in message
+
+
+def test_model_sizes_follow_the_paper():
+    assert model_sizes({"architecture": "inception_v3"}) == (299, 299)
+    assert model_sizes({"architecture": "resnet50"}) == (256, 224)
+    assert model_sizes({"architecture": "x:y", "input_size": 64, "resize_size": 72}) == (72, 64)

@@ -1,0 +1,102 @@
+"""Storage: atomic writes, provenance, parameter checks, and resumable batch checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from advxai import __version__, seeding
+from advxai.store import BatchCheckpoint, ProvenanceError, atomic_path, read_h5, read_provenance, require_params, write_csv, write_h5
+
+
+def test_write_and_read_round_trip_with_provenance(tmp_path):
+    path = tmp_path / "out.h5"
+    arrays = {"ids": np.array(["a", "b"]), "group/values": np.arange(6.0).reshape(2, 3), "count": 3}
+    write_h5(path, arrays, stage="demo", params={"k": 3, "names": ["x"]}, seeds={"seed": 1})
+    back = read_h5(path)
+    assert back["ids"].tolist() == ["a", "b"]
+    np.testing.assert_array_equal(back["group/values"], arrays["group/values"])
+    assert int(back["count"]) == 3
+    provenance = read_provenance(path)
+    assert provenance["advxai_version"] == __version__
+    assert provenance["stage"] == "demo" and provenance["params"] == {"k": 3, "names": ["x"]} and provenance["seeds"] == {"seed": 1}
+    assert len(provenance["params_hash"]) == 16
+    assert [p.name for p in tmp_path.iterdir()] == ["out.h5"]  # no temporary file left behind
+
+
+def test_identical_writes_are_identical_bytes(tmp_path):
+    for name in ("a.h5", "b.h5"):
+        write_h5(tmp_path / name, {"x": np.arange(4)}, stage="s", params={"p": 1})
+    assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes()
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "out.csv") as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_require_params_names_the_file_and_both_values(tmp_path):
+    path = tmp_path / "x.h5"
+    write_h5(path, {"x": np.zeros(1)}, stage="s", params={"epsilon": 0.05})
+    require_params(path, {"epsilon": 0.05, "other": 1})
+    with pytest.raises(ProvenanceError, match=r"x\.h5.*epsilon: file has 0\.05, config implies 0\.1"):
+        require_params(path, {"epsilon": 0.1})
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothere.h5"):
+        read_h5(tmp_path / "nothere.h5")
+
+
+def test_write_csv(tmp_path):
+    write_csv(pd.DataFrame({"a": [1, 2]}), tmp_path / "t.csv")
+    assert (tmp_path / "t.csv").read_text() == "a\n1\n2\n"
+
+
+def _compute(calls):
+    def compute(part: slice):
+        calls.append(part.start)
+        rng = seeding.numpy_rng(0, "test", part.start)
+        return {"values": rng.random((part.stop - part.start, 2)), "nested/ids": np.arange(part.start, part.stop)}
+
+    return compute
+
+
+def test_batch_checkpoint_resumes_to_the_identical_result(tmp_path):
+    output = tmp_path / "out.h5"
+    reference = BatchCheckpoint(tmp_path / "ref.h5", {"p": 1}).run(10, 3, _compute([]))
+
+    calls: list[int] = []
+    checkpoint = BatchCheckpoint(output, {"p": 1})
+    compute = _compute(calls)
+
+    def killed_after_two(part):
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the job is killed during its third batch
+        return compute(part)
+
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.run(10, 3, killed_after_two)
+    calls.clear()
+    resumed = BatchCheckpoint(output, {"p": 1}).run(10, 3, compute)
+    assert calls == [6, 9]  # only the unfinished batches were computed again
+    for name in reference:
+        np.testing.assert_array_equal(resumed[name], reference[name])
+
+
+def test_batch_checkpoint_with_other_params_starts_afresh(tmp_path):
+    output = tmp_path / "out.h5"
+    BatchCheckpoint(output, {"p": 1}).run(4, 2, _compute([]))
+    calls: list[int] = []
+    BatchCheckpoint(output, {"p": 2}).run(4, 2, _compute(calls))
+    assert calls == [0, 2]
+
+
+def test_item_seeds_are_stable_and_distinct():
+    assert seeding.item_seed(1, "stage", "a") == seeding.item_seed(1, "stage", "a")
+    assert len({seeding.item_seed(1, "stage", i) for i in range(100)}) == 100
+    assert seeding.item_seed(1, "stage", "a") != seeding.item_seed(2, "stage", "a") != seeding.item_seed(1, "other", "a")
