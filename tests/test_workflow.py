@@ -52,7 +52,7 @@ def test_image_accuracy_table(run):
 def test_image_labelflip_table(run):
     flips = table(run, "image_labelflip")
     assert list(flips.columns) == ["model", "segmentation", "explainer", "aggregation", "k", "fraction", "n", "label_flip_rate"]
-    assert set(flips.explainer) == set(BUILTIN) | {"magnitude", "magnitude-mean"}
+    assert set(flips.explainer) == set(BUILTIN) | {"magnitude", "magnitude-mean", "occlusion"}
     assert set(flips.segmentation) == {"rect", "slic"}
     assert flips.label_flip_rate.between(0, 1).all()
     gradient = flips[(flips.explainer == "sal") & (flips.segmentation == "rect")]
