@@ -21,7 +21,7 @@ from .explanations import ExplainSettings, GradientSettings, LimeSettings, expla
 from .guided import audit_guided_activations
 from .models import ModelBundle, load_model, predict
 from .seeding import numpy_rng
-from .store import BatchCheckpoint, read_h5, write_h5
+from .store import BatchCheckpoint, read_h5, require_params, write_h5
 
 log = logging.getLogger("advxai")
 
@@ -101,6 +101,7 @@ def attack_shard(
 ) -> None:
     """Targeted PGD on every image of the shard, in resumable batches (REFERENCE §5.3)."""
     bundle = model_from_spec(model, device)
+    require_params(clean_path, {"model": dict(model)})
     images = read_h5(images_path)
     clean = read_h5(clean_path)
     ids = images["ids"]
@@ -204,6 +205,7 @@ def explain_settings(explain: Mapping[str, Any], batch_size: int) -> ExplainSett
 def explain_shard(inputs: Mapping[str, str], output: str, *, model: Mapping[str, Any], explain: Mapping[str, Any], batch_size: int, device: torch.device) -> None:
     """One explanation family on the shard's label-flip subset, explaining the adversarial prediction."""
     bundle = model_from_spec(model, device)
+    require_params(inputs["adversaries"], {"model": dict(model)})
     all_ids = read_h5(inputs["images"], ["ids"])["ids"]
     ids = subset_ids(inputs["subset"], all_ids, "labelflip")
     data = shard_inputs(inputs["images"], inputs["adversaries"], ids)
@@ -285,8 +287,12 @@ def predict_selections(model: torch.nn.Module, clean: torch.Tensor, adversarial:
     return predictions
 
 
-def subset_inputs(inputs: Mapping[str, str], which: str) -> tuple[list[str], dict[str, Any], torch.Tensor, np.ndarray]:
-    """(ids, clean/adversarial inputs, masks, segment counts) of the shard's ``which`` subset."""
+def subset_inputs(inputs: Mapping[str, str], which: str, model: Mapping[str, Any]) -> tuple[list[str], dict[str, Any], torch.Tensor, np.ndarray]:
+    """(ids, clean/adversarial inputs, masks, segment counts) of the shard's ``which`` subset.
+
+    The adversaries must come from ``model``: a stale file written for other weights fails here.
+    """
+    require_params(inputs["adversaries"], {"model": dict(model)})
     ids = subset_ids(inputs["subset"], read_h5(inputs["images"], ["ids"])["ids"], which)
     data = shard_inputs(inputs["images"], inputs["adversaries"], ids)
     masks, counts = _masks(inputs["segments"], ids)
@@ -297,7 +303,7 @@ def labelflip_shard(inputs: Mapping[str, str], output: str, *, model: Mapping[st
     """Did adding back only the top-k segments flip the clean prediction? Every ranking, every k (REFERENCE §8.1–8.2)."""
     bundle = model_from_spec(model, device)
     segmentation = labelflip["segmentation"]
-    ids, data, masks, counts = subset_inputs(inputs, "labelflip")
+    ids, data, masks, counts = subset_inputs(inputs, "labelflip", model)
     k_column, fraction_column, per_item_k = flip_settings(labelflip, counts)
     for row, item_id in enumerate(ids):
         segments.check_segments(masks[row].numpy(), int(per_item_k[row].max()), item_id=item_id)
@@ -329,7 +335,7 @@ def localised_shard(inputs: Mapping[str, str], output: str, *, model: Mapping[st
     """Keep only the top-k magnitude segments of the perturbation, explain what still flips, count recovered segments (§8.3)."""
     bundle = model_from_spec(model, device)
     segmentation = localised["segmentation"]
-    ids, data, masks, counts = subset_inputs(inputs, "localised")
+    ids, data, masks, counts = subset_inputs(inputs, "localised", model)
     for row, item_id in enumerate(ids):
         segments.check_segments(masks[row].numpy(), max(localised["ks"]), item_id=item_id)
     settings = explain_settings(localised, batch_size)
