@@ -135,13 +135,17 @@ def attack_shard(
     checkpoint.remove()
 
 
-def draw_subset(candidates: Sequence[str], fraction: float, seed: int, stage: str, model: str) -> list[str]:
-    """A seeded draw without replacement of round(fraction·n) candidates (at least one), in candidate order."""
+def draw_subset(candidates: Sequence[str], size: int, seed: int, stage: str, model: str) -> list[str]:
+    """A seeded draw without replacement of ``size`` candidates (all if fewer), in candidate order."""
     if not candidates:
         return []
-    n = max(1, int(round(fraction * len(candidates))))
-    chosen = numpy_rng(seed, stage, model).choice(len(candidates), size=n, replace=False)
+    chosen = numpy_rng(seed, stage, model).choice(len(candidates), size=min(size, len(candidates)), replace=False)
     return [candidates[i] for i in sorted(chosen)]
+
+
+def subset_size(fraction: float, n_images: int) -> int:
+    """The paper's subset: a fraction of all images (10 % of 50 000 = 5 000), at least one."""
+    return max(1, int(round(fraction * n_images)))
 
 
 def draw_subsets(adversary_paths: Sequence[str], output: str, *, subset: Mapping[str, Any]) -> None:
@@ -152,8 +156,8 @@ def draw_subsets(adversary_paths: Sequence[str], output: str, *, subset: Mapping
         ids += list(shard["ids"])
         success += list(shard["success"])
     successful = [i for i, ok in zip(ids, success) if ok]
-    labelflip = draw_subset(successful, subset["fraction"], subset["seed"], "subset-labelflip", subset["model"])
-    localised = draw_subset(successful, subset["localised_fraction"], subset["seed"], "subset-localised", subset["model"])
+    labelflip = draw_subset(successful, subset_size(subset["fraction"], len(ids)), subset["seed"], "subset-labelflip", subset["model"])
+    localised = draw_subset(successful, subset_size(subset["localised_fraction"], len(ids)), subset["seed"], "subset-localised", subset["model"])
     write_h5(
         output,
         {"labelflip_ids": np.array(labelflip, dtype=str), "localised_ids": np.array(localised, dtype=str),
