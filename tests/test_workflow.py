@@ -119,3 +119,31 @@ def test_shard_size_does_not_change_results(run, tmp_path):
     theirs = pd.read_csv(tmp_path / "results" / "tables" / "image_labelflip.csv")
     pd.testing.assert_frame_equal(ours, theirs)
     np.testing.assert_array_equal(table(run, "image_localised")["count"], pd.read_csv(tmp_path / "results" / "tables" / "image_localised.csv")["count"])
+
+
+def test_imagenet_layout_runs_through_the_workflow(tmp_path):
+    """A fabricated ImageNet validation tree (1000 wnid folders, 4 JPEGs) through the image stages."""
+    from PIL import Image
+
+    root = tmp_path / "imagenet"
+    rng = np.random.default_rng(0)
+    for index in range(1000):
+        folder = root / f"n{index:08d}"
+        folder.mkdir(parents=True)
+        if index in (3, 998):
+            for j in range(2):
+                pixels = rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"ILSVRC2012_val_{index:05d}{j}.JPEG")
+    overlay = tmp_path / "imagenet.yaml"
+    overlay.write_text(
+        f"image:\n  dataset: imagenet\n  imagenet_root: {root}\n  explainers: [sal]\n  extra_explainers: []\n"
+        "  segmentations: [rect]\n  localised:\n    ks: [1]\naudio:\n  enabled: false\n"
+    )
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    snakemake(workdir, overlay=str(overlay))
+    accuracy = pd.read_csv(workdir / "results" / "tables" / "image_accuracy.csv")
+    assert accuracy.n_images.tolist() == [4]
+    assert accuracy.clean_top1.notna().all()  # labels come from the wnid folders
+    flips = pd.read_csv(workdir / "results" / "tables" / "image_labelflip.csv")
+    assert set(flips.explainer) == {"sal", "magnitude", "magnitude-mean"}

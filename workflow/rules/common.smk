@@ -1,14 +1,12 @@
 # Helpers shared by the rules: parse-time checks, wildcard domains and params providers.
 # Rules stay thin: every `params:` is a call to one of the functions below.
 import math
-from pathlib import Path
 
 from advxai import config_checks
 from advxai.explainers.registry import FAMILIES
 
 config_checks.check_config(config)
 
-LIBRARY = Path(workflow.basedir) / "src" / "advxai"
 IMAGE = config["image"]
 AUDIO = config["audio"]
 
