@@ -21,7 +21,7 @@ from .explanations import ExplainSettings, GradientSettings, LimeSettings, expla
 from .guided import audit_guided_activations
 from .models import ModelBundle, load_model, predict
 from .seeding import numpy_rng
-from .store import BatchCheckpoint, read_h5, require_params, write_h5
+from .store import BatchCheckpoint, dataset_shape, read_h5, require_params, write_h5
 
 log = logging.getLogger("advxai")
 
@@ -173,7 +173,7 @@ def segment_shard(images_path: str, adversaries_path: str, subset_path: str, out
     all_ids = read_h5(images_path, ["ids"])["ids"]
     chosen = set(subset_ids(subset_path, all_ids, "labelflip")) | set(subset_ids(subset_path, all_ids, "localised"))
     data = shard_inputs(images_path, adversaries_path, [i for i in all_ids if i in chosen])
-    height, width = read_h5(images_path, ["images"])["images"].shape[1:3]
+    height, width = dataset_shape(images_path, "images")[1:3]
     if segmentation["method"] == "rect":
         grid = segments.rectangles(height, width, segmentation["grid"])
         masks = np.repeat(grid[None], len(data["ids"]), axis=0)

@@ -129,6 +129,12 @@ def read_h5(path: PathLike, names: list[str] | None = None) -> dict[str, np.ndar
     return out
 
 
+def dataset_shape(path: PathLike, name: str) -> tuple[int, ...]:
+    """The shape of one dataset, without reading it."""
+    with h5py.File(path, "r") as handle:
+        return tuple(handle[name].shape)
+
+
 def read_provenance(path: PathLike) -> dict[str, Any]:
     """The provenance attributes of an HDF5 file, with ``params`` and ``seeds`` parsed."""
     with h5py.File(path, "r") as handle:

@@ -163,8 +163,8 @@ def localised_params(wildcards):
     }
 
 
-def image_shard_outputs(stage, model, **extra):
-    return [f"image/{model}/{stage}/shard{s}.h5".format(**extra) for s in image_shards()]
+def image_shard_outputs(stage, model):
+    return [f"image/{model}/{stage}/shard{s}.h5" for s in image_shards()]
 
 
 def device_param():
