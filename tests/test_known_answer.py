@@ -83,3 +83,20 @@ def test_top_k_hybrid_and_reduce_known_answers():
     values = np.arange(8.0).reshape(1, 2, 2, 2)  # channel 0: 0..3, channel 1: 4..7
     np.testing.assert_array_equal(metrics.segment_reduce(values, masks.numpy(), 5, "sum"), [[4, 6, 8, 10, metrics.ABSENT]])
     np.testing.assert_array_equal(metrics.segment_reduce(values, masks.numpy(), 4, "mean"), [[2, 3, 4, 5]])
+
+
+def test_kept_pixel_maps_are_the_maps_behind_the_scores():
+    from advxai.explainers.aggregate import aggregate
+    from advxai.explainers.gradients import gradient_attributions
+
+    model = PlantedSegmentModel().eval()
+    inputs = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(4))
+    targets = model(inputs).argmax(1)
+    masks = torch.from_numpy(np.repeat(rectangles(SIZE, SIZE)[None], 2, axis=0)).long()
+    maps: dict[str, np.ndarray] = {}
+    settings = ExplainSettings(gradients=GradientSettings(n_noise=2, ig_steps=4), seed=1, batch_size=8)
+    scores = explain_all(model, inputs, targets, ["a", "b"], {"rect": masks}, {"rect": np.full(2, 16)}, ["sal", "sal-vg"], settings, pixel_maps=maps)
+    assert set(maps) == {"sal", "sal-vg"} and maps["sal"].dtype == np.float16
+    plain = gradient_attributions(model, inputs, targets, "sal")
+    np.testing.assert_allclose(maps["sal"], plain.numpy().astype(np.float16))
+    np.testing.assert_allclose(scores["sal"]["rect"]["mean_abs"], aggregate(plain, masks, 16)["mean_abs"], rtol=1e-6)

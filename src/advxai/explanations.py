@@ -74,11 +74,14 @@ def explain_all(
     *,
     extras: Sequence[Mapping[str, Any]] = (),
     lime_forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    pixel_maps: dict[str, np.ndarray] | None = None,
 ) -> Scores:
     """Scores of every requested explainer for every segmentation in ``masks`` and every aggregation.
 
     ``n_segments[seg]`` holds each item's segment count; score arrays are as wide as the largest.
     ``lime_forward`` overrides what LIME's surrogate fits (audio: class probabilities).
+    ``pixel_maps``, when given, is filled with the float16 pixel attributions of the gradient and
+    extra explainers (LIME's map is its segment coefficients, already in the scores).
     """
     requested = set(validate_explainers(explainers))
     width = {seg: int(np.max(counts)) for seg, counts in n_segments.items()}
@@ -92,8 +95,11 @@ def explain_all(
             explainers=wanted, masks=dict(masks), n_segments=width,
             n_noise=settings.gradients.n_noise, noise_std=settings.gradients.noise_std,
             ig_steps=settings.gradients.ig_steps, seed=settings.seed, batch_size=settings.batch_size,
+            keep_attributions=pixel_maps is not None,
         )
         scores.update(result.scores)
+        if pixel_maps is not None:
+            pixel_maps.update(result.attributions)
     if "lime" in requested:
         lime = settings.lime
         scores["lime"] = {
@@ -109,6 +115,8 @@ def explain_all(
         }
     for spec in extras:
         attributions = make_extra_explainer(spec)(model, inputs, targets)
+        if pixel_maps is not None:
+            pixel_maps[spec["name"]] = attributions.detach().cpu().numpy().astype(np.float16)
         scores[spec["name"]] = {seg: aggregate(attributions, mask, width[seg]) for seg, mask in masks.items()}
     return scores
 

@@ -225,13 +225,14 @@ def explain_shard(inputs: Mapping[str, str], output: str, *, model: Mapping[str,
     params = {"model": dict(model), "explain": dict(explain)}
 
     def run(batch: slice) -> dict[str, np.ndarray]:
+        pixel_maps: dict[str, np.ndarray] | None = {} if explain.get("keep_attributions") else None
         scores = explain_all(
             bundle.module, data["adversarial"][batch].to(device), torch.as_tensor(data["adversarial_prediction"][batch], device=device),
             list(ids[batch]), {s: m[batch].to(device) for s, m in masks.items()}, {s: c[batch] for s, c in counts.items()},
-            builtin, settings, extras=extras,
+            builtin, settings, extras=extras, pixel_maps=pixel_maps,
         )
         log.info("explained %d images with %s", batch.stop - batch.start, explain["explainers"])
-        return flatten_scores(_pad_scores(scores, counts))
+        return {**flatten_scores(_pad_scores(scores, counts)), **{f"attributions/{e}": m for e, m in (pixel_maps or {}).items()}}
 
     checkpoint = BatchCheckpoint(output, params)
     arrays = checkpoint.run(len(ids), batch_size, run) if len(ids) else {}
