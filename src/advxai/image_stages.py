@@ -206,17 +206,27 @@ def explain_settings(explain: Mapping[str, Any], batch_size: int) -> ExplainSett
     )
 
 
+def subset_inputs(
+    inputs: Mapping[str, str], which: str, model: Mapping[str, Any], segment_files: Mapping[str, str]
+) -> tuple[list[str], dict[str, Any], dict[str, torch.Tensor], dict[str, np.ndarray]]:
+    """(ids, clean/adversarial inputs, masks and segment counts per segmentation) of the shard's ``which`` subset.
+
+    The adversaries must come from ``model``: a stale file written for other weights fails here.
+    """
+    require_params(inputs["adversaries"], {"model": dict(model)})
+    ids = subset_ids(inputs["subset"], read_h5(inputs["images"], ["ids"])["ids"], which)
+    data = shard_inputs(inputs["images"], inputs["adversaries"], ids)
+    masks, counts = {}, {}
+    for segmentation, path in segment_files.items():
+        masks[segmentation], counts[segmentation] = _masks(path, ids)
+    return ids, data, masks, counts
+
+
 def explain_shard(inputs: Mapping[str, str], output: str, *, model: Mapping[str, Any], explain: Mapping[str, Any], batch_size: int, device: torch.device) -> None:
     """One explanation family on the shard's label-flip subset, explaining the adversarial prediction."""
     bundle = model_from_spec(model, device)
-    require_params(inputs["adversaries"], {"model": dict(model)})
-    all_ids = read_h5(inputs["images"], ["ids"])["ids"]
-    ids = subset_ids(inputs["subset"], all_ids, "labelflip")
-    data = shard_inputs(inputs["images"], inputs["adversaries"], ids)
-    segs = [key.removeprefix("segments_") for key in inputs if key.startswith("segments_")]
-    masks, counts = {}, {}
-    for seg in segs:
-        masks[seg], counts[seg] = _masks(inputs[f"segments_{seg}"], ids)
+    segment_files = {key.removeprefix("segments_"): path for key, path in inputs.items() if key.startswith("segments_")}
+    ids, data, masks, counts = subset_inputs(inputs, "labelflip", model, segment_files)
     if explain["family"] == "gbp" and len(ids):
         log.info("guided activations: %s", audit_guided_activations(bundle.module, data["adversarial"][:1].to(device)))
     settings = explain_settings(explain, batch_size)
@@ -292,23 +302,12 @@ def predict_selections(model: torch.nn.Module, clean: torch.Tensor, adversarial:
     return predictions
 
 
-def subset_inputs(inputs: Mapping[str, str], which: str, model: Mapping[str, Any]) -> tuple[list[str], dict[str, Any], torch.Tensor, np.ndarray]:
-    """(ids, clean/adversarial inputs, masks, segment counts) of the shard's ``which`` subset.
-
-    The adversaries must come from ``model``: a stale file written for other weights fails here.
-    """
-    require_params(inputs["adversaries"], {"model": dict(model)})
-    ids = subset_ids(inputs["subset"], read_h5(inputs["images"], ["ids"])["ids"], which)
-    data = shard_inputs(inputs["images"], inputs["adversaries"], ids)
-    masks, counts = _masks(inputs["segments"], ids)
-    return ids, data, masks, counts
-
-
 def labelflip_shard(inputs: Mapping[str, str], output: str, *, model: Mapping[str, Any], labelflip: Mapping[str, Any], batch_size: int, device: torch.device) -> None:
     """Did adding back only the top-k segments flip the clean prediction? Every ranking, every k (REFERENCE §8.1–8.2)."""
     bundle = model_from_spec(model, device)
     segmentation = labelflip["segmentation"]
-    ids, data, masks, counts = subset_inputs(inputs, "labelflip", model)
+    ids, data, masks, counts = subset_inputs(inputs, "labelflip", model, {segmentation: inputs["segments"]})
+    masks, counts = masks[segmentation], counts[segmentation]
     k_column, fraction_column, per_item_k = flip_settings(labelflip, counts)
     for row, item_id in enumerate(ids):
         segments.check_segments(masks[row].numpy(), int(per_item_k[row].max()), item_id=item_id)
@@ -340,7 +339,8 @@ def localised_shard(inputs: Mapping[str, str], output: str, *, model: Mapping[st
     """Keep only the top-k magnitude segments of the perturbation, explain what still flips, count recovered segments (§8.3)."""
     bundle = model_from_spec(model, device)
     segmentation = localised["segmentation"]
-    ids, data, masks, counts = subset_inputs(inputs, "localised", model)
+    ids, data, masks, counts = subset_inputs(inputs, "localised", model, {segmentation: inputs["segments"]})
+    masks, counts = masks[segmentation], counts[segmentation]
     for row, item_id in enumerate(ids):
         segments.check_segments(masks[row].numpy(), max(localised["ks"]), item_id=item_id)
     settings = explain_settings(localised, batch_size)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
+from tqdm import tqdm
 
 os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")  # NFS/Lustre on clusters
 import h5py  # noqa: E402
@@ -223,8 +224,6 @@ class BatchCheckpoint:
 
         ``compute`` returns a dict of arrays whose first axis is the batch; keys may contain ``/``.
         """
-        from tqdm import tqdm
-
         finished = self.keys()
         parts: list[dict[str, np.ndarray]] = []
         for start in tqdm(range(0, n_items, batch_size), desc=self.path.name.removesuffix(".partial.h5"), unit="batch"):
