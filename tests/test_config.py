@@ -86,3 +86,15 @@ def test_model_sizes_follow_the_paper():
     assert model_sizes({"architecture": "inception_v3"}) == (299, 299)
     assert model_sizes({"architecture": "resnet50"}) == (256, 224)
     assert model_sizes({"architecture": "x:y", "input_size": 64, "resize_size": 72}) == (72, 64)
+
+
+def test_paper_preset_runs_exactly_the_five_paper_models():
+    config = load("config.yaml", "presets/paper.yaml")
+    enabled = {label: entry["architecture"] for label, entry in config["image"]["models"].items() if entry.get("enabled", True)}
+    assert enabled == {
+        "alexnet": "alexnet",
+        "vgg16": "vgg16",
+        "resnet50": "resnet50",
+        "densenet161": "densenet161",
+        "inception_v3": "inception_v3",
+    }
