@@ -86,3 +86,13 @@ def test_model_sizes_follow_the_paper():
     assert model_sizes({"architecture": "inception_v3"}) == (299, 299)
     assert model_sizes({"architecture": "resnet50"}) == (256, 224)
     assert model_sizes({"architecture": "x:y", "input_size": 64, "resize_size": 72}) == (72, 64)
+
+
+def test_experiment_seeds_must_be_trained_detectors():
+    message = _invalid(lambda c: c["audio"].update(experiment_seeds=[7]))
+    assert "audio.experiment_seeds" in message and "7" in message
+
+
+def test_paper_preset_attacks_one_detector_and_trains_five():
+    config = load("config.yaml", "presets/paper.yaml")
+    assert config["audio"]["seeds"] == [0, 1, 2, 3, 4] and len(config["audio"]["experiment_seeds"]) == 1
