@@ -169,19 +169,38 @@ def draw_subsets(adversary_paths: Sequence[str], output: str, *, subset: Mapping
 
 
 def segment_shard(images_path: str, adversaries_path: str, subset_path: str, output: str, *, segmentation: Mapping[str, Any]) -> None:
-    """Segment id maps of the shard's subset images: 4×4 rectangles, or SLIC on the normalised adversary."""
+    """Segment id maps of the shard's subset images, and the segment count of every successful adversary.
+
+    4×4 rectangles, or SLIC on the normalised adversary. The maps feed the explanation and metric
+    jobs, which process the subsets only; the counts of all successful adversaries are Table 6, as
+    the paper counts the SLIC segments of all adversaries. SLIC runs once per adversary.
+    """
     all_ids = read_h5(images_path, ["ids"])["ids"]
     chosen = set(subset_ids(subset_path, all_ids, "labelflip")) | set(subset_ids(subset_path, all_ids, "localised"))
-    data = shard_inputs(images_path, adversaries_path, [i for i in all_ids if i in chosen])
+    success = read_h5(adversaries_path, ["success"])["success"]
+    adversary_ids = [i for i, ok in zip(all_ids, success) if ok]
     height, width = dataset_shape(images_path, "images")[1:3]
     if segmentation["method"] == "rect":
         grid = segments.rectangles(height, width, segmentation["grid"])
-        masks = np.repeat(grid[None], len(data["ids"]), axis=0)
+        maps = (grid for _ in adversary_ids)
     else:
         slic_args = {k: segmentation[k] for k in ("n_segments", "compactness", "sigma")}
-        masks = np.stack([segments.slic(x.numpy(), **slic_args) for x in tqdm(data["adversarial"], desc="slic")]) if len(data["ids"]) else np.zeros((0, height, width), int)
-    counts = masks.reshape(len(masks), -1).max(axis=1) + 1 if len(masks) else np.zeros(0, int)
-    write_h5(output, {"ids": data["ids"], "masks": masks.astype(np.int16), "n_segments": counts}, stage="segments", params=dict(segmentation))
+        adversarial = shard_inputs(images_path, adversaries_path, adversary_ids)["adversarial"]
+        maps = (segments.slic(x.numpy(), **slic_args) for x in tqdm(adversarial, desc="slic"))
+    counts, masks, ids = [], [], []
+    for item_id, mask in zip(adversary_ids, maps):
+        counts.append(segments.n_segments(mask))
+        if item_id in chosen:
+            ids.append(item_id)
+            masks.append(mask.astype(np.int16))
+    counts = np.array(counts, dtype=np.int64)
+    write_h5(
+        output,
+        {"ids": np.array(ids, dtype=str), "masks": np.stack(masks) if masks else np.zeros((0, height, width), np.int16),
+         "n_segments": counts[[i in chosen for i in adversary_ids]], "adversary_ids": np.array(adversary_ids, dtype=str), "adversary_n_segments": counts},
+        stage="segments",
+        params=dict(segmentation),
+    )
 
 
 def _masks(path: str, ids: Sequence[str]) -> tuple[torch.Tensor, np.ndarray]:
@@ -268,6 +287,16 @@ def _pad(values: np.ndarray, width: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------ metrics
+def selection_width(counts: np.ndarray, ks: np.ndarray) -> int:
+    """Columns of the score matrices that top-k selects from: the widest segmentation, and at least the largest k.
+
+    An image with fewer segments than k is kept, as the authors' code kept it: its absent segment
+    ids score ``metrics.ABSENT`` and rank last, so top-k selects every real segment (the hybrid is
+    the full adversary) and the image stays in the denominator.
+    """
+    return max(int(np.max(counts, initial=0)), int(np.max(ks, initial=0)))
+
+
 def read_rankings(explanation_paths: Sequence[str], segmentation: str, ids: Sequence[str]) -> dict[tuple[str, str], np.ndarray]:
     """(explainer, aggregation) → (N, S) scores of one segmentation, from every explanation file."""
     rankings: dict[tuple[str, str], np.ndarray] = {}
@@ -309,9 +338,10 @@ def labelflip_shard(inputs: Mapping[str, str], output: str, *, model: Mapping[st
     ids, data, masks, counts = subset_inputs(inputs, "labelflip", model, {segmentation: inputs["segments"]})
     masks, counts = masks[segmentation], counts[segmentation]
     k_column, fraction_column, per_item_k = flip_settings(labelflip, counts)
-    for row, item_id in enumerate(ids):
-        segments.check_segments(masks[row].numpy(), int(per_item_k[row].max()), item_id=item_id)
-    width = int(counts.max()) if len(ids) else 0
+    fewer_segments = per_item_k > counts[:, None]
+    if fewer_segments.any():
+        log.info("%d of %d images have fewer segments than some k: they get their full adversary back", int(fewer_segments.any(1).sum()), len(ids))
+    width = selection_width(counts, per_item_k)
     rankings = read_rankings([p for key, p in inputs.items() if key.startswith("explanations_")], segmentation, ids)
     if len(ids):
         baselines = metrics.magnitude_scores(data["clean"].numpy(), data["adversarial"].numpy(), masks.numpy(), width)
@@ -329,7 +359,8 @@ def labelflip_shard(inputs: Mapping[str, str], output: str, *, model: Mapping[st
         arrays = {f"flips/{e}/{agg}": flips[:, j] for j, (e, agg) in enumerate(names)}
     write_h5(
         output,
-        {"ids": np.array(ids, dtype=str), "n_segments": counts, "k": k_column, "fraction": fraction_column, "per_item_k": per_item_k, **arrays},
+        {"ids": np.array(ids, dtype=str), "n_segments": counts, "k": k_column, "fraction": fraction_column, "per_item_k": per_item_k,
+         "fewer_segments": fewer_segments, **arrays},
         stage="labelflip",
         params={"model": dict(model), "labelflip": dict(labelflip)},
     )
@@ -341,15 +372,13 @@ def localised_shard(inputs: Mapping[str, str], output: str, *, model: Mapping[st
     segmentation = localised["segmentation"]
     ids, data, masks, counts = subset_inputs(inputs, "localised", model, {segmentation: inputs["segments"]})
     masks, counts = masks[segmentation], counts[segmentation]
-    for row, item_id in enumerate(ids):
-        segments.check_segments(masks[row].numpy(), max(localised["ks"]), item_id=item_id)
     settings = explain_settings(localised, batch_size)
     names = list(localised["explainers"]) + [e["name"] for e in localised["extra"]]
     params = {"model": dict(model), "localised": dict(localised)}
 
     def run(batch: slice) -> dict[str, np.ndarray]:
         clean, adversarial, mask = data["clean"][batch].to(device), data["adversarial"][batch].to(device), masks[batch].to(device)
-        width = int(counts[batch].max())
+        width = selection_width(counts[batch], np.array(localised["ks"]))
         magnitude = metrics.magnitude_scores(clean.cpu().numpy(), adversarial.cpu().numpy(), mask.cpu().numpy(), width)["magnitude"]
         out: dict[str, np.ndarray] = {}
         for k in localised["ks"]:
@@ -370,6 +399,7 @@ def localised_shard(inputs: Mapping[str, str], output: str, *, model: Mapping[st
                     recovered[name][kept] = metrics.recovered(truth[kept], found)
             out[f"k{k}/prediction"] = prediction
             out[f"k{k}/kept"] = kept
+            out[f"k{k}/fewer_segments"] = counts[batch] < k
             out.update({f"k{k}/recovered/{name}": values for name, values in recovered.items()})
         return out
 
@@ -397,14 +427,16 @@ def write_image_tables(inputs: Mapping[str, Any], outputs: Mapping[str, str], *,
 
     adversaries = _group_inputs(inputs, "adversaries")
     accuracy = tables.accuracy_table(adversaries)
-    labelflip = tables.labelflip_table(_group_inputs(inputs, "labelflip"))
-    localised = tables.localised_table(_group_inputs(inputs, "localised"))
+    labelflip_files, localised_files = _group_inputs(inputs, "labelflip"), _group_inputs(inputs, "localised")
+    labelflip = tables.labelflip_table(labelflip_files)
+    localised = tables.localised_table(localised_files)
     slic_inputs = {model: paths for (model, seg), paths in _group_inputs(inputs, "segments").items() if seg == "slic"}
     slic = tables.slic_segments_table(slic_inputs)
     architectures = tables.model_architectures(adversaries)
     for name, frame in (("accuracy", accuracy), ("labelflip", labelflip), ("localised", localised), ("slic", slic)):
         write_csv(frame, outputs[name])
-    write_text(tables.image_report(accuracy, labelflip, slic if slic_inputs else None, architectures, k), outputs["markdown"])
+    fewer_segments = tables.fewer_segments_table(labelflip_files, localised_files)
+    write_text(tables.image_report(accuracy, labelflip, slic if slic_inputs else None, architectures, k, fewer_segments), outputs["markdown"])
 
 
 def write_image_figures(labelflip_csv: str, localised_csv: str, outputs: Sequence[str]) -> None:
