@@ -7,6 +7,8 @@ rule synthetic_corpus:
         directory("audio/corpus"),
     params:
         corpus=synthetic_corpus_params(),
+    conda:
+        ADVXAI_ENV
     log:
         "logs/audio/corpus.log",
     script:
@@ -15,11 +17,11 @@ rule synthetic_corpus:
 
 rule audio_manifest:
     input:
-        corpus_input(),
+        corpus=corpus_input(),
     output:
         "audio/manifest.csv",
-    params:
-        root=corpus_root(),
+    conda:
+        ADVXAI_ENV
     log:
         "logs/audio/manifest.log",
     script:
@@ -29,10 +31,13 @@ rule audio_manifest:
 rule audio_features:
     input:
         manifest="audio/manifest.csv",
+        corpus=corpus_input(),
     output:
         "audio/features/{split}.h5",
     params:
         split="{split}",
+    conda:
+        ADVXAI_ENV
     log:
         "logs/audio/features/{split}.log",
     script:
@@ -50,6 +55,8 @@ rule train_detector:
     threads: 1
     resources:
         gpu=job_gpus(),
+    conda:
+        ADVXAI_ENV
     log:
         "logs/audio/svds/seed{seed}.log",
     benchmark:
@@ -69,6 +76,8 @@ rule evaluate_detector:
         median_filter=AUDIO["median_filter"],
         device=device_param(),
     threads: 1
+    conda:
+        ADVXAI_ENV
     log:
         "logs/audio/svds/seed{seed}_eval.log",
     script:
@@ -88,6 +97,8 @@ rule audio_attack:
     threads: 1
     resources:
         gpu=job_gpus(),
+    conda:
+        ADVXAI_ENV
     log:
         "logs/audio/adversaries/seed{seed}.log",
     benchmark:
@@ -106,6 +117,8 @@ rule audio_excerpts:
         "audio/excerpts/seed{seed}.h5",
     params:
         excerpts=audio_excerpt_params,
+    conda:
+        ADVXAI_ENV
     log:
         "logs/audio/excerpts/seed{seed}.log",
     script:
@@ -124,6 +137,8 @@ rule audio_explain:
     threads: 1
     resources:
         gpu=job_gpus(),
+    conda:
+        ADVXAI_ENV
     log:
         "logs/audio/explanations/seed{seed}.log",
     benchmark:
@@ -144,6 +159,8 @@ rule audio_labelflip:
         ks=AUDIO["labelflip_ks"],
         device=device_param(),
     threads: 1
+    conda:
+        ADVXAI_ENV
     log:
         "logs/audio/labelflip/seed{seed}.log",
     script:
@@ -164,6 +181,8 @@ rule audio_localised:
     threads: 1
     resources:
         gpu=job_gpus(),
+    conda:
+        ADVXAI_ENV
     log:
         "logs/audio/localised/seed{seed}.log",
     benchmark:
@@ -189,6 +208,8 @@ rule audio_tables:
         excerpt=report("results/figures/audio_excerpt.png", category="Audio", subcategory="Figures", caption="../report/audio_excerpt.rst"),
     params:
         seeds=AUDIO["seeds"],
+    conda:
+        ADVXAI_ENV
     log:
         "logs/report/audio_tables.log",
     script:
