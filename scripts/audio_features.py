@@ -3,4 +3,4 @@ from advxai import runtime
 from advxai.audio_stages import write_features
 
 with runtime.job(snakemake.log[0], snakemake.threads):
-    write_features(snakemake.input.manifest, snakemake.params.split, snakemake.output[0])
+    write_features(snakemake.input.manifest, snakemake.input.corpus, snakemake.params.split, snakemake.output[0])

@@ -3,4 +3,4 @@ from advxai import runtime
 from advxai.audio_stages import write_manifest
 
 with runtime.job(snakemake.log[0], snakemake.threads):
-    write_manifest(snakemake.params.root, snakemake.output[0])
+    write_manifest(snakemake.input.corpus, snakemake.output[0])

@@ -24,6 +24,8 @@ from advxai.data.images import (
     preprocess,
     to_model_input,
 )
+from advxai.data.image_items import IMAGE_EXTENSIONS, locate, manifest_length, read_image_manifest, write_image_manifest
+from advxai.data.roots import link_data_root
 
 WNIDS = ["n01440764", "n01443537", "n02102040"]
 
@@ -171,3 +173,58 @@ def test_corrupt_image_error_names_the_file(tmp_path, content):
 def test_missing_image_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="gone.JPEG"):
         load_image(ImageItem(id="gone", source=str(tmp_path / "gone.JPEG"), label=-1))
+
+
+def test_listing_accepts_the_extensions_torchvision_accepts():
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    assert IMAGE_EXTENSIONS == IMG_EXTENSIONS
+
+
+def full_folder_tree(root: Path) -> Path:
+    """folder_tree plus empty folders for the other 997 classes, as a real subset tree keeps them."""
+    folder_tree(root)
+    for index in range(1000 - len(WNIDS)):
+        (root / f"n{index:08d}").mkdir()
+    return root
+
+
+def test_manifest_paths_are_relative_so_a_moved_data_folder_gives_the_same_manifest(tmp_path):
+    root = full_folder_tree(tmp_path / "first")
+    write_image_manifest("imagenet", root, tmp_path / "first.csv")
+    moved = root.rename(tmp_path / "elsewhere")
+    write_image_manifest("imagenet", moved, tmp_path / "moved.csv")
+    assert (tmp_path / "first.csv").read_bytes() == (tmp_path / "moved.csv").read_bytes()
+    assert manifest_length(tmp_path / "moved.csv") == 6
+
+    listed = imagenet_val_items(moved)
+    rows = read_image_manifest(tmp_path / "moved.csv", 2, 4)
+    assert [(i.id, i.label) for i in rows] == [(i.id, i.label) for i in listed[2:4]]
+    assert [i.source for i in rows] == [f"{WNIDS[1]}/ILSVRC2012_val_00000003.JPEG", f"{WNIDS[1]}/ILSVRC2012_val_00000006.JPEG"]
+    assert [locate(i, moved) for i in rows] == listed[2:4]
+    sizes = [line.rsplit(",", 1)[1] for line in (tmp_path / "moved.csv").read_text().splitlines()[1:]]
+    assert sizes == [str(Path(i.source).stat().st_size) for i in listed]
+
+
+def test_bundled_manifest_lists_the_bundled_photographs(tmp_path):
+    write_image_manifest("bundled", None, tmp_path / "bundled.csv")
+    items = read_image_manifest(tmp_path / "bundled.csv")
+    assert items == bundled_items() and [locate(i, None) for i in items] == items
+    with pytest.raises(ValueError, match="data root"):
+        locate(ImageItem("x", "n01440764/x.JPEG", 0), None)
+
+
+def test_data_link_follows_the_configured_folder_and_finds_the_kaggle_csv_beside_the_real_one(tmp_path):
+    root = kaggle_tree(tmp_path / "kaggle")
+    (root / "LOC_val_solution.csv").rename(tmp_path / "LOC_val_solution.csv")
+    link = tmp_path / "work" / "data" / "imagenet"
+    link_data_root(link, root)
+    assert summary(imagenet_val_items(link, allow_partial=True)) == EXPECTED
+    before = link.lstat().st_mtime_ns
+    link_data_root(link, root)  # already right: left alone
+    assert link.lstat().st_mtime_ns == before
+    link_data_root(link, tmp_path / "work")
+    assert link.resolve() == (tmp_path / "work").resolve()
+    (tmp_path / "real").mkdir()
+    with pytest.raises(FileExistsError, match="not a link"):
+        link_data_root(tmp_path / "real", root)

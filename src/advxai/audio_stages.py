@@ -51,27 +51,32 @@ def write_corpus(output_dir: str, *, corpus: Mapping[str, Any]) -> None:
 
 
 def write_manifest(root: str, output: str) -> None:
-    """Validate a corpus in Jamendo's layout (every file, every .lab line, decoding) and list it."""
+    """Validate a corpus in Jamendo's layout (every file, every .lab line, decoding) and list it.
+
+    Paths are relative to ``root``, so that the manifest, and everything made from it, is the same
+    wherever the corpus lies (see docs/data.md).
+    """
     splits = validate_jamendo(root, decode=True)
     rows = [
-        {"split": split, "name": song.name, "audio_path": str(song.audio_path), "label_path": str(song.label_path)}
+        {"split": split, "name": song.name, "audio_path": song.audio_path.relative_to(root).as_posix(), "label_path": song.label_path.relative_to(root).as_posix()}
         for split in SPLITS
         for song in splits[split]
     ]
     write_csv(pd.DataFrame(rows, columns=["split", "name", "audio_path", "label_path"]), output)
 
 
-def write_features(manifest: str, split: str, output: str) -> None:
-    """Linear-magnitude STFT (T × 513) and frame labels of every song of a split, concatenated."""
+def write_features(manifest: str, root: str, split: str, output: str) -> None:
+    """Linear-magnitude STFT (T × 513) and frame labels of every song of a split, concatenated;
+    the manifest's paths are relative to ``root``, where the corpus lies now."""
     songs = pd.read_csv(manifest)
     songs = songs[songs.split == split]
     if songs.empty:
         raise ValueError(f"{manifest} lists no song in split '{split}'")
     specs, labels = [], []
     for song in tqdm(songs.itertuples(), total=len(songs), desc=f"features {split}"):
-        spec = stft_magnitude(load_audio(song.audio_path))
+        spec = stft_magnitude(load_audio(Path(root, song.audio_path)))
         specs.append(spec)
-        labels.append(frame_labels(read_lab(song.label_path), len(spec)))
+        labels.append(frame_labels(read_lab(Path(root, song.label_path)), len(spec)))
     offsets = np.cumsum([0] + [len(s) for s in specs])
     write_h5(
         output,

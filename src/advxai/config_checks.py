@@ -1,13 +1,19 @@
 """Parse-time checks of a workflow configuration that a JSON schema cannot express.
 
 Each failure raises one :class:`ConfigError` naming the config key, before any job runs.
+The checks run while Snakemake parses the workflow, so they import neither torch nor
+torchvision nor captum: model and attribution names are read from those packages' sources.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import importlib.util
 from pathlib import Path
 from typing import Any, Mapping
+
+from .names import BUILTIN_EXPLAINERS
 
 BUNDLED_MODELS = ("efficientnet_lite0",)
 
@@ -16,10 +22,36 @@ class ConfigError(ValueError):
     """A configuration value is wrong; the message names the key."""
 
 
-def torchvision_classifiers() -> list[str]:
-    import torchvision
+def _package_dir(package: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"package '{package}' is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
 
-    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+def _decorator_name(decorator: ast.expr) -> str | None:
+    target = decorator.func if isinstance(decorator, ast.Call) else decorator
+    return target.id if isinstance(target, ast.Name) else getattr(target, "attr", None)
+
+
+@functools.cache
+def torchvision_classifiers() -> list[str]:
+    """What ``torchvision.models.list_models(module=torchvision.models)`` returns, without importing
+    torchvision: the functions decorated with ``@register_model`` in ``torchvision/models/*.py``
+    (the classification builders; detection, segmentation etc. live in sub-packages)."""
+    names = set()
+    for source in _package_dir("torchvision").joinpath("models").glob("*.py"):
+        for node in ast.parse(source.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.FunctionDef) and any(_decorator_name(d) == "register_model" for d in node.decorator_list):
+                names.add(node.name)
+    return sorted(names)
+
+
+@functools.cache
+def captum_attributions() -> frozenset[str]:
+    """The names ``captum.attr`` exports, read from its ``__init__.py`` without importing captum."""
+    tree = ast.parse(_package_dir("captum").joinpath("attr", "__init__.py").read_text(encoding="utf-8"))
+    return frozenset(alias.asname or alias.name for node in tree.body if isinstance(node, ast.ImportFrom) for alias in node.names)
 
 
 def check_architecture(key: str, architecture: str) -> None:
@@ -50,26 +82,13 @@ def _check_path(key: str, value: str | None) -> None:
         raise ConfigError(f"{key}: path '{value}' does not exist")
 
 
-def image_item_count(image: Mapping[str, Any]) -> int:
-    """How many images the image domain runs on (after ``max_images``)."""
-    from .data.images import bundled_items, imagenet_val_items
-
-    items = bundled_items() if image["dataset"] == "bundled" else imagenet_val_items(image["imagenet_root"])
-    limit = image.get("max_images")
-    return len(items) if limit is None else min(limit, len(items))
-
-
 def check_extra_explainers(key: str, extras: list[Mapping[str, Any]]) -> None:
-    from .explainers.registry import BUILTIN_EXPLAINERS
-
     names = [e["name"] for e in extras]
     for i, spec in enumerate(extras):
         if spec["name"] in BUILTIN_EXPLAINERS or names.count(spec["name"]) > 1:
             raise ConfigError(f"{key}[{i}].name: '{spec['name']}' clashes with another explainer name")
         if "captum" in spec:
-            import captum.attr
-
-            if not hasattr(captum.attr, spec["captum"]):
+            if spec["captum"] not in captum_attributions():
                 raise ConfigError(f"{key}[{i}].captum: captum.attr has no attribution class '{spec['captum']}'")
         elif importlib.util.find_spec(spec["function"].split(":")[0]) is None:
             raise ConfigError(f"{key}[{i}].function: module of '{spec['function']}' cannot be imported")

@@ -16,7 +16,8 @@ from tqdm import tqdm
 
 from . import metrics, segments
 from .attacks.pgd import draw_targets, targeted_pgd
-from .data.images import ImageItem, bundled_items, imagenet_val_items, load_image, pixel_bounds, preprocess, to_model_input
+from .data.image_items import locate, read_image_manifest
+from .data.images import load_image, pixel_bounds, preprocess, to_model_input
 from .explanations import ExplainSettings, GradientSettings, LimeSettings, explain_all, flatten_scores, unflatten_scores
 from .guided import audit_guided_activations
 from .models import ModelBundle, load_model, predict
@@ -29,12 +30,6 @@ AGGREGATIONS = ("mean", "mean_abs", "mean_pos")
 
 
 # ------------------------------------------------------------------------------------ loading
-def dataset_items(dataset: str, imagenet_root: str | None, max_images: int | None) -> list[ImageItem]:
-    """The items of the configured dataset in dataset order (REFERENCE §5.1)."""
-    items = bundled_items() if dataset == "bundled" else imagenet_val_items(imagenet_root)
-    return items if max_images is None else items[:max_images]
-
-
 def model_from_spec(spec: Mapping[str, Any], device: torch.device) -> ModelBundle:
     return load_model(spec["architecture"], weights=spec.get("weights", "DEFAULT"), device=str(device))
 
@@ -66,14 +61,24 @@ def subset_ids(subset_path: str, ids: Sequence[str], which: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------ stages
-def build_image_shard(output: str, params: Mapping[str, Any]) -> None:
-    """Decode, resize and centre-crop one shard of the dataset to uint8 (REFERENCE §5.2)."""
-    items = dataset_items(params["dataset"], params["imagenet_root"], params["max_images"])
-    start = params["shard"] * params["shard_size"]
-    shard = items[start : start + params["shard_size"]]
+def shard_rows(shard: int, shard_size: int, max_images: int | None) -> tuple[int, int]:
+    """Manifest rows ``start, stop`` of a shard: items in data set order, the first ``max_images`` only."""
+    start = shard * shard_size
+    stop = start + shard_size
+    return start, stop if max_images is None else min(stop, max_images)
+
+
+def build_image_shard(manifest: str, root: str | None, output: str, params: Mapping[str, Any]) -> None:
+    """Decode, resize and centre-crop one shard of a manifest's items to uint8 (REFERENCE §5.2).
+
+    ``root`` is where the manifest's files lie now (None for bundled photographs); the shard
+    stores their paths relative to it, so that it does not depend on where the data lies.
+    """
+    start, stop = shard_rows(params["shard"], params["shard_size"], params["max_images"])
+    shard = read_image_manifest(manifest, start, stop)
     if not shard:
-        raise ValueError(f"shard {params['shard']} is empty: {len(items)} items, shard_size {params['shard_size']}")
-    images = np.stack([preprocess(load_image(item), params["resize"], params["crop"]) for item in tqdm(shard, desc="decode")])
+        raise ValueError(f"shard {params['shard']} is empty: {manifest} has no rows {start}..{stop - 1}")
+    images = np.stack([preprocess(load_image(locate(item, root)), params["resize"], params["crop"]) for item in tqdm(shard, desc="decode")])
     write_h5(
         output,
         {"ids": [i.id for i in shard], "sources": [i.source for i in shard], "labels": np.array([i.label for i in shard]), "images": images},

@@ -9,6 +9,8 @@ rule synthetic_corpus:
         directory("audio/corpus"),
     params:
         corpus=synthetic_corpus_params(),
+    conda:
+        ADVXAI_ENV
     log:
         "logs/audio/corpus.log",
     script:
@@ -17,11 +19,11 @@ rule synthetic_corpus:
 
 rule audio_manifest:
     input:
-        corpus_input(),
+        corpus=corpus_input(),
     output:
         "audio/manifest.csv",
-    params:
-        root=corpus_root(),
+    conda:
+        ADVXAI_ENV
     log:
         "logs/audio/manifest.log",
     script:
@@ -31,10 +33,13 @@ rule audio_manifest:
 rule audio_features:
     input:
         manifest="audio/manifest.csv",
+        corpus=corpus_input(),
     output:
         "audio/features/{split}.h5",
     params:
         split="{split}",
+    conda:
+        ADVXAI_ENV
     log:
         "logs/audio/features/{split}.log",
     script:
@@ -52,6 +57,8 @@ rule train_detector:
     threads: 1
     resources:
         gpu=job_gpus(),
+    conda:
+        ADVXAI_ENV
     log:
         "logs/audio/svds/seed{seed}.log",
     benchmark:
@@ -71,6 +78,8 @@ rule evaluate_detector:
         median_filter=AUDIO["median_filter"],
         device=device_param(),
     threads: 1
+    conda:
+        ADVXAI_ENV
     log:
         "logs/audio/svds/seed{seed}_eval.log",
     script:
@@ -90,6 +99,8 @@ rule audio_attack:
     threads: 1
     resources:
         gpu=job_gpus(),
+    conda:
+        ADVXAI_ENV
     log:
         "logs/audio/adversaries/seed{seed}.log",
     benchmark:
@@ -108,6 +119,8 @@ rule audio_excerpts:
         "audio/excerpts/seed{seed}.h5",
     params:
         excerpts=audio_excerpt_params,
+    conda:
+        ADVXAI_ENV
     log:
         "logs/audio/excerpts/seed{seed}.log",
     script:
@@ -126,6 +139,8 @@ rule audio_explain:
     threads: 1
     resources:
         gpu=job_gpus(),
+    conda:
+        ADVXAI_ENV
     log:
         "logs/audio/explanations/seed{seed}.log",
     benchmark:
@@ -146,6 +161,8 @@ rule audio_labelflip:
         ks=AUDIO["labelflip_ks"],
         device=device_param(),
     threads: 1
+    conda:
+        ADVXAI_ENV
     log:
         "logs/audio/labelflip/seed{seed}.log",
     script:
@@ -166,6 +183,8 @@ rule audio_localised:
     threads: 1
     resources:
         gpu=job_gpus(),
+    conda:
+        ADVXAI_ENV
     log:
         "logs/audio/localised/seed{seed}.log",
     benchmark:
@@ -191,6 +210,8 @@ rule audio_tables:
         excerpt=report("results/figures/audio_excerpt.png", category="Audio", subcategory="Figures", caption="../report/audio_excerpt.rst"),
     params:
         experiment_seeds=audio_experiment_seeds(),
+    conda:
+        ADVXAI_ENV
     log:
         "logs/report/audio_tables.log",
     script:

@@ -1,14 +1,33 @@
 # Helpers shared by the rules: parse-time checks, wildcard domains and params providers.
 # Rules stay thin: every `params:` is a call to one of the functions below.
+# Parsing imports no torch and lists no data set: the manifests are written by jobs, once
+# (docs/data.md), and the shard counts are read from the image manifest (a checkpoint).
 import math
+import os
 
 from advxai import config_checks
-from advxai.explainers.registry import FAMILIES
+from advxai.data.image_items import manifest_length
+from advxai.data.roots import link_data_root
+from advxai.names import FAMILIES
 
 config_checks.check_config(config)
 
 IMAGE = config["image"]
 AUDIO = config["audio"]
+
+# Every rule runs in this environment under `--sdm conda` (relative to workflow/rules/). Its
+# post-deploy script installs advxai from this repository, which it finds through ADVXAI_SOURCE.
+ADVXAI_ENV = "../../envs/advxai.yaml"
+os.environ.setdefault("ADVXAI_SOURCE", workflow.basedir)
+
+# External data sets are read through fixed links in the working directory, kept pointing at
+# the configured folders: no params or input names carry a data folder's location.
+IMAGENET_LINK = "data/imagenet"
+JAMENDO_LINK = "data/jamendo"
+if IMAGE["enabled"] and IMAGE["dataset"] == "imagenet":
+    link_data_root(IMAGENET_LINK, IMAGE["imagenet_root"])
+if AUDIO["enabled"] and AUDIO["corpus"] == "jamendo":
+    link_data_root(JAMENDO_LINK, AUDIO["jamendo_root"])
 
 
 # ---------------------------------------------------------------------------------- image domain
@@ -17,12 +36,41 @@ def image_models():
     return [m for m, entry in IMAGE["models"].items() if entry.get("enabled", True)] if IMAGE["enabled"] else []
 
 
+def image_data_root():
+    """The image data folder as a job input: the link, `ancient` so that its date reruns nothing
+    (the manifest's content decides); none for the bundled photographs."""
+    return {"root": ancient(IMAGENET_LINK)} if IMAGE["dataset"] == "imagenet" else {}
+
+
+def image_manifest_inputs(wildcards):
+    return image_data_root()
+
+
+def image_manifest_file():
+    """The manifest of the configured data set; raises Snakemake's incomplete-checkpoint signal until it exists."""
+    return checkpoints.image_manifest.get(dataset=IMAGE["dataset"]).output[0]
+
+
+_manifest_lengths = {}
+
+
 def image_item_count():
-    return config_checks.image_item_count(IMAGE)
+    """How many images the image domain runs on (after `max_images`), read from the manifest once per change of it."""
+    path = image_manifest_file()
+    stat = os.stat(path)
+    key = (path, stat.st_mtime_ns, stat.st_size)
+    if key not in _manifest_lengths:
+        _manifest_lengths[key] = manifest_length(path)
+    limit = IMAGE["max_images"]
+    return _manifest_lengths[key] if limit is None else min(limit, _manifest_lengths[key])
 
 
 def image_shards():
     return list(range(math.ceil(image_item_count() / IMAGE["shard_size"])))
+
+
+def image_shard_inputs(wildcards):
+    return {"manifest": image_manifest_file(), **image_data_root()}
 
 
 def model_entry(wildcards):
@@ -51,7 +99,6 @@ def image_shard_file(wildcards):
 def dataset_params(wildcards):
     return {
         "dataset": IMAGE["dataset"],
-        "imagenet_root": IMAGE["imagenet_root"],
         "max_images": IMAGE["max_images"],
         "shard_size": IMAGE["shard_size"],
         "shard": int(wildcards.shard),
@@ -201,13 +248,10 @@ def image_figure_files():
 
 
 # ---------------------------------------------------------------------------------- audio domain
-def corpus_root():
-    return "audio/corpus" if AUDIO["corpus"] == "synthetic" else AUDIO["jamendo_root"]
-
-
 def corpus_input():
-    """The synthetic corpus is a rule's output; a real Jamendo root is read in place."""
-    return ["audio/corpus"] if AUDIO["corpus"] == "synthetic" else []
+    """The synthetic corpus is a rule's output; a real Jamendo corpus is read in place through its
+    link, `ancient` so that its date reruns nothing (the manifest's content decides)."""
+    return "audio/corpus" if AUDIO["corpus"] == "synthetic" else ancient(JAMENDO_LINK)
 
 
 def synthetic_corpus_params():

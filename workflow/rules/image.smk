@@ -2,11 +2,30 @@
 # segmentations -> explanations -> label flips / localised recovery. Tables in report.smk.
 
 
+checkpoint image_manifest:
+    input:
+        unpack(image_manifest_inputs),
+    output:
+        "images/{dataset}/manifest.csv",
+    params:
+        dataset=IMAGE["dataset"],
+    conda:
+        ADVXAI_ENV
+    log:
+        "logs/images/{dataset}/manifest.log",
+    script:
+        "../../scripts/image_manifest.py"
+
+
 rule image_shard:
+    input:
+        unpack(image_shard_inputs),
     output:
         "images/{dataset}/{resize}-{crop}/shard{shard}.h5",
     params:
         dataset=dataset_params,
+    conda:
+        ADVXAI_ENV
     log:
         "logs/images/{dataset}/{resize}-{crop}/shard{shard}.log",
     script:
@@ -25,6 +44,8 @@ rule clean_predictions:
     threads: 1
     resources:
         gpu=job_gpus(),
+    conda:
+        ADVXAI_ENV
     log:
         "logs/image/{model}/clean/shard{shard}.log",
     benchmark:
@@ -47,6 +68,8 @@ rule attack:
     threads: 1
     resources:
         gpu=job_gpus(),
+    conda:
+        ADVXAI_ENV
     log:
         "logs/image/{model}/adversaries/shard{shard}.log",
     benchmark:
@@ -62,6 +85,8 @@ rule subsets:
         "image/{model}/subset.h5",
     params:
         subset=subset_params,
+    conda:
+        ADVXAI_ENV
     log:
         "logs/image/{model}/subset.log",
     script:
@@ -77,6 +102,8 @@ rule segments:
         "image/{model}/segments/{seg}/shard{shard}.h5",
     params:
         segmentation=segmentation_params,
+    conda:
+        ADVXAI_ENV
     log:
         "logs/image/{model}/segments/{seg}/shard{shard}.log",
     script:
@@ -96,6 +123,8 @@ rule explain:
     threads: 1
     resources:
         gpu=job_gpus(),
+    conda:
+        ADVXAI_ENV
     log:
         "logs/image/{model}/explanations/{family}/shard{shard}.log",
     benchmark:
@@ -117,6 +146,8 @@ rule labelflip:
     threads: 1
     resources:
         gpu=job_gpus(),
+    conda:
+        ADVXAI_ENV
     log:
         "logs/image/{model}/labelflip/{seg}/shard{shard}.log",
     benchmark:
@@ -141,6 +172,8 @@ rule localised:
     threads: 1
     resources:
         gpu=job_gpus(),
+    conda:
+        ADVXAI_ENV
     log:
         "logs/image/{model}/localised/{seg}/shard{shard}.log",
     benchmark:

@@ -14,6 +14,8 @@ rule image_tables:
         models=image_models(),
         segmentations=IMAGE["segmentations"],
         k=IMAGE["labelflip"]["k"],
+    conda:
+        ADVXAI_ENV
     log:
         "logs/report/image_tables.log",
     script:
@@ -26,6 +28,8 @@ rule image_figures:
         localised="results/tables/image_localised.csv",
     output:
         report(image_figure_files(), category="Image", subcategory="Figures", caption="../report/image_figures.rst"),
+    conda:
+        ADVXAI_ENV
     log:
         "logs/report/image_figures.log",
     script:

@@ -28,22 +28,7 @@ import torch
 from torch import nn
 
 from advxai.explainers.aggregate import AGGREGATIONS
-
-GRADIENT_METHODS: dict[str, str] = {"saliency": "sal", "ig": "ig", "gbp": "gbp"}
-"""Family name → gradient method it runs."""
-
-ENSEMBLES: tuple[str, ...] = ("sg", "sg2", "vg")
-"""NoiseTunnel variants: SmoothGrad, SmoothGrad², VarGrad."""
-
-LIME_FAMILY = "lime"
-
-FAMILIES: dict[str, tuple[str, ...]] = {
-    family: (method, *(f"{method}-{ensemble}" for ensemble in ENSEMBLES))
-    for family, method in GRADIENT_METHODS.items()
-}
-"""Gradient families and their explainers (each family shares its gradient passes)."""
-
-BUILTIN_EXPLAINERS: tuple[str, ...] = (LIME_FAMILY, *(name for names in FAMILIES.values() for name in names))
+from advxai.names import BUILTIN_EXPLAINERS, ENSEMBLES, FAMILIES, GRADIENT_METHODS, LIME_FAMILY
 
 __all__ = [
     "AGGREGATIONS",

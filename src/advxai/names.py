@@ -1,0 +1,24 @@
+"""Explainer names and families: plain constants, importable without torch.
+
+The workflow reads these while Snakemake parses it, so this module must stay free of heavy
+imports; :mod:`advxai.explainers.registry` re-exports them beside the explainer machinery.
+"""
+
+from __future__ import annotations
+
+GRADIENT_METHODS: dict[str, str] = {"saliency": "sal", "ig": "ig", "gbp": "gbp"}
+"""Family name → gradient method it runs."""
+
+ENSEMBLES: tuple[str, ...] = ("sg", "sg2", "vg")
+"""NoiseTunnel variants: SmoothGrad, SmoothGrad², VarGrad."""
+
+LIME_FAMILY = "lime"
+
+FAMILIES: dict[str, tuple[str, ...]] = {
+    family: (method, *(f"{method}-{ensemble}" for ensemble in ENSEMBLES))
+    for family, method in GRADIENT_METHODS.items()
+}
+"""Gradient families and their explainers (each family shares its gradient passes)."""
+
+BUILTIN_EXPLAINERS: tuple[str, ...] = (LIME_FAMILY, *(name for names in FAMILIES.values() for name in names))
+"""The 13 built-in explainer names, a contract used by configs, file layouts and tables."""

@@ -1,0 +1,97 @@
+"""The conda environment of the rules (envs/advxai.yaml) agrees with pyproject.toml, and
+`snakemake --lint` finds nothing. Needs no conda: the files are read, not deployed."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+
+tomllib = pytest.importorskip("tomllib")
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV_FILE = ROOT / "envs" / "advxai.yaml"
+
+# conda-forge names of packages whose PyPI name differs.
+PYPI_NAME = {"pytorch": "torch", "pysoundfile": "soundfile", "matplotlib-base": "matplotlib"}
+# They run the workflow from the submitting environment; jobs never import them.
+WORKFLOW_RUNNERS = {"snakemake", "snakemake-executor-plugin-slurm"}
+# What the environment needs to install advxai itself (advxai.post-deploy.sh), not advxai's dependencies.
+INSTALL_TOOLS = {"python", "pip", "setuptools"}
+
+
+def conda_requirement(spec: str) -> tuple[str, SpecifierSet]:
+    """``"pytorch >=2.1,<=2.14.1"`` → ``("pytorch", SpecifierSet(">=2.1,<=2.14.1"))``."""
+    match = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*(.*)", spec.strip())
+    assert match, f"unreadable conda spec {spec!r}"
+    return match[1].lower(), SpecifierSet(match[2].replace(" ", ""))
+
+
+def environment() -> dict[str, SpecifierSet]:
+    """Package → version range of envs/advxai.yaml, conda and pip entries, in PyPI names."""
+    packages = {}
+    for entry in yaml.safe_load(ENV_FILE.read_text())["dependencies"]:
+        if isinstance(entry, dict):
+            for pip_spec in entry["pip"]:
+                requirement = Requirement(pip_spec)
+                packages[requirement.name.lower()] = requirement.specifier
+        else:
+            name, specifier = conda_requirement(entry)
+            packages[PYPI_NAME.get(name, name)] = specifier
+    return packages
+
+
+def project() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def test_environment_uses_conda_forge_only():
+    assert yaml.safe_load(ENV_FILE.read_text())["channels"] == ["conda-forge", "nodefaults"]
+
+
+def test_environment_and_pyproject_name_the_same_dependencies_with_the_same_ranges():
+    required = {Requirement(spec).name.lower(): Requirement(spec).specifier for spec in project()["dependencies"]}
+    runtime = {name: specifier for name, specifier in required.items() if name not in WORKFLOW_RUNNERS}
+    env = {name: specifier for name, specifier in environment().items() if name not in INSTALL_TOOLS}
+    assert env.keys() == runtime.keys()
+    for name, specifier in runtime.items():
+        assert env[name] == specifier, f"{name}: pyproject.toml says {specifier}, {ENV_FILE.name} says {env[name]}"
+
+
+def test_the_pinned_torch_release_satisfies_both():
+    env = environment()
+    assert "2.14.1" in env["torch"] and "0.29.1" in env["torchvision"]
+    assert version("torch").split("+")[0] in env["torch"] and version("torchvision").split("+")[0] in env["torchvision"]
+
+
+def test_environment_python_lies_within_requires_python():
+    python = environment()["python"]
+    requires = SpecifierSet(project()["requires-python"])
+    minors = [f"3.{minor}" for minor in range(6, 16)]
+    assert any(v in python for v in minors)
+    assert all(v in requires for v in minors if v in python)
+
+
+def test_post_deploy_script_installs_advxai_from_the_repository():
+    script = (ENV_FILE.parent / "advxai.post-deploy.sh").read_text()
+    assert subprocess.run(["bash", "-n", str(ENV_FILE.parent / "advxai.post-deploy.sh")]).returncode == 0
+    assert re.search(r"pip install .*--editable \"\$\{ADVXAI_SOURCE", script)
+    assert 'os.environ.setdefault("ADVXAI_SOURCE", workflow.basedir)' in (ROOT / "workflow" / "rules" / "common.smk").read_text()
+
+
+@pytest.mark.parametrize("configs", [[], ["config.yaml", "presets/test.yaml"]], ids=["default", "test-preset"])
+def test_snakemake_lint_finds_nothing(configs):
+    command = [sys.executable, "-m", "snakemake", "--lint", "-s", str(ROOT / "Snakefile"), "-d", str(ROOT)]
+    if configs:
+        command += ["--configfile", *(str(ROOT / c) for c in configs)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "Lints for" not in output and "good condition" in output
