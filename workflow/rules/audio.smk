@@ -50,6 +50,7 @@ rule train_detector:
     threads: 1
     resources:
         gpu=job_gpus(),
+        gpu_share=audio_gpu_share(),
     log:
         "logs/audio/svds/seed{seed}.log",
     benchmark:
@@ -69,6 +70,9 @@ rule evaluate_detector:
         median_filter=AUDIO["median_filter"],
         device=device_param(),
     threads: 1
+    resources:
+        gpu=job_gpus(),
+        gpu_share=audio_gpu_share(),
     log:
         "logs/audio/svds/seed{seed}_eval.log",
     script:
@@ -88,6 +92,7 @@ rule audio_attack:
     threads: 1
     resources:
         gpu=job_gpus(),
+        gpu_share=audio_gpu_share(),
     log:
         "logs/audio/adversaries/seed{seed}.log",
     benchmark:
@@ -124,6 +129,7 @@ rule audio_explain:
     threads: 1
     resources:
         gpu=job_gpus(),
+        gpu_share=audio_gpu_share(),
     log:
         "logs/audio/explanations/seed{seed}.log",
     benchmark:
@@ -144,6 +150,9 @@ rule audio_labelflip:
         ks=AUDIO["labelflip_ks"],
         device=device_param(),
     threads: 1
+    resources:
+        gpu=job_gpus(),
+        gpu_share=audio_gpu_share(),
     log:
         "logs/audio/labelflip/seed{seed}.log",
     script:
@@ -164,6 +173,7 @@ rule audio_localised:
     threads: 1
     resources:
         gpu=job_gpus(),
+        gpu_share=audio_gpu_share(),
     log:
         "logs/audio/localised/seed{seed}.log",
     benchmark:

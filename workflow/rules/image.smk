@@ -25,6 +25,7 @@ rule clean_predictions:
     threads: 1
     resources:
         gpu=job_gpus(),
+        gpu_share=image_gpu_share,
     log:
         "logs/image/{model}/clean/shard{shard}.log",
     benchmark:
@@ -47,6 +48,7 @@ rule attack:
     threads: 1
     resources:
         gpu=job_gpus(),
+        gpu_share=image_gpu_share,
     log:
         "logs/image/{model}/adversaries/shard{shard}.log",
     benchmark:
@@ -96,6 +98,7 @@ rule explain:
     threads: 1
     resources:
         gpu=job_gpus(),
+        gpu_share=image_gpu_share,
     log:
         "logs/image/{model}/explanations/{family}/shard{shard}.log",
     benchmark:
@@ -117,6 +120,7 @@ rule labelflip:
     threads: 1
     resources:
         gpu=job_gpus(),
+        gpu_share=image_gpu_share,
     log:
         "logs/image/{model}/labelflip/{seg}/shard{shard}.log",
     benchmark:
@@ -141,6 +145,7 @@ rule localised:
     threads: 1
     resources:
         gpu=job_gpus(),
+        gpu_share=image_gpu_share,
     log:
         "logs/image/{model}/localised/{seg}/shard{shard}.log",
     benchmark:
