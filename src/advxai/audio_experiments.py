@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .arrays import to_numpy
 from .explanations import ExplainSettings, GradientSettings, LimeSettings, explain_all
 from .explainers.registry import LIME_FAMILY, validate_explainers
 from .metrics import recovered, segment_mask, segment_reduce, top_k
@@ -75,8 +76,8 @@ class ExcerptSet:
 
 def reaches_target(probabilities: np.ndarray, targets: np.ndarray, threshold: float) -> np.ndarray:
     """Whether each ``P(sing)`` lies on its target's side of ``threshold`` (``>`` for 1, ``<`` for 0)."""
-    probabilities = np.asarray(probabilities)
-    targets = np.asarray(targets)
+    probabilities = to_numpy(probabilities)
+    targets = to_numpy(targets)
     if not np.isin(targets, (0, 1)).all():
         raise ValueError(f"targets must be 0 or 1, got values {np.unique(targets)}")
     return np.where(targets == 1, probabilities > threshold, probabilities < threshold)
@@ -131,7 +132,7 @@ def _song_excerpts(
 ) -> tuple[list[int], dict[int, tuple[float, float]]]:
     """The kept frames of one song (in draw order, duplicates possible) and their probabilities."""
     name, clean_np, adversarial_np, flipped = song
-    clean_np, adversarial_np, flipped = np.asarray(clean_np), np.asarray(adversarial_np), np.asarray(flipped)
+    clean_np, adversarial_np, flipped = to_numpy(clean_np), to_numpy(adversarial_np), to_numpy(flipped)
     _check_song(name, clean_np, adversarial_np, flipped)
     n_frames = clean_np.shape[0]
     clean_pred = predict_song(model, clean_np, bank) > threshold
@@ -326,7 +327,7 @@ def explain_excerpts(
     if inputs.ndim != 3:
         raise ValueError(f"excerpts_logmel must be (N, frames, mels), got shape {tuple(inputs.shape)}")
     n_items, n_frames, n_mels = inputs.shape
-    target_tensor = torch.as_tensor(np.asarray(targets), dtype=torch.long, device=device)
+    target_tensor = torch.as_tensor(targets, dtype=torch.long, device=device)
     if target_tensor.shape != (n_items,) or not bool(((target_tensor == 0) | (target_tensor == 1)).all()):
         raise ValueError(f"targets must be {n_items} values in {{0, 1}}, got {target_tensor.tolist()}")
     if len(ids) != n_items:
@@ -368,7 +369,7 @@ def _as_excerpts(values: torch.Tensor | np.ndarray, name: str, device: torch.dev
 
 
 def _broadcast_mask(mask: np.ndarray, shape: torch.Size, device: torch.device) -> torch.Tensor:
-    mask = np.asarray(mask)
+    mask = to_numpy(mask)
     if mask.shape != tuple(shape[1:]):
         raise ValueError(f"mask of shape {mask.shape} does not match excerpts of shape {tuple(shape)}")
     return torch.as_tensor(mask, dtype=torch.long, device=device).expand(shape)
@@ -412,13 +413,13 @@ def label_flip_table(
     if delta_t.shape != clean_t.shape:
         raise ValueError(f"delta of shape {tuple(delta_t.shape)} does not match clean of shape {tuple(clean_t.shape)}")
     masks = _broadcast_mask(mask, clean_t.shape, device)
-    targets = np.asarray(targets)
+    targets = to_numpy(targets)
     n_items, n_ks = clean_t.shape[0], len(ks)
     if targets.shape != (n_items,):
         raise ValueError(f"targets must have shape ({n_items},), got {targets.shape}")
     if not scores or not ks:
         raise ValueError("label_flips needs at least one score array and one k")
-    n_segments = int(np.asarray(mask).max()) + 1
+    n_segments = int(to_numpy(mask).max()) + 1
     for name, values in scores.items():
         if np.shape(values) != (n_items, n_segments):
             raise ValueError(f"scores '{name}' has shape {np.shape(values)}, expected ({n_items}, {n_segments}) for this mask")
@@ -463,8 +464,8 @@ def label_flips(
 
 def norm_scores(delta: torch.Tensor | np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The norm baseline: ``Σ Δ²`` per segment, ``(N, S)`` (REFERENCE §4)."""
-    delta = delta.detach().cpu().numpy() if isinstance(delta, torch.Tensor) else np.asarray(delta)
-    mask = np.asarray(mask)
+    delta = to_numpy(delta)
+    mask = to_numpy(mask)
     if delta.ndim != 3 or mask.shape != delta.shape[1:]:
         raise ValueError(f"delta {delta.shape} must be (N, *mask.shape) with mask {mask.shape}")
     masks = np.broadcast_to(mask, delta.shape)
@@ -515,7 +516,7 @@ def localised(
     if mask is None:
         mask = audio_grid(clean_t.shape[1], clean_t.shape[2])
     masks = _broadcast_mask(mask, clean_t.shape, device)
-    targets = np.asarray(targets)
+    targets = to_numpy(targets)
     if targets.shape != (clean_t.shape[0],) or len(ids) != clean_t.shape[0]:
         raise ValueError(f"targets {targets.shape} and ids ({len(ids)}) must have {clean_t.shape[0]} entries")
     norms = norm_scores(delta_t, mask)

@@ -57,6 +57,7 @@ rule train_detector:
     threads: 1
     resources:
         gpu=job_gpus(),
+        gpu_share=audio_gpu_share(),
     conda:
         ADVXAI_ENV
     log:
@@ -78,6 +79,9 @@ rule evaluate_detector:
         median_filter=AUDIO["median_filter"],
         device=device_param(),
     threads: 1
+    resources:
+        gpu=job_gpus(),
+        gpu_share=audio_gpu_share(),
     conda:
         ADVXAI_ENV
     log:
@@ -99,6 +103,7 @@ rule audio_attack:
     threads: 1
     resources:
         gpu=job_gpus(),
+        gpu_share=audio_gpu_share(),
     conda:
         ADVXAI_ENV
     log:
@@ -139,6 +144,7 @@ rule audio_explain:
     threads: 1
     resources:
         gpu=job_gpus(),
+        gpu_share=audio_gpu_share(),
     conda:
         ADVXAI_ENV
     log:
@@ -161,6 +167,9 @@ rule audio_labelflip:
         ks=AUDIO["labelflip_ks"],
         device=device_param(),
     threads: 1
+    resources:
+        gpu=job_gpus(),
+        gpu_share=audio_gpu_share(),
     conda:
         ADVXAI_ENV
     log:
@@ -183,6 +192,7 @@ rule audio_localised:
     threads: 1
     resources:
         gpu=job_gpus(),
+        gpu_share=audio_gpu_share(),
     conda:
         ADVXAI_ENV
     log:

@@ -44,6 +44,7 @@ rule clean_predictions:
     threads: 1
     resources:
         gpu=job_gpus(),
+        gpu_share=image_gpu_share,
     conda:
         ADVXAI_ENV
     log:
@@ -68,6 +69,7 @@ rule attack:
     threads: 1
     resources:
         gpu=job_gpus(),
+        gpu_share=image_gpu_share,
     conda:
         ADVXAI_ENV
     log:
@@ -123,6 +125,7 @@ rule explain:
     threads: 1
     resources:
         gpu=job_gpus(),
+        gpu_share=image_gpu_share,
     conda:
         ADVXAI_ENV
     log:
@@ -146,6 +149,7 @@ rule labelflip:
     threads: 1
     resources:
         gpu=job_gpus(),
+        gpu_share=image_gpu_share,
     conda:
         ADVXAI_ENV
     log:
@@ -172,6 +176,7 @@ rule localised:
     threads: 1
     resources:
         gpu=job_gpus(),
+        gpu_share=image_gpu_share,
     conda:
         ADVXAI_ENV
     log:

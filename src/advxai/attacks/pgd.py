@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from advxai.arrays import to_numpy
 from advxai.seeding import numpy_rng
 
 TARGET_STAGE = "pgd-target"
@@ -31,7 +32,7 @@ def draw_targets(seed: int, ids: Sequence[str], clean_predictions: np.ndarray, n
     Returns:
         np.ndarray: ``int64`` targets of shape ``(len(ids),)``.
     """
-    clean_predictions = np.asarray(clean_predictions)
+    clean_predictions = to_numpy(clean_predictions)
     if clean_predictions.shape != (len(ids),):
         raise ValueError(f"clean_predictions has shape {clean_predictions.shape}, expected ({len(ids)},) like ids")
     if n_classes < 2:

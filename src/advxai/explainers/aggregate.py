@@ -21,17 +21,12 @@ from typing import Mapping
 import numpy as np
 import torch
 
+from advxai.arrays import to_numpy
 from advxai.metrics import ABSENT
 
 AGGREGATIONS: tuple[str, ...] = ("mean", "mean_abs", "mean_pos")
 
 ArrayLike = np.ndarray | torch.Tensor
-
-
-def _to_numpy(values: ArrayLike, dtype: type) -> np.ndarray:
-    if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().numpy()
-    return np.asarray(values, dtype=dtype)
 
 
 def _segment_bins(masks: np.ndarray, n_channels: int, n_segments: int) -> np.ndarray:
@@ -55,8 +50,8 @@ def aggregate(attributions: ArrayLike, masks: ArrayLike, n_segments: int) -> dic
         dict[str, ndarray]: for each name in ``AGGREGATIONS`` a float64 ``(N, S)`` array, with
         ``ABSENT`` for ids an item lacks and, for ``mean_pos``, for segments without a positive entry.
     """
-    values = _to_numpy(attributions, np.float64)
-    ids = _to_numpy(masks, np.int64)
+    values = to_numpy(attributions, np.float64)
+    ids = to_numpy(masks, np.int64)
     if values.ndim < 3 or ids.shape != (values.shape[0], *values.shape[2:]):
         raise ValueError(
             f"masks of shape {tuple(ids.shape)} do not match attributions of shape {tuple(values.shape)}: "
@@ -97,5 +92,5 @@ def aggregate_segmentations(
     missing = sorted(set(masks) - set(n_segments))
     if missing:
         raise ValueError(f"n_segments lacks the segmentation(s) {missing} given in masks")
-    values = _to_numpy(attributions, np.float64)
+    values = to_numpy(attributions, np.float64)
     return {name: aggregate(values, mask, n_segments[name]) for name, mask in masks.items()}

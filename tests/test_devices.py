@@ -1,0 +1,73 @@
+"""Device hygiene on the CPU: functions that accept tensors convert them explicitly.
+
+Under the ``strict_host`` fixture ``np.asarray(tensor)`` raises as it does for a CUDA tensor, so
+these tests fail where a CUDA run would (e.g. ``audio_explain`` with targets made on the GPU).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from advxai.arrays import to_numpy
+from advxai.attacks.pgd import draw_targets
+from advxai.audio_experiments import explain_excerpts, label_flip_table, localised, norm_scores, reaches_target
+from advxai.explainers import aggregate
+from advxai.segments import audio_grid
+from advxai.svds.model import SVDS
+
+
+@pytest.fixture(scope="module")
+def detector() -> SVDS:
+    return SVDS(generator=torch.Generator().manual_seed(0)).eval()
+
+
+@pytest.fixture(scope="module")
+def excerpts() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    clean = torch.randn(3, 115, 80, generator=generator) - 3
+    return clean, 0.3 * torch.randn(3, 115, 80, generator=generator)
+
+
+def test_strict_host_refuses_implicit_conversion(strict_host):
+    with pytest.raises(TypeError, match="CUDA"):
+        np.asarray(torch.ones(2))
+    np.testing.assert_array_equal(to_numpy(torch.ones(2)), [1.0, 1.0])
+
+
+def test_explain_excerpts_takes_targets_as_a_tensor(strict_host, detector, excerpts):
+    """The audio_explain stage passes targets made on the model's device (``torch.full(..., device=)``)."""
+    settings = dict(explainers=["sal", "lime"], lime_samples=16, n_noise=2, ig_steps=2, seed=0, batch_size=8)
+    ids = ["a", "b", "c"]
+    from_tensor = explain_excerpts(detector, excerpts[0], torch.tensor([1, 0, 1]), ids, **settings)
+    from_array = explain_excerpts(detector, excerpts[0].numpy(), np.array([1, 0, 1]), ids, **settings)
+    assert from_tensor.keys() == from_array.keys() == {"sal", "lime"}
+    for name in from_tensor:
+        assert from_tensor[name].shape == (3, 20)
+        np.testing.assert_array_equal(from_tensor[name], from_array[name])
+
+
+def test_label_flips_and_localised_take_tensors(strict_host, detector, excerpts):
+    clean, delta = excerpts
+    targets, mask = torch.tensor([1, 0, 1]), torch.from_numpy(audio_grid())
+    scores = {"norm": norm_scores(delta, mask)}
+    np.testing.assert_array_equal(scores["norm"], norm_scores(delta.numpy(), audio_grid()))
+    flips = label_flip_table(detector, clean, delta, targets, scores, mask, [1, 20], 0.5)
+    reference = label_flip_table(detector, clean.numpy(), delta.numpy(), targets.numpy(), scores, audio_grid(), [1, 20], 0.5)
+    np.testing.assert_array_equal(flips["norm"], reference["norm"])
+
+    def by_norm(inputs, item_targets, ids):
+        return {"norm": norm_scores(inputs[:, 0] if inputs.ndim == 4 else inputs, audio_grid())}
+
+    found = localised(detector, clean, delta, targets, ["a", "b", "c"], ks=[1], explain=by_norm, threshold=0.5, mask=mask)
+    assert found[1]["kept"].dtype == bool and found[1]["probability"].shape == (3,)
+
+
+def test_other_tensor_inputs(strict_host):
+    np.testing.assert_array_equal(reaches_target(torch.tensor([0.9, 0.1]), torch.tensor([1, 1]), 0.5), [True, False])
+    np.testing.assert_array_equal(
+        draw_targets(0, ["x", "y"], torch.tensor([3, 4]), 10), draw_targets(0, ["x", "y"], np.array([3, 4]), 10)
+    )
+    scores = aggregate(torch.ones(1, 1, 2, 2), torch.tensor([[[0, 0], [1, 1]]]), 2)
+    np.testing.assert_array_equal(scores["mean"], [[1.0, 1.0]])

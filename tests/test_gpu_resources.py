@@ -1,0 +1,64 @@
+"""GPU resources of the jobs, decided at parse time without a GPU (a fake ``nvidia-smi`` stands in)."""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def job_resources(tmp_path: Path, device: str, gpu_memory_mib: int | None) -> collections.Counter:
+    """(rule, gpu, gpu_share) of every job of the test preset's dry run."""
+    env = {**os.environ, "PATH": os.environ["PATH"]}
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    if gpu_memory_mib is not None:
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir(exist_ok=True)
+        fake = bin_dir / "nvidia-smi"
+        fake.write_text(f"#!/bin/sh\necho {gpu_memory_mib}\n")
+        fake.chmod(0o755)
+        env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path / device),
+               "--configfile", str(ROOT / "config.yaml"), str(ROOT / "presets" / "test.yaml"), "--config", f"device={device}", "-n", "-p"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=True)
+    jobs = collections.Counter()
+    for rule, body in re.findall(r"^(?:local)?rule (\w+):\n(.*?)(?=\n\n)", result.stdout, flags=re.S | re.M):
+        gpu = re.search(r"gpu=(\d+)", body)
+        share = re.search(r"gpu_share=(\d+)", body)
+        jobs[(rule, int(gpu.group(1)) if gpu else None, int(share.group(1)) if share else None)] += 1
+    return jobs
+
+
+def by_rule(jobs: collections.Counter) -> dict[str, set]:
+    found = collections.defaultdict(set)
+    for (rule, gpu, share), _ in jobs.items():
+        found[rule].add((gpu, share))
+    return found
+
+
+GPU_RULES = {"clean_predictions", "attack", "explain", "labelflip", "localised",
+             "train_detector", "evaluate_detector", "audio_attack", "audio_explain", "audio_labelflip", "audio_localised"}
+
+
+@pytest.mark.parametrize(("memory_mib", "image_share", "audio_share"), [(81559, 25, 25), (2048, 55, 50)])
+def test_cuda_jobs_request_one_gpu_and_share_it_by_memory(tmp_path, memory_mib, image_share, audio_share):
+    """Test preset: batch 8 at 64 px is 1 + 8·(64/224)²·0.15 = 1.098 GiB; a detector job 1 GiB."""
+    rules = by_rule(job_resources(tmp_path, "cuda", memory_mib))
+    assert GPU_RULES <= set(rules)
+    for rule in GPU_RULES:
+        expected = audio_share if rule.startswith(("audio", "train", "evaluate")) else image_share
+        assert rules[rule] == {(1, expected)}, rule
+    assert rules["segments"] == rules["image_tables"] == {(None, None)}
+
+
+def test_cpu_jobs_hold_no_gpu(tmp_path):
+    rules = by_rule(job_resources(tmp_path, "cpu", 81559))
+    for rule in GPU_RULES:
+        assert rules[rule] == {(0, 0)}, rule
