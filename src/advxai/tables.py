@@ -70,13 +70,18 @@ def labelflip_table(labelflips: Mapping[tuple[str, str], Sequence[str]]) -> pd.D
 
 
 def localised_table(localised: Mapping[tuple[str, str], Sequence[str]]) -> pd.DataFrame:
-    """Histogram of recovered segments r ∈ 0..k per explainer among refined inputs that still flip (Fig. 8)."""
+    """Histogram of recovered segments r ∈ 0..k per explainer among refined inputs that still flip (Fig. 8).
+
+    The ks and explainer names come from every shard: a shard without a localised-subset item
+    stores no per-explainer arrays.
+    """
     rows = []
     for (model, seg), paths in localised.items():
         parts = [read_h5(p) for p in paths]
-        for k in parts[0]["ks"] if parts else []:
+        ks = sorted({int(k) for p in parts for k in p["ks"]})
+        for k in ks:
             prefix = f"k{k}/recovered/"
-            for name in sorted(n for n in parts[0] if n.startswith(prefix)):
+            for name in sorted({n for p in parts for n in p if n.startswith(prefix)}):
                 recovered = np.concatenate([p[name] for p in parts if name in p])
                 recovered = recovered[recovered >= 0]
                 for r in range(int(k) + 1):
