@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from advxai.image_stages import draw_subsets, flip_settings, subset_size
+from advxai.data.images import to_model_input
+from advxai.image_stages import draw_subsets, flip_settings, labelflip_shard, localised_shard, subset_size
 from advxai.store import ProvenanceError, read_h5, require_params, write_h5
 
 
@@ -51,3 +53,72 @@ def test_stale_input_is_refused(tmp_path):
     write_h5(path, {"ids": ["a"]}, stage="attack", params={"model": {"architecture": "resnet50", "weights": "IMAGENET1K_V1"}})
     with pytest.raises(ProvenanceError, match="adv.h5"):
         require_params(path, {"model": {"architecture": "resnet50", "weights": None}})
+
+
+# ------------------------------------------------------------------ images with fewer segments than k
+SIDE = 8
+GRAY = 128  # uint8 value of every clean pixel
+
+
+def _gray_channel0() -> float:
+    return float(to_model_input(np.full((1, 1, 1, 3), GRAY, np.uint8))[0, 0, 0, 0])
+
+
+class _ShareOfRaisedPixels(torch.nn.Module):
+    """Class 1 once more than 60 % of the pixels of channel 0 lie 1 above the clean gray, else class 0."""
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        raised = (inputs[:, 0] - _gray_channel0()).flatten(1).mean(1)
+        return torch.stack([torch.zeros_like(raised), 100 * (raised - 0.6)], dim=1)
+
+
+def share_of_raised_pixels() -> torch.nn.Module:
+    return _ShareOfRaisedPixels()
+
+
+PLANTED = {"architecture": f"{__name__}:share_of_raised_pixels", "weights": "DEFAULT"}
+HALVES = np.repeat(np.arange(2)[:, None], SIDE // 2, axis=0).repeat(SIDE, axis=1)  # 2 segments: top, bottom
+QUADRANTS = (2 * (np.arange(SIDE)[:, None] >= SIDE // 2) + (np.arange(SIDE)[None, :] >= SIDE // 2)).astype(int)  # 4 segments
+
+
+def _planted_shard(tmp_path, masks: list[np.ndarray]) -> dict[str, str]:
+    """A shard whose adversaries raise channel 0 by 1 everywhere, with the given segment maps (all in both subsets)."""
+    n = len(masks)
+    ids = [f"img{i}" for i in range(n)]
+    paths = {name: str(tmp_path / f"{name}.h5") for name in ("images", "adversaries", "subset", "segments")}
+    write_h5(paths["images"], {"ids": ids, "labels": np.zeros(n, int), "images": np.full((n, SIDE, SIDE, 3), GRAY, np.uint8)}, stage="image_shard", params={})
+    perturbation = np.zeros((n, 3, SIDE, SIDE), np.float32)
+    perturbation[:, 0] = 1.0
+    write_h5(paths["adversaries"], {"ids": ids, "perturbation": perturbation, "clean_prediction": np.zeros(n, int), "final_prediction": np.ones(n, int),
+                                    "success": np.ones(n, bool)}, stage="attack", params={"model": PLANTED})
+    write_h5(paths["subset"], {"labelflip_ids": ids, "localised_ids": ids}, stage="subsets", params={})
+    write_h5(paths["segments"], {"ids": ids, "masks": np.stack(masks).astype(np.int16), "n_segments": np.array([m.max() + 1 for m in masks])},
+             stage="segments", params={})
+    return paths
+
+
+def test_labelflip_keeps_images_with_fewer_segments_than_k(tmp_path):
+    """An image of 2 segments at k = 3 gets its full adversary back (a flip) and is counted; k = 1 adds back one half (no flip)."""
+    inputs = _planted_shard(tmp_path, [HALVES, QUADRANTS])
+    output = str(tmp_path / "labelflip.h5")
+    labelflip_shard(inputs, output, model=PLANTED, labelflip={"segmentation": "slic", "k": 3, "ks": [1], "fractions": []}, batch_size=4, device=torch.device("cpu"))
+    stored = read_h5(output)
+    np.testing.assert_array_equal(stored["k"], [3, 1])
+    for baseline in ("magnitude", "magnitude-mean"):
+        np.testing.assert_array_equal(stored[f"flips/{baseline}/-"], [[True, False], [True, False]])  # 3 quadrants = 75 % > 60 %
+    np.testing.assert_array_equal(stored["fewer_segments"], [[True, False], [False, False]])
+
+
+def test_localised_keeps_images_with_fewer_segments_than_k(tmp_path):
+    """k = 1 needs only 1 segment (2 exist); at k = 3 the refined input is the full adversary, explained and counted."""
+    inputs = _planted_shard(tmp_path, [HALVES])
+    output = str(tmp_path / "localised.h5")
+    params = {"explainers": ["sal"], "extra": [], "ks": [1, 3], "segmentation": "slic", "seed": 0}
+    localised_shard(inputs, output, model=PLANTED, localised=params, batch_size=4, device=torch.device("cpu"))
+    stored = read_h5(output)
+    np.testing.assert_array_equal(stored["k1/kept"], [False])  # one half: 50 % raised, no flip
+    np.testing.assert_array_equal(stored["k3/kept"], [True])
+    np.testing.assert_array_equal(stored["k1/fewer_segments"], [False])
+    np.testing.assert_array_equal(stored["k3/fewer_segments"], [True])
+    # Both real segments and the same absent id rank in the truth and in saliency's top 3 (absent ids rank last).
+    np.testing.assert_array_equal(stored["k3/recovered/sal"], [3])

@@ -8,7 +8,7 @@ import skimage.segmentation
 import torch
 
 from advxai.data.images import normalize
-from advxai.segments import audio_grid, check_segments, n_segments, rectangles, slic
+from advxai.segments import audio_grid, n_segments, rectangles, slic
 
 
 def test_rectangles_224_are_56_pixel_squares():
@@ -90,11 +90,8 @@ def test_audio_grid_known_ids():
     np.testing.assert_array_equal(np.bincount(ids.ravel()), np.full(20, 23 * 20))
 
 
-def test_n_segments_and_check_segments():
+def test_n_segments():
     mask = rectangles(16, 16, grid=2)
     assert n_segments(mask) == 4
-    check_segments(mask, 4, "img1")
-    with pytest.raises(ValueError, match="segmentation of item img1 yields 4 segments, fewer than k=5"):
-        check_segments(mask, 5, "img1")
     with pytest.raises(ValueError):
         n_segments(np.array([[-1, 0]]))

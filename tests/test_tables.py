@@ -32,3 +32,25 @@ def test_localised_table_reads_every_shard(tmp_path):
     k3 = table[table.k == 3].set_index("recovered")
     assert k3["count"].tolist() == [0, 0, 1, 2]
     assert set(table.model) == {"m"} and set(table.explainer) == {"sal"}
+
+
+def _labelflip_shard(path, n_segments: list[int], per_item_k: list[list[int]], k: list[int], fraction: list[float]) -> str:
+    per_item_k = np.array(per_item_k)
+    write_h5(path, {"ids": np.array([f"i{j}" for j in range(len(n_segments))], dtype=str), "n_segments": np.array(n_segments),
+                    "k": np.array(k), "fraction": np.array(fraction), "per_item_k": per_item_k,
+                    "fewer_segments": per_item_k > np.array(n_segments)[:, None],
+                    "flips/sal/mean_abs": np.ones(per_item_k.shape, bool)}, stage="labelflip", params={})
+    return str(path)
+
+
+def test_fewer_segments_table_counts_both_experiments(tmp_path):
+    """Images with fewer SLIC segments than k, per experiment and k, over all shards."""
+    labelflip = [_labelflip_shard(tmp_path / "lf0.h5", [2, 11], [[3, 1], [3, 5]], [3, 0], [np.nan, 0.5]),
+                 _labelflip_shard(tmp_path / "lf1.h5", [4], [[3, 2]], [3, 0], [np.nan, 0.5])]
+    localised = [_localised_shard(tmp_path / "lo0.h5", [], {1: [], 3: []}),
+                 _localised_shard(tmp_path / "lo1.h5", ["a", "b"], {1: [1, 0], 3: [3, 1]}, {1: [False, False], 3: [True, False]})]
+    table = tables.fewer_segments_table({("m", "slic"): labelflip}, {("m", "slic"): localised})
+    assert list(table.columns) == tables.FEWER_SEGMENTS_COLUMNS
+    assert table.values.tolist() == [["m", "slic", "labelflip", 3, 3, 1], ["m", "slic", "localised", 1, 2, 0], ["m", "slic", "localised", 3, 2, 1]]
+    markdown = tables.fewer_segments_markdown(table)
+    assert "| m | slic | labelflip | 3 | 3 | 1 |" in markdown

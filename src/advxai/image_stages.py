@@ -268,6 +268,16 @@ def _pad(values: np.ndarray, width: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------ metrics
+def selection_width(counts: np.ndarray, ks: np.ndarray) -> int:
+    """Columns of the score matrices that top-k selects from: the widest segmentation, and at least the largest k.
+
+    An image with fewer segments than k is kept, as the authors' code kept it: its absent segment
+    ids score ``metrics.ABSENT`` and rank last, so top-k selects every real segment (the hybrid is
+    the full adversary) and the image stays in the denominator.
+    """
+    return max(int(np.max(counts, initial=0)), int(np.max(ks, initial=0)))
+
+
 def read_rankings(explanation_paths: Sequence[str], segmentation: str, ids: Sequence[str]) -> dict[tuple[str, str], np.ndarray]:
     """(explainer, aggregation) → (N, S) scores of one segmentation, from every explanation file."""
     rankings: dict[tuple[str, str], np.ndarray] = {}
@@ -309,9 +319,10 @@ def labelflip_shard(inputs: Mapping[str, str], output: str, *, model: Mapping[st
     ids, data, masks, counts = subset_inputs(inputs, "labelflip", model, {segmentation: inputs["segments"]})
     masks, counts = masks[segmentation], counts[segmentation]
     k_column, fraction_column, per_item_k = flip_settings(labelflip, counts)
-    for row, item_id in enumerate(ids):
-        segments.check_segments(masks[row].numpy(), int(per_item_k[row].max()), item_id=item_id)
-    width = int(counts.max()) if len(ids) else 0
+    fewer_segments = per_item_k > counts[:, None]
+    if fewer_segments.any():
+        log.info("%d of %d images have fewer segments than some k: they get their full adversary back", int(fewer_segments.any(1).sum()), len(ids))
+    width = selection_width(counts, per_item_k)
     rankings = read_rankings([p for key, p in inputs.items() if key.startswith("explanations_")], segmentation, ids)
     if len(ids):
         baselines = metrics.magnitude_scores(data["clean"].numpy(), data["adversarial"].numpy(), masks.numpy(), width)
@@ -329,7 +340,8 @@ def labelflip_shard(inputs: Mapping[str, str], output: str, *, model: Mapping[st
         arrays = {f"flips/{e}/{agg}": flips[:, j] for j, (e, agg) in enumerate(names)}
     write_h5(
         output,
-        {"ids": np.array(ids, dtype=str), "n_segments": counts, "k": k_column, "fraction": fraction_column, "per_item_k": per_item_k, **arrays},
+        {"ids": np.array(ids, dtype=str), "n_segments": counts, "k": k_column, "fraction": fraction_column, "per_item_k": per_item_k,
+         "fewer_segments": fewer_segments, **arrays},
         stage="labelflip",
         params={"model": dict(model), "labelflip": dict(labelflip)},
     )
@@ -341,15 +353,13 @@ def localised_shard(inputs: Mapping[str, str], output: str, *, model: Mapping[st
     segmentation = localised["segmentation"]
     ids, data, masks, counts = subset_inputs(inputs, "localised", model, {segmentation: inputs["segments"]})
     masks, counts = masks[segmentation], counts[segmentation]
-    for row, item_id in enumerate(ids):
-        segments.check_segments(masks[row].numpy(), max(localised["ks"]), item_id=item_id)
     settings = explain_settings(localised, batch_size)
     names = list(localised["explainers"]) + [e["name"] for e in localised["extra"]]
     params = {"model": dict(model), "localised": dict(localised)}
 
     def run(batch: slice) -> dict[str, np.ndarray]:
         clean, adversarial, mask = data["clean"][batch].to(device), data["adversarial"][batch].to(device), masks[batch].to(device)
-        width = int(counts[batch].max())
+        width = selection_width(counts[batch], np.array(localised["ks"]))
         magnitude = metrics.magnitude_scores(clean.cpu().numpy(), adversarial.cpu().numpy(), mask.cpu().numpy(), width)["magnitude"]
         out: dict[str, np.ndarray] = {}
         for k in localised["ks"]:
@@ -370,6 +380,7 @@ def localised_shard(inputs: Mapping[str, str], output: str, *, model: Mapping[st
                     recovered[name][kept] = metrics.recovered(truth[kept], found)
             out[f"k{k}/prediction"] = prediction
             out[f"k{k}/kept"] = kept
+            out[f"k{k}/fewer_segments"] = counts[batch] < k
             out.update({f"k{k}/recovered/{name}": values for name, values in recovered.items()})
         return out
 
@@ -397,14 +408,16 @@ def write_image_tables(inputs: Mapping[str, Any], outputs: Mapping[str, str], *,
 
     adversaries = _group_inputs(inputs, "adversaries")
     accuracy = tables.accuracy_table(adversaries)
-    labelflip = tables.labelflip_table(_group_inputs(inputs, "labelflip"))
-    localised = tables.localised_table(_group_inputs(inputs, "localised"))
+    labelflip_files, localised_files = _group_inputs(inputs, "labelflip"), _group_inputs(inputs, "localised")
+    labelflip = tables.labelflip_table(labelflip_files)
+    localised = tables.localised_table(localised_files)
     slic_inputs = {model: paths for (model, seg), paths in _group_inputs(inputs, "segments").items() if seg == "slic"}
     slic = tables.slic_segments_table(slic_inputs)
     architectures = tables.model_architectures(adversaries)
     for name, frame in (("accuracy", accuracy), ("labelflip", labelflip), ("localised", localised), ("slic", slic)):
         write_csv(frame, outputs[name])
-    write_text(tables.image_report(accuracy, labelflip, slic if slic_inputs else None, architectures, k), outputs["markdown"])
+    fewer_segments = tables.fewer_segments_table(labelflip_files, localised_files)
+    write_text(tables.image_report(accuracy, labelflip, slic if slic_inputs else None, architectures, k, fewer_segments), outputs["markdown"])
 
 
 def write_image_figures(labelflip_csv: str, localised_csv: str, outputs: Sequence[str]) -> None:

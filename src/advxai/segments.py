@@ -108,9 +108,3 @@ def n_segments(mask: np.ndarray) -> int:
         raise ValueError(f"a segment mask must be a non-empty array of ids >= 0, got {mask.dtype} {mask.shape}")
     return int(mask.max()) + 1
 
-
-def check_segments(mask: np.ndarray, k: int, item_id: str) -> None:
-    """Raise if the segmentation of ``item_id`` has fewer than ``k`` segments (top-k needs k)."""
-    found = n_segments(mask)
-    if found < k:
-        raise ValueError(f"segmentation of item {item_id} yields {found} segments, fewer than k={k}")

@@ -17,6 +17,7 @@ ACCURACY_COLUMNS = ["model", "n_images", "clean_top1", "adv_top1", "n_adversarie
 LABELFLIP_COLUMNS = ["model", "segmentation", "explainer", "aggregation", "k", "fraction", "n", "label_flip_rate"]
 LOCALISED_COLUMNS = ["model", "segmentation", "explainer", "k", "recovered", "count", "fraction"]
 SLIC_COLUMNS = ["model", "n", "mean", "std", "min", "max"]
+FEWER_SEGMENTS_COLUMNS = ["model", "segmentation", "experiment", "k", "n", "n_fewer_segments"]
 
 # The aggregation the paper reports per explainer (REFERENCE §8.1, §10.8).
 REPORTED_AGGREGATION = {"lime": "mean"}
@@ -91,6 +92,31 @@ def localised_table(localised: Mapping[tuple[str, str], Sequence[str]]) -> pd.Da
     return pd.DataFrame(rows, columns=LOCALISED_COLUMNS)
 
 
+def fewer_segments_table(labelflips: Mapping[tuple[str, str], Sequence[str]], localised: Mapping[tuple[str, str], Sequence[str]]) -> pd.DataFrame:
+    """How many subset images have fewer segments than k, per experiment and fixed k (docs/fewer-segments.md).
+
+    They are kept, as the authors kept them: top-k adds back every segment, so the hybrid is the
+    full adversary. A sweep over fractions of the segments never asks for more than an image has.
+    """
+    rows = []
+    for (model, seg), paths in labelflips.items():
+        parts = [p for p in (read_h5(path, ["ids", "k", "fraction", "fewer_segments"]) for path in paths) if len(p["ids"])]
+        if parts:
+            fewer = np.concatenate([p["fewer_segments"] for p in parts])
+            settings: dict[int, int] = {}  # fixed k -> its first setting column (the sweep may repeat the fixed k)
+            for j, (k, fraction) in enumerate(zip(parts[0]["k"], parts[0]["fraction"])):
+                if np.isnan(fraction):
+                    settings.setdefault(int(k), j)
+            rows += [{"model": model, "segmentation": seg, "experiment": "labelflip", "k": k, "n": len(fewer), "n_fewer_segments": int(fewer[:, j].sum())}
+                     for k, j in sorted(settings.items())]
+    for (model, seg), paths in localised.items():
+        parts = [read_h5(path) for path in paths]
+        for k in sorted({int(k) for p in parts for k in p["ks"]}):
+            fewer = np.concatenate([p[f"k{k}/fewer_segments"] for p in parts if len(p["ids"])] or [np.zeros(0, bool)])
+            rows.append({"model": model, "segmentation": seg, "experiment": "localised", "k": k, "n": len(fewer), "n_fewer_segments": int(fewer.sum())})
+    return pd.DataFrame(rows, columns=FEWER_SEGMENTS_COLUMNS)
+
+
 def slic_segments_table(segments: Mapping[str, Sequence[str]]) -> pd.DataFrame:
     """Table 6: SLIC segments per adversary."""
     rows = []
@@ -148,8 +174,14 @@ def slic_markdown(table: pd.DataFrame, architectures: Mapping[str, str]) -> str:
     return markdown_table(["model", "adversaries", "segments (ours)", "paper", "range"], rows)
 
 
-def image_report(accuracy: pd.DataFrame, labelflip: pd.DataFrame, slic: pd.DataFrame | None, architectures: Mapping[str, str], k: int) -> str:
-    """Tables 1, 2, 3, 6, 7, 8 in Markdown."""
+def fewer_segments_markdown(table: pd.DataFrame) -> str:
+    rows = [[r.model, r.segmentation, r.experiment, str(r.k), str(r.n), str(r.n_fewer_segments)] for r in table.itertuples()]
+    return markdown_table(["model", "segmentation", "experiment", "k", "images", "fewer segments than k"], rows)
+
+
+def image_report(accuracy: pd.DataFrame, labelflip: pd.DataFrame, slic: pd.DataFrame | None, architectures: Mapping[str, str], k: int,
+                 fewer_segments: pd.DataFrame | None = None) -> str:
+    """Tables 1, 2, 3, 6, 7, 8 in Markdown, and how many images had fewer segments than k."""
     explainers = set(labelflip.explainer)
     standard = [e for e in paper_values.STANDARD if e in explainers]
     ensembles = [e for e in paper_values.ENSEMBLES if e in explainers]
@@ -160,6 +192,10 @@ def image_report(accuracy: pd.DataFrame, labelflip: pd.DataFrame, slic: pd.DataF
             parts += ["", f"## Table {number}: label-flip rate (%), {title}, k = {k}", "", labelflip_k3_markdown(labelflip, seg, names, architectures, k)]
     if slic is not None:
         parts += ["", "## Table 6: SLIC segments per adversary", "", slic_markdown(slic, architectures)]
+    if fewer_segments is not None and len(fewer_segments):
+        parts += ["", "## Images with fewer segments than k", "",
+                  "Kept as the authors kept them: every segment is added back (the full adversary) and the image stays in the denominator.",
+                  "", fewer_segments_markdown(fewer_segments)]
     return "\n".join(parts) + "\n"
 
 
