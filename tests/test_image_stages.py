@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from advxai.data.images import to_model_input
-from advxai.image_stages import draw_subsets, flip_settings, labelflip_shard, localised_shard, subset_size
+from advxai.image_stages import draw_subsets, flip_settings, labelflip_shard, localised_shard, segment_shard, subset_size
+from advxai.segments import slic
 from advxai.store import ProvenanceError, read_h5, require_params, write_h5
+from advxai.tables import slic_segments_table
 
 
 def _adversary_shards(tmp_path, n_images: int, shard_size: int) -> list[str]:
@@ -122,3 +124,28 @@ def test_localised_keeps_images_with_fewer_segments_than_k(tmp_path):
     np.testing.assert_array_equal(stored["k3/fewer_segments"], [True])
     # Both real segments and the same absent id rank in the truth and in saliency's top 3 (absent ids rank last).
     np.testing.assert_array_equal(stored["k3/recovered/sal"], [3])
+
+
+def test_table6_counts_the_slic_segments_of_every_successful_adversary(tmp_path):
+    """The segments job keeps maps for the subset only, but counts SLIC segments of all successful adversaries."""
+    rng = np.random.default_rng(0)
+    ids = ["img0", "img1", "img2", "img3"]
+    images = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    perturbation = rng.normal(0, 0.05, (4, 3, 32, 32)).astype(np.float32)
+    paths = {name: str(tmp_path / f"{name}.h5") for name in ("images", "adversaries", "subset", "segments")}
+    write_h5(paths["images"], {"ids": ids, "labels": np.zeros(4, int), "images": images}, stage="image_shard", params={})
+    write_h5(paths["adversaries"], {"ids": ids, "perturbation": perturbation, "clean_prediction": np.zeros(4, int), "final_prediction": np.ones(4, int),
+                                    "success": np.array([True, False, True, True])}, stage="attack", params={})
+    write_h5(paths["subset"], {"labelflip_ids": ["img0"], "localised_ids": ["img3"]}, stage="subsets", params={})
+    slic_params = {"n_segments": 16, "compactness": 10.0, "sigma": 1.0}
+    segment_shard(paths["images"], paths["adversaries"], paths["subset"], paths["segments"], segmentation={"method": "slic", **slic_params})
+
+    stored = read_h5(paths["segments"])
+    adversaries = (to_model_input(images) + torch.from_numpy(perturbation)).numpy()
+    expected = [int(slic(adversaries[i], **slic_params).max()) + 1 for i in (0, 2, 3)]
+    assert stored["ids"].tolist() == ["img0", "img3"] and stored["masks"].shape == (2, 32, 32)  # maps: the subsets only
+    assert stored["n_segments"].tolist() == [expected[0], expected[2]]
+    assert stored["adversary_ids"].tolist() == ["img0", "img2", "img3"]  # counts: every successful adversary
+    table = slic_segments_table({"m": [paths["segments"]]})
+    assert table.n.tolist() == [3]
+    assert table["mean"].iloc[0] == pytest.approx(np.mean(expected)) and table["max"].iloc[0] == max(expected)

@@ -169,19 +169,38 @@ def draw_subsets(adversary_paths: Sequence[str], output: str, *, subset: Mapping
 
 
 def segment_shard(images_path: str, adversaries_path: str, subset_path: str, output: str, *, segmentation: Mapping[str, Any]) -> None:
-    """Segment id maps of the shard's subset images: 4×4 rectangles, or SLIC on the normalised adversary."""
+    """Segment id maps of the shard's subset images, and the segment count of every successful adversary.
+
+    4×4 rectangles, or SLIC on the normalised adversary. The maps feed the explanation and metric
+    jobs, which process the subsets only; the counts of all successful adversaries are Table 6, as
+    the paper counts the SLIC segments of all adversaries. SLIC runs once per adversary.
+    """
     all_ids = read_h5(images_path, ["ids"])["ids"]
     chosen = set(subset_ids(subset_path, all_ids, "labelflip")) | set(subset_ids(subset_path, all_ids, "localised"))
-    data = shard_inputs(images_path, adversaries_path, [i for i in all_ids if i in chosen])
+    success = read_h5(adversaries_path, ["success"])["success"]
+    adversary_ids = [i for i, ok in zip(all_ids, success) if ok]
     height, width = dataset_shape(images_path, "images")[1:3]
     if segmentation["method"] == "rect":
         grid = segments.rectangles(height, width, segmentation["grid"])
-        masks = np.repeat(grid[None], len(data["ids"]), axis=0)
+        maps = (grid for _ in adversary_ids)
     else:
         slic_args = {k: segmentation[k] for k in ("n_segments", "compactness", "sigma")}
-        masks = np.stack([segments.slic(x.numpy(), **slic_args) for x in tqdm(data["adversarial"], desc="slic")]) if len(data["ids"]) else np.zeros((0, height, width), int)
-    counts = masks.reshape(len(masks), -1).max(axis=1) + 1 if len(masks) else np.zeros(0, int)
-    write_h5(output, {"ids": data["ids"], "masks": masks.astype(np.int16), "n_segments": counts}, stage="segments", params=dict(segmentation))
+        adversarial = shard_inputs(images_path, adversaries_path, adversary_ids)["adversarial"]
+        maps = (segments.slic(x.numpy(), **slic_args) for x in tqdm(adversarial, desc="slic"))
+    counts, masks, ids = [], [], []
+    for item_id, mask in zip(adversary_ids, maps):
+        counts.append(segments.n_segments(mask))
+        if item_id in chosen:
+            ids.append(item_id)
+            masks.append(mask.astype(np.int16))
+    counts = np.array(counts, dtype=np.int64)
+    write_h5(
+        output,
+        {"ids": np.array(ids, dtype=str), "masks": np.stack(masks) if masks else np.zeros((0, height, width), np.int16),
+         "n_segments": counts[[i in chosen for i in adversary_ids]], "adversary_ids": np.array(adversary_ids, dtype=str), "adversary_n_segments": counts},
+        stage="segments",
+        params=dict(segmentation),
+    )
 
 
 def _masks(path: str, ids: Sequence[str]) -> tuple[torch.Tensor, np.ndarray]:

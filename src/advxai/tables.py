@@ -118,10 +118,10 @@ def fewer_segments_table(labelflips: Mapping[tuple[str, str], Sequence[str]], lo
 
 
 def slic_segments_table(segments: Mapping[str, Sequence[str]]) -> pd.DataFrame:
-    """Table 6: SLIC segments per adversary."""
+    """Table 6: SLIC segments of every successful adversary (the segments jobs count them all, not only the subsets)."""
     rows = []
     for model, paths in segments.items():
-        counts = _concat(paths, ["n_segments"]).get("n_segments", np.zeros(0))
+        counts = _concat(paths, ["adversary_n_segments"]).get("adversary_n_segments", np.zeros(0))
         rows.append({"model": model, "n": len(counts), "mean": counts.mean() if len(counts) else np.nan, "std": counts.std() if len(counts) else np.nan,
                      "min": counts.min() if len(counts) else np.nan, "max": counts.max() if len(counts) else np.nan})
     return pd.DataFrame(rows, columns=SLIC_COLUMNS)
