@@ -3,4 +3,4 @@ from advxai import runtime
 from advxai.audio_stages import write_audio_tables
 
 with runtime.job(snakemake.log[0], snakemake.threads):
-    write_audio_tables(dict(snakemake.input.items()), dict(snakemake.output.items()), seeds=snakemake.params.seeds)
+    write_audio_tables(dict(snakemake.input.items()), dict(snakemake.output.items()), experiment_seeds=snakemake.params.experiment_seeds)

@@ -98,3 +98,13 @@ def test_paper_preset_runs_exactly_the_five_paper_models():
         "densenet161": "densenet161",
         "inception_v3": "inception_v3",
     }
+
+
+def test_experiment_seeds_must_be_trained_detectors():
+    message = _invalid(lambda c: c["audio"].update(experiment_seeds=[7]))
+    assert "audio.experiment_seeds" in message and "7" in message
+
+
+def test_paper_preset_attacks_one_detector_and_trains_five():
+    config = load("config.yaml", "presets/paper.yaml")
+    assert config["audio"]["seeds"] == [0, 1, 2, 3, 4] and len(config["audio"]["experiment_seeds"]) == 1

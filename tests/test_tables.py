@@ -54,3 +54,48 @@ def test_fewer_segments_table_counts_both_experiments(tmp_path):
     assert table.values.tolist() == [["m", "slic", "labelflip", 3, 3, 1], ["m", "slic", "localised", 1, 2, 0], ["m", "slic", "localised", 3, 2, 1]]
     markdown = tables.fewer_segments_markdown(table)
     assert "| m | slic | labelflip | 3 | 3 | 1 |" in markdown
+
+
+# ------------------------------------------------------------------ audio: per detector, then mean ± std over detectors
+def _audio_labelflip(path, flips_k3: list[bool]) -> str:
+    """A per-seed label-flip file with LIME flips at k = 3 for "no sing → sing" and no "sing → no sing" excerpt."""
+    write_h5(path, {"ks": np.array([3]), "nosing_to_sing/flips/lime": np.array([flips_k3]), "sing_to_nosing/flips/lime": np.zeros((1, 0), bool)},
+             stage="audio_labelflip", params={})
+    return str(path)
+
+
+def _audio_localised(path, recovered_k1: list[int]) -> str:
+    """A per-seed localised file: LIME's recovered counts at k = 1 of the refined excerpts that still flip."""
+    write_h5(path, {"ks": np.array([1]), "nosing_to_sing/k1/recovered/lime": np.array(recovered_k1), "sing_to_nosing/k1/recovered/lime": np.zeros(0, int)},
+             stage="audio_localised", params={})
+    return str(path)
+
+
+def test_audio_labelflip_table_is_per_seed_with_mean_and_std(tmp_path):
+    table = tables.audio_labelflip_table({0: _audio_labelflip(tmp_path / "0.h5", [True, False]), 1: _audio_labelflip(tmp_path / "1.h5", [True, True, True, False])})
+    assert list(table.columns) == tables.AUDIO_LABELFLIP_COLUMNS
+    rows = table[table.direction == "nosing_to_sing"]
+    rows = rows.set_index(rows.seed.astype(str))
+    assert rows.label_flip_rate.to_dict() == {"0": 0.5, "1": 0.75, "mean": 0.625, "std": 0.125}
+    assert rows.n.to_dict() == {"0": 2, "1": 4, "mean": 3, "std": 1}
+    empty = table[table.direction == "sing_to_nosing"]
+    assert empty.label_flip_rate.isna().all()  # no excerpt in this direction for any detector
+
+
+def test_audio_report_compares_each_detector_with_the_paper(tmp_path):
+    """Counts and rates are per detector (mean ± std), not summed over detectors, beside the paper's one detector."""
+    svds = tables.audio_svds_table([_svds_csv(tmp_path, 0, 10.0), _svds_csv(tmp_path, 1, 12.0)])
+    labelflip = tables.audio_labelflip_table({0: _audio_labelflip(tmp_path / "f0.h5", [True, False]), 1: _audio_labelflip(tmp_path / "f1.h5", [True, True, True, False])})
+    localised = tables.audio_localised_table({0: _audio_localised(tmp_path / "l0.h5", [1, 0]), 1: _audio_localised(tmp_path / "l1.h5", [1, 1, 1, 0])})
+    report = tables.audio_report(svds, labelflip, localised, k=3)
+    assert "| error | 11.00 ± 1.00 | 11.54 ± 0.96 |" in report
+    assert "| lime | 62.50 ± 12.50 \\| 41.00 | – \\| 32.00 |" in report  # per detector, not (1 + 3) / (2 + 4) pooled
+    assert "| 1 | 3.00 ± 1.00 | 52 | 62.50 ± 12.50 |" in report  # refined excerpts per detector, not 6 summed
+    fig3 = tables.recovered_mean_over_seeds(localised)
+    assert fig3[fig3.recovered == 1].fraction.tolist() == [0.625]
+
+
+def _svds_csv(tmp_path, seed: int, error: float) -> str:
+    path = tmp_path / f"svds{seed}.csv"
+    pd.DataFrame([{"seed": seed, "threshold": 0.5, "error": error, "recall": 90.0, "specificity": 88.0}]).to_csv(path, index=False)
+    return str(path)

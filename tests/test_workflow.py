@@ -76,6 +76,7 @@ def test_image_localised_and_slic_tables(run):
     slic = table(run, "image_slic_segments")
     assert list(slic.columns) == ["model", "n", "mean", "std", "min", "max"]
     assert 2 <= slic["mean"].iloc[0] <= 40
+    assert slic.n.tolist() == table(run, "image_accuracy").n_adversaries.tolist()  # Table 6 counts every adversary
 
 
 def test_audio_tables(run):
@@ -84,6 +85,7 @@ def test_audio_tables(run):
     assert svds.seed.astype(str).tolist() == ["0", "1", "mean", "std"]
     flips = table(run, "audio_labelflip")
     assert list(flips.columns) == ["seed", "direction", "explainer", "k", "n", "label_flip_rate"]
+    assert set(flips.seed.astype(str)) == {"1", "mean", "std"}  # both detectors trained, the experiments on audio.experiment_seeds
     assert set(flips.explainer) == set(BUILTIN) | {"norm"}
     assert set(flips.k) == {1, 3, 20}
     assert set(flips.direction) <= {"nosing_to_sing", "sing_to_nosing"}
@@ -92,6 +94,9 @@ def test_audio_tables(run):
     localised = table(run, "audio_localised")
     assert list(localised.columns) == ["seed", "direction", "explainer", "k", "recovered", "count", "fraction"]
     assert "pooled" in set(localised.direction)
+    assert set(localised.seed.astype(str)) == {"1", "mean", "std"}
+    markdown = (run / "results" / "tables" / "audio_tables.md").read_text()
+    assert "mean ± std over 2 detectors" in markdown and "ran on 1 detector(s)" in markdown
 
 
 def test_figures_and_markdown(run):
@@ -100,6 +105,7 @@ def test_figures_and_markdown(run):
     assert {"image_fig5_tiny.png", "image_fig6_slic.png", "image_fig7_rect.png", "image_fig8_tiny_slic.png"} <= set(figures)
     markdown = (run / "results" / "tables" / "image_tables.md").read_text()
     assert "Table 2" in markdown and "Table 8" in markdown
+    assert "## Images with fewer segments than k" in markdown
 
 
 def test_config_change_reruns_only_dependent_jobs(run, tmp_path):

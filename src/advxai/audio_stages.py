@@ -265,20 +265,24 @@ def localised(inputs: Mapping[str, str], output: str, *, explain: Mapping[str, A
 
 
 # ------------------------------------------------------------------------------------ report
-def write_audio_tables(inputs: Mapping[str, Sequence[str]], outputs: Mapping[str, str], *, seeds: Sequence[int]) -> None:
-    """audio_svds / audio_labelflip / audio_localised CSVs, their Markdown, and Figs 2, 3 and an excerpt figure."""
+def write_audio_tables(inputs: Mapping[str, Sequence[str]], outputs: Mapping[str, str], *, experiment_seeds: Sequence[int]) -> None:
+    """audio_svds / audio_labelflip / audio_localised CSVs, their Markdown, and Figs 2, 3 and an excerpt figure.
+
+    ``evaluations`` hold every trained detector; the experiment inputs (label flips, localised,
+    excerpts, explanations) hold the ``experiment_seeds`` detectors, in that order.
+    """
     from . import plots, tables
     from .store import write_text
 
     svds = tables.audio_svds_table(list(inputs["evaluations"]))
-    labelflip = tables.audio_labelflip_table(dict(zip(seeds, inputs["labelflips"])))
-    localised_rows = tables.audio_localised_table(dict(zip(seeds, inputs["localised"])))
+    labelflip = tables.audio_labelflip_table(dict(zip(experiment_seeds, inputs["labelflips"], strict=True)))
+    localised_rows = tables.audio_localised_table(dict(zip(experiment_seeds, inputs["localised"], strict=True)))
     write_csv(svds, outputs["svds"])
     write_csv(labelflip, outputs["labelflip"])
     write_csv(localised_rows, outputs["localised"])
     write_text(tables.audio_report(svds, labelflip, localised_rows), outputs["markdown"])
     plots.figure_audio_labelflip(labelflip, outputs["fig2"])
-    plots.figure_recovered(tables.pooled_over_seeds(localised_rows), "audio, both directions pooled", outputs["fig3"])
+    plots.figure_recovered(tables.recovered_mean_over_seeds(localised_rows), "audio, both directions pooled, mean over detectors", outputs["fig3"])
     write_excerpt_figure(list(inputs["excerpts"]), list(inputs["explanations"]), outputs["excerpt"])
 
 

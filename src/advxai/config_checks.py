@@ -97,3 +97,6 @@ def check_config(config: Mapping[str, Any]) -> None:
     audio = config.get("audio", {})
     if audio.get("enabled", True) and audio.get("corpus") == "jamendo":
         _check_path("audio.jamendo_root", audio.get("jamendo_root"))
+    untrained = [s for s in audio.get("experiment_seeds") or [] if s not in audio.get("seeds", [])]
+    if untrained:
+        raise ConfigError(f"audio.experiment_seeds: {untrained} are not among the trained detector seeds audio.seeds {audio.get('seeds')}")

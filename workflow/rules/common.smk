@@ -218,6 +218,11 @@ def audio_excerpt_params(wildcards):
     return {**AUDIO["excerpts"], "seed": config["seed"]}
 
 
+def audio_experiment_seeds():
+    """Detectors the attack experiments run on (audio.experiment_seeds; null: every trained one)."""
+    return AUDIO["experiment_seeds"] or AUDIO["seeds"]
+
+
 def audio_explain_params(wildcards):
     return {"explainers": AUDIO["explainers"], **AUDIO["explain"], "seed": config["seed"]}
 
