@@ -318,7 +318,7 @@ def audio_report(svds: pd.DataFrame, labelflip: pd.DataFrame, localised: pd.Data
             all_found = rows[rows.recovered == k_value].set_index("seed").fraction
             local_rows.append([str(k_value), _mean_std(kept), str(paper_n), _mean_std(all_found, 100) if all_found.notna().any() else "–"])
     n_detectors = per_seed_rows(svds).seed.nunique()
-    n_attacked = flips.seed.nunique()
+    n_attacked = per_seed_rows(labelflip).seed.nunique()
     return "\n".join([
         "# Audio domain: results beside the paper's (REFERENCE §1.6, §4, §9)", "",
         f"## Singing-voice detector, test set (%; mean ± std over {n_detectors} detectors)", "",
