@@ -118,7 +118,7 @@ def figure_audio_labelflip(table: pd.DataFrame, path: str | Path) -> None:
     """Fig. 2: label-flip rate vs k per direction, the mean over detectors of each detector's rate; LIME and the norm baseline in bold."""
     directions = ("nosing_to_sing", "sing_to_nosing")
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), squeeze=False)
-    means = table[table.seed.astype(str) == "mean"]
+    means = table[table.seed.astype(str) == "mean"].astype({"label_flip_rate": float})
     for ax, direction in zip(axes[0], directions):
         rows = means[means.direction == direction]
         for explainer in sorted(rows.explainer.unique(), key=lambda e: (e in ("lime", "norm"), e)):

@@ -222,7 +222,9 @@ def with_seed_summary(per_seed: pd.DataFrame, by: Sequence[str], values: Sequenc
     else:
         mean, std = numbers[list(values)].mean().to_frame().T, numbers[list(values)].std(ddof=0).to_frame().T
     summary = pd.concat([mean.assign(seed="mean"), std.assign(seed="std")], ignore_index=True)
-    return pd.concat([per_seed.astype({"seed": object}), summary], ignore_index=True)[list(per_seed.columns)]
+    # object columns keep the per-seed counts integer beside the fractional means
+    return pd.concat([per_seed.astype({c: object for c in ["seed", *values]}), summary.astype({v: object for v in values})],
+                     ignore_index=True)[list(per_seed.columns)]
 
 
 def per_seed_rows(table: pd.DataFrame) -> pd.DataFrame:
@@ -284,7 +286,8 @@ def audio_localised_table(localised: Mapping[int, str]) -> pd.DataFrame:
 
 def recovered_mean_over_seeds(localised: pd.DataFrame) -> pd.DataFrame:
     """Fig. 3: both directions pooled, each detector's histogram, averaged over detectors (count and fraction)."""
-    return summary_rows(localised, "mean").query("direction == 'pooled'").reset_index(drop=True)
+    means = summary_rows(localised, "mean").query("direction == 'pooled'").reset_index(drop=True)
+    return means.astype({"count": float, "fraction": float})
 
 
 def _mean_std(values: pd.Series, scale: float = 1.0) -> str:
