@@ -15,28 +15,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from fabricate import IMAGE_CLASSES, N_CLASSES, imagenet_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = Path(__file__).resolve().parent / "probe"
-N_CLASSES = 1000
-IMAGE_FOLDERS = (3, 998)  # classes that hold two images each; the others are empty
-
-
-def fabricate_imagenet(root: Path) -> Path:
-    """A folder-per-wnid ImageNet tree: 1000 class folders (so class indices are ImageNet's), 4 JPEGs."""
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for index in range(N_CLASSES):
-        folder = root / f"n{index:08d}"
-        folder.mkdir(parents=True)
-        if index in IMAGE_FOLDERS:
-            for j in range(2):
-                Image.fromarray(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)).save(folder / f"ILSVRC2012_val_{index:05d}{j}.JPEG")
-    return root
-
-
 def probed_snakemake(workdir: Path, data_root: Path, overlay: Path, *args: str) -> list[dict]:
     """Run Snakemake on the test preset + overlay under the probe; one record per Python process."""
     records = workdir / "probe"
@@ -72,7 +54,7 @@ PARSING_IMPORTS_TORCH = any("import torch" in rules.read_text() for rules in (RO
 @pytest.fixture(scope="module")
 def imagenet_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("parse")
-    data_root = fabricate_imagenet(base / "imagenet")
+    data_root = imagenet_tree(base / "imagenet")
     overlay = base / "imagenet.yaml"
     overlay.write_text(f"image:\n  dataset: imagenet\n  imagenet_root: {data_root}\naudio:\n  enabled: false\n")
     workdir = base / "run"
@@ -108,7 +90,7 @@ def test_a_run_lists_each_data_folder_once_in_the_manifest_job(imagenet_run, sha
     assert total_reads(shard_run) == Counter({".": 1, **{f"n{index:08d}": 1 for index in range(N_CLASSES)}})
     readers = [r for r in shard_run if r["reads"]]
     assert len(readers) == 1 and "image_manifest" in Path(readers[0]["argv"][0]).name
-    assert (workdir / "images" / "imagenet" / "manifest.csv").read_text().count("\n") == 1 + 2 * len(IMAGE_FOLDERS)
+    assert (workdir / "images" / "imagenet" / "manifest.csv").read_text().count("\n") == 1 + 2 * len(IMAGE_CLASSES)
 
 
 def test_a_dry_run_with_the_manifest_lists_nothing(dry_run_with_manifest):

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from fabricate import imagenet_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.workflow
@@ -129,17 +130,7 @@ def test_shard_size_does_not_change_results(run, tmp_path):
 
 def test_imagenet_layout_runs_through_the_workflow(tmp_path):
     """A fabricated ImageNet validation tree (1000 wnid folders, 4 JPEGs) through the image stages."""
-    from PIL import Image
-
-    root = tmp_path / "imagenet"
-    rng = np.random.default_rng(0)
-    for index in range(1000):
-        folder = root / f"n{index:08d}"
-        folder.mkdir(parents=True)
-        if index in (3, 998):
-            for j in range(2):
-                pixels = rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(folder / f"ILSVRC2012_val_{index:05d}{j}.JPEG")
+    root = imagenet_tree(tmp_path / "imagenet")
     overlay = tmp_path / "imagenet.yaml"
     overlay.write_text(
         f"image:\n  dataset: imagenet\n  imagenet_root: {root}\n  explainers: [sal]\n  extra_explainers: []\n"
