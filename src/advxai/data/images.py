@@ -16,10 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision.transforms.functional as TF
 from PIL import Image
-from torchvision.datasets.folder import IMG_EXTENSIONS
-from torchvision.transforms import InterpolationMode
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -37,8 +34,14 @@ _WNID = re.compile(r"^n\d{8}$")
 
 
 def normalize(x01: torch.Tensor) -> torch.Tensor:
-    """Map ``[0, 1]`` pixels ``(..., 3, H, W)`` to the normalised space ``(x - mean) / std``."""
-    return TF.normalize(x01, IMAGENET_MEAN, IMAGENET_STD)
+    """Map ``[0, 1]`` pixels ``(..., 3, H, W)`` to the normalised space ``(x - mean) / std``.
+
+    The arithmetic of torchvision's ``Normalize`` (subtract, then divide, in the input's dtype),
+    without importing torchvision in jobs that only read stored images.
+    """
+    mean = torch.tensor(IMAGENET_MEAN, dtype=x01.dtype, device=x01.device).view(-1, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=x01.dtype, device=x01.device).view(-1, 1, 1)
+    return (x01 - mean) / std
 
 
 def denormalize(x: torch.Tensor) -> torch.Tensor:
@@ -151,6 +154,8 @@ def bundled_items() -> list[ImageItem]:
 
 def _is_image_file(path: Path) -> bool:
     """Whether ``path`` is a regular file with an image extension torchvision accepts."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
     return path.is_file() and path.suffix.lower() in IMG_EXTENSIONS
 
 
@@ -307,6 +312,9 @@ def preprocess(image: Image.Image, resize: int, crop: int) -> np.ndarray:
         raise ValueError(f"preprocess needs an RGB PIL image, got {getattr(image, 'mode', type(image).__name__)}")
     if not 0 < crop <= resize:
         raise ValueError(f"crop={crop} must be positive and at most resize={resize}: a larger crop would pad zeros")
+    import torchvision.transforms.functional as TF  # only the jobs that decode images need torchvision
+    from torchvision.transforms import InterpolationMode
+
     resized = TF.resize(image, resize, interpolation=InterpolationMode.BILINEAR)
     return np.array(TF.center_crop(resized, crop), dtype=np.uint8)
 
