@@ -1,5 +1,4 @@
-"""GPU resources of the jobs, decided at parse time without a GPU (a fake ``nvidia-smi`` stands in)
-and without torch (a ``torch`` that fails to import comes first on the path of these dry runs)."""
+"""GPU resources of the jobs, decided at parse time without a GPU (a fake ``nvidia-smi`` stands in)."""
 
 from __future__ import annotations
 
@@ -17,8 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def job_resources(tmp_path: Path, device: str, gpu_memory_mib: int | None) -> collections.Counter:
     """(rule, gpu, gpu_share) of every job of the test preset's dry run."""
-    no_torch = str(Path(__file__).resolve().parent / "no_torch")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (no_torch, os.environ.get("PYTHONPATH", "")) if p)}
+    env = dict(os.environ)
     env.pop("CUDA_VISIBLE_DEVICES", None)
     if gpu_memory_mib is not None:
         bin_dir = tmp_path / "bin"
