@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def job_resources(tmp_path: Path, device: str, gpu_memory_mib: int | None) -> collections.Counter:
     """(rule, gpu, gpu_share) of every job of the test preset's dry run."""
-    env = {**os.environ, "PATH": os.environ["PATH"]}
+    env = dict(os.environ)
     env.pop("CUDA_VISIBLE_DEVICES", None)
     if gpu_memory_mib is not None:
         bin_dir = tmp_path / "bin"

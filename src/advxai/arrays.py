@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import sys
+
 import numpy as np
-import torch
 
 
 def to_numpy(values: Any, dtype: Any = None) -> np.ndarray:
     """``values`` (a tensor on any device, an array, a list or a scalar) as a host NumPy array."""
-    if isinstance(values, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor exists only once torch is imported; do not import it here
+    if torch is not None and isinstance(values, torch.Tensor):
         values = values.detach().cpu().numpy()
     return np.asarray(values, dtype=dtype)

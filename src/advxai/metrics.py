@@ -7,8 +7,12 @@ absent segments carry ``ABSENT`` so they are never selected while real segments 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # tensor methods only: the table jobs use this module without torch
+    import torch
 
 ABSENT = -1e5  # score of a segment id that an item does not have (REFERENCE §7)
 
@@ -32,7 +36,7 @@ def top_k(scores: np.ndarray, k: int | np.ndarray) -> np.ndarray:
 
 def segment_mask(masks: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
     """Pixel mask ``(N, 1, *spatial)`` of the selected segments (``selected``: bool ``(N, S)``)."""
-    picked = torch.gather(selected, 1, masks.flatten(1).long())
+    picked = selected.gather(1, masks.flatten(1).long())
     return picked.view(masks.shape).unsqueeze(1)
 
 

@@ -16,11 +16,14 @@ import pickle
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import torch
-import torchvision
 from torch import nn
+
+if TYPE_CHECKING:  # torchvision is imported where a model is built, not by every user of run_batched
+    import torchvision
 
 from .data.images import IMAGENET_MEAN, IMAGENET_STD
 from .seeding import item_seed
@@ -131,6 +134,8 @@ def _torchvision_cache_file(weights: torchvision.models.WeightsEnum) -> Path:
 
 
 def _torchvision_model(name: str, weights: str | None) -> ModelBundle:
+    import torchvision
+
     input_size, resize_size = _SIZES.get(name, _DEFAULT_SIZES)
     if weights is None:
         network = torchvision.models.get_model(name, weights=None, **_RANDOM_INIT_OPTIONS.get(name, {}))
@@ -225,6 +230,8 @@ def _builder(name: str) -> Callable[[str | None], ModelBundle]:
         return lambda weights: _plugin_model(name, weights)
     if name in BUNDLED_MODELS:
         return _efficientnet_lite0
+    import torchvision
+
     if name in torchvision.models.list_models(module=torchvision.models):
         return lambda weights: _torchvision_model(name, weights)
     raise ValueError(f"unknown model {name!r}: {_VALID_NAMES_HELP}")

@@ -8,7 +8,6 @@ Every segmentation is an integer id map with contiguous ids ``0..n-1``.
 from __future__ import annotations
 
 import numpy as np
-import skimage.segmentation
 
 
 def rectangles(height: int, width: int, grid: int = 4) -> np.ndarray:
@@ -56,6 +55,8 @@ def slic(
     image_normalised = np.asarray(image_normalised)
     if image_normalised.ndim != 3 or image_normalised.shape[0] != 3:
         raise ValueError(f"slic needs a channel-first (3, H, W) image, got shape {image_normalised.shape}")
+    import skimage.segmentation  # only SLIC jobs need scikit-image
+
     labels = skimage.segmentation.slic(
         image_normalised,
         n_segments=n_segments,

@@ -12,9 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision.transforms.functional as TF
 from PIL import Image
-from torchvision.transforms import InterpolationMode
 
 # Listing lives in the torch-free image_items; re-exported here, where decoding lives.
 from .image_items import (  # noqa: F401
@@ -38,8 +36,14 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
 def normalize(x01: torch.Tensor) -> torch.Tensor:
-    """Map ``[0, 1]`` pixels ``(..., 3, H, W)`` to the normalised space ``(x - mean) / std``."""
-    return TF.normalize(x01, IMAGENET_MEAN, IMAGENET_STD)
+    """Map ``[0, 1]`` pixels ``(..., 3, H, W)`` to the normalised space ``(x - mean) / std``.
+
+    The arithmetic of torchvision's ``Normalize`` (subtract, then divide, in the input's dtype),
+    without importing torchvision in jobs that only read stored images.
+    """
+    mean = torch.tensor(IMAGENET_MEAN, dtype=x01.dtype, device=x01.device).view(-1, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=x01.dtype, device=x01.device).view(-1, 1, 1)
+    return (x01 - mean) / std
 
 
 def denormalize(x: torch.Tensor) -> torch.Tensor:
@@ -139,6 +143,9 @@ def preprocess(image: Image.Image, resize: int, crop: int) -> np.ndarray:
         raise ValueError(f"preprocess needs an RGB PIL image, got {getattr(image, 'mode', type(image).__name__)}")
     if not 0 < crop <= resize:
         raise ValueError(f"crop={crop} must be positive and at most resize={resize}: a larger crop would pad zeros")
+    import torchvision.transforms.functional as TF  # only the jobs that decode images need torchvision
+    from torchvision.transforms import InterpolationMode
+
     resized = TF.resize(image, resize, interpolation=InterpolationMode.BILINEAR)
     return np.array(TF.center_crop(resized, crop), dtype=np.uint8)
 

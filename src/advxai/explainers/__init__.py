@@ -6,29 +6,29 @@ their passes), ``lime`` (batched per-item LIME for images and audio), ``aggregat
 to per-segment ``mean``/``mean_abs``/``mean_pos``).
 """
 
+import importlib
+
+# `aggregate` is both a submodule and a function: import the function now, or importing the
+# submodule later would bind the module to the name. It needs only NumPy.
 from advxai.explainers.aggregate import AGGREGATIONS, aggregate, aggregate_segmentations
-from advxai.explainers.gradients import (
-    METHODS,
-    FamilyResult,
-    draw_noise,
-    explain_gradient_family,
-    gradient_attributions,
-    integration_points,
-    noise_ensemble,
-    target_gradients,
-)
-from advxai.explainers.lime import LimeResult, lime_coefficients, lime_explain
-from advxai.explainers.registry import (
-    BUILTIN_EXPLAINERS,
-    ENSEMBLES,
-    FAMILIES,
-    GRADIENT_METHODS,
-    LIME_FAMILY,
-    family_of,
-    make_extra_explainer,
-    split_gradient_explainer,
-    validate_explainers,
-)
+
+# Names → the submodule that defines them, imported on first use: the workflow reads the registry
+# at parse time and the audio jobs need no captum, so importing the package stays light.
+_SOURCES = {
+    "gradients": ("METHODS", "FamilyResult", "draw_noise", "explain_gradient_family", "gradient_attributions",
+                  "integration_points", "noise_ensemble", "target_gradients"),
+    "lime": ("LimeResult", "lime_coefficients", "lime_explain"),
+    "registry": ("BUILTIN_EXPLAINERS", "ENSEMBLES", "FAMILIES", "GRADIENT_METHODS", "LIME_FAMILY", "family_of",
+                 "make_extra_explainer", "split_gradient_explainer", "validate_explainers"),
+}
+_MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
+
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
+
 
 __all__ = [
     "AGGREGATIONS",

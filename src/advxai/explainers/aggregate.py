@@ -16,17 +16,18 @@ float64, so results do not depend on how items were batched.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
-import torch
 
 from advxai.arrays import to_numpy
+from advxai.explainers.registry import AGGREGATIONS
 from advxai.metrics import ABSENT
 
-AGGREGATIONS: tuple[str, ...] = ("mean", "mean_abs", "mean_pos")
+if TYPE_CHECKING:  # torch is needed only by whoever passes a tensor
+    import torch
 
-ArrayLike = np.ndarray | torch.Tensor
+    ArrayLike = np.ndarray | torch.Tensor
 
 
 def _segment_bins(masks: np.ndarray, n_channels: int, n_segments: int) -> np.ndarray:

@@ -27,7 +27,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-from captum.attr._utils.approximation_methods import approximation_parameters
 from torch import nn
 
 from advxai.explainers.aggregate import aggregate_segmentations
@@ -74,6 +73,8 @@ def integration_points(n_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Captum's Gauss–Legendre ``(alphas, weights)`` on ``[0, 1]`` for ``n_steps`` points (float64)."""
     if n_steps < 2:
         raise ValueError(f"ig_steps must be at least 2, got {n_steps}")
+    from captum.attr._utils.approximation_methods import approximation_parameters  # only IG needs captum
+
     step_sizes, alphas = approximation_parameters("gausslegendre")
     return torch.tensor(alphas(n_steps), dtype=torch.float64), torch.tensor(step_sizes(n_steps), dtype=torch.float64)
 

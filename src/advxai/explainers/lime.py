@@ -25,15 +25,17 @@ they do not depend on batch composition.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
-from sklearn.linear_model import LinearRegression, Ridge
 
 from advxai.metrics import ABSENT
 from advxai.models import run_batched
 from advxai.seeding import numpy_rng
+
+if TYPE_CHECKING:
+    from sklearn.linear_model import LinearRegression, Ridge
 
 KERNELS = ("input_cosine", "binary_cosine")
 SURROGATES = ("ols", "ridge")
@@ -169,6 +171,8 @@ def _model_outputs(
 
 
 def _surrogate(name: str) -> LinearRegression | Ridge:
+    from sklearn.linear_model import LinearRegression, Ridge  # only LIME needs scikit-learn
+
     if name == "ols":
         return LinearRegression(fit_intercept=True)
     if name == "ridge":

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from typing import Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # the workflow reads the names at parse time, which must not import torch
+    import torch
+    from torch import nn
 
 from advxai.explainers.aggregate import AGGREGATIONS
 from advxai.names import BUILTIN_EXPLAINERS, ENSEMBLES, FAMILIES, GRADIENT_METHODS, LIME_FAMILY
@@ -44,7 +45,7 @@ __all__ = [
     "validate_explainers",
 ]
 
-ExplainerFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+ExplainerFn = Callable[["nn.Module", "torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 """An extra explainer: ``(model, inputs (N, C, *spatial), targets (N,)) -> attributions like inputs``."""
 
 
@@ -95,12 +96,16 @@ def _config_value(value: Any) -> Any:
         return {key: _config_value(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         if any(isinstance(item, (list, tuple)) for item in value):
+            import torch
+
             return torch.tensor(value)
         return tuple(value)
     return value
 
 
 def _on_device(value: Any, device: torch.device) -> Any:
+    import torch
+
     if isinstance(value, torch.Tensor):
         return value.to(device)
     if isinstance(value, dict):
