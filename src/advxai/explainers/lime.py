@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from sklearn.linear_model import LinearRegression, Ridge
 
+from advxai.batching import run_batched
 from advxai.metrics import ABSENT
-from advxai.models import run_batched
 from advxai.seeding import numpy_rng
 
 KERNELS = ("input_cosine", "binary_cosine")
