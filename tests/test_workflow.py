@@ -27,7 +27,7 @@ BUILTIN = ["lime", "sal", "ig", "gbp", "sal-sg", "sal-sg2", "sal-vg", "ig-sg", "
 def snakemake(workdir: Path, *args: str, overlay: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
     configs = [str(ROOT / "config.yaml"), str(ROOT / "presets" / "test.yaml")] + ([overlay] if overlay else [])
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-               "--cores", "2", "--configfile", *configs, *args]
+               "--cores", "2", *args, "--configfile", *configs]  # args first: --configfile takes every later word
     result = subprocess.run(command, capture_output=True, text=True, timeout=1500)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
@@ -156,7 +156,7 @@ def test_killed_job_resumes_to_an_identical_file(tmp_path):
 
     configs = [str(ROOT / "config.yaml"), str(ROOT / "presets" / "test.yaml"), str(overlay)]
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(killed),
-               "--cores", "2", "--configfile", *configs, target]
+               "--cores", "2", target, "--configfile", *configs]
     partial, output = killed / f"{target}.partial.h5", killed / target
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
