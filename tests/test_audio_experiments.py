@@ -139,8 +139,8 @@ def test_label_flip_table_predicts_identical_hybrids_once():
     model, mask = SegmentSevenDetector().eval(), audio_grid()
     clean, delta = seven_data()
     scores = norm_scores(delta, mask)
-    table = label_flip_table(model, clean, delta, np.ones(3), {"a": scores, "b": scores.copy()}, mask, [1, 2, 2], THRESHOLD)
-    assert model.rows_seen == 3 * 2  # two distinct selected sets per item
+    table = label_flip_table(model, clean, delta, np.ones(3), {"a": scores, "b": scores.copy()}, mask, [1, 2, 2], THRESHOLD, batch_size=4)
+    assert model.rows_seen == 2 * 4  # two distinct selected sets per item: 6 rows in two passes of 4
     np.testing.assert_array_equal(table["a"], table["b"])
 
 

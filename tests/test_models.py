@@ -158,7 +158,25 @@ def test_run_batched_halves_on_out_of_memory() -> None:
 
     inputs = torch.arange(7.0)
     torch.testing.assert_close(run_batched(fits_three, inputs, batch_size=8), inputs * 2)
-    assert chunk_sizes == [7, 4, 2, 2, 2, 1]
+    assert chunk_sizes == [8, 4, 2, 2, 2, 2]  # after a halving, chunks keep the halved shape
+
+
+def test_run_batched_calls_at_one_batch_shape_and_drops_the_padding() -> None:
+    seen: list[torch.Tensor] = []
+
+    def doubled_and_summed(chunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        seen.append(chunk.clone())
+        return chunk * 2, chunk.sum(1)
+
+    inputs = torch.arange(14.0).view(7, 2)
+    doubled, summed = run_batched(doubled_and_summed, inputs, batch_size=3)
+    assert [len(chunk) for chunk in seen] == [3, 3, 3]
+    assert torch.equal(seen[-1], torch.tensor([[12.0, 13.0]] * 3))  # the last row, repeated
+    assert torch.equal(doubled, inputs * 2) and torch.equal(summed, inputs.sum(1))
+    received: list[tuple[int, torch.Tensor]] = []
+    assert run_batched(lambda chunk: chunk * 2, inputs, 3, consume=lambda first, out: received.append((first, out))) is None
+    assert [first for first, _ in received] == [0, 3, 6] and [len(out) for _, out in received] == [3, 3, 1]
+    assert torch.equal(torch.cat([out for _, out in received]), inputs * 2)
 
 
 def test_run_batched_gives_up_at_one_item() -> None:

@@ -1,13 +1,17 @@
 """End to end: the workflow on presets/test.yaml in a temporary directory, both domains.
 
 Checks the contract of the result tables (columns, rows), that a config change reruns only the
-dependent jobs, and that a shard size change leaves the image tables unchanged.
+dependent jobs, that shard sizes 1, 2 and 3 give bitwise identical adversaries and image tables, and
+that a job killed mid-way resumes, after the README's recovery commands, to an identical file.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +28,7 @@ BUILTIN = ["lime", "sal", "ig", "gbp", "sal-sg", "sal-sg2", "sal-vg", "ig-sg", "
 def snakemake(workdir: Path, *args: str, overlay: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
     configs = [str(ROOT / "config.yaml"), str(ROOT / "presets" / "test.yaml")] + ([overlay] if overlay else [])
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-               "--cores", "2", "--configfile", *configs, *args]
+               "--cores", "2", *args, "--configfile", *configs]  # args first: --configfile takes every later word
     result = subprocess.run(command, capture_output=True, text=True, timeout=1500)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
@@ -118,14 +122,69 @@ def test_config_change_reruns_only_dependent_jobs(run, tmp_path):
     assert not rules & {"attack", "explain", "train_detector", "audio_attack", "localised", "segments"}
 
 
-def test_shard_size_does_not_change_results(run, tmp_path):
+ADVERSARY_ARRAYS = ("target", "perturbation", "success", "first_success_step", "final_prediction")
+
+
+def adversary_arrays(workdir: Path) -> dict[str, np.ndarray]:
+    """The adversaries of every shard, concatenated in dataset order."""
+    from advxai.store import read_h5
+
+    shards = sorted((workdir / "image" / "tiny" / "adversaries").glob("shard*.h5"), key=lambda p: int(p.stem.removeprefix("shard")))
+    parts = [read_h5(path, ["ids", *ADVERSARY_ARRAYS]) for path in shards]
+    return {name: np.concatenate([part[name] for part in parts]) for name in ("ids", *ADVERSARY_ARRAYS)}
+
+
+@pytest.mark.parametrize("shard_size", [1, 3])
+def test_shard_size_does_not_change_results(run, tmp_path, shard_size):
+    """Shard sizes 1 and 3 (shards of 3 + 1) against the run's 2, at the same batch size: bitwise equal."""
     overlay = tmp_path / "shards.yaml"
-    overlay.write_text("image:\n  shard_size: 4\naudio:\n  enabled: false\n")
+    overlay.write_text(f"image:\n  shard_size: {shard_size}\naudio:\n  enabled: false\n")
     snakemake(tmp_path, overlay=str(overlay))
-    ours = table(run, "image_labelflip")
-    theirs = pd.read_csv(tmp_path / "results" / "tables" / "image_labelflip.csv")
-    pd.testing.assert_frame_equal(ours, theirs)
-    np.testing.assert_array_equal(table(run, "image_localised")["count"], pd.read_csv(tmp_path / "results" / "tables" / "image_localised.csv")["count"])
+    theirs = adversary_arrays(tmp_path)
+    for name, ours in adversary_arrays(run).items():
+        np.testing.assert_array_equal(theirs[name], ours, err_msg=name)
+    for name in ("image_labelflip", "image_localised"):
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "results" / "tables" / f"{name}.csv"), table(run, name), check_exact=True)
+
+
+def test_killed_job_resumes_to_an_identical_file(tmp_path):
+    """kill -9 of snakemake inside a job with batch checkpoints; the README's recovery (--unlock, rerun) ends identical.
+
+    One shard of 4 images attacked one image per batch: the kill comes after the first batch is in
+    ``<output>.partial.h5`` and before the output exists; the rerun computes only the rest.
+    """
+    overlay = tmp_path / "resume.yaml"
+    overlay.write_text("image:\n  shard_size: 4\n  batch_size: 1\n  pgd:\n    steps: 150\naudio:\n  enabled: false\n")
+    target = "image/tiny/adversaries/shard0.h5"
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    reference.mkdir()
+    killed.mkdir()
+    snakemake(reference, target, overlay=str(overlay))
+
+    configs = [str(ROOT / "config.yaml"), str(ROOT / "presets" / "test.yaml"), str(overlay)]
+    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(killed),
+               "--cores", "2", target, "--configfile", *configs]
+    partial, output = killed / f"{target}.partial.h5", killed / target
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not partial.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # let the first batch's flush finish; a batch takes seconds
+        assert partial.exists() and not output.exists(), "the job was not caught between its first batch and its end"
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    locked = snakemake(killed, target, overlay=str(overlay), check=False)
+    assert locked.returncode != 0 and "--unlock" in locked.stdout + locked.stderr
+    snakemake(killed, "--unlock", target, overlay=str(overlay))
+    snakemake(killed, "--rerun-incomplete", target, overlay=str(overlay))
+
+    assert output.read_bytes() == (reference / target).read_bytes()
+    assert not partial.exists()
+    log = (killed / "logs" / "image" / "tiny" / "adversaries" / "shard0.log").read_text()
+    assert 1 <= log.count("attacked 1 images") <= 3  # the rerun computed only the unfinished batches
 
 
 def test_imagenet_layout_runs_through_the_workflow(tmp_path):

@@ -27,7 +27,7 @@ from .arrays import to_numpy
 from .explanations import ExplainSettings, GradientSettings, LimeSettings, explain_all
 from .explainers.registry import LIME_FAMILY, validate_explainers
 from .metrics import recovered, segment_mask, segment_reduce, top_k
-from .models import run_batched
+from .batching import run_batched
 from .seeding import numpy_rng
 from .segments import audio_grid
 from .svds.features import log_mel
@@ -149,6 +149,7 @@ def _song_excerpts(
     probabilities: dict[int, tuple[float, float]] = {}
     kept: list[int] = []
     chunk = 4 * per_song  # draws judged per model call; the outcome does not depend on it
+    passes = min(batch_size, chunk)  # a fixed batch shape that a block of draws fills: little padding
     for start in range(0, max_draws, chunk):
         block = draws[start : start + chunk]
         fresh = np.array([f for f in np.unique(block) if f not in verdicts], dtype=np.int64)
@@ -156,8 +157,8 @@ def _song_excerpts(
         inside = fresh[(fresh >= CONTEXT) & (fresh + CONTEXT + 1 <= n_frames)]
         verdicts.update({int(f): False for f in fresh})
         if inside.size:
-            p_clean = sing_probability(model, _excerpt_logmel(clean, inside - CONTEXT, bank), batch_size)
-            p_adv = sing_probability(model, _excerpt_logmel(adversarial, inside, bank), batch_size)
+            p_clean = sing_probability(model, _excerpt_logmel(clean, inside - CONTEXT, bank), passes)
+            p_adv = sing_probability(model, _excerpt_logmel(adversarial, inside, bank), passes)
             targets = np.full(inside.size, direction)
             keep = reaches_target(p_adv, targets, threshold) & ~reaches_target(p_clean, targets, threshold)
             for frame, ok, pc, pa in zip(inside.tolist(), keep, p_clean, p_adv):

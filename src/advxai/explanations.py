@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from .batching import run_batched
 from .explainers.aggregate import aggregate
 from .explainers.gradients import explain_gradient_family
 from .explainers.lime import lime_coefficients
@@ -113,8 +114,11 @@ def explain_all(
             )
             for seg, mask in masks.items()
         }
+    rows = torch.arange(len(inputs), device=inputs.device)
     for spec in extras:
-        attributions = make_extra_explainer(spec)(model, inputs, targets)
+        explainer = make_extra_explainer(spec)
+        # At the fixed batch shape, like every other pass: an item's map does not depend on its batch.
+        attributions = run_batched(lambda chunk: explainer(model, inputs[chunk], targets[chunk]), rows, settings.batch_size)
         if pixel_maps is not None:
             pixel_maps[spec["name"]] = attributions.detach().cpu().numpy().astype(np.float16)
         scores[spec["name"]] = {seg: aggregate(attributions, mask, width[seg]) for seg, mask in masks.items()}

@@ -16,17 +16,17 @@ from tqdm import tqdm
 
 from . import metrics, segments
 from .attacks.pgd import draw_targets, targeted_pgd
+from .batching import run_batched
 from .data.image_items import locate, read_image_manifest
 from .data.images import load_image, pixel_bounds, preprocess, to_model_input
 from .explanations import ExplainSettings, GradientSettings, LimeSettings, explain_all, flatten_scores, unflatten_scores
 from .guided import audit_guided_activations
 from .models import ModelBundle, load_model, predict
+from .names import AGGREGATIONS
 from .seeding import numpy_rng
 from .store import BatchCheckpoint, dataset_shape, read_h5, require_params, write_h5
 
 log = logging.getLogger("advxai")
-
-AGGREGATIONS = ("mean", "mean_abs", "mean_pos")
 
 
 # ------------------------------------------------------------------------------------ loading
@@ -118,7 +118,7 @@ def attack_shard(
         x = to_model_input(images["images"][batch]).to(device)
         result = targeted_pgd(
             bundle.module, x, torch.as_tensor(targets[batch], device=device), pgd["epsilon"], pgd["step_size"],
-            n_steps=pgd["steps"], lower=lower, upper=upper, early_stop=pgd["early_stop"],
+            n_steps=pgd["steps"], lower=lower, upper=upper, early_stop=pgd["early_stop"], batch_size=batch_size,
         )
         log.info("attacked %d images, %d successful", x.shape[0], int(result.success.sum()))
         return {
@@ -325,15 +325,28 @@ def flip_settings(labelflip: Mapping[str, Any], n_segments: np.ndarray) -> tuple
 
 
 def predict_selections(model: torch.nn.Module, clean: torch.Tensor, adversarial: torch.Tensor, masks: torch.Tensor, selections: np.ndarray, batch_size: int) -> np.ndarray:
-    """Predictions of the hybrids for boolean ``selections`` (N, R, S); identical hybrids are predicted once."""
-    n_items, n_rows, n_segments = selections.shape
-    predictions = np.empty((n_items, n_rows), dtype=np.int64)
-    for i in tqdm(range(n_items), desc="hybrids"):
-        unique, inverse = np.unique(selections[i], axis=0, return_inverse=True)
-        one = [t[i : i + 1].expand(len(unique), *t.shape[1:]) for t in (clean, adversarial, masks)]
-        hybrids = metrics.hybrid(*one, torch.from_numpy(unique).to(clean.device))
-        predictions[i] = predict(model, hybrids, batch_size).argmax(1).cpu().numpy()[inverse.ravel()]
-    return predictions
+    """Predictions of the hybrids for boolean ``selections`` (N, R, S).
+
+    Each item's identical hybrids are predicted once, and the hybrids of all items share the
+    fixed-shape forward passes of :func:`run_batched` (only the last one is padded).
+    """
+    n_items, n_rows, _ = selections.shape
+    if n_items == 0:
+        return np.empty((0, n_rows), dtype=np.int64)
+    uniques, inverses = zip(*(np.unique(selections[i], axis=0, return_inverse=True) for i in range(n_items)))
+    counts = [len(unique) for unique in uniques]
+    owner = torch.from_numpy(np.repeat(np.arange(n_items), counts)).to(clean.device)
+    selected = torch.from_numpy(np.concatenate(uniques)).to(clean.device)
+
+    def hybrid_logits(rows: torch.Tensor) -> torch.Tensor:
+        items = owner[rows]
+        return model(metrics.hybrid(clean[items], adversarial[items], masks[items], selected[rows]))
+
+    with torch.no_grad():
+        logits = run_batched(hybrid_logits, torch.arange(len(owner), device=clean.device), batch_size)
+    unique_predictions = logits.argmax(1).cpu().numpy()
+    starts = np.cumsum([0, *counts])
+    return np.stack([unique_predictions[starts[i] : starts[i + 1]][inverses[i].ravel()] for i in range(n_items)])
 
 
 def labelflip_shard(inputs: Mapping[str, str], output: str, *, model: Mapping[str, Any], labelflip: Mapping[str, Any], batch_size: int, device: torch.device) -> None:

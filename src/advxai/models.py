@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import logging
 import os
 import pickle
 from collections import OrderedDict
@@ -25,6 +24,7 @@ from torch import nn
 if TYPE_CHECKING:  # torchvision is imported where a model is built, not by every user of run_batched
     import torchvision
 
+from .batching import run_batched
 from .data.images import IMAGENET_MEAN, IMAGENET_STD
 from .seeding import item_seed
 
@@ -38,8 +38,6 @@ __all__ = [
     "predict",
     "run_batched",
 ]
-
-log = logging.getLogger("advxai")
 
 BUNDLED_MODELS = ("efficientnet_lite0",)
 
@@ -268,50 +266,6 @@ def load_model(name: str, weights: str | None = "DEFAULT", device: str = "cpu", 
     return dataclasses.replace(bundle, module=module)
 
 
-def run_batched(fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Applies ``fn`` to ``inputs`` in chunks along dim 0, halving the chunk on out-of-memory.
-
-    Args:
-        fn: maps a chunk ``(n, ...)`` to a tensor whose dim 0 has ``n`` rows.
-        inputs: the whole batch.
-        batch_size: the first chunk size; it shrinks (to 1 at least) while ``fn`` runs out of
-            memory and stays shrunk for the rest of this call.
-
-    Returns:
-        torch.Tensor: the chunk results concatenated along dim 0.
-
-    Raises:
-        ValueError: if ``batch_size`` is not positive.
-        torch.OutOfMemoryError: if even a chunk of one item does not fit.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    if len(inputs) == 0:
-        return fn(inputs)
-    results: list[torch.Tensor] = []
-    start = 0
-    while start < len(inputs):
-        chunk = inputs[start : start + batch_size]
-        try:
-            result = fn(chunk)
-        except torch.OutOfMemoryError:
-            if batch_size == 1:
-                raise
-            out_of_memory = True
-        else:
-            out_of_memory = False
-        # Outside the except block, so the exception's frames (and their tensors) are freed.
-        if out_of_memory:
-            batch_size = max(1, batch_size // 2)
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            log.warning("out of memory: batch size halved to %d", batch_size)
-            continue
-        results.append(result)
-        start += len(chunk)
-    return torch.cat(results)
-
-
 def predict(module: nn.Module, inputs: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Logits of ``module`` for ``inputs``, batched under ``torch.no_grad()``.
 
@@ -320,7 +274,8 @@ def predict(module: nn.Module, inputs: torch.Tensor, batch_size: int) -> torch.T
     Args:
         module: the network (normalised input, logits out).
         inputs: normalised batch ``(N, C, H, W)``.
-        batch_size: largest chunk; halved on out-of-memory (:func:`run_batched`).
+        batch_size: rows per forward; the last chunk is padded to it and it halves on
+            out-of-memory (:func:`run_batched`).
 
     Returns:
         torch.Tensor: logits ``(N, n_classes)`` on the module's device.

@@ -14,6 +14,9 @@ ENSEMBLES: tuple[str, ...] = ("sg", "sg2", "vg")
 
 LIME_FAMILY = "lime"
 
+AGGREGATIONS: tuple[str, ...] = ("mean", "mean_abs", "mean_pos")
+"""How pixel attributions are reduced to one score per segment."""
+
 FAMILIES: dict[str, tuple[str, ...]] = {
     family: (method, *(f"{method}-{ensemble}" for ensemble in ENSEMBLES))
     for family, method in GRADIENT_METHODS.items()

@@ -1,8 +1,9 @@
 """Targeted L-infinity PGD on images, step for step as ``captum.robust.PGD`` (REFERENCE §5.3).
 
 Differences from captum, all deliberate: clamp bounds may be per-channel tensors (captum takes
-scalars; REFERENCE §10.2), the attack is batched with each example's own gradient, and it
-reports per-example success and the first step that reached the target.
+scalars; REFERENCE §10.2), the attack is batched with each example's own gradient at a fixed
+batch shape (so an adversary does not depend on its batch), and it reports per-example success
+and the first step that reached the target.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from advxai.arrays import to_numpy
+from advxai.batching import run_batched
 from advxai.seeding import numpy_rng
 
 TARGET_STAGE = "pgd-target"
@@ -106,6 +108,7 @@ def targeted_pgd(
     lower: torch.Tensor,
     upper: torch.Tensor,
     early_stop: bool = False,
+    batch_size: int | None = None,
 ) -> PGDResult:
     """Targeted L-infinity projected gradient descent on the cross-entropy of logits.
 
@@ -125,6 +128,10 @@ def targeted_pgd(
         lower (Tensor): lower clamp bound broadcastable to one input, e.g. ``(C, 1, 1)``.
         upper (Tensor): upper clamp bound, like ``lower``.
         early_stop (bool): stop moving an example once it is classified as its target.
+        batch_size (int, optional): examples attacked together, every forward/backward at exactly
+            this batch shape (the last chunk is padded, :func:`advxai.models.run_batched`), so an
+            example's adversary does not depend on how many examples are attacked with it.
+            ``None``: all ``N`` at once.
 
     Returns:
         PGDResult: adversaries (normalised, detached), success flags, first success steps and
@@ -146,31 +153,54 @@ def targeted_pgd(
     lower = lower.to(device=inputs.device, dtype=inputs.dtype)
     upper = upper.to(device=inputs.device, dtype=inputs.dtype)
 
-    adversaries = inputs.clone()
-    first_success = torch.full((inputs.shape[0],), -1, dtype=torch.long, device=inputs.device)
-    active = torch.ones(inputs.shape[0], dtype=torch.bool, device=inputs.device)
-    for step in range(n_steps):
-        index = active.nonzero().squeeze(1)
-        logits, gradient = _loss_gradient(model, adversaries[index], targets[index])
-        _record_first_success(first_success, index, logits.argmax(1) == targets[index], step)
-        if early_stop:
-            keep_moving = first_success[index] < 0
-            active[index[~keep_moving]] = False
-            index, gradient = index[keep_moving], gradient[keep_moving]
-            if index.numel() == 0:
-                break
-        adversaries[index] = _pgd_step(inputs[index], adversaries[index], gradient, epsilon, step_size, lower, upper)
+    def attack(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return _attack_chunk(model, inputs[rows], targets[rows], epsilon, step_size, n_steps, lower, upper, early_stop)
 
-    with torch.no_grad():
-        final_predictions = model(adversaries).argmax(1)
-    every = torch.arange(inputs.shape[0], device=inputs.device)
-    _record_first_success(first_success, every, final_predictions == targets, n_steps)
+    rows = torch.arange(inputs.shape[0], device=inputs.device)
+    adversaries, first_success, final_predictions = run_batched(attack, rows, batch_size or max(1, len(rows)))
     return PGDResult(
         adversaries=adversaries,
         success=(final_predictions == targets).cpu().numpy(),
         first_success_step=first_success.cpu().numpy(),
         final_predictions=final_predictions.cpu().numpy(),
     )
+
+
+def _attack_chunk(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    epsilon: float,
+    step_size: float,
+    n_steps: int,
+    lower: torch.Tensor,
+    upper: torch.Tensor,
+    early_stop: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(adversaries, first success steps, final predictions) of one chunk.
+
+    Every step evaluates the whole chunk, frozen examples included, so the batch shape never
+    changes; early stopping only decides which examples move, and ends the loop once none does.
+    """
+    adversaries = inputs.clone()
+    every = torch.arange(inputs.shape[0], device=inputs.device)
+    first_success = torch.full((inputs.shape[0],), -1, dtype=torch.long, device=inputs.device)
+    for step in range(n_steps):
+        logits, gradient = _loss_gradient(model, adversaries, targets)
+        _record_first_success(first_success, every, logits.argmax(1) == targets, step)
+        stepped = _pgd_step(inputs, adversaries, gradient, epsilon, step_size, lower, upper)
+        if not early_stop:
+            adversaries = stepped
+            continue
+        moving = first_success < 0
+        if not bool(moving.any()):
+            break
+        adversaries = torch.where(moving.view(-1, *([1] * (inputs.dim() - 1))), stepped, adversaries)
+
+    with torch.no_grad():
+        final_predictions = model(adversaries).argmax(1)
+    _record_first_success(first_success, every, final_predictions == targets, n_steps)
+    return adversaries, first_success, final_predictions
 
 
 def _record_first_success(first_success: torch.Tensor, index: torch.Tensor, hit: torch.Tensor, step: int) -> None:

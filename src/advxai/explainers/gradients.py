@@ -16,14 +16,15 @@ Numerics follow captum: Saliency is the signed gradient of the target logit (``a
 uses captum's Gauss–Legendre points and weights, ``(x - b) · Σ_i w_i ∇f(b + α_i (x - b))``
 with baseline ``b = 0`` in normalised space (REFERENCE §10.1); GBP uses
 ``advxai.guided.guided_gradients``, which guides every ReLU-like activation. Noise is drawn per
-item from ``advxai.seeding.torch_generator(seed, "noise", id)`` and all reductions run in a fixed
-order per item, so results do not depend on batch composition or ``batch_size``.
+item from ``advxai.seeding.torch_generator(seed, "noise", id)``, every gradient pass runs at the
+fixed batch shape of ``batch_size`` (``advxai.batching``) and all reductions run in a fixed order
+per item, so for a given ``batch_size`` results do not depend on which items share a batch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ from torch import nn
 from advxai.explainers.aggregate import aggregate_segmentations
 from advxai.explainers.registry import split_gradient_explainer
 from advxai.guided import guided_gradients
-from advxai.models import run_batched
+from advxai.batching import run_batched
 from advxai.seeding import torch_generator
 
 METHODS: tuple[str, ...] = ("sal", "ig", "gbp")
@@ -95,30 +96,59 @@ def _pass_gradients(model: nn.Module, inputs: torch.Tensor, targets: torch.Tenso
     return target_gradients(model, inputs, targets)
 
 
-def _integrated_gradients(
-    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, n_steps: int, baseline: float, batch_size: int | None
-) -> torch.Tensor:
-    """IG over item groups; each group expands item-major to ``G × n_steps`` scaled inputs."""
-    alphas, weights = integration_points(n_steps)
-    alphas = alphas.to(device=inputs.device, dtype=inputs.dtype)
-    weights = weights.to(device=inputs.device, dtype=inputs.dtype)
-    weight_shape = (1, n_steps, *([1] * (inputs.dim() - 1)))
-    group = len(inputs) if batch_size is None else max(1, batch_size // n_steps)
-    attributions = []
-    for start in range(0, len(inputs), group):
-        chunk, chunk_targets = inputs[start : start + group], targets[start : start + group]
-        difference = chunk - baseline
+def _stream_attributions(
+    model: nn.Module,
+    method: str,
+    copy_inputs: Callable[[torch.Tensor], torch.Tensor],
+    copy_targets: torch.Tensor,
+    *,
+    ig_steps: int,
+    ig_baseline: float,
+    batch_size: int | None,
+    receive: Callable[[int, torch.Tensor], None],
+) -> None:
+    """Attributions of ``len(copy_targets)`` inputs, handed to ``receive(copy, map)`` in copy order.
 
-        def path_gradients(positions: torch.Tensor) -> torch.Tensor:
-            items, steps = positions // n_steps, positions % n_steps
-            scaled = baseline + alphas[steps].view(-1, *([1] * (inputs.dim() - 1))) * difference[items]
-            return target_gradients(model, scaled, chunk_targets[items])
+    All gradient passes form one list of positions (one per copy for Saliency and GBP, ``ig_steps``
+    per copy for IG, copy-major) that :func:`run_batched` evaluates at a fixed batch shape. Each
+    copy's IG sum runs in float64 over its points in order, so neither chunk boundaries nor the
+    other copies in a chunk change a copy's map; and positions of different items share passes,
+    so the only padding is in the last chunk.
 
-        positions = torch.arange(len(chunk) * n_steps, device=inputs.device)
-        gradients = run_batched(path_gradients, positions, batch_size or len(positions))
-        gradients = gradients.view(len(chunk), n_steps, *inputs.shape[1:])
-        attributions.append(difference * (gradients * weights.view(weight_shape)).sum(dim=1))
-    return torch.cat(attributions)
+    Args:
+        copy_inputs: maps copy indices ``(B,)`` to their inputs ``(B, C, *spatial)``.
+        copy_targets: ``(n_copies,)`` explained class per copy.
+        receive: called once per copy with its map (Saliency/GBP: the gradient in the inputs'
+            dtype; IG: float64).
+    """
+    n_steps = ig_steps if method == "ig" else 1
+    if method == "ig":
+        alphas, weights = integration_points(ig_steps)
+        alphas = alphas.to(copy_targets.device)
+    partial: dict[int, torch.Tensor] = {}
+
+    def gradients(positions: torch.Tensor) -> torch.Tensor:
+        copies = positions // n_steps
+        inputs = copy_inputs(copies)
+        if method == "ig":
+            scale = alphas[positions % n_steps].to(inputs.dtype).view(-1, *([1] * (inputs.dim() - 1)))
+            inputs = ig_baseline + scale * (inputs - ig_baseline)
+        return _pass_gradients(model, inputs, copy_targets[copies], method)
+
+    def collect(first: int, chunk: torch.Tensor) -> None:
+        for row, position in enumerate(range(first, first + len(chunk))):
+            copy, step = divmod(position, n_steps)
+            if method != "ig":
+                receive(copy, chunk[row])
+                continue
+            weighted = float(weights[step]) * chunk[row].double()
+            partial[copy] = weighted if step == 0 else partial[copy] + weighted
+            if step == n_steps - 1:
+                difference = copy_inputs(torch.tensor([copy], device=copy_targets.device))[0].double() - ig_baseline
+                receive(copy, difference * partial.pop(copy))
+
+    positions = torch.arange(len(copy_targets) * n_steps, device=copy_targets.device)
+    run_batched(gradients, positions, batch_size or max(1, len(positions)), consume=collect)
 
 
 def gradient_attributions(
@@ -140,8 +170,9 @@ def gradient_attributions(
         method (str): ``"sal"`` (signed gradient), ``"ig"`` or ``"gbp"``.
         ig_steps (int): Gauss–Legendre points for IG.
         ig_baseline (float): IG baseline value (0 = the mean colour in normalised space).
-        batch_size (int, optional): examples per forward/backward (IG counts each of an item's
-            ``ig_steps`` scaled copies); halved on out-of-memory. ``None``: all at once.
+        batch_size (int, optional): rows per forward/backward (IG counts each of an item's
+            ``ig_steps`` scaled copies); every pass has exactly this many rows (the last one is
+            padded), halved on out-of-memory. ``None``: all rows in one pass.
 
     Returns:
         Tensor: attributions shaped like ``inputs``, detached.
@@ -149,14 +180,16 @@ def gradient_attributions(
     _check_method(method)
     targets = _check_batch(inputs, targets)
     inputs = inputs.detach()
-    if method == "ig":
-        return _integrated_gradients(model, inputs, targets, ig_steps, ig_baseline, batch_size)
-    rows = torch.arange(len(inputs), device=inputs.device)
+    maps = torch.empty_like(inputs)
 
-    def one_pass(chunk: torch.Tensor) -> torch.Tensor:
-        return _pass_gradients(model, inputs[chunk], targets[chunk], method)
+    def keep(item: int, attribution: torch.Tensor) -> None:
+        maps[item] = attribution
 
-    return run_batched(one_pass, rows, batch_size or max(1, len(rows)))
+    _stream_attributions(
+        model, method, lambda items: inputs[items], targets,
+        ig_steps=ig_steps, ig_baseline=ig_baseline, batch_size=batch_size, receive=keep,
+    )
+    return maps
 
 
 def draw_noise(
@@ -207,21 +240,26 @@ def noise_ensemble(
             f"{', '.join(map(str, inputs.shape[1:]))}), got {tuple(noise.shape)}"
         )
     n_noise = noise.shape[1]
-    passes_per_copy = ig_steps if method == "ig" else 1
-    group = len(inputs) if batch_size is None else max(1, batch_size // (n_noise * passes_per_copy))
-    sums, squares = [], []
-    for start in range(0, len(inputs), group):
-        chunk = inputs[start : start + group].detach()
-        noisy = (chunk.unsqueeze(1) + noise[start : start + group].to(chunk)).flatten(0, 1)
-        copy_targets = targets[start : start + group].repeat_interleave(n_noise)
-        maps = gradient_attributions(
-            model, noisy, copy_targets, method, ig_steps=ig_steps, ig_baseline=ig_baseline, batch_size=batch_size
-        )
-        maps = maps.double().view(len(chunk), n_noise, *inputs.shape[1:])
-        sums.append(maps.sum(dim=1))
-        squares.append(maps.square().sum(dim=1))
-    mean = torch.cat(sums) / n_noise
-    mean_square = torch.cat(squares) / n_noise
+    inputs = inputs.detach()
+    sums = torch.zeros(inputs.shape, dtype=torch.float64, device=inputs.device)
+    squares = torch.zeros_like(sums)
+
+    def noisy(copies: torch.Tensor) -> torch.Tensor:
+        items, draws = copies // n_noise, copies % n_noise
+        return inputs[items] + noise[items.cpu(), draws.cpu()].to(inputs)
+
+    def accumulate(copy: int, attribution: torch.Tensor) -> None:
+        item = copy // n_noise  # copies arrive in order, so each item sums its J maps in order
+        attribution = attribution.double()
+        sums[item] += attribution
+        squares[item] += attribution.square()
+
+    _stream_attributions(
+        model, method, noisy, targets.repeat_interleave(n_noise),
+        ig_steps=ig_steps, ig_baseline=ig_baseline, batch_size=batch_size, receive=accumulate,
+    )
+    mean = sums / n_noise
+    mean_square = squares / n_noise
     ensembles = {"sg": mean, "sg2": mean_square, "vg": mean_square - mean.square()}
     return {name: values.to(inputs.dtype) for name, values in ensembles.items()}
 

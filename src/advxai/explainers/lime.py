@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 import torch
 
+from advxai.batching import run_batched
 from advxai.metrics import ABSENT
-from advxai.models import run_batched
 from advxai.seeding import numpy_rng
 
 if TYPE_CHECKING:

@@ -28,8 +28,7 @@ if TYPE_CHECKING:  # the workflow reads the names at parse time, which must not 
     import torch
     from torch import nn
 
-from advxai.explainers.aggregate import AGGREGATIONS
-from advxai.names import BUILTIN_EXPLAINERS, ENSEMBLES, FAMILIES, GRADIENT_METHODS, LIME_FAMILY
+from advxai.names import AGGREGATIONS, BUILTIN_EXPLAINERS, ENSEMBLES, FAMILIES, GRADIENT_METHODS, LIME_FAMILY
 
 __all__ = [
     "AGGREGATIONS",
