@@ -1,13 +1,24 @@
-"""Shared test set-up: the ``cuda`` marker and the strict host-conversion check (see strict_host/)."""
+"""Shared test set-up.
+
+- The ``cuda`` marker: skipped, saying why, where torch sees no GPU.
+- The strict host-conversion check (see strict_host/): ``np.asarray(tensor)`` raises on the CPU as
+  it does for a CUDA tensor.
+- The end-to-end helpers: Snakemake on presets/test.yaml, and one local run per session that the
+  workflow tests read and the SLURM tests compare against.
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
+ROOT = Path(__file__).resolve().parents[1]
 STRICT_HOST = Path(__file__).resolve().parent / "strict_host"
 
 
@@ -34,3 +45,32 @@ def strict_host_env() -> dict[str, str]:
     """Environment for a subprocess (e.g. Snakemake and its jobs) with the same strict check."""
     path = os.pathsep.join(p for p in (str(STRICT_HOST), os.environ.get("PYTHONPATH", "")) if p)
     return {**os.environ, "PYTHONPATH": path}
+
+
+def snakemake_command(workdir: Path, *args: str, overlay: str | None = None) -> list[str]:
+    """Snakemake on config.yaml + presets/test.yaml (+ `overlay`) in `workdir`.
+
+    `args` (targets and flags) come first: --configfile takes every later word.
+    """
+    configs = [str(ROOT / "config.yaml"), str(ROOT / "presets" / "test.yaml")] + ([overlay] if overlay else [])
+    return [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+            *args, "--configfile", *configs]
+
+
+def snakemake(workdir: Path, *args: str, overlay: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(snakemake_command(workdir, "--cores", "2", *args, overlay=overlay), capture_output=True, text=True, timeout=1500)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def run(tmp_path_factory) -> Path:
+    """The workflow on presets/test.yaml, run locally once per session."""
+    workdir = tmp_path_factory.mktemp("workflow")
+    snakemake(workdir)
+    return workdir
+
+
+def table(run: Path, name: str) -> pd.DataFrame:
+    return pd.read_csv(run / "results" / "tables" / f"{name}.csv")

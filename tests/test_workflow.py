@@ -10,40 +10,18 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import snakemake, snakemake_command, table
 from fabricate import imagenet_tree
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.workflow
 
 BUILTIN = ["lime", "sal", "ig", "gbp", "sal-sg", "sal-sg2", "sal-vg", "ig-sg", "ig-sg2", "ig-vg", "gbp-sg", "gbp-sg2", "gbp-vg"]
-
-
-def snakemake(workdir: Path, *args: str, overlay: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    configs = [str(ROOT / "config.yaml"), str(ROOT / "presets" / "test.yaml")] + ([overlay] if overlay else [])
-    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-               "--cores", "2", *args, "--configfile", *configs]  # args first: --configfile takes every later word
-    result = subprocess.run(command, capture_output=True, text=True, timeout=1500)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-    return result
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("workflow")
-    snakemake(workdir)
-    return workdir
-
-
-def table(run: Path, name: str) -> pd.DataFrame:
-    return pd.read_csv(run / "results" / "tables" / f"{name}.csv")
 
 
 def test_image_accuracy_table(run):
@@ -161,9 +139,7 @@ def test_killed_job_resumes_to_an_identical_file(tmp_path):
     killed.mkdir()
     snakemake(reference, target, overlay=str(overlay))
 
-    configs = [str(ROOT / "config.yaml"), str(ROOT / "presets" / "test.yaml"), str(overlay)]
-    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(killed),
-               "--cores", "2", target, "--configfile", *configs]
+    command = snakemake_command(killed, "--cores", "2", target, overlay=str(overlay))
     partial, output = killed / f"{target}.partial.h5", killed / target
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:

@@ -1,0 +1,221 @@
+"""profiles/slurm on a real one-node SLURM cluster (tests/slurm_cluster.py, docs/cluster.md).
+
+One SLURM run of presets/test.yaml serves every assertion: it completes, its tables are identical
+to the local run's, the sbatch arguments carry the profile's resources (GPU rules, groups), the
+submissions are the groups that a dry run counts, and a group job cancelled mid-run with
+`scancel` is resubmitted by the profile's `retries`. Where no cluster can be set up the tests
+fail and say why; set ADVXAI_SKIP_SLURM=<reason> to skip them instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, snakemake_command
+from slurm_cluster import PARTITION, ClusterUnavailable, OneNodeCluster
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from count_submissions import count_submissions  # noqa: E402
+
+pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
+
+SKIP_VARIABLE = "ADVXAI_SKIP_SLURM"
+PRODUCTION_PROFILE = ROOT / "profiles" / "slurm" / "config.yaml"
+TEST_OVERLAY = Path(__file__).parent / "slurm" / "profile-overlay.yaml"
+TEST_MEM_MB = 1000  # the node has ~23 GB: production requests would run one job at a time
+RUN_TIMEOUT_S = 2400  # generous: a 2-core machine shared with other work is several times slower
+CANCELLED_GROUP = "attack_chain"
+
+
+def deep_merge(base: dict, overlay: dict) -> dict:
+    merged = dict(base)
+    for key, value in overlay.items():
+        merged[key] = deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def slurm_test_profile(folder: Path) -> Path:
+    """profiles/slurm with the test overlay, one thread per job and memory requests capped, in `folder`."""
+    profile = deep_merge(yaml.safe_load(PRODUCTION_PROFILE.read_text()), yaml.safe_load(TEST_OVERLAY.read_text()))
+    profile["set-threads"] = {rule: 1 for rule in profile.get("set-threads", {})}
+    for resources in profile.get("set-resources", {}).values():
+        if "mem_mb" in resources:
+            resources["mem_mb"] = min(resources["mem_mb"], TEST_MEM_MB)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
+    return folder
+
+
+def sbatch_logger(folder: Path, log: Path, real_sbatch: str) -> Path:
+    """A folder with an `sbatch` that appends its argv (JSON, one line per call) to `log`, then runs the real one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    wrapper = folder / "sbatch"
+    wrapper.write_text(
+        f"#!{sys.executable}\nimport json, os, sys\n"
+        f"with open({str(log)!r}, 'a') as log:\n    log.write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        f"os.execv({real_sbatch!r}, ['sbatch', *sys.argv[1:]])\n"
+    )
+    wrapper.chmod(0o755)
+    return folder
+
+
+class Canceller(threading.Thread):
+    """Cancels, once, a running attack chain whose clean predictions are written but whose attack
+    is not: mid-run. Keeps the Snakemake jobs it ran (its batch script's --target-jobs)."""
+
+    def __init__(self, environment: dict[str, str], workdir: Path):
+        super().__init__(daemon=True)
+        self.environment, self.workdir = environment, workdir
+        self.done = threading.Event()
+        self.cancelled_targets: str | None = None
+
+    def run(self) -> None:
+        scripts: dict[str, str] = {}
+        while not self.done.is_set():
+            listing = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i|%k"], capture_output=True, text=True, env=self.environment)
+            for line in listing.stdout.splitlines():
+                job, comment = line.split("|", 1)
+                if f"_{CANCELLED_GROUP}_" not in comment:
+                    continue
+                if job not in scripts:
+                    scripts[job] = subprocess.run(["scontrol", "write", "batch_script", job, "-"], capture_output=True, text=True, env=self.environment).stdout
+                shard = re.search(r"clean_predictions:model=(\w+),shard=(\d+)", scripts[job])
+                if shard and (self.workdir / "image" / shard.group(1) / "clean" / f"shard{shard.group(2)}.h5").exists():
+                    subprocess.run(["scancel", job], check=True, env=self.environment)
+                    self.cancelled_targets = target_jobs(scripts[job])
+                    return
+            time.sleep(0.5)
+
+
+def target_jobs(command: str) -> str | None:
+    """The `--target-jobs` of a submitted Snakemake command: which jobs one submission runs."""
+    found = re.search(r"--target-jobs (.*?) --", command)
+    return found.group(1) if found else None
+
+
+def attempt(command: str) -> int:
+    return int(re.search(r"--attempt (\d+)", command).group(1))
+
+
+@dataclass
+class SlurmRun:
+    workdir: Path
+    profile: Path
+    sbatch_calls: list[list[str]]
+    cancelled_targets: str | None
+    output: str
+    wall_s: float
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    if reason := os.environ.get(SKIP_VARIABLE):
+        pytest.skip(f"{SKIP_VARIABLE}={reason}")
+    started = OneNodeCluster(tmp_path_factory.mktemp("slurm"))
+    try:
+        started.start()
+    except ClusterUnavailable as err:
+        started.stop()
+        pytest.fail(f"no one-node SLURM cluster for the SLURM tests: {err}\n(set {SKIP_VARIABLE}=<reason> to skip them)")
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="session")
+def slurm_run(cluster, tmp_path_factory) -> SlurmRun:
+    """presets/test.yaml through profiles/slurm (+ test overlay), one attack chain cancelled mid-run."""
+    base = tmp_path_factory.mktemp("slurm_run")
+    workdir, log = base / "work", base / "sbatch-calls.jsonl"
+    workdir.mkdir()
+    profile = slurm_test_profile(base / "profile")
+    real_sbatch = subprocess.run(["which", "sbatch"], capture_output=True, text=True, check=True).stdout.strip()
+    environment = {**cluster.environment, "PATH": f"{sbatch_logger(base / 'bin', log, real_sbatch)}:{os.environ['PATH']}"}
+    command = ["timeout", "-k", "10", str(RUN_TIMEOUT_S), *snakemake_command(workdir, "--workflow-profile", str(profile))]
+    canceller = Canceller(cluster.environment, workdir)
+    canceller.start()
+    start = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=RUN_TIMEOUT_S + 30)
+    wall_s = time.monotonic() - start
+    canceller.done.set()
+    output = result.stdout + result.stderr
+    print(f"SLURM run of presets/test.yaml: {wall_s:.0f} s")
+    if result.returncode != 0:
+        raise AssertionError(f"snakemake with profiles/slurm failed ({result.returncode}) after {wall_s:.0f} s:\n{output[-6000:]}")
+    calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return SlurmRun(workdir, profile, calls, canceller.cancelled_targets, output, wall_s)
+
+
+def option(call: list[str], name: str) -> str | None:
+    """The value of `name` in an sbatch argv, given as `name value` or `name=value`."""
+    for index, argument in enumerate(call):
+        if argument == name:
+            return call[index + 1]
+        if argument.startswith(name + "="):
+            return argument.split("=", 1)[1]
+    return None
+
+
+def calls_of(run: SlurmRun, group: str) -> list[list[str]]:
+    """The sbatch calls of group `group` (its log folder is group_<group>_<rules>)."""
+    return [call for call in run.sbatch_calls if f"/group_{group}_" in (option(call, "--output") or "")]
+
+
+def test_tables_identical_to_local_run(slurm_run, run):
+    ours = sorted(p.name for p in (slurm_run.workdir / "results" / "tables").iterdir())
+    assert ours == sorted(p.name for p in (run / "results" / "tables").iterdir())
+    for name in ours:
+        assert (slurm_run.workdir / "results" / "tables" / name).read_bytes() == (run / "results" / "tables" / name).read_bytes(), name
+
+
+def test_submissions_are_the_groups_a_dry_run_counts(slurm_run, tmp_path):
+    dry = subprocess.run(snakemake_command(tmp_path, "--workflow-profile", str(slurm_run.profile), "-n"), capture_output=True, text=True, timeout=600)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    counted = count_submissions(dry.stdout + dry.stderr)
+    retried = 1 if slurm_run.cancelled_targets else 0
+    assert len(slurm_run.sbatch_calls) - retried == counted.grouped
+    assert counted.grouped * 4 <= counted.jobs  # grouping submits at least four times fewer jobs
+    assert all("/group_" in option(call, "--output") for call in slurm_run.sbatch_calls)  # no ungrouped job
+
+
+def test_sbatch_arguments_of_gpu_and_grouped_jobs(slurm_run):
+    profile = yaml.safe_load((slurm_run.profile / "config.yaml").read_text())
+    runtime = {rule: resources["runtime"] for rule, resources in profile["set-resources"].items() if "runtime" in resources}
+    for call in slurm_run.sbatch_calls:
+        assert option(call, "-p") == PARTITION
+        # jobs side by side add up (one thread and TEST_MEM_MB each), at most `cores` of them
+        cpus = int(option(call, "--cpus-per-task"))
+        assert 1 <= cpus <= profile["cores"]
+        assert option(call, "--mem") == str(cpus * TEST_MEM_MB)
+    assert {option(call, "--cpus-per-task") for call in calls_of(slurm_run, "attack_chain")} == {"1"}
+    assert {option(call, "--cpus-per-task") for call in calls_of(slurm_run, "explain_chain")} == {"2"}  # rect and SLIC segments
+    # one GPU per group, however many GPU jobs it runs one after another
+    for group in ("attack_chain", "explain_chain", "detector", "audio_chain"):
+        calls = calls_of(slurm_run, group)
+        assert calls, group
+        assert all(option(call, "--gpus") == "1" for call in calls), (group, calls)
+    for group in ("image_data", "image_subsets", "audio_data", "report"):
+        calls = calls_of(slurm_run, group)
+        assert calls and all(option(call, "--gpus") is None and option(call, "--ntasks") == "1" for call in calls), (group, calls)
+    # a group asks for the sum of the runtimes its jobs run in sequence
+    assert {option(call, "-t") for call in calls_of(slurm_run, "attack_chain")} == {str(runtime["clean_predictions"] + runtime["attack"])}
+    assert {option(call, "-t") for call in calls_of(slurm_run, "detector")} == {str(runtime["train_detector"] + runtime["evaluate_detector"])}
+    # segments rect + slic side by side, then the six explanation families, two label flips, two localised, one by one
+    explain_chain = runtime["segments"] + 6 * runtime["explain"] + 2 * (runtime["labelflip"] + runtime["localised"])
+    assert {option(call, "-t") for call in calls_of(slurm_run, "explain_chain")} == {str(explain_chain)}
+
+
+def test_cancelled_job_is_retried(slurm_run):
+    assert slurm_run.cancelled_targets, f"no running {CANCELLED_GROUP} job was seen to cancel"
+    submitted = [option(call, "--wrap") for call in calls_of(slurm_run, CANCELLED_GROUP)]
+    resubmitted = [command for command in submitted if target_jobs(command) == slurm_run.cancelled_targets]
+    assert [attempt(command) for command in resubmitted] == [1, 2], (slurm_run.cancelled_targets, submitted)
