@@ -22,7 +22,6 @@ from .data.images import load_image, pixel_bounds, preprocess, to_model_input
 from .explanations import ExplainSettings, GradientSettings, LimeSettings, explain_all, flatten_scores, unflatten_scores
 from .guided import audit_guided_activations
 from .models import ModelBundle, load_model, predict
-from .names import AGGREGATIONS
 from .seeding import numpy_rng
 from .store import BatchCheckpoint, dataset_shape, read_h5, require_params, write_h5
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Mapping
 import numpy as np
 
 from advxai.arrays import to_numpy
-from advxai.names import AGGREGATIONS
+from advxai.names import AGGREGATIONS  # noqa: F401  (re-exported: the aggregations computed here)
 from advxai.metrics import ABSENT
 
 if TYPE_CHECKING:  # torch is needed only by whoever passes a tensor
