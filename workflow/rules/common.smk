@@ -2,14 +2,10 @@
 # Rules stay thin: every `params:` is a call to one of the functions below.
 # Parsing imports no torch and lists no data set: the manifests are written by jobs, once
 # (docs/data.md), and the shard counts are read from the image manifest (a checkpoint).
-import functools
 import math
 import os
-import shutil
-import subprocess
-from pathlib import Path
 
-from advxai import config_checks
+from advxai import config_checks, gpu_resources
 from advxai.data.image_items import manifest_length
 from advxai.data.roots import link_data_root
 from advxai.names import FAMILIES
@@ -222,52 +218,10 @@ def device_param():
     return config["device"]
 
 
-def cuda_expected() -> bool:
-    """Whether jobs will run on CUDA, decided without importing torch (parsing stays fast).
-
-    ``device: auto`` counts a GPU as present when the NVIDIA driver is (``/proc/driver/nvidia`` or
-    ``nvidia-smi``) and ``CUDA_VISIBLE_DEVICES`` does not hide every device.
-    """
-    if config["device"] != "auto":
-        return config["device"] == "cuda"
-    if os.environ.get("CUDA_VISIBLE_DEVICES", "unset").strip() in ("", "-1"):
-        return False
-    return Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi") is not None
-
-
 def job_gpus():
     """GPUs a model job holds: one where jobs run on CUDA (profiles/slurm requests it per job), none
-    on a CPU-only machine. Local runs share a GPU through ``gpu_share`` instead (see gpu_share)."""
-    return 1 if cuda_expected() else 0
-
-
-# A local GPU is ``GPU_SHARE`` units (profiles/default: `gpu_share: 100`, one GPU); a job takes the
-# part of the GPU's memory it needs, and at least 1/MAX_JOBS_PER_GPU so that jobs also share compute.
-GPU_SHARE = 100
-MAX_JOBS_PER_GPU = 4
-CUDA_CONTEXT_GIB = 1.0  # CUDA context, cuDNN workspaces and the weights of a mid-size model
-
-
-@functools.cache
-def local_gpu_memory_gib():
-    """Memory of the smallest visible GPU from ``nvidia-smi`` (None where it cannot tell)."""
-    try:
-        found = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
-                               capture_output=True, text=True, timeout=20, check=True)
-        return min(float(line) for line in found.stdout.split()) / 1024
-    except (OSError, ValueError, subprocess.SubprocessError):
-        return None
-
-
-def gpu_share(footprint_gib):
-    """Units of ``gpu_share`` a job with this memory footprint holds: 0 off the GPU, the whole GPU
-    where its memory is unknown, otherwise its memory share (at least GPU_SHARE / MAX_JOBS_PER_GPU)."""
-    if not cuda_expected():
-        return 0
-    memory = local_gpu_memory_gib()
-    if memory is None:
-        return GPU_SHARE
-    return min(GPU_SHARE, max(GPU_SHARE // MAX_JOBS_PER_GPU, math.ceil(GPU_SHARE * footprint_gib / memory)))
+    on a CPU-only machine. Local runs share a GPU through ``gpu_share`` instead."""
+    return 1 if gpu_resources.cuda_expected(config["device"]) else 0
 
 
 def image_table_inputs(wildcards):
@@ -290,14 +244,10 @@ def image_figure_files():
     return figures
 
 
-# Activation memory of one 224 px image through forward and backward (ResNet-50 scale, float32).
-IMAGE_GIB_PER_IMAGE_224 = 0.15
-
-
 def image_gpu_share(wildcards):
     """``gpu_share`` of a model job: CUDA context plus a batch's activations at the model's input size."""
-    pixels = (model_crop(wildcards.model) / 224) ** 2
-    return gpu_share(CUDA_CONTEXT_GIB + IMAGE["batch_size"] * pixels * IMAGE_GIB_PER_IMAGE_224)
+    footprint = gpu_resources.image_footprint_gib(IMAGE["batch_size"], model_crop(wildcards.model))
+    return gpu_resources.gpu_share(config["device"], footprint)
 
 
 # ---------------------------------------------------------------------------------- audio domain
@@ -334,7 +284,7 @@ def audio_outputs():
 
 def audio_gpu_share():
     """``gpu_share`` of a detector job: the detector is small, so its footprint is the CUDA context."""
-    return gpu_share(CUDA_CONTEXT_GIB)
+    return gpu_resources.gpu_share(config["device"], gpu_resources.CUDA_CONTEXT_GIB)
 
 
 # ---------------------------------------------------------------------------------- targets
