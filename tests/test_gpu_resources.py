@@ -26,8 +26,10 @@ def job_resources(tmp_path: Path, device: str, gpu_memory_mib: int | None) -> co
         fake.chmod(0o755)
         env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path / device),
-               "--configfile", str(ROOT / "config.yaml"), str(ROOT / "presets" / "test.yaml"), "--config", f"device={device}", "-n", "-p"]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=True)
+               "--configfile", str(ROOT / "config.yaml"), str(ROOT / "presets" / "test.yaml"), "--config", f"device={device}"]
+    # the image manifest is a checkpoint: written first, the dry run then shows every shard's jobs
+    subprocess.run([*command, "--cores", "1", "images/bundled/manifest.csv"], capture_output=True, text=True, env=env, timeout=600, check=True)
+    result = subprocess.run([*command, "-n", "-p"], capture_output=True, text=True, env=env, timeout=600, check=True)
     jobs = collections.Counter()
     for rule, body in re.findall(r"^(?:local)?rule (\w+):\n(.*?)(?=\n\n)", result.stdout, flags=re.S | re.M):
         gpu = re.search(r"gpu=(\d+)", body)
