@@ -132,7 +132,7 @@ def test_killed_job_resumes_to_an_identical_file(tmp_path):
     ``<output>.partial.h5`` and before the output exists; the rerun computes only the rest.
     """
     overlay = tmp_path / "resume.yaml"
-    overlay.write_text("image:\n  shard_size: 4\n  batch_size: 1\n  pgd:\n    steps: 150\naudio:\n  enabled: false\n")
+    overlay.write_text("image:\n  shard_size: 4\n  batch_size: 1\n  pgd:\n    steps: 60\naudio:\n  enabled: false\n")
     target = "image/tiny/adversaries/shard0.h5"
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     reference.mkdir()
