@@ -5,7 +5,7 @@ aggregates every map to segments:
 
 * engine: ``explain_gradient_family`` (one plain pass + one set of J noisy passes for all three
   ensembles) and ``lime_coefficients`` (all items' samples batched through the model);
-* reference (the authors' pattern, REFERENCE §7): ``Saliency``, three ``NoiseTunnel`` calls
+* reference (the authors' pattern, docs/method.md §7): ``Saliency``, three ``NoiseTunnel`` calls
   (smoothgrad, smoothgrad_sq, vargrad) and ``Lime`` per image with ``perturbations_per_eval=16``.
 
 Random-weight torchvision model, no downloads. Run: ``python benchmarks/bench_explainers.py``.

@@ -57,7 +57,7 @@ class PlantedSegmentModel(nn.Module):
 
 
 def rectangles(n_items: int, side: int = SIDE, grid: int = 4) -> torch.Tensor:
-    """Row-major ``grid × grid`` rectangle ids (REFERENCE §6)."""
+    """Row-major ``grid × grid`` rectangle ids (docs/method.md §6)."""
     block = torch.arange(side) // (side // grid)
     return (block[:, None] * grid + block[None, :]).expand(n_items, side, side).clone()
 

@@ -98,7 +98,7 @@ def test_log_mel_known_answers_and_gradient(bank):
 
 
 def excerpt_form_reference(model: SVDS, log_mel_input: torch.Tensor) -> torch.Tensor:
-    """REFERENCE §1.4's layer table on 115 frames: stride-3 pools and flattened dense layers."""
+    """docs/method.md §1.4's layer table on 115 frames: stride-3 pools and flattened dense layers."""
     x = F.batch_norm(log_mel_input.transpose(1, 2), model.freq_norm.running_mean, model.freq_norm.running_var, eps=1e-4)
     x = x.transpose(1, 2).unsqueeze(1)
     zero_mean = model.conv1.weight - model.conv1.weight.mean(dim=(2, 3), keepdim=True)

@@ -1,4 +1,4 @@
-"""Audio experiments on adversarial excerpts of the singing voice detector (REFERENCE §2.1, §3, §4).
+"""Audio experiments on adversarial excerpts of the singing voice detector (docs/method.md §2.1, §3, §4).
 
 * :func:`select_excerpts` draws successfully attacked frames of each song and keeps the
   excerpt pairs whose adversarial prediction reached the target while the clean one did not.
@@ -8,7 +8,7 @@
   squared-norm baseline and the localised-perturbation experiment.
 
 Everything after excerpt selection works on log-mel excerpts ``(N, 115, 80)`` (time × mel):
-``X`` clean, ``Δ = X̃ − X`` the perturbation in the log-mel domain (REFERENCE §10.5), and a
+``X`` clean, ``Δ = X̃ − X`` the perturbation in the log-mel domain (docs/decisions.md §10.5), and a
 refined adversary ``X + M_S ⊙ Δ`` for a segment set ``S``. A target is the class the adversary
 was pushed to: 1 = "no sing → sing", 0 = "sing → no sing"; an input reaches target 1 when
 ``P(sing) > τ`` and target 0 when ``P(sing) < τ``.
@@ -34,7 +34,7 @@ from .svds.features import log_mel
 from .svds.model import CONTEXT, EXCERPT_FRAMES, predict_song
 
 SEGMENTATION = "time-frequency"  # name of the audio segmentation in the engine's score dicts
-GRADIENT_AGGREGATION = "mean_abs"  # what the paper reports for gradient explainers (REFERENCE §7)
+GRADIENT_AGGREGATION = "mean_abs"  # what the paper reports for gradient explainers (docs/method.md §7)
 
 SongAttack = tuple[str, np.ndarray, np.ndarray, np.ndarray]
 """``(name, clean (T, bins), adversarial padded (T + 114, bins), flipped bool (T,))``."""
@@ -184,7 +184,7 @@ def select_excerpts(
     seed: int,
     batch_size: int = 256,
 ) -> ExcerptSet:
-    """Adversarial excerpt pairs of one attack direction (REFERENCE §2.1, §10.17).
+    """Adversarial excerpt pairs of one attack direction (docs/method.md §2.1; docs/decisions.md §10.17).
 
     For each song, frames that flipped towards ``direction`` are drawn with replacement from
     ``numpy_rng(seed, f"excerpts-{direction}", song name)``. A draw of frame ``f`` gives the
@@ -259,7 +259,7 @@ class _TwoClassLogits(nn.Module):
 
 
 class _TwoClassProbabilities(nn.Module):
-    """``(N, 1, 115, 80) -> [1 - p, p]``: the outputs audioLIME regresses (REFERENCE §3)."""
+    """``(N, 1, 115, 80) -> [1 - p, p]``: the outputs audioLIME regresses (docs/method.md §3)."""
 
     def __init__(self, detector: nn.Module):
         super().__init__()
@@ -298,7 +298,7 @@ def explain_excerpts(
     """Per-segment scores of log-mel excerpts for their target class; top-k = the k largest.
 
     Gradient explainers explain the target logit of :func:`excerpt_logits` and are aggregated
-    with ``mean_abs``. LIME follows audioLIME (REFERENCE §3): occlusion by the excerpt mean,
+    with ``mean_abs``. LIME follows audioLIME (docs/method.md §3): occlusion by the excerpt mean,
     Bernoulli(0.5) samples with row 0 all ones, kernel ``exp(-d²/(2w²))`` on the cosine distance
     of binary vectors, Ridge(1) on the outputs ``[1 - p, p]`` of :func:`excerpt_probabilities`.
     Its score is the signed coefficient of the *target* output; since class-0 coefficients are
@@ -464,7 +464,7 @@ def label_flips(
 
 
 def norm_scores(delta: torch.Tensor | np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The norm baseline: ``Σ Δ²`` per segment, ``(N, S)`` (REFERENCE §4)."""
+    """The norm baseline: ``Σ Δ²`` per segment, ``(N, S)`` (docs/method.md §4)."""
     delta = to_numpy(delta)
     mask = to_numpy(mask)
     if delta.ndim != 3 or mask.shape != delta.shape[1:]:
@@ -490,7 +490,7 @@ def localised(
 
     For each k, the refined adversary keeps Δ only in the k segments of largest norm
     (:func:`norm_scores`); those that still reach their target are explained for it, and each
-    explainer's recovered count is ``|S_norm ∩ top-k(scores)|`` (REFERENCE §4).
+    explainer's recovered count is ``|S_norm ∩ top-k(scores)|`` (docs/method.md §4).
 
     Args:
         model: the detector in eval mode.

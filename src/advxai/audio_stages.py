@@ -1,4 +1,4 @@
-"""The audio domain's stages (DESIGN §3), one function per workflow rule.
+"""The audio domain's stages, one function per workflow rule.
 
 Each function reads its input files, computes, and writes its output atomically with provenance;
 the thin scripts in ``scripts/`` call them, and they are usable without Snakemake.
@@ -95,7 +95,7 @@ def read_songs(path: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
 
 # ------------------------------------------------------------------------------------ detector
 def train(train_path: str, output: str, *, train: Mapping[str, Any], seed: int, device: torch.device) -> None:
-    """Train one detector (REFERENCE §1.5), checkpointing every epoch beside the output."""
+    """Train one detector (docs/method.md §1.5), checkpointing every epoch beside the output."""
     songs = [(spec, labels) for _, spec, labels in read_songs(train_path)]
     params = {"train": dict(train), "seed": seed}
     checkpoint = BatchCheckpoint(output, params)
@@ -115,7 +115,7 @@ def song_probabilities(model: torch.nn.Module, songs, median_filter: int | None)
 
 
 def evaluate(detector: str, valid: str, test: str, output: str, *, median_filter: int, seed: int, device: torch.device) -> None:
-    """Tune the threshold on validation, score the pooled test frames (REFERENCE §1.6)."""
+    """Tune the threshold on validation, score the pooled test frames (docs/method.md §1.6)."""
     model = load_detector(detector, device=device)
     valid_songs, test_songs = read_songs(valid), read_songs(test)
     threshold = tune_threshold(song_probabilities(model, valid_songs, median_filter), [labels for *_, labels in valid_songs])
@@ -124,13 +124,13 @@ def evaluate(detector: str, valid: str, test: str, output: str, *, median_filter
 
 
 def detector_threshold(evaluation_csv: str) -> float:
-    """The seed's validation-tuned threshold (REFERENCE §10.16)."""
+    """The seed's validation-tuned threshold (docs/decisions.md §10.16)."""
     return float(pd.read_csv(evaluation_csv)["threshold"].iloc[0])
 
 
 # ------------------------------------------------------------------------------------ attack
 def attack(detector: str, evaluation: str, test: str, output: str, *, attack: Mapping[str, Any], device: torch.device) -> None:
-    """C&W attack on every test song's linear STFT (REFERENCE §2); resumes per song and mid-song."""
+    """C&W attack on every test song's linear STFT (docs/method.md §2); resumes per song and mid-song."""
     model = load_detector(detector, device=device)
     threshold = detector_threshold(evaluation)
     filterbank = mel_filterbank()
@@ -178,7 +178,7 @@ def read_attacks(test: str, adversaries: str) -> list[tuple[str, np.ndarray, np.
 
 # ------------------------------------------------------------------------------------ excerpts
 def select(inputs: Mapping[str, str], output: str, *, excerpts: Mapping[str, Any]) -> None:
-    """Clean/adversarial excerpt pairs for both attack directions (REFERENCE §2.1)."""
+    """Clean/adversarial excerpt pairs for both attack directions (docs/method.md §2.1)."""
     model = load_detector(inputs["detector"])
     threshold = detector_threshold(inputs["evaluation"])
     songs = read_attacks(inputs["test"], inputs["adversaries"])
@@ -235,7 +235,7 @@ def explain(detector: str, excerpts: str, output: str, *, explain: Mapping[str, 
 
 # ------------------------------------------------------------------------------------ metrics
 def labelflip(inputs: Mapping[str, str], output: str, *, ks: Sequence[int], device: torch.device) -> None:
-    """Label flips for k = 1..20 of every explainer's ranking and the norm baseline (REFERENCE §4)."""
+    """Label flips for k = 1..20 of every explainer's ranking and the norm baseline (docs/method.md §4)."""
     model = load_detector(inputs["detector"], device=device)
     threshold = detector_threshold(inputs["evaluation"])
     explanations = read_h5(inputs["explanations"])
@@ -254,7 +254,7 @@ def labelflip(inputs: Mapping[str, str], output: str, *, ks: Sequence[int], devi
 
 
 def localised(inputs: Mapping[str, str], output: str, *, explain: Mapping[str, Any], ks: Sequence[int], device: torch.device) -> None:
-    """Refine with the top-k norm segments, keep what still flips, re-explain, count recovered (REFERENCE §4)."""
+    """Refine with the top-k norm segments, keep what still flips, re-explain, count recovered (docs/method.md §4)."""
     model = load_detector(inputs["detector"], device=device)
     threshold = detector_threshold(inputs["evaluation"])
     run = _explain_function(model, explain)

@@ -70,7 +70,7 @@ def check_architecture(key: str, architecture: str) -> None:
 
 
 def model_sizes(entry: Mapping[str, Any]) -> tuple[int, int]:
-    """(resize, crop) of a model entry: REFERENCE §5.2 (Inception v3: 299/299, others 256/224)."""
+    """(resize, crop) of a model entry: docs/method.md §5.2 (Inception v3: 299/299, others 256/224)."""
     default = (299, 299) if entry["architecture"] == "inception_v3" else (256, 224)
     return int(entry.get("resize_size", default[0])), int(entry.get("input_size", default[1]))
 

@@ -26,7 +26,7 @@ Scores = dict[str, dict[str, dict[str, np.ndarray]]]  # explainer -> segmentatio
 
 @dataclass(frozen=True)
 class LimeSettings:
-    """LIME's sampling, kernel and surrogate (REFERENCE §7 for images, §3 for audio)."""
+    """LIME's sampling, kernel and surrogate (docs/method.md §7 for images, §3 for audio)."""
 
     n_samples: int = 512
     kernel_width: float = 0.25
@@ -38,7 +38,7 @@ class LimeSettings:
 
 @dataclass(frozen=True)
 class GradientSettings:
-    """NoiseTunnel and IG settings (REFERENCE §7)."""
+    """NoiseTunnel and IG settings (docs/method.md §7)."""
 
     n_noise: int = 25
     noise_std: float = 1.0

@@ -1,4 +1,4 @@
-"""The image domain's stages (DESIGN §3), one function per workflow rule.
+"""The image domain's stages, one function per workflow rule.
 
 Each function reads its input files, computes, and writes one output file atomically with
 provenance. They are what the thin scripts in ``scripts/`` call, and are usable without Snakemake.
@@ -68,7 +68,7 @@ def shard_rows(shard: int, shard_size: int, max_images: int | None) -> tuple[int
 
 
 def build_image_shard(manifest: str, root: str | None, output: str, params: Mapping[str, Any]) -> None:
-    """Decode, resize and centre-crop one shard of a manifest's items to uint8 (REFERENCE §5.2).
+    """Decode, resize and centre-crop one shard of a manifest's items to uint8 (docs/method.md §5.2).
 
     ``root`` is where the manifest's files lie now (None for bundled photographs); the shard
     stores their paths relative to it, so that it does not depend on where the data lies.
@@ -103,7 +103,7 @@ def clean_predictions(images_path: str, output: str, *, model: Mapping[str, Any]
 def attack_shard(
     images_path: str, clean_path: str, output: str, *, model: Mapping[str, Any], pgd: Mapping[str, Any], batch_size: int, device: torch.device
 ) -> None:
-    """Targeted PGD on every image of the shard, in resumable batches (REFERENCE §5.3)."""
+    """Targeted PGD on every image of the shard, in resumable batches (docs/method.md §5.3)."""
     bundle = model_from_spec(model, device)
     require_params(clean_path, {"model": dict(model)})
     images = read_h5(images_path)
@@ -153,7 +153,7 @@ def subset_size(fraction: float, n_images: int) -> int:
 
 
 def draw_subsets(adversary_paths: Sequence[str], output: str, *, subset: Mapping[str, Any]) -> None:
-    """The evaluation subsets of one model: label flip and localised (§10.10), from successful adversaries."""
+    """The evaluation subsets of one model: label flip and localised (docs/decisions.md §10.10), from successful adversaries."""
     ids, success = [], []
     for path in adversary_paths:
         shard = read_h5(path, ["ids", "success"])
@@ -349,7 +349,7 @@ def predict_selections(model: torch.nn.Module, clean: torch.Tensor, adversarial:
 
 
 def labelflip_shard(inputs: Mapping[str, str], output: str, *, model: Mapping[str, Any], labelflip: Mapping[str, Any], batch_size: int, device: torch.device) -> None:
-    """Did adding back only the top-k segments flip the clean prediction? Every ranking, every k (REFERENCE §8.1–8.2)."""
+    """Did adding back only the top-k segments flip the clean prediction? Every ranking, every k (docs/method.md §8.1–8.2)."""
     bundle = model_from_spec(model, device)
     segmentation = labelflip["segmentation"]
     ids, data, masks, counts = subset_inputs(inputs, "labelflip", model, {segmentation: inputs["segments"]})
@@ -384,7 +384,7 @@ def labelflip_shard(inputs: Mapping[str, str], output: str, *, model: Mapping[st
 
 
 def localised_shard(inputs: Mapping[str, str], output: str, *, model: Mapping[str, Any], localised: Mapping[str, Any], batch_size: int, device: torch.device) -> None:
-    """Keep only the top-k magnitude segments of the perturbation, explain what still flips, count recovered segments (§8.3)."""
+    """Keep only the top-k magnitude segments of the perturbation, explain what still flips, count recovered segments (docs/method.md §8.3)."""
     bundle = model_from_spec(model, device)
     segmentation = localised["segmentation"]
     ids, data, masks, counts = subset_inputs(inputs, "localised", model, {segmentation: inputs["segments"]})
@@ -438,7 +438,7 @@ def _group_inputs(inputs: Mapping[str, Any], stage: str) -> dict:
 
 
 def write_image_tables(inputs: Mapping[str, Any], outputs: Mapping[str, str], *, k: int) -> None:
-    """The image CSV tables and their Markdown version (REFERENCE §9 values beside ours)."""
+    """The image CSV tables and their Markdown version (docs/method.md §9 values beside ours)."""
     from . import tables
     from .store import write_csv, write_text
 

@@ -1,4 +1,4 @@
-"""Segment-level metrics shared by both domains (REFERENCE §4, §8).
+"""Segment-level metrics shared by both domains (docs/method.md §4, §8).
 
 Masks are integer segment-id maps broadcast over the channel axis: an input of shape
 ``(N, C, *spatial)`` has masks of shape ``(N, *spatial)``. Scores are ``(N, S)`` arrays where
@@ -14,7 +14,7 @@ import numpy as np
 if TYPE_CHECKING:  # tensor methods only: the table jobs use this module without torch
     import torch
 
-ABSENT = -1e5  # score of a segment id that an item does not have (REFERENCE §7)
+ABSENT = -1e5  # score of a segment id that an item does not have (docs/method.md §7)
 
 
 def top_k(scores: np.ndarray, k: int | np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Model registry: torchvision classifiers, the bundled EfficientNet-Lite0, and plug-ins.
 
 Every model takes **ImageNet-normalised** ``(N, 3, H, W)`` input and returns logits
-(REFERENCE §5.2: normalisation happens outside the model, so attacks, occlusion, noise and
+(docs/method.md §5.2: normalisation happens outside the model, so attacks, occlusion, noise and
 perturbation magnitudes all live in the normalised space). Weights trained with another
 normalisation get a fixed :class:`InputRenormalisation` in front.
 """
@@ -46,7 +46,7 @@ BUNDLED_MODELS = ("efficientnet_lite0",)
 EFFICIENTNET_LITE_MEAN = (127.0 / 255.0,) * 3
 EFFICIENTNET_LITE_STD = (128.0 / 255.0,) * 3
 
-# (input_size, resize_size): REFERENCE §5.2 keeps Resize(299) for Inception v3, not torchvision's 342.
+# (input_size, resize_size): docs/method.md §5.2 keeps Resize(299) for Inception v3, not torchvision's 342.
 _INCEPTION_SIZES = (299, 299)
 _DEFAULT_SIZES = (224, 256)
 _SIZES = {"inception_v3": _INCEPTION_SIZES}
@@ -252,7 +252,7 @@ def load_model(name: str, weights: str | None = "DEFAULT", device: str = "cpu", 
 
     Returns:
         ModelBundle: the module in eval mode with frozen parameters, and its preprocessing sizes
-        (REFERENCE §5.2: Inception v3 299/299, all others 224/256).
+        (docs/method.md §5.2: Inception v3 299/299, all others 224/256).
 
     Raises:
         ValueError: unknown model or weights name, or a plug-in that cannot be imported or built.

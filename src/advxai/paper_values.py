@@ -1,4 +1,4 @@
-"""The paper's reported numbers (REFERENCE §9), for the Markdown tables beside ours."""
+"""The paper's reported numbers (docs/method.md §9), for the Markdown tables beside ours."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ SLIC_SEGMENTS = {
     "inception_v3": (10.837, 2.384),
 }
 
-# Audio (REFERENCE §1.6, §4, §9).
+# Audio (docs/method.md §1.6, §4, §9).
 SVDS_TEST = {"error": (11.54, 0.96), "recall": (89.61, 1.71), "specificity": (87.46, 1.00)}
 AUDIO_LIME_K3 = {"sing_to_nosing": 32.0, "nosing_to_sing": 41.0}
 AUDIO_LOCALISED_COUNTS = {1: 52, 3: 146, 5: 215}

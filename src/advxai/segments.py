@@ -1,7 +1,7 @@
 """Segmentations: the interpretable features of both domains.
 
-Images (REFERENCE §6): a grid of rectangles, or SLIC superpixels of the normalised adversary.
-Audio (REFERENCE §3): audioLIME's time-frequency grid over a log-mel excerpt.
+Images (docs/method.md §6): a grid of rectangles, or SLIC superpixels of the normalised adversary.
+Audio (docs/method.md §3): audioLIME's time-frequency grid over a log-mel excerpt.
 Every segmentation is an integer id map with contiguous ids ``0..n-1``.
 """
 
@@ -38,7 +38,7 @@ def slic(
 ) -> np.ndarray:
     """SLIC superpixels of one channel-first image, as the authors computed them.
 
-    The caller passes the adversary in normalised space (REFERENCE §6, §10.12): values lie
+    The caller passes the adversary in normalised space (docs/method.md §6; docs/decisions.md §10.12): values lie
     outside ``[0, 1]`` and rgb2lab is still applied (``convert2lab`` default for 3 channels).
     The remaining arguments are skimage 0.19's defaults, pinned so that newer skimage versions
     cannot change them: connectivity enforced, size factors 0.5 and 3, no SLIC-zero.
@@ -77,7 +77,7 @@ def slic(
 def audio_grid(
     n_frames: int = 115, n_mels: int = 80, n_bands: int = 4, n_blocks: int = 5, hop: int = 315
 ) -> np.ndarray:
-    """audioLIME's time-frequency segments of a log-mel excerpt (REFERENCE §3).
+    """audioLIME's time-frequency segments of a log-mel excerpt (docs/method.md §3).
 
     Band ``f`` covers mel bins ``[f * n_mels / n_bands, (f + 1) * n_mels / n_bands)`` (``f = 0``
     lowest). Time blocks come from sample boundaries ``t * L`` floored to frames by ``hop``; the

@@ -19,7 +19,7 @@ LOCALISED_COLUMNS = ["model", "segmentation", "explainer", "k", "recovered", "co
 SLIC_COLUMNS = ["model", "n", "mean", "std", "min", "max"]
 FEWER_SEGMENTS_COLUMNS = ["model", "segmentation", "experiment", "k", "n", "n_fewer_segments"]
 
-# The aggregation the paper reports per explainer (REFERENCE §8.1, §10.8).
+# The aggregation the paper reports per explainer (docs/method.md §8.1; docs/decisions.md §10.8).
 REPORTED_AGGREGATION = {"lime": "mean"}
 DEFAULT_REPORTED_AGGREGATION = "mean_abs"
 
@@ -185,7 +185,7 @@ def image_report(accuracy: pd.DataFrame, labelflip: pd.DataFrame, slic: pd.DataF
     explainers = set(labelflip.explainer)
     standard = [e for e in paper_values.STANDARD if e in explainers]
     ensembles = [e for e in paper_values.ENSEMBLES if e in explainers]
-    parts = ["# Image domain: results beside the paper's (REFERENCE §9)", "", "## Table 1: top-1 accuracy (%) and adversaries", "", accuracy_markdown(accuracy, architectures)]
+    parts = ["# Image domain: results beside the paper's (docs/method.md §9)", "", "## Table 1: top-1 accuracy (%) and adversaries", "", accuracy_markdown(accuracy, architectures)]
     for number, seg, names, title in ((2, "slic", standard, "SLIC, standard explainers"), (3, "slic", ensembles, "SLIC, ensembles"),
                                       (7, "rect", standard, "rectangles, standard explainers"), (8, "rect", ensembles, "rectangles, ensembles")):
         if names and (labelflip.segmentation == seg).any():
@@ -323,7 +323,7 @@ def audio_report(svds: pd.DataFrame, labelflip: pd.DataFrame, localised: pd.Data
     n_detectors = per_seed_rows(svds).seed.nunique()
     n_attacked = per_seed_rows(labelflip).seed.nunique()
     return "\n".join([
-        "# Audio domain: results beside the paper's (REFERENCE §1.6, §4, §9)", "",
+        "# Audio domain: results beside the paper's (docs/method.md §1.6, §4, §9)", "",
         f"## Singing-voice detector, test set (%; mean ± std over {n_detectors} detectors)", "",
         markdown_table(["metric", "ours", "paper (Jamendo)"], svds_rows), "",
         f"The experiments below ran on {n_attacked} detector(s), each on its own; the paper ran them on one detector.",

@@ -1,4 +1,4 @@
-# Audio domain (DESIGN §3): corpus -> features -> detector per seed -> evaluation ->
+# Audio domain: corpus -> features -> detector per seed -> evaluation ->
 # C&W spectrogram adversaries -> excerpts -> explanations -> label flips / localised recovery.
 # Every seed of audio.seeds is trained and evaluated; the attack experiments run on
 # audio.experiment_seeds (audio_tables requests only those).

@@ -1,4 +1,4 @@
-# Image domain (DESIGN §3): shards -> clean predictions -> targeted PGD -> subsets ->
+# Image domain: shards -> clean predictions -> targeted PGD -> subsets ->
 # segmentations -> explanations -> label flips / localised recovery. Tables in report.smk.
 
 

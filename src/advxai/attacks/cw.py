@@ -1,4 +1,4 @@
-"""C&W-style attack on the singing voice detector's linear spectrogram (REFERENCE §2, §10.4).
+"""C&W-style attack on the singing voice detector's linear spectrogram (docs/method.md §2; docs/decisions.md §10.4).
 
 The authors' procedure: the *whole song's* linear-magnitude STFT, padded with 57 zero frames at
 both ends, is perturbed by δ (same shape, padding included). Every frame is pushed towards the
@@ -132,7 +132,7 @@ def spectrogram_attack(
     max_iter: int = 1000,
     checkpoint: AttackCheckpoint | None = None,
 ) -> CWResult:
-    """Attack every frame of one song at once (REFERENCE §2).
+    """Attack every frame of one song at once (docs/method.md §2).
 
     Args:
         model: the detector in eval mode, mapping log-mel ``(B, T', 80)`` to logits

@@ -1,6 +1,6 @@
 """Audio data in the Jamendo-VAD layout: loader, validation, and the synthetic demo corpus.
 
-Layout (REFERENCE §1.1)::
+Layout (docs/method.md §1.1)::
 
     root/audio/<name>.{ogg,mp3,wav,flac}      names may contain spaces
     root/labels/<stem>.lab                    "start end sing|nosing" per non-empty line
@@ -125,7 +125,7 @@ def read_lab(path: str | os.PathLike) -> list[Segment]:
 
 
 def frame_labels(segments: Sequence[Segment], n_frames: int, fps: float = FPS) -> np.ndarray:
-    """Frame-wise singing labels (REFERENCE §1.1).
+    """Frame-wise singing labels (docs/method.md §1.1).
 
     Frame ``i`` has time ``i / fps``; a segment ``(s, e, lab)`` sets the frames in
     ``[first i with i/fps ≥ s, first i with i/fps ≥ e)``. Later segments overwrite earlier ones;

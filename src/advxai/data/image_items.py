@@ -1,6 +1,6 @@
 """Which images a data set holds: bundled photographs, the ImageNet validation listing, manifests.
 
-Implements REFERENCE §5.1 (data, class indices, sample order) without decoding anything, and
+Implements docs/method.md §5.1 (data, class indices, sample order) without decoding anything, and
 without importing torch: the workflow's ``image_manifest`` job lists a data set once into a
 manifest (paths relative to the data root), and every later job and the workflow's shard counts
 read that manifest instead of listing the data set again. See ``docs/data.md``.
@@ -165,7 +165,7 @@ def imagenet_val_items(root: str | Path, *, allow_partial: bool = False) -> list
     The class index is the position of the wnid among all wnids found, sorted (torchvision's
     index). That is the standard index only if all 1000 classes are present: a subset tree must
     keep all 1000 wnid folders (empty ones are fine). Items are sorted by wnid, then file name
-    (REFERENCE §5.1); ``id`` is the file stem, e.g. ``"ILSVRC2012_val_00000001"``.
+    (docs/method.md §5.1); ``id`` is the file stem, e.g. ``"ILSVRC2012_val_00000001"``.
 
     Args:
         root (str or Path): data set root.

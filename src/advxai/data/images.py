@@ -1,6 +1,6 @@
 """Image data: decoding, preprocessing and normalisation (which images exist: ``image_items``).
 
-Implements REFERENCE §5.1 (data, class indices, sample order) and §5.2 (preprocessing,
+Implements docs/method.md §5.1 (data, class indices, sample order) and §5.2 (preprocessing,
 normalisation outside the model). Images travel between stages as ``uint8`` arrays of shape
 ``(H, W, 3)``; models receive normalised ``float32`` batches ``(N, 3, H, W)``.
 """
@@ -57,7 +57,7 @@ def pixel_bounds() -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel valid range of normalised images, as two ``(3, 1, 1)`` tensors.
 
     These are the normalised images of pixel values 0 and 1. The authors clamped to the scalar
-    min/max of the first validation image instead (REFERENCE §10.2); per-channel bounds keep
+    min/max of the first validation image instead (docs/decisions.md §10.2); per-channel bounds keep
     every adversary a valid image.
     """
     lower = normalize(torch.zeros(3, 1, 1))
@@ -134,7 +134,7 @@ def preprocess(image: Image.Image, resize: int, crop: int) -> np.ndarray:
     """Resize the shorter side to ``resize`` (bilinear, antialiased) and centre-crop ``crop``.
 
     This is torchvision's ``Resize(resize)`` then ``CenterCrop(crop)`` on a PIL image
-    (REFERENCE §5.2: 256/224 for most models, 299/299 for Inception v3).
+    (docs/method.md §5.2: 256/224 for most models, 299/299 for Inception v3).
 
     Returns:
         np.ndarray: ``uint8`` array of shape ``(crop, crop, 3)``.

@@ -1,4 +1,4 @@
-"""Aggregation of pixel attributions to per-segment scores (REFERENCE §7).
+"""Aggregation of pixel attributions to per-segment scores (docs/method.md §7).
 
 An attribution map ``A`` of shape ``(N, C, *spatial)`` and a segment-id map ``(N, *spatial)``
 (broadcast over the channel axis) give, per item and segment ``s``, averages over the channels

@@ -1,5 +1,5 @@
 """Gradient explainers — Saliency, Integrated Gradients, Guided Backprop — and their NoiseTunnel
-ensembles, computed as families that share work (REFERENCE §7).
+ensembles, computed as families that share work (docs/method.md §7).
 
 Captum's reference call pattern runs ``NoiseTunnel(X)`` once per ensemble type, so SmoothGrad,
 SmoothGrad² and VarGrad cost three sets of J noisy passes, and each result is then aggregated
@@ -14,7 +14,7 @@ and every resulting map is aggregated for every segmentation and aggregation in 
 
 Numerics follow captum: Saliency is the signed gradient of the target logit (``abs=False``); IG
 uses captum's Gauss–Legendre points and weights, ``(x - b) · Σ_i w_i ∇f(b + α_i (x - b))``
-with baseline ``b = 0`` in normalised space (REFERENCE §10.1); GBP uses
+with baseline ``b = 0`` in normalised space (docs/decisions.md §10.1); GBP uses
 ``advxai.guided.guided_gradients``, which guides every ReLU-like activation. Noise is drawn per
 item from ``advxai.seeding.torch_generator(seed, "noise", id)``, every gradient pass runs at the
 fixed batch shape of ``batch_size`` (``advxai.batching``) and all reductions run in a fixed order

@@ -1,6 +1,6 @@
 """LIME with segments as interpretable features, one implementation for both domains.
 
-The two domains differ only in settings (REFERENCE §3, §7, §10.7):
+The two domains differ only in settings (docs/method.md §3, §7; docs/decisions.md §10.7):
 
 ========================  =================================  ==================================
 setting                   images (captum ``Lime``)           audio (audioLIME)
@@ -18,7 +18,7 @@ built by one gather of the binary vectors through the segment masks and evaluate
 of ``batch_size``; the input-space cosine distance is computed from three per-segment sums
 (``‖x_s‖²``, ``x_s·b_s``, ``‖b_s‖²``), which equals the distance between the full flattened
 images; each item gets its own surrogate over its *own* segments (no dummy features for ids it
-lacks, REFERENCE §10.19). Samples come from ``advxai.seeding.numpy_rng(seed, "lime", id)``, so
+lacks, docs/decisions.md §10.19). Samples come from ``advxai.seeding.numpy_rng(seed, "lime", id)``, so
 they do not depend on batch composition.
 """
 

@@ -1,4 +1,4 @@
-"""Explainer names, families and plug-in explainers (REFERENCE §7, DESIGN §5).
+"""Explainer names, families and plug-in explainers (docs/method.md §7).
 
 Built-in names are a contract used by configs, file layouts and tables:
 ``lime``, ``sal``, ``ig``, ``gbp`` and their NoiseTunnel ensembles ``<m>-sg`` (SmoothGrad),

@@ -1,4 +1,4 @@
-"""Song-level evaluation of the singing-voice detector (REFERENCE §1.6).
+"""Song-level evaluation of the singing-voice detector (docs/method.md §1.6).
 
 Probability curves are median-smoothed (:func:`median_smooth`), the threshold is tuned for
 pooled accuracy on the validation songs (:func:`tune_threshold`), and the test songs are scored

@@ -1,4 +1,4 @@
-"""Input features of the singing-voice detector (REFERENCE §1.2).
+"""Input features of the singing-voice detector (docs/method.md §1.2).
 
 The detector reads the linear-magnitude STFT (``T × 513``); the mel projection and the
 logarithm are parameter-free first "layers" (:func:`log_mel`), so gradients reach the linear
@@ -48,7 +48,7 @@ def mel_peak_bins(
 def mel_filterbank(
     n_fft: int = N_FFT, sample_rate: int = SAMPLE_RATE, n_mels: int = N_MELS, f_min: float = F_MIN, f_max: float = F_MAX
 ) -> np.ndarray:
-    """The yaafe-style "mel_orig" filterbank of Schlüter's detector (REFERENCE §1.2).
+    """The yaafe-style "mel_orig" filterbank of Schlüter's detector (docs/method.md §1.2).
 
     Filter ``b`` is a triangle over the corners ``b, b+1, b+2`` of :func:`mel_peak_bins`, with
     the yaafe slopes (divided by bin counts, not Hz) and normalised to sum 1.

@@ -1,4 +1,4 @@
-"""The singing-voice detector network (REFERENCE §1.4), its whole-song inference and storage.
+"""The singing-voice detector network (docs/method.md §1.4), its whole-song inference and storage.
 
 :class:`SVDS` is Schlüter & Lehner's ismir2015 CNN with a zero-mean first convolution, written
 fully convolutionally in time as in veracity: pools stride 1 in time and later layers dilate by
@@ -104,7 +104,7 @@ class SVDS(nn.Module):
 
 
 def pad_song(spec_linear: torch.Tensor) -> torch.Tensor:
-    """Pad a linear spectrogram ``(T, bins)`` with 57 zero frames at both ends (REFERENCE §1.3)."""
+    """Pad a linear spectrogram ``(T, bins)`` with 57 zero frames at both ends (docs/method.md §1.3)."""
     return F.pad(spec_linear, (0, 0, CONTEXT, CONTEXT))
 
 

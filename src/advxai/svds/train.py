@@ -1,4 +1,4 @@
-"""Training of the singing-voice detector (REFERENCE §1.3, §1.5).
+"""Training of the singing-voice detector (docs/method.md §1.3, §1.5).
 
 Random 164-frame windows (label = centre frame) are time-stretched and pitch-shifted by one
 affine spline resampling, cropped to 115 frames, given a random Gaussian filter response, and
@@ -29,7 +29,7 @@ SPLINE_ORDER = 2
 FILTER_STD_SEMITONES = (5.0, 2.0)  # mean and spread of the filter width (Schlüter: 5 + N(0,1)·(7 − 5))
 TARGET_SMOOTHING = (0.02, 0.96)  # y' = 0.02 + 0.96·y
 
-# REFERENCE §10.14: the filter centre is drawn between 150 Hz and 8 kHz (Schlüter's intent) and
+# docs/decisions.md §10.14: the filter centre is drawn between 150 Hz and 8 kHz (Schlüter's intent) and
 # mapped to the 513 kept bins with their true spacing of 22050/1024 Hz. veracity's port instead
 # draws centres up to its batch size (32 Hz) and maps with 8000/513 Hz per bin; pass
 # {"filter_max_hz": 32.0, "filter_hz_per_bin": 8000 / 513} to reproduce it.
@@ -140,7 +140,7 @@ def stretch_shift(excerpt: np.ndarray, stretch: float, shift: float, keep_frames
 
 
 def random_filter_gains(rng: np.random.Generator, batch_size: int, n_bins: int, augment: Mapping[str, float]) -> np.ndarray:
-    """Random Gaussian filter responses as linear gains ``(B, n_bins)`` (REFERENCE §1.5 step 2).
+    """Random Gaussian filter responses as linear gains ``(B, n_bins)`` (docs/method.md §1.5 step 2).
 
     Centre uniform on a log-pitch axis between ``filter_min_hz`` and ``filter_max_hz``, width
     ``5 + 2·N(0,1)`` semitones, strength uniform in ``±filter_db`` dB.
@@ -213,7 +213,7 @@ def train_detector(
     progress: bool = False,
     device: str | torch.device = "cpu",
 ) -> tuple[SVDS, dict[str, np.ndarray]]:
-    """Train a fresh :class:`SVDS` (REFERENCE §1.5).
+    """Train a fresh :class:`SVDS` (docs/method.md §1.5).
 
     Args:
         train_specs: ``(linear spectrogram (T, 513), frame labels bool (T,))`` per training song.

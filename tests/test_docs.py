@@ -1,0 +1,44 @@
+"""The documentation ships with the repository: every section that code, config and README cite
+exists, and nothing cites a document outside the repository."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CITING = ["src", "workflow", "scripts", "benchmarks", "profiles", "envs", "presets", "config.yaml", "README.md"]
+
+
+def tracked_text() -> dict[str, str]:
+    names = subprocess.run(["git", "ls-files", *CITING], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    return {name: (ROOT / name).read_text(errors="replace") for name in names if (ROOT / name).is_file()}
+
+
+def section_numbers(doc: str) -> set[str]:
+    """Numbers of the `## N` / `### N.M` headings of a docs page."""
+    return set(re.findall(r"^#{1,4} §?(\d+(?:\.\d+)*)\b", (ROOT / "docs" / doc).read_text(), flags=re.M))
+
+
+@pytest.fixture(scope="module")
+def sources() -> dict[str, str]:
+    return tracked_text()
+
+
+def test_nothing_cites_documents_outside_the_repository(sources):
+    outside = re.compile(r"(REFERENCE|DESIGN)(\.md)? ?§|shared/spec|\.\./shared")
+    offenders = [f"{name}:{number}" for name, text in sources.items()
+                 for number, line in enumerate(text.splitlines(), 1) if outside.search(line)]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("doc", ["method.md", "decisions.md"])
+def test_every_cited_section_exists(sources, doc):
+    cited = {number for text in sources.values() for number in re.findall(rf"docs/{re.escape(doc)} §(\d+(?:\.\d+)*)", text)}
+    if doc == "decisions.md":  # config.yaml marks its keys with bare "§10.N" (its header names decisions.md)
+        cited |= set(re.findall(r"§(10\.\d+)", sources["config.yaml"]))
+    assert cited, f"nothing cites docs/{doc}"
+    assert cited <= section_numbers(doc), sorted(cited - section_numbers(doc))
