@@ -2,6 +2,11 @@
 # segmentations -> explanations -> label flips / localised recovery. Tables in report.smk.
 
 
+# Listing the data set is cheap I/O: on a cluster it runs on the submitting host, and the DAG
+# is complete as soon as it is written.
+localrules: image_manifest
+
+
 checkpoint image_manifest:
     input:
         unpack(image_manifest_inputs),
