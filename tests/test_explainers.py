@@ -17,6 +17,7 @@ from advxai.explainers import (
     explain_gradient_family,
     family_of,
     gradient_attributions,
+    integration_points,
     lime_coefficients,
     make_extra_explainer,
     noise_ensemble,
@@ -298,3 +299,13 @@ def test_names_and_families():
             TinyCNN(), torch.zeros(1, 3, 4, 4), torch.tensor([0]), [0], "sal", explainers=["ig"],
             masks={}, n_segments={},
         )
+
+
+@pytest.mark.parametrize("n_steps", [2, 4, 8, 50])
+def test_integration_points_equal_captums_gauss_legendre(n_steps):
+    from captum.attr._utils.approximation_methods import approximation_parameters  # the reference
+
+    step_sizes, alphas = approximation_parameters("gausslegendre")
+    ours_alphas, ours_weights = integration_points(n_steps)
+    np.testing.assert_array_equal(ours_alphas.numpy(), np.asarray(alphas(n_steps)))
+    np.testing.assert_array_equal(ours_weights.numpy(), np.asarray(step_sizes(n_steps)))

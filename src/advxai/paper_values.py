@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-PAPER_MODELS = {"alexnet": "AlexNet", "vgg16": "VGG16", "resnet50": "ResNet-50", "densenet161": "DenseNet161", "inception_v3": "Inception v3"}
-
 # Table 1: clean top-1 (%), adversarial top-1 (%), number of adversaries.
 ACCURACY = {
     "alexnet": (56.52, 0.19, 49879),

@@ -71,13 +71,16 @@ def _check_batch(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def integration_points(n_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Captum's Gauss–Legendre ``(alphas, weights)`` on ``[0, 1]`` for ``n_steps`` points (float64)."""
+    """Gauss–Legendre ``(alphas, weights)`` on ``[0, 1]`` for ``n_steps`` points (float64).
+
+    The nodes and weights of :func:`numpy.polynomial.legendre.leggauss` on ``[-1, 1]``, mapped to
+    ``[0, 1]``: the same points and weights as captum's ``IntegratedGradients(method="gausslegendre")``
+    (tests compare them).
+    """
     if n_steps < 2:
         raise ValueError(f"ig_steps must be at least 2, got {n_steps}")
-    from captum.attr._utils.approximation_methods import approximation_parameters  # only IG needs captum
-
-    step_sizes, alphas = approximation_parameters("gausslegendre")
-    return torch.tensor(alphas(n_steps), dtype=torch.float64), torch.tensor(step_sizes(n_steps), dtype=torch.float64)
+    nodes, weights = np.polynomial.legendre.leggauss(n_steps)
+    return torch.from_numpy(0.5 * (nodes + 1.0)), torch.from_numpy(0.5 * weights)
 
 
 def target_gradients(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

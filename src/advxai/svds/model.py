@@ -188,13 +188,3 @@ def load_detector(path: str | os.PathLike, device: str | torch.device = "cpu") -
         state[key] = value.to(reference.dtype)
     model.load_state_dict(state)
     return model.to(device).eval()
-
-
-def load_history(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The training curve stored by :func:`save_detector` (e.g. ``train_loss``, ``lr`` per epoch)."""
-    if not Path(path).exists():
-        raise FileNotFoundError(f"detector file not found: {path}")
-    with h5py.File(path, "r") as handle:
-        names = [f"history/{name}" for name in handle.get("history", {})]
-    return {name.split("/", 1)[1]: value for name, value in read_h5(path, names).items()}
-
