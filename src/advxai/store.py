@@ -204,10 +204,14 @@ class BatchCheckpoint:
             return set()
 
     def load(self, key: str) -> dict[str, np.ndarray]:
+        """A finished batch's arrays, in the order ``compute`` returned them: the final file is then
+        written in the same order, and so byte-identical, whether batches were resumed or not."""
         out: dict[str, np.ndarray] = {}
         with h5py.File(self.path, "r") as handle:
-            handle[key].visititems(lambda name, obj: out.__setitem__(name, _decode(obj[...])) if isinstance(obj, h5py.Dataset) else None)
-        return out
+            group = handle[key]
+            group.visititems(lambda name, obj: out.__setitem__(name, _decode(obj[...])) if isinstance(obj, h5py.Dataset) else None)
+            order = json.loads(group.attrs.get("order", "[]")) or list(out)
+        return {name: out[name] for name in order}
 
     def save(self, key: str, arrays: Mapping[str, Any]) -> None:
         with self._open("a") as handle:
@@ -216,6 +220,7 @@ class BatchCheckpoint:
             group = handle.create_group(key)
             for name, value in arrays.items():
                 group.create_dataset(name, data=_encode(value), track_times=False)
+            group.attrs["order"] = json.dumps(list(arrays))
             group.attrs["complete"] = True
             handle.flush()
 
