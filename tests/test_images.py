@@ -14,17 +14,14 @@ from torchvision import transforms
 from advxai.data.images import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    ImageItem,
-    bundled_items,
     denormalize,
-    imagenet_val_items,
     load_image,
     normalize,
     pixel_bounds,
     preprocess,
     to_model_input,
 )
-from advxai.data.image_items import IMAGE_EXTENSIONS, locate, manifest_length, read_image_manifest, write_image_manifest
+from advxai.data.image_items import IMAGE_EXTENSIONS, ImageItem, bundled_items, imagenet_val_items, locate, manifest_length, read_image_manifest, write_image_manifest
 from advxai.data.roots import link_data_root
 
 WNIDS = ["n01440764", "n01443537", "n02102040"]

@@ -36,7 +36,6 @@ __all__ = [
     "ModelBundle",
     "load_model",
     "predict",
-    "run_batched",
 ]
 
 BUNDLED_MODELS = ("efficientnet_lite0",)

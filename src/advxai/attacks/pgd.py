@@ -129,7 +129,7 @@ def targeted_pgd(
         upper (Tensor): upper clamp bound, like ``lower``.
         early_stop (bool): stop moving an example once it is classified as its target.
         batch_size (int, optional): examples attacked together, every forward/backward at exactly
-            this batch shape (the last chunk is padded, :func:`advxai.models.run_batched`), so an
+            this batch shape (the last chunk is padded, :func:`advxai.batching.run_batched`), so an
             example's adversary does not depend on how many examples are attacked with it.
             ``None``: all ``N`` at once.
 

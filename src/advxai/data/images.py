@@ -14,17 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-# Listing lives in the torch-free image_items; re-exported here, where decoding lives.
-from .image_items import (  # noqa: F401
-    BUNDLED_PHOTOS,
-    KAGGLE_SOLUTION_CSV,
-    KAGGLE_VAL_DIR,
-    N_IMAGENET_CLASSES,
-    UNKNOWN_LABEL,
-    ImageItem,
-    bundled_items,
-    imagenet_val_items,
-)
+from .image_items import BUNDLED_PHOTOS, ImageItem  # listing is torch-free, in image_items
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
