@@ -1,6 +1,6 @@
 """Rule attack: targeted PGD on one shard (resumes from finished batches)."""
 from advxai import runtime
-from advxai.image_stages import attack_shard
+from advxai.stages.image import attack_shard
 
 with runtime.job(snakemake.log[0], snakemake.threads):
     attack_shard(

@@ -1,6 +1,6 @@
 """Rule audio_attack: C&W attack on the linear STFT of every test song (resumes per song)."""
 from advxai import runtime
-from advxai.audio_stages import attack
+from advxai.stages.audio import attack
 
 with runtime.job(snakemake.log[0], snakemake.threads):
     attack(snakemake.input.detector, snakemake.input.evaluation, snakemake.input.test, snakemake.output[0], attack=snakemake.params.attack, device=runtime.resolve_device(snakemake.params.device))

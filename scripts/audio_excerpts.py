@@ -1,6 +1,6 @@
 """Rule audio_excerpts: clean/adversarial excerpt pairs per direction."""
 from advxai import runtime
-from advxai.audio_stages import select
+from advxai.stages.audio import select
 
 with runtime.job(snakemake.log[0], snakemake.threads):
     select(dict(snakemake.input.items()), snakemake.output[0], excerpts=snakemake.params.excerpts)

@@ -1,6 +1,6 @@
 """Rule audio_labelflip: label flips of the top-k segments of every ranking, k = 1..20."""
 from advxai import runtime
-from advxai.audio_stages import labelflip
+from advxai.stages.audio import labelflip
 
 with runtime.job(snakemake.log[0], snakemake.threads):
     labelflip(dict(snakemake.input.items()), snakemake.output[0], ks=snakemake.params.ks, device=runtime.resolve_device(snakemake.params.device))

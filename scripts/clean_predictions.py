@@ -1,6 +1,6 @@
 """Rule clean_predictions: clean top-1/top-5 predictions of one shard."""
 from advxai import runtime
-from advxai.image_stages import clean_predictions
+from advxai.stages.image import clean_predictions
 
 with runtime.job(snakemake.log[0], snakemake.threads):
     clean_predictions(

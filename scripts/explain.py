@@ -1,6 +1,6 @@
-"""Rule explain: see advxai.image_stages.explain_shard."""
+"""Rule explain: see advxai.stages.image.explain_shard."""
 from advxai import runtime
-from advxai.image_stages import explain_shard
+from advxai.stages.image import explain_shard
 
 with runtime.job(snakemake.log[0], snakemake.threads):
     explain_shard(

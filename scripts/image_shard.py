@@ -1,6 +1,6 @@
 """Rule image_shard: decode, resize and centre-crop one shard of the manifest's items."""
 from advxai import runtime
-from advxai.image_stages import build_image_shard
+from advxai.stages.image import build_image_shard
 
 with runtime.job(snakemake.log[0], snakemake.threads):
     build_image_shard(snakemake.input.manifest, snakemake.input.get("root"), snakemake.output[0], snakemake.params.dataset)

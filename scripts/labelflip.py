@@ -1,6 +1,6 @@
-"""Rule labelflip: see advxai.image_stages.labelflip_shard."""
+"""Rule labelflip: see advxai.stages.image.labelflip_shard."""
 from advxai import runtime
-from advxai.image_stages import labelflip_shard
+from advxai.stages.image import labelflip_shard
 
 with runtime.job(snakemake.log[0], snakemake.threads):
     labelflip_shard(

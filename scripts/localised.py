@@ -1,6 +1,6 @@
-"""Rule localised: see advxai.image_stages.localised_shard."""
+"""Rule localised: see advxai.stages.image.localised_shard."""
 from advxai import runtime
-from advxai.image_stages import localised_shard
+from advxai.stages.image import localised_shard
 
 with runtime.job(snakemake.log[0], snakemake.threads):
     localised_shard(

@@ -1,6 +1,6 @@
 """Rule segments: rectangles or SLIC segment maps of one shard's subset images."""
 from advxai import runtime
-from advxai.image_stages import segment_shard
+from advxai.stages.image import segment_shard
 
 with runtime.job(snakemake.log[0], snakemake.threads):
     segment_shard(

@@ -27,7 +27,7 @@ from torch import nn
 
 from advxai.attacks.cw import spectrogram_attack
 from advxai.attacks.pgd import targeted_pgd
-from advxai.explanations import ExplainSettings, GradientSettings, LimeSettings, explain_all
+from advxai.explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all
 from advxai.models import load_model, predict
 from advxai.segments import rectangles
 from advxai.store import BatchCheckpoint

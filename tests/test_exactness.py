@@ -13,8 +13,8 @@ import torch
 
 from advxai.attacks.pgd import targeted_pgd
 from advxai.data.images import pixel_bounds
-from advxai.explanations import ExplainSettings, GradientSettings, LimeSettings, explain_all
-from advxai.image_stages import predict_selections
+from advxai.explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all
+from advxai.stages.image import predict_selections
 from advxai.models import load_model
 from advxai.segments import rectangles
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from advxai.data.images import to_model_input
-from advxai.image_stages import draw_subsets, flip_settings, labelflip_shard, localised_shard, segment_shard, subset_size
+from advxai.stages.image import draw_subsets, flip_settings, labelflip_shard, localised_shard, segment_shard, subset_size
 from advxai.segments import slic
 from advxai.store import ProvenanceError, read_h5, require_params, write_h5
-from advxai.tables import slic_segments_table
+from advxai.report.tables import slic_segments_table
 
 
 def _adversary_shards(tmp_path, n_images: int, shard_size: int) -> list[str]:

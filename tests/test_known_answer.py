@@ -11,7 +11,7 @@ from torch import nn
 from advxai import metrics
 from advxai.attacks.pgd import targeted_pgd
 from advxai.data.images import pixel_bounds
-from advxai.explanations import ExplainSettings, GradientSettings, LimeSettings, explain_all
+from advxai.explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all
 from advxai.segments import rectangles
 
 PLANTED = 5

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from advxai import tables
+from advxai.report import tables
 from advxai.store import write_h5
 
 

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .arrays import to_numpy
-from .explanations import ExplainSettings, GradientSettings, LimeSettings, explain_all
+from .explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all
 from .explainers.registry import LIME_FAMILY, validate_explainers
 from .metrics import recovered, segment_mask, segment_reduce, top_k
 from .batching import run_batched

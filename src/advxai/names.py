@@ -25,3 +25,6 @@ FAMILIES: dict[str, tuple[str, ...]] = {
 
 BUILTIN_EXPLAINERS: tuple[str, ...] = (LIME_FAMILY, *(name for names in FAMILIES.values() for name in names))
 """The 13 built-in explainer names, a contract used by configs, file layouts and tables."""
+
+AUDIO_DIRECTIONS: dict[int, str] = {1: "nosing_to_sing", 0: "sing_to_nosing"}
+"""Audio attack target → direction name (file groups and table rows)."""

@@ -14,16 +14,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import metrics, segments
-from .attacks.pgd import draw_targets, targeted_pgd
-from .batching import run_batched
-from .data.image_items import locate, read_image_manifest
-from .data.images import load_image, pixel_bounds, preprocess, to_model_input
-from .explanations import ExplainSettings, GradientSettings, LimeSettings, explain_all, flatten_scores, unflatten_scores
-from .guided import audit_guided_activations
-from .models import ModelBundle, load_model, predict
-from .seeding import numpy_rng
-from .store import BatchCheckpoint, dataset_shape, read_h5, require_params, write_h5
+from .. import metrics, segments
+from ..attacks.pgd import draw_targets, targeted_pgd
+from ..batching import run_batched
+from ..data.image_items import locate, read_image_manifest
+from ..data.images import load_image, pixel_bounds, preprocess, to_model_input
+from ..explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all, flatten_scores, unflatten_scores
+from ..guided import audit_guided_activations
+from ..models import ModelBundle, load_model, predict
+from ..seeding import numpy_rng
+from ..store import BatchCheckpoint, dataset_shape, read_h5, require_params, write_h5
 
 log = logging.getLogger("advxai")
 
@@ -424,58 +424,3 @@ def localised_shard(inputs: Mapping[str, str], output: str, *, model: Mapping[st
     arrays = checkpoint.run(len(ids), batch_size, run) if len(ids) else {}
     write_h5(output, {"ids": np.array(ids, dtype=str), "ks": np.array(localised["ks"]), **arrays}, stage="localised", params=params)
     checkpoint.remove()
-
-
-# ------------------------------------------------------------------------------------ report
-def _group_inputs(inputs: Mapping[str, Any], stage: str) -> dict:
-    """``{"<stage>__<model>[__<seg>]": paths}`` → {model or (model, seg): paths}."""
-    grouped = {}
-    for key, paths in inputs.items():
-        parts = key.split("__")
-        if parts[0] == stage:
-            grouped[parts[1] if len(parts) == 2 else tuple(parts[1:])] = [paths] if isinstance(paths, str) else list(paths)
-    return grouped
-
-
-def write_image_tables(inputs: Mapping[str, Any], outputs: Mapping[str, str], *, k: int) -> None:
-    """The image CSV tables and their Markdown version (docs/method.md §9 values beside ours)."""
-    from . import tables
-    from .store import write_csv, write_text
-
-    adversaries = _group_inputs(inputs, "adversaries")
-    accuracy = tables.accuracy_table(adversaries)
-    labelflip_files, localised_files = _group_inputs(inputs, "labelflip"), _group_inputs(inputs, "localised")
-    labelflip = tables.labelflip_table(labelflip_files)
-    localised = tables.localised_table(localised_files)
-    slic_inputs = {model: paths for (model, seg), paths in _group_inputs(inputs, "segments").items() if seg == "slic"}
-    slic = tables.slic_segments_table(slic_inputs)
-    architectures = tables.model_architectures(adversaries)
-    for name, frame in (("accuracy", accuracy), ("labelflip", labelflip), ("localised", localised), ("slic", slic)):
-        write_csv(frame, outputs[name])
-    fewer_segments = tables.fewer_segments_table(labelflip_files, localised_files)
-    write_text(tables.image_report(accuracy, labelflip, slic if slic_inputs else None, architectures, k, fewer_segments), outputs["markdown"])
-
-
-def write_image_figures(labelflip_csv: str, localised_csv: str, outputs: Sequence[str]) -> None:
-    """Figs 5–8; output names say which figure, model and segmentation."""
-    import pandas as pd
-
-    from . import plots
-
-    labelflip = pd.read_csv(labelflip_csv)
-    localised = pd.read_csv(localised_csv)
-    for path in outputs:
-        name = path.rsplit("/", 1)[-1].removesuffix(".png").removeprefix("image_")
-        figure, _, rest = name.partition("_")
-        if figure == "fig5":
-            plots.figure_all_explainers(labelflip, rest, path)
-        elif figure == "fig6":
-            plots.figure_standard_vs_baseline(labelflip, rest, path)
-        elif figure == "fig7":
-            plots.figure_models(labelflip, rest, path)
-        elif figure == "fig8":
-            model, seg = rest.rsplit("_", 1)
-            rows = localised[(localised.model == model) & (localised.segmentation == seg)]
-            plots.figure_recovered(rows, f"{model}, {seg}", path)
-        else:
-            raise ValueError(f"no figure is named like {path}")

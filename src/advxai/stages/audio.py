@@ -18,19 +18,19 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from . import audio_experiments as experiments
-from .attacks.cw import AttackCheckpoint, spectrogram_attack
-from .data.audio import frame_labels, load_audio, read_lab, validate_jamendo, write_synthetic_corpus
-from .segments import audio_grid
-from .store import BatchCheckpoint, read_h5, write_csv, write_h5
-from .svds.evaluate import binary_metrics, median_smooth, tune_threshold
-from .svds.features import mel_filterbank, stft_magnitude
-from .svds.model import CONTEXT, load_detector, predict_song, save_detector
-from .svds.train import train_detector
+from .. import audio_experiments as experiments
+from ..attacks.cw import AttackCheckpoint, spectrogram_attack
+from ..data.audio import frame_labels, load_audio, read_lab, validate_jamendo, write_synthetic_corpus
+from ..names import AUDIO_DIRECTIONS
+from ..segments import audio_grid
+from ..store import BatchCheckpoint, read_h5, write_csv, write_h5
+from ..svds.evaluate import binary_metrics, median_smooth, tune_threshold
+from ..svds.features import mel_filterbank, stft_magnitude
+from ..svds.model import CONTEXT, load_detector, predict_song, save_detector
+from ..svds.train import train_detector
 
 log = logging.getLogger("advxai")
 
-DIRECTIONS = {1: "nosing_to_sing", 0: "sing_to_nosing"}  # attack target → direction name
 SPLITS = ("train", "valid", "test")
 
 
@@ -183,14 +183,14 @@ def select(inputs: Mapping[str, str], output: str, *, excerpts: Mapping[str, Any
     threshold = detector_threshold(inputs["evaluation"])
     songs = read_attacks(inputs["test"], inputs["adversaries"])
     arrays: dict[str, np.ndarray] = {}
-    for direction in DIRECTIONS:
+    for direction in AUDIO_DIRECTIONS:
         chosen = experiments.select_excerpts(
             songs, model, mel_filterbank(), threshold=threshold, direction=direction, per_song=excerpts["per_song"],
             max_draws=excerpts["max_draws"], seed=excerpts["seed"],
         )
-        log.info("direction %s: %d excerpts", DIRECTIONS[direction], len(chosen))
+        log.info("direction %s: %d excerpts", AUDIO_DIRECTIONS[direction], len(chosen))
         for field in ("ids", "song", "frame", "clean_logmel", "adv_logmel", "clean_prob", "adv_prob"):
-            arrays[f"{DIRECTIONS[direction]}/{field}"] = getattr(chosen, field)
+            arrays[f"{AUDIO_DIRECTIONS[direction]}/{field}"] = getattr(chosen, field)
     write_h5(output, {**arrays, "threshold": threshold}, stage="audio_excerpts", params={**excerpts, "threshold": threshold},
              seeds={"seed": excerpts["seed"], "stages": ["excerpts-1", "excerpts-0"]})
 
@@ -198,7 +198,7 @@ def select(inputs: Mapping[str, str], output: str, *, excerpts: Mapping[str, Any
 def read_excerpts(path: str) -> dict[int, dict[str, np.ndarray]]:
     """Excerpts per attack target (1: no sing → sing, 0: sing → no sing)."""
     data = read_h5(path)
-    return {target: {k.split("/", 1)[1]: v for k, v in data.items() if k.startswith(name + "/")} for target, name in DIRECTIONS.items()}
+    return {target: {k.split("/", 1)[1]: v for k, v in data.items() if k.startswith(name + "/")} for target, name in AUDIO_DIRECTIONS.items()}
 
 
 def _explain_function(model: torch.nn.Module, explain: Mapping[str, Any]):
@@ -218,7 +218,7 @@ def explain(detector: str, excerpts: str, output: str, *, explain: Mapping[str, 
     run = _explain_function(model, explain)
     arrays: dict[str, np.ndarray] = {}
     for target, data in read_excerpts(excerpts).items():
-        name = DIRECTIONS[target]
+        name = AUDIO_DIRECTIONS[target]
         ids = data["ids"]
         keyed = BatchCheckpoint(f"{output}.{name}", dict(explain))
 
@@ -241,7 +241,7 @@ def labelflip(inputs: Mapping[str, str], output: str, *, ks: Sequence[int], devi
     explanations = read_h5(inputs["explanations"])
     arrays: dict[str, np.ndarray] = {"ks": np.array(ks)}
     for target, data in read_excerpts(inputs["excerpts"]).items():
-        name = DIRECTIONS[target]
+        name = AUDIO_DIRECTIONS[target]
         if not np.array_equal(explanations[f"{name}/ids"], data["ids"]):
             raise ValueError(f"{inputs['explanations']} explains other excerpts than {inputs['excerpts']}; rerun its rule")
         delta = data["adv_logmel"] - data["clean_logmel"]
@@ -260,7 +260,7 @@ def localised(inputs: Mapping[str, str], output: str, *, explain: Mapping[str, A
     run = _explain_function(model, explain)
     arrays: dict[str, np.ndarray] = {"ks": np.array(ks)}
     for target, data in read_excerpts(inputs["excerpts"]).items():
-        name = DIRECTIONS[target]
+        name = AUDIO_DIRECTIONS[target]
         delta = data["adv_logmel"] - data["clean_logmel"]
         result = experiments.localised(model, data["clean_logmel"], delta, np.full(len(delta), target), list(data["ids"]), ks=ks, explain=run, threshold=threshold)
         for k, found in result.items():
@@ -270,37 +270,3 @@ def localised(inputs: Mapping[str, str], output: str, *, explain: Mapping[str, A
 
 
 # ------------------------------------------------------------------------------------ report
-def write_audio_tables(inputs: Mapping[str, Sequence[str]], outputs: Mapping[str, str], *, experiment_seeds: Sequence[int]) -> None:
-    """audio_svds / audio_labelflip / audio_localised CSVs, their Markdown, and Figs 2, 3 and an excerpt figure.
-
-    ``evaluations`` hold every trained detector; the experiment inputs (label flips, localised,
-    excerpts, explanations) hold the ``experiment_seeds`` detectors, in that order.
-    """
-    from . import plots, tables
-    from .store import write_text
-
-    svds = tables.audio_svds_table(list(inputs["evaluations"]))
-    labelflip = tables.audio_labelflip_table(dict(zip(experiment_seeds, inputs["labelflips"], strict=True)))
-    localised_rows = tables.audio_localised_table(dict(zip(experiment_seeds, inputs["localised"], strict=True)))
-    write_csv(svds, outputs["svds"])
-    write_csv(labelflip, outputs["labelflip"])
-    write_csv(localised_rows, outputs["localised"])
-    write_text(tables.audio_report(svds, labelflip, localised_rows), outputs["markdown"])
-    plots.figure_audio_labelflip(labelflip, outputs["fig2"])
-    plots.figure_recovered(tables.recovered_mean_over_seeds(localised_rows), "audio, both directions pooled, mean over detectors", outputs["fig3"])
-    write_excerpt_figure(list(inputs["excerpts"]), list(inputs["explanations"]), outputs["excerpt"])
-
-
-def write_excerpt_figure(excerpts: Sequence[str], explanations: Sequence[str], output: str) -> None:
-    """The first adversarial excerpt that has a LIME explanation, over seeds and directions."""
-    from . import plots
-
-    for excerpt_path, explanation_path in zip(excerpts, explanations):
-        weights = read_h5(explanation_path)
-        for target, data in read_excerpts(excerpt_path).items():
-            name = DIRECTIONS[target]
-            if len(data["ids"]) and f"{name}/scores/lime" in weights:
-                plots.figure_audio_excerpt(data["clean_logmel"][0], data["adv_logmel"][0] - data["clean_logmel"][0],
-                                           weights[f"{name}/scores/lime"][0], audio_grid(), f"{data['ids'][0]} ({name})", output)
-                return
-    raise ValueError(f"{list(excerpts)}: no adversarial excerpt with a LIME explanation to draw")

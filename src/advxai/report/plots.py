@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .store import atomic_path  # noqa: E402
+from ..store import atomic_path  # noqa: E402
 
 STANDARD = ("lime", "ig", "sal", "gbp")
 BASELINES = ("magnitude", "magnitude-mean")

@@ -14,12 +14,12 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from .batching import run_batched
-from .explainers.aggregate import aggregate
-from .explainers.gradients import explain_gradient_family
-from .explainers.lime import lime_coefficients
-from .explainers.registry import FAMILIES, GRADIENT_METHODS, make_extra_explainer, validate_explainers
-from .metrics import ABSENT
+from ..batching import run_batched
+from .aggregate import aggregate
+from .gradients import explain_gradient_family
+from .lime import lime_coefficients
+from .registry import FAMILIES, GRADIENT_METHODS, make_extra_explainer, validate_explainers
+from ..metrics import ABSENT
 
 Scores = dict[str, dict[str, dict[str, np.ndarray]]]  # explainer -> segmentation -> aggregation -> (N, S)
 

@@ -10,8 +10,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..names import AUDIO_DIRECTIONS
 from . import paper_values
-from .store import read_h5, read_provenance
+from ..store import read_h5, read_provenance
 
 ACCURACY_COLUMNS = ["model", "n_images", "clean_top1", "adv_top1", "n_adversaries"]
 LABELFLIP_COLUMNS = ["model", "segmentation", "explainer", "aggregation", "k", "fraction", "n", "label_flip_rate"]
@@ -206,7 +207,6 @@ def image_report(accuracy: pd.DataFrame, labelflip: pd.DataFrame, slic: pd.DataF
 AUDIO_SVDS_COLUMNS = ["seed", "threshold", "error", "recall", "specificity"]
 AUDIO_LABELFLIP_COLUMNS = ["seed", "direction", "explainer", "k", "n", "label_flip_rate"]
 AUDIO_LOCALISED_COLUMNS = ["seed", "direction", "explainer", "k", "recovered", "count", "fraction"]
-AUDIO_DIRECTIONS = ("nosing_to_sing", "sing_to_nosing")
 SEED_SUMMARIES = ("mean", "std")
 
 
@@ -248,7 +248,7 @@ def audio_labelflip_table(labelflips: Mapping[int, str]) -> pd.DataFrame:
     rows = []
     for seed, path in labelflips.items():
         data = read_h5(path)
-        for direction in AUDIO_DIRECTIONS:
+        for direction in AUDIO_DIRECTIONS.values():
             prefix = f"{direction}/flips/"
             for name in sorted(n for n in data if n.startswith(prefix)):
                 flips = data[name]
@@ -276,7 +276,7 @@ def audio_localised_table(localised: Mapping[int, str]) -> pd.DataFrame:
             k = int(k)
             explainers = sorted({n.rsplit("/", 1)[1] for n in data if f"/k{k}/recovered/" in n})
             for explainer in explainers:
-                per_direction = {d: data.get(f"{d}/k{k}/recovered/{explainer}", np.zeros(0, int)) for d in AUDIO_DIRECTIONS}
+                per_direction = {d: data.get(f"{d}/k{k}/recovered/{explainer}", np.zeros(0, int)) for d in AUDIO_DIRECTIONS.values()}
                 for direction, recovered in per_direction.items():
                     rows += _histogram_rows({"seed": seed, "direction": direction, "explainer": explainer}, recovered, k)
                 rows += _histogram_rows({"seed": seed, "direction": "pooled", "explainer": explainer}, np.concatenate(list(per_direction.values())), k)
@@ -306,7 +306,7 @@ def audio_report(svds: pd.DataFrame, labelflip: pd.DataFrame, localised: pd.Data
     lfr_rows = []
     for explainer in dict.fromkeys(flips.explainer):
         cells = [explainer]
-        for direction in AUDIO_DIRECTIONS:
+        for direction in AUDIO_DIRECTIONS.values():
             rates = flips[(flips.explainer == explainer) & (flips.direction == direction)].label_flip_rate
             paper = paper_values.AUDIO_LIME_K3[direction] if explainer == "lime" else None
             cells.append(f"{_mean_std(rates, 100) if rates.notna().any() else '–'} \\| {_fmt(paper)}")
