@@ -1,4 +1,4 @@
-"""Jamendo-VAD layout, label alignment and the synthetic corpus (advxai.data.audio)."""
+"""Jamendo-VAD layout, label alignment and the synthetic corpus (advxai.data.jamendo, advxai.data.synthetic_audio)."""
 
 from __future__ import annotations
 
@@ -8,20 +8,12 @@ import numpy as np
 import pytest
 import soundfile
 
-from advxai.data.audio import (
-    SongSynthesizer,
-    frame_labels,
-    jamendo_split,
-    load_audio,
-    loudness_separability,
-    read_lab,
-    validate_jamendo,
-    write_synthetic_corpus,
-)
+from advxai.data.jamendo import frame_labels, jamendo_split, load_audio, loudness_separability, read_lab, validate_jamendo
+from advxai.data.synthetic_audio import SongSynthesizer, write_synthetic_corpus
 from advxai.seeding import numpy_rng
 
 SECONDS = 15.0
-SR = 22050
+SR = 22050  # the paper's sample rate, a known answer rather than advxai's constant
 
 
 @pytest.fixture(scope="module")

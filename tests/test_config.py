@@ -10,6 +10,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from advxai import constants
 from advxai.config_checks import ConfigError, check_config, model_sizes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,3 +109,21 @@ def test_experiment_seeds_must_be_trained_detectors():
 def test_paper_preset_attacks_one_detector_and_trains_five():
     config = load("config.yaml", "presets/paper.yaml")
     assert config["audio"]["seeds"] == [0, 1, 2, 3, 4] and len(config["audio"]["experiment_seeds"]) == 1
+
+
+def test_the_paper_preset_and_the_schema_defaults_repeat_advxai_constants():
+    """The paper's settings live in advxai.constants; the YAML files that repeat them must agree."""
+    paper = load("presets/paper.yaml")
+    schema = yaml.safe_load(Path(SCHEMA).read_text())["properties"]
+    explain = {"lime_kernel_width": constants.LIME_KERNEL_WIDTH, "noise_samples": constants.NOISE_SAMPLES,
+               "noise_std": constants.NOISE_STD, "ig_steps": constants.IG_STEPS}
+    assert paper["image"]["explain"] == {**explain, "lime_samples": constants.IMAGE_LIME_SAMPLES}
+    assert paper["audio"]["explain"] == {**explain, "lime_samples": constants.AUDIO_LIME_SAMPLES}
+    image_explain = schema["image"]["properties"]["explain"]["properties"]
+    assert {key: image_explain[key]["default"] for key in paper["image"]["explain"]} == paper["image"]["explain"]
+    assert paper["image"]["pgd"]["steps"] == schema["image"]["properties"]["pgd"]["properties"]["steps"]["default"] == constants.PGD_STEPS
+    assert paper["audio"]["attack"] == {"alpha": constants.ATTACK_ALPHA, "epsilon": constants.ATTACK_EPSILON,
+                                        "lr": constants.ATTACK_LR, "max_iter": constants.ATTACK_MAX_ITER}
+    assert paper["audio"]["train"] == {"epochs": constants.TRAIN_EPOCHS, "batches_per_epoch": constants.TRAIN_BATCHES_PER_EPOCH,
+                                       "batch_size": constants.TRAIN_BATCH_SIZE, "lr": constants.TRAIN_LR, "lr_decay": constants.TRAIN_LR_DECAY}
+    assert schema["audio"]["properties"]["median_filter"]["default"] == constants.MEDIAN_FILTER

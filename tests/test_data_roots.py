@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from fabricate import imagenet_tree, write_random_jpeg
 
-from advxai.data.audio import write_synthetic_corpus
+from advxai.data.synthetic_audio import write_synthetic_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.workflow

@@ -13,9 +13,8 @@ import importlib.util
 from pathlib import Path
 from typing import Any, Mapping
 
+from .constants import BUNDLED_MODELS, ModelSizes, architecture_sizes
 from .names import BUILTIN_EXPLAINERS
-
-BUNDLED_MODELS = ("efficientnet_lite0",)
 
 
 class ConfigError(ValueError):
@@ -69,10 +68,11 @@ def check_architecture(key: str, architecture: str) -> None:
     )
 
 
-def model_sizes(entry: Mapping[str, Any]) -> tuple[int, int]:
-    """(resize, crop) of a model entry: docs/method.md §5.2 (Inception v3: 299/299, others 256/224)."""
-    default = (299, 299) if entry["architecture"] == "inception_v3" else (256, 224)
-    return int(entry.get("resize_size", default[0])), int(entry.get("input_size", default[1]))
+def model_sizes(entry: Mapping[str, Any]) -> ModelSizes:
+    """(resize, crop) of a model entry: its ``resize_size`` / ``input_size``, else its architecture's
+    (:func:`advxai.constants.architecture_sizes`)."""
+    default = architecture_sizes(entry["architecture"])
+    return ModelSizes(resize=int(entry.get("resize_size", default.resize)), crop=int(entry.get("input_size", default.crop)))
 
 
 def _check_path(key: str, value: str | None) -> None:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # torchvision is imported where a model is built, not by ever
     import torchvision
 
 from .batching import run_batched
+from .constants import BUNDLED_MODELS, architecture_sizes
 from .data.images import IMAGENET_MEAN, IMAGENET_STD
 from .seeding import item_seed
 
@@ -38,17 +39,10 @@ __all__ = [
     "predict",
 ]
 
-BUNDLED_MODELS = ("efficientnet_lite0",)
-
 # TF EfficientNet-Lite: (pixel - 127) / 128 on 0..255 pixels, i.e. roughly [-1, 1]
 # ("edge models use inception-style mean and stddev for better post-quantization").
 EFFICIENTNET_LITE_MEAN = (127.0 / 255.0,) * 3
 EFFICIENTNET_LITE_STD = (128.0 / 255.0,) * 3
-
-# (input_size, resize_size): docs/method.md §5.2 keeps Resize(299) for Inception v3, not torchvision's 342.
-_INCEPTION_SIZES = (299, 299)
-_DEFAULT_SIZES = (224, 256)
-_SIZES = {"inception_v3": _INCEPTION_SIZES}
 
 # Random-init options that skip slow initialisers and unused heads (torchvision sets them itself
 # when weights are given).
@@ -133,10 +127,10 @@ def _torchvision_cache_file(weights: torchvision.models.WeightsEnum) -> Path:
 def _torchvision_model(name: str, weights: str | None) -> ModelBundle:
     import torchvision
 
-    input_size, resize_size = _SIZES.get(name, _DEFAULT_SIZES)
+    sizes = architecture_sizes(name)
     if weights is None:
         network = torchvision.models.get_model(name, weights=None, **_RANDOM_INIT_OPTIONS.get(name, {}))
-        return ModelBundle(name, network, input_size, resize_size, _TORCHVISION_DEFAULT_CLASSES)
+        return ModelBundle(name, network, sizes.crop, sizes.resize, _TORCHVISION_DEFAULT_CLASSES)
     weights_enum = torchvision.models.get_model_weights(name)
     try:
         chosen = weights_enum.verify(weights)
@@ -157,7 +151,7 @@ def _torchvision_model(name: str, weights: str | None) -> ModelBundle:
     categories = chosen.meta.get("categories")
     n_classes = len(categories) if categories else _TORCHVISION_DEFAULT_CLASSES
     module = _renormalised(network, transform.mean, transform.std)
-    return ModelBundle(name, module, input_size, resize_size, n_classes)
+    return ModelBundle(name, module, sizes.crop, sizes.resize, n_classes)
 
 
 def _efficientnet_lite0_weights_file() -> Path:
@@ -183,8 +177,8 @@ def _efficientnet_lite0(weights: str | None) -> ModelBundle:
     # The module keeps one structure with or without weights, so state dicts are interchangeable.
     renormalise = InputRenormalisation(IMAGENET_MEAN, IMAGENET_STD, EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD)
     module = nn.Sequential(OrderedDict(renormalise=renormalise, network=network))
-    input_size, resize_size = _DEFAULT_SIZES
-    return ModelBundle("efficientnet_lite0", module, input_size, resize_size, _TORCHVISION_DEFAULT_CLASSES)
+    sizes = architecture_sizes("efficientnet_lite0")
+    return ModelBundle("efficientnet_lite0", module, sizes.crop, sizes.resize, _TORCHVISION_DEFAULT_CLASSES)
 
 
 def _plugin_model(name: str, weights: str | None) -> ModelBundle:
@@ -205,8 +199,8 @@ def _plugin_model(name: str, weights: str | None) -> ModelBundle:
         return built
     if not isinstance(built, nn.Module):
         raise ValueError(f"model plug-in {name!r} returned {type(built).__name__}, not an nn.Module or ModelBundle")
-    input_size, resize_size = _DEFAULT_SIZES
-    return ModelBundle(name, built, input_size, resize_size, _count_logits(built, input_size, name))
+    sizes = architecture_sizes(name)
+    return ModelBundle(name, built, sizes.crop, sizes.resize, _count_logits(built, sizes.crop, name))
 
 
 def _count_logits(module: nn.Module, input_size: int, name: str) -> int:

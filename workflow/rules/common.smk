@@ -85,11 +85,11 @@ def model_spec(wildcards):
 
 
 def model_crop(model):
-    return config_checks.model_sizes(IMAGE["models"][model])[1]
+    return config_checks.model_sizes(IMAGE["models"][model]).crop
 
 
 def model_resize(model):
-    return config_checks.model_sizes(IMAGE["models"][model])[0]
+    return config_checks.model_sizes(IMAGE["models"][model]).resize
 
 
 def image_shard_file(wildcards):

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..constants import ATTACK_ALPHA, ATTACK_EPSILON, ATTACK_LR, ATTACK_MAX_ITER
 from ..store import BatchCheckpoint
 from ..svds.features import log_mel
 from ..svds.model import pad_song
@@ -126,10 +127,10 @@ def spectrogram_attack(
     filterbank: np.ndarray | torch.Tensor,
     *,
     threshold: float,
-    alpha: float = 15.0,
-    epsilon: float = 0.1,
-    lr: float = 5e-4,
-    max_iter: int = 1000,
+    alpha: float = ATTACK_ALPHA,
+    epsilon: float = ATTACK_EPSILON,
+    lr: float = ATTACK_LR,
+    max_iter: int = ATTACK_MAX_ITER,
     checkpoint: AttackCheckpoint | None = None,
 ) -> CWResult:
     """Attack every frame of one song at once (docs/method.md §2).

@@ -18,6 +18,7 @@ from torch import nn
 
 from advxai.arrays import to_numpy
 from advxai.batching import run_batched
+from advxai.constants import PGD_STEPS
 from advxai.seeding import numpy_rng
 
 TARGET_STAGE = "pgd-target"
@@ -103,7 +104,7 @@ def targeted_pgd(
     targets: np.ndarray | Sequence[int] | torch.Tensor,
     epsilon: float,
     step_size: float,
-    n_steps: int = 100,
+    n_steps: int = PGD_STEPS,
     *,
     lower: torch.Tensor,
     upper: torch.Tensor,

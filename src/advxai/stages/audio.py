@@ -20,7 +20,9 @@ from tqdm import tqdm
 
 from .. import audio_experiments as experiments
 from ..attacks.cw import AttackCheckpoint, spectrogram_attack
-from ..data.audio import frame_labels, load_audio, read_lab, validate_jamendo, write_synthetic_corpus
+from ..constants import SPLITS
+from ..data.jamendo import frame_labels, load_audio, read_lab, validate_jamendo
+from ..data.synthetic_audio import write_synthetic_corpus
 from ..names import AUDIO_DIRECTIONS
 from ..segments import audio_grid
 from ..store import BatchCheckpoint, read_h5, write_csv, write_h5
@@ -30,8 +32,6 @@ from ..svds.model import CONTEXT, load_detector, predict_song, save_detector
 from ..svds.train import train_detector
 
 log = logging.getLogger("advxai")
-
-SPLITS = ("train", "valid", "test")
 
 
 # ------------------------------------------------------------------------------------ corpus

@@ -13,10 +13,12 @@ from typing import Sequence
 import numpy as np
 import scipy.ndimage
 
+from ..constants import MEDIAN_FILTER
+
 THRESHOLD_GRID = np.concatenate([[1e-5, 1e-4, 1e-3], np.arange(1, 100) / 100, [1 - 1e-3, 1 - 1e-4, 1 - 1e-5]])
 
 
-def median_smooth(probs: np.ndarray, width: int = 56) -> np.ndarray:
+def median_smooth(probs: np.ndarray, width: int = MEDIAN_FILTER) -> np.ndarray:
     """Running median over ``width`` frames with "same" size and edge replication.
 
     For an even width the window of frame ``i`` is ``[i − width/2, i + width/2 − 1]`` and the

@@ -10,10 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-SAMPLE_RATE = 22050
-N_FFT = 1024
-HOP = SAMPLE_RATE // 70  # 315 samples: exactly 70 frames per second
-FPS = 70
+from ..constants import HOP, N_FFT, SAMPLE_RATE
+
 N_MELS = 80
 F_MIN = 27.5
 F_MAX = 8000.0

@@ -20,9 +20,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..constants import N_FFT, SAMPLE_RATE, TRAIN_BATCH_SIZE, TRAIN_LR, TRAIN_LR_DECAY
 from ..seeding import item_seed, numpy_rng, torch_generator
 from ..store import BatchCheckpoint
-from .features import N_FFT, SAMPLE_RATE, log_mel, mel_filterbank
+from .features import log_mel, mel_filterbank
 from .model import EXCERPT_FRAMES, STAGE, SVDS
 
 SPLINE_ORDER = 2
@@ -205,9 +206,9 @@ def train_detector(
     seed: int,
     epochs: int,
     batches_per_epoch: int,
-    batch_size: int = 32,
-    lr: float = 1e-3,
-    lr_decay: float = 0.85,
+    batch_size: int = TRAIN_BATCH_SIZE,
+    lr: float = TRAIN_LR,
+    lr_decay: float = TRAIN_LR_DECAY,
     augment: Mapping[str, float] | None = DEFAULT_AUGMENT,
     checkpoint: BatchCheckpoint | None = None,
     progress: bool = False,
