@@ -42,3 +42,13 @@ def test_every_cited_section_exists(sources, doc):
         cited |= set(re.findall(r"§(10\.\d+)", sources["config.yaml"]))
     assert cited, f"nothing cites docs/{doc}"
     assert cited <= section_numbers(doc), sorted(cited - section_numbers(doc))
+
+
+def test_ci_runs_the_readme_install_and_test_commands():
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme, flags=re.S)
+    install = blocks[0].split("&&")[0].strip()  # the quick start: install, then run
+    test = blocks[1].strip()
+    assert install.startswith("pip install") and test == "pytest"
+    commands = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.strip() and not line.startswith(("#", "set ", "cd "))]
+    assert commands == [install, test]

@@ -1,8 +1,10 @@
-"""The conda environment of the rules (envs/advxai.yaml) agrees with pyproject.toml, and
-`snakemake --lint` finds nothing. Needs no conda: the files are read, not deployed."""
+"""The conda environment of the rules (envs/advxai.yaml) agrees with pyproject.toml, the library
+imports without Snakemake, and `snakemake --lint` finds nothing. Needs no conda: the files are
+read, not deployed."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -21,7 +23,7 @@ ENV_FILE = ROOT / "envs" / "advxai.yaml"
 
 # conda-forge names of packages whose PyPI name differs.
 PYPI_NAME = {"pytorch": "torch", "pysoundfile": "soundfile", "matplotlib-base": "matplotlib"}
-# They run the workflow from the submitting environment; jobs never import them.
+# They run the workflow from the submitting environment; jobs never import them (pyproject's `workflow` extra).
 WORKFLOW_RUNNERS = {"snakemake", "snakemake-executor-plugin-slurm"}
 # What the environment needs to install advxai itself (advxai.post-deploy.sh), not advxai's dependencies.
 INSTALL_TOOLS = {"python", "pip", "setuptools"}
@@ -57,12 +59,48 @@ def test_environment_uses_conda_forge_only():
 
 
 def test_environment_and_pyproject_name_the_same_dependencies_with_the_same_ranges():
-    required = {Requirement(spec).name.lower(): Requirement(spec).specifier for spec in project()["dependencies"]}
-    runtime = {name: specifier for name, specifier in required.items() if name not in WORKFLOW_RUNNERS}
+    runtime = {Requirement(spec).name.lower(): Requirement(spec).specifier for spec in project()["dependencies"]}
     env = {name: specifier for name, specifier in environment().items() if name not in INSTALL_TOOLS}
     assert env.keys() == runtime.keys()
     for name, specifier in runtime.items():
         assert env[name] == specifier, f"{name}: pyproject.toml says {specifier}, {ENV_FILE.name} says {env[name]}"
+
+
+def test_snakemake_and_its_slurm_plugin_are_the_workflow_extra_not_library_dependencies():
+    extras = project()["optional-dependencies"]
+    assert {Requirement(spec).name.lower() for spec in extras["workflow"]} == WORKFLOW_RUNNERS
+    assert not WORKFLOW_RUNNERS & {Requirement(spec).name.lower() for spec in project()["dependencies"]}
+
+
+# Importing snakemake (or anything below it) raises ImportError, as where it is not installed.
+BLOCK_SNAKEMAKE = """
+import importlib.abc, sys
+class BlockSnakemake(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "snakemake":
+            raise ImportError(f"{name} is blocked: the library must import without snakemake")
+        return None
+sys.meta_path.insert(0, BlockSnakemake())
+"""
+
+
+def test_every_library_module_imports_without_snakemake():
+    modules = sorted(".".join(path.relative_to(ROOT / "src").with_suffix("").parts).removesuffix(".__init__")
+                     for path in (ROOT / "src" / "advxai").rglob("*.py"))
+    assert {"advxai", "advxai.explainers.engine", "advxai.stages.image", "advxai.stages.audio"} <= set(modules)
+    check = BLOCK_SNAKEMAKE + f"""
+import importlib
+for module in {modules!r}:
+    importlib.import_module(module)
+try:
+    import snakemake
+except ImportError:
+    print("snakemake blocked; imported", len({modules!r}), "modules")
+"""
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"snakemake blocked; imported {len(modules)} modules" in result.stdout
 
 
 def test_the_pinned_torch_release_satisfies_both():
