@@ -99,9 +99,3 @@ def test_batch_checkpoint_with_other_params_starts_afresh(tmp_path):
     calls: list[int] = []
     BatchCheckpoint(output, {"p": 2}).run(4, 2, _compute(calls))
     assert calls == [0, 2]
-
-
-def test_item_seeds_are_stable_and_distinct():
-    assert seeding.item_seed(1, "stage", "a") == seeding.item_seed(1, "stage", "a")
-    assert len({seeding.item_seed(1, "stage", i) for i in range(100)}) == 100
-    assert seeding.item_seed(1, "stage", "a") != seeding.item_seed(2, "stage", "a") != seeding.item_seed(1, "other", "a")
