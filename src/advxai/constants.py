@@ -53,6 +53,12 @@ HOP = SAMPLE_RATE // FPS
 N_FFT = 1024
 """STFT frame length in samples (513 frequency bins)."""
 
+N_MELS = 80
+"""Mel bands of the detector's input."""
+
+EXCERPT_FRAMES = 115
+"""Frames of one detector excerpt (1.6 s), the window that scores its centre frame."""
+
 # ------------------------------------------------------------------ paper settings: image domain
 
 PGD_STEPS = 100

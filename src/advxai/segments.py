@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .constants import EXCERPT_FRAMES, HOP, N_MELS
+
 
 def rectangles(height: int, width: int, grid: int = 4) -> np.ndarray:
     """A ``grid`` x ``grid`` partition of an image into rectangles, ids row-major.
@@ -75,7 +77,7 @@ def slic(
 
 
 def audio_grid(
-    n_frames: int = 115, n_mels: int = 80, n_bands: int = 4, n_blocks: int = 5, hop: int = 315
+    n_frames: int = EXCERPT_FRAMES, n_mels: int = N_MELS, n_bands: int = 4, n_blocks: int = 5, hop: int = HOP
 ) -> np.ndarray:
     """audioLIME's time-frequency segments of a log-mel excerpt (docs/method.md §3).
 

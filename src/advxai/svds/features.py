@@ -10,9 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..constants import HOP, N_FFT, SAMPLE_RATE
+from ..constants import HOP, N_FFT, N_MELS, SAMPLE_RATE
 
-N_MELS = 80
 F_MIN = 27.5
 F_MAX = 8000.0
 LOG_FLOOR = 1e-7

@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..constants import EXCERPT_FRAMES, N_MELS
 from ..store import read_h5, write_h5
-from .features import N_MELS, log_mel
+from .features import log_mel
 
-EXCERPT_FRAMES = 115
 CONTEXT = EXCERPT_FRAMES // 2  # 57 frames on each side of the scored frame
 BN_EPS = 1e-4
 LEAK = 0.01
