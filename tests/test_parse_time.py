@@ -70,7 +70,7 @@ def dry_run_before_manifest(imagenet_run) -> list[dict]:
 @pytest.fixture(scope="module")
 def shard_run(imagenet_run, dry_run_before_manifest) -> list[dict]:
     """A real run of the manifest and two image shards (after the first dry run)."""
-    return probed_snakemake(*imagenet_run, "images/imagenet/72-64/shard0.h5", "images/imagenet/72-64/shard1.h5")
+    return probed_snakemake(*imagenet_run, "image/data/imagenet/72-64/shard0.h5", "image/data/imagenet/72-64/shard1.h5")
 
 
 @pytest.fixture(scope="module")
