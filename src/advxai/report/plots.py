@@ -29,6 +29,7 @@ BASELINE_COLOUR = "black"
 BASELINE_LINESTYLES = {"magnitude": ":", "magnitude-mean": "--", "norm": "--"}
 # Plug-in explainers (config `extra_explainers`) take the colours no base method uses, solid.
 EXTRA_COLOURS = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
+LEGEND_HANDLE_LENGTH = 4.0  # long enough that a dashed or dotted line shows its pattern beside the marker
 
 
 def explainer_styles(explainers: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -90,7 +91,7 @@ def figure_all_explainers(table: pd.DataFrame, model: str, path: str | Path) -> 
         rows = sweep(table, model, seg)
         _curves(ax, rows, sorted(rows.explainer.unique()))
         ax.set_title(f"{model}, {seg}")
-    axes[0, -1].legend(fontsize=7, ncol=2, loc="lower right")
+    axes[0, -1].legend(fontsize=7, ncol=2, loc="lower right", handlelength=LEGEND_HANDLE_LENGTH)
     return save(figure, path)
 
 
@@ -101,7 +102,7 @@ def figure_standard_vs_baseline(table: pd.DataFrame, segmentation: str, path: st
     for ax, model in zip(axes[0], models):
         _curves(ax, sweep(table, model, segmentation), [*STANDARD, "magnitude-mean"])
         ax.set_title(f"{model}, {segmentation}")
-    axes[0, -1].legend(fontsize=8)
+    axes[0, -1].legend(fontsize=8, handlelength=LEGEND_HANDLE_LENGTH)
     return save(figure, path)
 
 
@@ -163,7 +164,7 @@ def figure_audio_labelflip(table: pd.DataFrame, path: str | Path) -> plt.Figure:
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("label-flip rate")
-    axes[0, -1].legend(fontsize=7, ncol=2)
+    axes[0, -1].legend(fontsize=7, ncol=2, handlelength=LEGEND_HANDLE_LENGTH)
     return save(figure, path)
 
 
