@@ -90,7 +90,7 @@ def test_a_run_lists_each_data_folder_once_in_the_manifest_job(imagenet_run, sha
     assert total_reads(shard_run) == Counter({".": 1, **{f"n{index:08d}": 1 for index in range(N_CLASSES)}})
     readers = [r for r in shard_run if r["reads"]]
     assert len(readers) == 1 and "image_manifest" in Path(readers[0]["argv"][0]).name
-    assert (workdir / "images" / "imagenet" / "manifest.csv").read_text().count("\n") == 1 + 2 * len(IMAGE_CLASSES)
+    assert (workdir / "image" / "data" / "imagenet" / "manifest.csv").read_text().count("\n") == 1 + 2 * len(IMAGE_CLASSES)
 
 
 def test_a_dry_run_with_the_manifest_lists_nothing(dry_run_with_manifest):
