@@ -1,4 +1,4 @@
-"""Rule audio_tables: audio tables (CSV, Markdown) and figures."""
+"""Rule audio_tables: audio tables as CSV and Markdown."""
 from advxai import runtime
 from advxai.report.stages import write_audio_tables
 

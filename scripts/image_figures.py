@@ -1,6 +1,7 @@
-"""Rule image_figures: Figs 5-8 from the label-flip and localised tables."""
+"""Rule image_figures: Figs 5-8 from the label-flip and localised tables, one per figure record."""
 from advxai import runtime
-from advxai.report.stages import write_image_figures
+from advxai.report.stages import ImageFigure, write_image_figures
 
 with runtime.job(snakemake.log[0], snakemake.threads):
-    write_image_figures(snakemake.input.labelflip, snakemake.input.localised, list(snakemake.output))
+    figures = [ImageFigure(**record) for record in snakemake.params.figures]
+    write_image_figures(snakemake.input.labelflip, snakemake.input.localised, figures, list(snakemake.output))

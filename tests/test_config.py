@@ -73,6 +73,18 @@ def test_unknown_model_names_the_key():
     assert "image.models.efficientnet_lite0.architecture" in message and "resnet5O" in message
 
 
+def test_model_label_data_is_reserved_for_the_image_data_folder():
+    message = _invalid(lambda c: c["image"]["models"].update(data=c["image"]["models"]["efficientnet_lite0"]))
+    assert "data" in message and "models" in message
+
+
+def test_model_labels_may_contain_underscores():
+    config = load("config.yaml")
+    config["image"]["models"]["res__net_a"] = config["image"]["models"]["efficientnet_lite0"]
+    validate(config, schema=SCHEMA)
+    check_config(config)
+
+
 def test_missing_dataset_path_names_the_key(tmp_path):
     message = _invalid(lambda c: c["image"].update(dataset="imagenet", imagenet_root=str(tmp_path / "nowhere")))
     assert "image.imagenet_root" in message

@@ -28,7 +28,7 @@ def job_resources(tmp_path: Path, device: str, gpu_memory_mib: int | None) -> co
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path / device),
                "--configfile", str(ROOT / "config.yaml"), str(ROOT / "presets" / "test.yaml"), "--config", f"device={device}"]
     # the image manifest is a checkpoint: written first, the dry run then shows every shard's jobs
-    subprocess.run([*command, "--cores", "1", "images/bundled/manifest.csv"], capture_output=True, text=True, env=env, timeout=600, check=True)
+    subprocess.run([*command, "--cores", "1", "image/data/bundled/manifest.csv"], capture_output=True, text=True, env=env, timeout=600, check=True)
     result = subprocess.run([*command, "-n", "-p"], capture_output=True, text=True, env=env, timeout=600, check=True)
     jobs = collections.Counter()
     for rule, body in re.findall(r"^(?:local)?rule (\w+):\n(.*?)(?=\n\n)", result.stdout, flags=re.S | re.M):
@@ -45,8 +45,30 @@ def by_rule(jobs: collections.Counter) -> dict[str, set]:
     return found
 
 
-GPU_RULES = {"clean_predictions", "attack", "explain", "labelflip", "localised",
-             "train_detector", "evaluate_detector", "audio_attack", "audio_explain", "audio_labelflip", "audio_localised"}
+GPU_RULES = {"clean_predictions", "attack", "explain", "labelflip", "localised", "train_detector", "evaluate_detector",
+             "audio_attack", "audio_excerpts", "audio_explain", "audio_labelflip", "audio_localised"}
+
+
+def rule_blocks() -> dict[str, str]:
+    """Rule name → its text, from every rule file."""
+    blocks = {}
+    for path in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
+        for name, body in re.findall(r"^(?:rule|checkpoint) (\w+):\n(.*?)(?=^\S|\Z)", path.read_text(), flags=re.S | re.M):
+            blocks[name] = body
+    return blocks
+
+
+def test_rules_that_touch_a_model_declare_the_device_the_gpu_and_a_benchmark():
+    """A rule that loads a model takes the `device` param, holds a GPU (and its share), and times itself."""
+    blocks = rule_blocks()
+    model_rules = {name for name, body in blocks.items() if "device=device_param()" in body}
+    assert model_rules == GPU_RULES
+    for name in model_rules:
+        body = blocks[name]
+        assert "gpu=job_gpus()" in body and "gpu_share=" in body and "benchmark:" in body, name
+    # the heavy CPU stages time themselves too: decoding, segmentation, corpus synthesis, features
+    for name in ("image_shard", "segments", "synthetic_corpus", "audio_features"):
+        assert "benchmark:" in blocks[name], name
 
 
 @pytest.mark.parametrize(("memory_mib", "image_share", "audio_share"), [(81559, 25, 25), (2048, 55, 50)])

@@ -70,7 +70,7 @@ def dry_run_before_manifest(imagenet_run) -> list[dict]:
 @pytest.fixture(scope="module")
 def shard_run(imagenet_run, dry_run_before_manifest) -> list[dict]:
     """A real run of the manifest and two image shards (after the first dry run)."""
-    return probed_snakemake(*imagenet_run, "images/imagenet/72-64/shard0.h5", "images/imagenet/72-64/shard1.h5")
+    return probed_snakemake(*imagenet_run, "image/data/imagenet/72-64/shard0.h5", "image/data/imagenet/72-64/shard1.h5")
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_a_run_lists_each_data_folder_once_in_the_manifest_job(imagenet_run, sha
     assert total_reads(shard_run) == Counter({".": 1, **{f"n{index:08d}": 1 for index in range(N_CLASSES)}})
     readers = [r for r in shard_run if r["reads"]]
     assert len(readers) == 1 and "image_manifest" in Path(readers[0]["argv"][0]).name
-    assert (workdir / "images" / "imagenet" / "manifest.csv").read_text().count("\n") == 1 + 2 * len(IMAGE_CLASSES)
+    assert (workdir / "image" / "data" / "imagenet" / "manifest.csv").read_text().count("\n") == 1 + 2 * len(IMAGE_CLASSES)
 
 
 def test_a_dry_run_with_the_manifest_lists_nothing(dry_run_with_manifest):

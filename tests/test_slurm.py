@@ -181,7 +181,7 @@ def test_tables_identical_to_local_run(slurm_run, run):
 def test_submissions_are_the_groups_a_dry_run_counts(slurm_run, tmp_path):
     # the image manifest is a checkpoint (run on the submitting host): with it in place, the dry
     # run lists every shard's jobs, as the real run did once the manifest was written
-    manifest = Path("images/bundled/manifest.csv")
+    manifest = Path("image/data/bundled/manifest.csv")
     (tmp_path / manifest).parent.mkdir(parents=True)
     shutil.copy(slurm_run.workdir / manifest, tmp_path / manifest)
     dry = subprocess.run(snakemake_command(tmp_path, "--workflow-profile", str(slurm_run.profile), "-n"), capture_output=True, text=True, timeout=600)

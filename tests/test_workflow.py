@@ -62,22 +62,49 @@ def test_image_localised_and_slic_tables(run):
     assert slic.n.tolist() == table(run, "image_accuracy").n_adversaries.tolist()  # Table 6 counts every adversary
 
 
+AUDIO_EXPLAINERS = [*BUILTIN, "norm"]
+AUDIO_KS = [1, 3, 20]  # presets/test.yaml: audio.labelflip_ks; 20 segments = the whole excerpt
+
+
 def test_audio_tables(run):
     svds = table(run, "audio_svds")
     assert list(svds.columns) == ["seed", "threshold", "error", "recall", "specificity"]
     assert svds.seed.astype(str).tolist() == ["0", "1", "mean", "std"]
+    errors = svds.error.astype(float).tolist()
+    assert all(0 <= e <= 100 for e in errors[:2]) and errors[2] == pytest.approx((errors[0] + errors[1]) / 2)
+
     flips = table(run, "audio_labelflip")
     assert list(flips.columns) == ["seed", "direction", "explainer", "k", "n", "label_flip_rate"]
     assert set(flips.seed.astype(str)) == {"1", "mean", "std"}  # both detectors trained, the experiments on audio.experiment_seeds
-    assert set(flips.explainer) == set(BUILTIN) | {"norm"}
-    assert set(flips.k) == {1, 3, 20}
-    assert set(flips.direction) <= {"nosing_to_sing", "sing_to_nosing"}
-    with_items = flips[(flips.n > 0) & (flips.k == 20)]
-    assert (with_items.label_flip_rate == 1.0).all()  # all 20 segments = the whole adversarial excerpt
+    detector = flips[flips.seed.astype(str) == "1"]
+    assert len(detector) == 2 * len(AUDIO_EXPLAINERS) * len(AUDIO_KS)  # every direction, explainer and k
+    assert set(detector.direction) == {"nosing_to_sing", "sing_to_nosing"}
+    attacked = detector[detector.n > 0]
+    directions = set(attacked.direction)
+    assert directions, "no adversarial excerpt in either direction: the label-flip table is empty"
+    assert len(attacked) == len(directions) * len(AUDIO_EXPLAINERS) * len(AUDIO_KS)
+    assert attacked.label_flip_rate.between(0, 1).all()
+    whole = attacked[attacked.k == 20]
+    assert len(whole) == len(directions) * len(AUDIO_EXPLAINERS) and (whole.label_flip_rate == 1.0).all()
+    assert detector[detector.n == 0].label_flip_rate.isna().all()  # a direction without excerpts has no rate, not 0
+    # over one detector, the mean is that detector's rate and the spread is 0
+    mean = flips[flips.seed.astype(str) == "mean"].set_index(["direction", "explainer", "k"]).label_flip_rate.astype(float)
+    std = flips[flips.seed.astype(str) == "std"].set_index(["direction", "explainer", "k"]).label_flip_rate.astype(float)
+    rates = attacked.set_index(["direction", "explainer", "k"]).label_flip_rate
+    pd.testing.assert_series_equal(mean[rates.index], rates, check_names=False)
+    assert (std[rates.index] == 0).all()
+
     localised = table(run, "audio_localised")
     assert list(localised.columns) == ["seed", "direction", "explainer", "k", "recovered", "count", "fraction"]
-    assert "pooled" in set(localised.direction)
     assert set(localised.seed.astype(str)) == {"1", "mean", "std"}
+    histograms = localised[localised.seed.astype(str) == "1"].astype({"count": int})
+    assert set(histograms.direction) == {"nosing_to_sing", "sing_to_nosing", "pooled"}
+    explainers = set(histograms.explainer)
+    assert "lime" in explainers and explainers <= set(AUDIO_EXPLAINERS)
+    assert len(histograms) == 3 * len(explainers) * sum(k + 1 for k in (1, 3))  # every direction, explainer, k and r in 0..k
+    # the pooled histogram is the sum of the two directions'
+    by_direction = histograms.pivot_table(index=["explainer", "k", "recovered"], columns="direction", values="count", aggfunc="sum")
+    assert (by_direction.pooled == by_direction.nosing_to_sing + by_direction.sing_to_nosing).all()
     markdown = (run / "results" / "tables" / "audio_tables.md").read_text()
     assert "mean ± std over 2 detectors" in markdown and "ran on 1 detector(s)" in markdown
 
@@ -98,6 +125,17 @@ def test_config_change_reruns_only_dependent_jobs(run, tmp_path):
     rules = {line.split()[0] for line in dry.splitlines() if line.strip() and line.split()[0].islower() and "|" not in line}
     assert "labelflip" in rules and "image_tables" in rules
     assert not rules & {"attack", "explain", "train_detector", "audio_attack", "localised", "segments"}
+
+
+def test_keeping_attributions_reruns_only_the_explanations(run, tmp_path):
+    """keep_attributions changes what an explanation file keeps, not a score: the localised jobs,
+    which keep no attributions, stay done."""
+    overlay = tmp_path / "keep.yaml"
+    overlay.write_text("image:\n  explain:\n    keep_attributions: true\n")
+    dry = snakemake(run, "-n", "--quiet", "rules", "--rerun-triggers", "params", overlay=str(overlay)).stdout
+    rules = {line.split()[0] for line in dry.splitlines() if line.strip() and line.split()[0].islower() and "|" not in line}
+    assert "explain" in rules
+    assert not rules & {"localised", "attack", "segments", "audio_localised"}
 
 
 ADVERSARY_ARRAYS = ("target", "perturbation", "success", "first_success_step", "final_prediction")

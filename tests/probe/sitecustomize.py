@@ -19,7 +19,8 @@ if _out:
     _scandir, _listdir = os.scandir, os.listdir
 
     def _count(path) -> None:
-        real = os.path.realpath(os.fspath(path) if path is not None else ".")
+        # bytes paths too: psutil lists b"/proc" while Snakemake benchmarks a job
+        real = os.path.realpath(os.fsdecode(path) if path is not None else ".")
         if real == _root or real.startswith(_root + os.sep):
             _reads[os.path.relpath(real, _root)] += 1
 

@@ -1,7 +1,7 @@
 # Audio domain: corpus -> features -> detector per seed -> evaluation ->
 # C&W spectrogram adversaries -> excerpts -> explanations -> label flips / localised recovery.
 # Every seed of audio.seeds is trained and evaluated; the attack experiments run on
-# audio.experiment_seeds (audio_tables requests only those).
+# audio.experiment_seeds (the report rules in report.smk request only those).
 
 
 rule synthetic_corpus:
@@ -13,6 +13,8 @@ rule synthetic_corpus:
         ADVXAI_ENV
     log:
         "logs/audio/corpus.log",
+    benchmark:
+        "logs/benchmarks/audio/corpus.tsv"
     script:
         "../../scripts/synthetic_corpus.py"
 
@@ -42,6 +44,8 @@ rule audio_features:
         ADVXAI_ENV
     log:
         "logs/audio/features/{split}.log",
+    benchmark:
+        "logs/benchmarks/audio/features/{split}.tsv"
     script:
         "../../scripts/audio_features.py"
 
@@ -86,6 +90,8 @@ rule evaluate_detector:
         ADVXAI_ENV
     log:
         "logs/audio/svds/seed{seed}_eval.log",
+    benchmark:
+        "logs/benchmarks/audio/svds/seed{seed}_eval.tsv"
     script:
         "../../scripts/evaluate_detector.py"
 
@@ -124,10 +130,17 @@ rule audio_excerpts:
         "audio/excerpts/seed{seed}.h5",
     params:
         excerpts=audio_excerpt_params,
+        device=device_param(),
+    threads: 1
+    resources:
+        gpu=job_gpus(),
+        gpu_share=audio_gpu_share(),
     conda:
         ADVXAI_ENV
     log:
         "logs/audio/excerpts/seed{seed}.log",
+    benchmark:
+        "logs/benchmarks/audio/excerpts/seed{seed}.tsv"
     script:
         "../../scripts/audio_excerpts.py"
 
@@ -174,6 +187,8 @@ rule audio_labelflip:
         ADVXAI_ENV
     log:
         "logs/audio/labelflip/seed{seed}.log",
+    benchmark:
+        "logs/benchmarks/audio/labelflip/seed{seed}.tsv"
     script:
         "../../scripts/audio_labelflip.py"
 
@@ -202,27 +217,3 @@ rule audio_localised:
     script:
         "../../scripts/audio_localised.py"
 
-
-rule audio_tables:
-    input:
-        evaluations=expand("audio/svds/seed{seed}_eval.csv", seed=AUDIO["seeds"]),
-        labelflips=expand("audio/labelflip/seed{seed}.h5", seed=audio_experiment_seeds()),
-        localised=expand("audio/localised/seed{seed}.h5", seed=audio_experiment_seeds()),
-        excerpts=expand("audio/excerpts/seed{seed}.h5", seed=audio_experiment_seeds()),
-        explanations=expand("audio/explanations/seed{seed}.h5", seed=audio_experiment_seeds()),
-    output:
-        svds=report("results/tables/audio_svds.csv", category="Audio", subcategory="Tables", caption="../report/audio_svds.rst"),
-        labelflip=report("results/tables/audio_labelflip.csv", category="Audio", subcategory="Tables", caption="../report/audio_labelflip.rst"),
-        localised=report("results/tables/audio_localised.csv", category="Audio", subcategory="Tables", caption="../report/audio_localised.rst"),
-        markdown=report("results/tables/audio_tables.md", category="Audio", subcategory="Tables", caption="../report/audio_markdown.rst"),
-        fig2=report("results/figures/audio_fig2.png", category="Audio", subcategory="Figures", caption="../report/audio_fig2.rst"),
-        fig3=report("results/figures/audio_fig3.png", category="Audio", subcategory="Figures", caption="../report/audio_fig3.rst"),
-        excerpt=report("results/figures/audio_excerpt.png", category="Audio", subcategory="Figures", caption="../report/audio_excerpt.rst"),
-    params:
-        experiment_seeds=audio_experiment_seeds(),
-    conda:
-        ADVXAI_ENV
-    log:
-        "logs/report/audio_tables.log",
-    script:
-        "../../scripts/audio_tables.py"

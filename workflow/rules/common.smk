@@ -93,7 +93,9 @@ def model_resize(model):
 
 
 def image_shard_file(wildcards):
-    return f"images/{IMAGE['dataset']}/{model_resize(wildcards.model)}-{model_crop(wildcards.model)}/shard{wildcards.shard}.h5"
+    """Decoded images live under image/data/ (the manifest beside them), each model's results under
+    image/<model>/: the config schema reserves the model label `data`."""
+    return f"image/data/{IMAGE['dataset']}/{model_resize(wildcards.model)}-{model_crop(wildcards.model)}/shard{wildcards.shard}.h5"
 
 
 def dataset_params(wildcards):
@@ -198,12 +200,17 @@ def adversary_shards(wildcards):
     return image_shard_outputs("adversaries", wildcards.model)
 
 
+# Explain settings that change only what an explanation file keeps, not any score: the localised
+# stage keeps no attributions, so toggling them must not rerun it.
+EXPLAIN_STORAGE_SETTINGS = ("keep_attributions",)
+
+
 def localised_params(wildcards):
     """Everything the localised stage needs to re-explain the refined inputs."""
     return {
         "explainers": IMAGE["explainers"],
         "extra": IMAGE["extra_explainers"],
-        **IMAGE["explain"],
+        **{key: value for key, value in IMAGE["explain"].items() if key not in EXPLAIN_STORAGE_SETTINGS},
         "ks": IMAGE["localised"]["ks"],
         "segmentation": wildcards.seg,
         "seed": config["seed"],
@@ -224,24 +231,43 @@ def job_gpus():
     return 1 if gpu_resources.cuda_expected(config["device"]) else 0
 
 
-def image_table_inputs(wildcards):
-    """Every shard file the image tables read, named <stage>__<model>[__<seg>]."""
-    inputs = {}
-    for model in image_models():
-        inputs[f"adversaries__{model}"] = image_shard_outputs("adversaries", model)
-        for seg in IMAGE["segmentations"]:
-            inputs[f"labelflip__{model}__{seg}"] = image_shard_outputs(f"labelflip/{seg}", model)
-            inputs[f"localised__{model}__{seg}"] = image_shard_outputs(f"localised/{seg}", model)
-            inputs[f"segments__{model}__{seg}"] = image_shard_outputs(f"segments/{seg}", model)
-    return inputs
+def image_model_segmentations():
+    """(model, segmentation) pairs in the order the image report lists their shard files."""
+    return [[model, seg] for model in image_models() for seg in IMAGE["segmentations"]]
+
+
+def slic_models():
+    """Models whose SLIC segment counts make Table 6 (none without the SLIC segmentation)."""
+    return image_models() if "slic" in IMAGE["segmentations"] else []
+
+
+def image_report_inputs(wildcards):
+    """The shard files the image tables read, one list per stage: group after group in the order of
+    the rule's params (`models`, `pairs`, `slic_models`), each group with the data set's shards."""
+    return {
+        "adversaries": [path for model in image_models() for path in image_shard_outputs("adversaries", model)],
+        "labelflip": [path for model, seg in image_model_segmentations() for path in image_shard_outputs(f"labelflip/{seg}", model)],
+        "localised": [path for model, seg in image_model_segmentations() for path in image_shard_outputs(f"localised/{seg}", model)],
+        "slic_segments": [path for model in slic_models() for path in image_shard_outputs("segments/slic", model)],
+    }
+
+
+def image_figures():
+    """Figs 5-8 as records (figure, model, segmentation), in the order of image_figure_files()."""
+    models, segmentations = image_models(), IMAGE["segmentations"]
+    return (
+        [{"figure": "fig5", "model": model, "segmentation": None} for model in models]
+        + [{"figure": figure, "model": None, "segmentation": seg} for figure in ("fig6", "fig7") for seg in segmentations]
+        + [{"figure": "fig8", "model": model, "segmentation": seg} for model in models for seg in segmentations]
+    )
 
 
 def image_figure_files():
-    figures = [f"results/figures/image_fig5_{model}.png" for model in image_models()]
-    figures += [f"results/figures/image_fig6_{seg}.png" for seg in IMAGE["segmentations"]]
-    figures += [f"results/figures/image_fig7_{seg}.png" for seg in IMAGE["segmentations"]]
-    figures += [f"results/figures/image_fig8_{model}_{seg}.png" for model in image_models() for seg in IMAGE["segmentations"]]
-    return figures
+    """One PNG per record of image_figures(); its name is for people, the rule passes the records."""
+    return [
+        "results/figures/image_" + "_".join(part for part in (f["figure"], f["model"], f["segmentation"]) if part) + ".png"
+        for f in image_figures()
+    ]
 
 
 def image_gpu_share(wildcards):
@@ -280,6 +306,11 @@ def audio_outputs():
     tables = [f"results/tables/audio_{t}.csv" for t in ("svds", "labelflip", "localised")]
     figures = [f"results/figures/audio_{f}.png" for f in ("fig2", "fig3", "excerpt")]
     return tables + ["results/tables/audio_tables.md"] + figures
+
+
+def audio_experiment_files(stage):
+    """A per-detector stage's files, one per experiment seed in audio_experiment_seeds() order."""
+    return [f"audio/{stage}/seed{seed}.h5" for seed in audio_experiment_seeds()]
 
 
 def audio_gpu_share():

@@ -11,13 +11,13 @@ checkpoint image_manifest:
     input:
         unpack(image_manifest_inputs),
     output:
-        "images/{dataset}/manifest.csv",
+        "image/data/{dataset}/manifest.csv",
     params:
         dataset=IMAGE["dataset"],
     conda:
         ADVXAI_ENV
     log:
-        "logs/images/{dataset}/manifest.log",
+        "logs/image/data/{dataset}/manifest.log",
     script:
         "../../scripts/image_manifest.py"
 
@@ -26,13 +26,15 @@ rule image_shard:
     input:
         unpack(image_shard_inputs),
     output:
-        "images/{dataset}/{resize}-{crop}/shard{shard}.h5",
+        "image/data/{dataset}/{resize}-{crop}/shard{shard}.h5",
     params:
         dataset=dataset_params,
     conda:
         ADVXAI_ENV
     log:
-        "logs/images/{dataset}/{resize}-{crop}/shard{shard}.log",
+        "logs/image/data/{dataset}/{resize}-{crop}/shard{shard}.log",
+    benchmark:
+        "logs/benchmarks/image/data/{dataset}/{resize}-{crop}/shard{shard}.tsv"
     script:
         "../../scripts/image_shard.py"
 
@@ -113,6 +115,8 @@ rule segments:
         ADVXAI_ENV
     log:
         "logs/image/{model}/segments/{seg}/shard{shard}.log",
+    benchmark:
+        "logs/benchmarks/image/{model}/segments/{seg}/shard{shard}.tsv"
     script:
         "../../scripts/segments.py"
 

@@ -1,9 +1,11 @@
 # Tables (CSV + Markdown beside the paper's values) and figures; all go into `snakemake --report`.
+# The report stages get their inputs as lists in the order that params state (models,
+# (model, segmentation) pairs, experiment seeds, figure records): no file name is parsed back.
 
 
 rule image_tables:
     input:
-        unpack(image_table_inputs),
+        unpack(image_report_inputs),
     output:
         accuracy=report("results/tables/image_accuracy.csv", category="Image", subcategory="Tables", caption="../report/image_accuracy.rst"),
         labelflip=report("results/tables/image_labelflip.csv", category="Image", subcategory="Tables", caption="../report/image_labelflip.rst"),
@@ -12,7 +14,8 @@ rule image_tables:
         markdown=report("results/tables/image_tables.md", category="Image", subcategory="Tables", caption="../report/image_markdown.rst"),
     params:
         models=image_models(),
-        segmentations=IMAGE["segmentations"],
+        pairs=image_model_segmentations(),
+        slic_models=slic_models(),
         k=IMAGE["labelflip"]["k"],
     conda:
         ADVXAI_ENV
@@ -28,9 +31,49 @@ rule image_figures:
         localised="results/tables/image_localised.csv",
     output:
         report(image_figure_files(), category="Image", subcategory="Figures", caption="../report/image_figures.rst"),
+    params:
+        figures=image_figures(),
     conda:
         ADVXAI_ENV
     log:
         "logs/report/image_figures.log",
     script:
         "../../scripts/image_figures.py"
+
+
+rule audio_tables:
+    input:
+        evaluations=expand("audio/svds/seed{seed}_eval.csv", seed=AUDIO["seeds"]),
+        labelflips=audio_experiment_files("labelflip"),
+        localised=audio_experiment_files("localised"),
+    output:
+        svds=report("results/tables/audio_svds.csv", category="Audio", subcategory="Tables", caption="../report/audio_svds.rst"),
+        labelflip=report("results/tables/audio_labelflip.csv", category="Audio", subcategory="Tables", caption="../report/audio_labelflip.rst"),
+        localised=report("results/tables/audio_localised.csv", category="Audio", subcategory="Tables", caption="../report/audio_localised.rst"),
+        markdown=report("results/tables/audio_tables.md", category="Audio", subcategory="Tables", caption="../report/audio_markdown.rst"),
+    params:
+        experiment_seeds=audio_experiment_seeds(),
+    conda:
+        ADVXAI_ENV
+    log:
+        "logs/report/audio_tables.log",
+    script:
+        "../../scripts/audio_tables.py"
+
+
+rule audio_figures:
+    input:
+        labelflip="results/tables/audio_labelflip.csv",
+        localised="results/tables/audio_localised.csv",
+        excerpts=audio_experiment_files("excerpts"),
+        explanations=audio_experiment_files("explanations"),
+    output:
+        fig2=report("results/figures/audio_fig2.png", category="Audio", subcategory="Figures", caption="../report/audio_fig2.rst"),
+        fig3=report("results/figures/audio_fig3.png", category="Audio", subcategory="Figures", caption="../report/audio_fig3.rst"),
+        excerpt=report("results/figures/audio_excerpt.png", category="Audio", subcategory="Figures", caption="../report/audio_excerpt.rst"),
+    conda:
+        ADVXAI_ENV
+    log:
+        "logs/report/audio_figures.log",
+    script:
+        "../../scripts/audio_figures.py"
