@@ -2,9 +2,11 @@
 # segmentations -> explanations -> label flips / localised recovery. Tables in report.smk.
 
 
-# Listing the data set is cheap I/O: on a cluster it runs on the submitting host, and the DAG
-# is complete as soon as it is written.
-localrules: image_manifest
+# Listing the data set and drawing the subsets are cheap I/O: on a cluster they run on the
+# submitting host. The manifest completes the DAG as soon as it is written; the subset draw is
+# re-created when the manifest checkpoint completes, and Snakemake 9 submits such a re-created
+# job twice when it is grouped (docs/cluster.md, "Local rules").
+localrules: image_manifest, subsets
 
 
 checkpoint image_manifest:

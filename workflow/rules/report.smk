@@ -1,6 +1,10 @@
 # Tables (CSV + Markdown beside the paper's values) and figures; all go into `snakemake --report`.
 # The report stages get their inputs as lists in the order that params state (models,
 # (model, segmentation) pairs, experiment seeds, figure records): no file name is parsed back.
+# They read small per-shard summaries and draw figures: on a cluster they run on the submitting
+# host (docs/cluster.md, "Local rules").
+
+localrules: image_tables, image_figures, audio_tables, audio_figures
 
 
 rule image_tables:
