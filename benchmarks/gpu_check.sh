@@ -10,14 +10,14 @@
 #   preset   the workflow on presets/test.yaml with the device (wall time)
 #   default  the workflow on config.yaml, the embedded default, with the device (wall time, jobs done)
 #   unit     the pytest tests marked cuda, except the end-to-end ones
-#   bench    benchmarks/bench_explainers.py on the device
+#   bench    benchmarks/explain_bench.py on the device (paper settings; the SUMMARY lines)
 #   startup  benchmarks/job_startup.py (import time per job type)
 #   cudaflow the end-to-end cuda tests (three runs of the test preset)
 # Logs and summary.tsv go to $OUT (default gpu_check_out/). Environment knobs (for a CPU dry run):
 #   GPU_CHECK_DEVICE   cuda (default) or cpu      GPU_CHECK_STEPS    the steps to run (default: all, in order)
 #   GPU_CHECK_BUDGET   total seconds (default 560) GPU_CHECK_CORES    snakemake --cores (default: all)
 #   GPU_CHECK_DEFAULT_CONFIGS  config files of the `default` step (default: config.yaml)
-#   GPU_CHECK_BENCH_ARGS       arguments of bench_explainers.py (default: ResNet-50, 224 px, 8 images)
+#   GPU_CHECK_BENCH_ARGS       arguments of explain_bench.py (default: its GPU defaults, all three models)
 #   GPU_CHECK_LIMIT_SCALE      multiplies every step's limit (a slow CPU rehearsal; default 1)
 set -uo pipefail
 
@@ -30,7 +30,7 @@ STEPS="${GPU_CHECK_STEPS:-env preset default unit bench startup cudaflow}"
 BUDGET="${GPU_CHECK_BUDGET:-560}"
 CORES="${GPU_CHECK_CORES:-all}"
 DEFAULT_CONFIGS="${GPU_CHECK_DEFAULT_CONFIGS:-config.yaml}"
-BENCH_ARGS="${GPU_CHECK_BENCH_ARGS:---arch resnet50 --size 224 --images 8 --noise 8 --lime-samples 256 --repeats 2}"
+BENCH_ARGS="${GPU_CHECK_BENCH_ARGS:-}"
 PYTHON="${PYTHON:-python3}"
 LIMIT_SCALE="${GPU_CHECK_LIMIT_SCALE:-1}"
 # One script per kind of job: image model, segments, subsets, decoding, tables, audio model, audio features.
@@ -109,7 +109,7 @@ run_step preset 110 workflow preset config.yaml presets/test.yaml
 run_step default 240 workflow default $DEFAULT_CONFIGS
 run_step unit 100 "${PYTEST[@]}" -m "cuda and not workflow" tests/test_cuda.py
 # shellcheck disable=SC2086
-run_step bench 60 "$PYTHON" benchmarks/bench_explainers.py --device "$DEVICE" $BENCH_ARGS
+run_step bench 300 "$PYTHON" benchmarks/explain_bench.py --device "$DEVICE" $BENCH_ARGS
 # shellcheck disable=SC2086
 run_step startup 60 "$PYTHON" benchmarks/job_startup.py --repeats 1 --json "$OUT/startup.json" $STARTUP_SCRIPTS
 run_step cudaflow 400 "${PYTEST[@]}" -s -m "cuda and workflow" tests/test_cuda.py

@@ -133,10 +133,11 @@ def test_family_shares_gradient_passes(model, batch):
     try:
         explain_gradient_family(
             model, inputs, targets, ["a", "b", "c"], "sal", explainers=["sal", "sal-sg", "sal-sg2", "sal-vg"],
-            masks=masks, n_segments={"rect": 16}, n_noise=5, seed=0, batch_size=4,
+            masks=masks, n_segments={"rect": 16}, n_noise=4, seed=0, batch_size=5,
         )
-        # 3 plain rows and 3 × 5 noisy rows, every pass at the batch shape of 4: ⌈3/4⌉ + ⌈15/4⌉ passes
-        assert rows_seen == [4] * (1 + 4)
+        # 3 plain rows and 3 × 4 noisy rows in ONE stream at the batch shape of 5: ⌈15/5⌉ full passes
+        # (separate streams would take ⌈3/5⌉ + ⌈12/5⌉ = 4, two of them padded)
+        assert rows_seen == [5] * 3
         rows_seen.clear()
         explain_gradient_family(
             model, inputs, targets, ["a", "b", "c"], "ig", explainers=["ig"],

@@ -8,12 +8,12 @@ import torch
 from captum._utils.models.linear_model import SkLearnLinearRegression
 from captum.attr import Lime
 from captum.attr._core.lime import get_exp_kernel_similarity_function
-from sklearn.linear_model import Ridge
+from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.metrics import pairwise_distances
 from torch import nn
 
 from advxai.explainers import lime_coefficients, lime_explain
-from advxai.explainers.lime import _input_cosine_distances
+from advxai.explainers.lime import _input_cosine_distances, weighted_linear_fits
 from advxai.metrics import ABSENT
 
 SIDE = 16
@@ -172,3 +172,25 @@ def test_per_item_segment_counts_are_checked():
         lime_coefficients(tiny_cnn(), inputs, targets, masks, 16, n_samples=8)
     with pytest.raises(ValueError, match="surrogate"):
         lime_coefficients(tiny_cnn(), inputs, targets, masks, 16, ids=[0, 1], surrogate="lasso")
+
+
+@pytest.mark.parametrize(("surrogate", "reference"), [("ols", LinearRegression), ("ridge", lambda: Ridge(alpha=1.0))])
+def test_batched_weighted_fits_equal_scikit_learn(surrogate, reference):
+    """One batched solve equals scikit-learn's per-item fits, also for a padded and a rank-deficient design."""
+    rng = np.random.default_rng(5)
+    n_items, n_samples, n_columns = 4, 40, 6
+    design = (rng.random((n_items, n_samples, n_columns)) < 0.5).astype(float)
+    design[1, :, 4:] = 0.0  # item 1 has 4 features, padded to 6
+    design[2, :, 5] = design[2, :, 0]  # item 2: two identical columns (the minimum-norm solution splits them)
+    targets = design @ rng.normal(size=n_columns) + rng.normal(scale=0.1, size=(n_items, n_samples))
+    targets[3] = 2.5  # constant outputs: a perfect fit, R² 1
+    weights = rng.random((n_items, n_samples)) + 0.1
+    fits = weighted_linear_fits(design, targets, weights, surrogate)
+    for item in range(n_items):
+        columns = 4 if item == 1 else n_columns
+        model = reference().fit(design[item, :, :columns], targets[item], sample_weight=weights[item])
+        np.testing.assert_allclose(fits.coefficients[item, :columns], model.coef_, rtol=1e-9, atol=1e-10)
+        np.testing.assert_allclose(fits.intercepts[item], model.intercept_, rtol=1e-9, atol=1e-10)
+        score = model.score(design[item, :, :columns], targets[item], sample_weight=weights[item])
+        np.testing.assert_allclose(fits.r2[item], score, rtol=1e-9, atol=1e-10)
+    np.testing.assert_array_equal(fits.coefficients[1, 4:], 0.0)

@@ -13,11 +13,19 @@ shard size and after any resume (``docs/exactness.md``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 
 import torch
 
-__all__ = ["Batched", "pad_rows", "run_batched"]
+__all__ = [
+    "Batched",
+    "batch_from_memory",
+    "choose_batch_size",
+    "fastest_batch_size",
+    "pad_rows",
+    "run_batched",
+]
 
 log = logging.getLogger("advxai")
 
@@ -112,3 +120,116 @@ def run_batched(
             results.append(result)
         start += len(chunk)
     return None if consume is not None else _concatenated(results)
+
+
+# ------------------------------------------------------------------------------------------------
+# Batch sizes that fit the hardware
+# ------------------------------------------------------------------------------------------------
+
+CPU_CANDIDATES = (1, 2, 4, 8, 16, 32)
+"""Batch sizes timed on a CPU; beyond 32 rows a CPU pass is no faster per row, only longer."""
+
+LARGEST_BATCH = 1024
+"""Upper bound of a batch size sized from GPU memory (beyond it a GPU pass gains nothing)."""
+
+
+def batch_from_memory(per_row_bytes: float, free_bytes: float, *, fraction: float = 0.8, largest: int = LARGEST_BATCH) -> int:
+    """The largest power of two whose rows fit in ``fraction`` of ``free_bytes`` (1 at least, ``largest`` at most).
+
+    A power of two keeps the batch size, and with it every result, the same on GPUs whose free
+    memory differs a little (docs/exactness.md: a different batch size changes results statistically).
+    """
+    if per_row_bytes <= 0:
+        return largest
+    rows = int(fraction * free_bytes // per_row_bytes)
+    size = 1
+    while size * 2 <= min(rows, largest):
+        size *= 2
+    return size
+
+
+def fastest_batch_size(seconds_per_call: Callable[[int], float], candidates: Sequence[int] = CPU_CANDIDATES,
+                       *, tolerance: float = 0.05) -> int:
+    """The smallest candidate whose seconds per row are within ``tolerance`` of the fastest.
+
+    ``seconds_per_call(b)`` times one call at batch size ``b``. The smallest near-best size wastes
+    the fewest padded rows at the end of a stream.
+    """
+    per_row = {size: seconds_per_call(size) / size for size in candidates}
+    best = min(per_row.values())
+    return min(size for size, seconds in per_row.items() if seconds <= best * (1 + tolerance))
+
+
+def _model_pass(model: torch.nn.Module, item_shape: Sequence[int], device: torch.device, backward: bool) -> Callable[[int], None]:
+    """One forward (and backward to the input, as the explainers and PGD take) at batch size ``b``."""
+
+    def step(size: int) -> None:
+        inputs = torch.randn(size, *item_shape, device=device)
+        if not backward:
+            with torch.no_grad():
+                model(inputs)
+            return
+        inputs.requires_grad_(True)
+        with torch.enable_grad():
+            (gradient,) = torch.autograd.grad(model(inputs)[:, 0].sum(), inputs)
+        del gradient
+
+    return step
+
+
+def _cuda_per_row_bytes(step: Callable[[int], None], device: torch.device, sizes: tuple[int, int] = (2, 4)) -> float:
+    """Extra peak GPU memory per row of ``step``, from its peaks at two batch sizes."""
+    peaks = []
+    for size in sizes:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        step(size)
+        torch.cuda.synchronize(device)
+        peaks.append(torch.cuda.max_memory_allocated(device) - before)
+    return (peaks[1] - peaks[0]) / (sizes[1] - sizes[0])
+
+
+def choose_batch_size(
+    setting: int | str,
+    model: torch.nn.Module,
+    item_shape: Sequence[int],
+    device: torch.device | str,
+    *,
+    backward: bool = True,
+) -> int:
+    """The rows per pass for a job: ``setting`` if it is a number, else (``"auto"``) what fits the hardware.
+
+    * GPU: the largest power of two that fits in 80 % of the free memory (the allocator's cached
+      blocks included) at the per-row footprint measured with two small batches;
+    * CPU: the candidate of :data:`CPU_CANDIDATES` with the fewest seconds per row, timed once each.
+
+    ``backward`` sizes for a forward and backward pass (explainers, PGD), else for a forward only.
+    An out-of-memory error later still halves the batch in :func:`run_batched`. A measured size
+    can differ between machines, and a different batch size changes results statistically
+    (docs/exactness.md); fix the number in the config for bitwise-repeatable runs across machines.
+    """
+    if not isinstance(setting, str):
+        if int(setting) < 1:
+            raise ValueError(f"batch_size must be a positive number or 'auto', got {setting!r}")
+        return int(setting)
+    if setting != "auto":
+        raise ValueError(f"batch_size must be a positive number or 'auto', got {setting!r}")
+    device = torch.device(device)
+    step = _model_pass(model, item_shape, device, backward)
+    if device.type == "cuda":
+        step(1)  # warm-up: kernels and allocator
+        free, _ = torch.cuda.mem_get_info(device)
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        size = batch_from_memory(_cuda_per_row_bytes(step, device), free + cached)
+    else:
+
+        def seconds(size: int) -> float:
+            step(size)  # warm-up at this shape
+            start = time.perf_counter()
+            step(size)
+            return time.perf_counter() - start
+
+        size = fastest_batch_size(seconds)
+    log.info("batch size %d (measured on %s, %s)", size, device, "forward and backward" if backward else "forward")
+    return size

@@ -6,25 +6,28 @@ SmoothGrad² and VarGrad cost three sets of J noisy passes, and each result is t
 separately per segmentation. Here a family (e.g. ``sal, sal-sg, sal-sg2, sal-vg``) costs:
 
 * one pass for the plain map (if requested), and
-* one set of J noisy passes whose running sums of ``a`` and ``a²`` give SG (mean), SG² (mean of
+* one set of J noisy passes whose sums of ``a`` and ``a²`` give SG (mean), SG² (mean of
   squares) and VG (population variance, ``E[a²] - E[a]²``, captum's vargrad) together (if any
   ensemble is requested),
 
-and every resulting map is aggregated for every segmentation and aggregation in one go.
+all in ONE stream of gradient positions (item × plain-or-noise-draw × IG point) cut into full
+batches, so every pass but the last is full; and every resulting map is aggregated for every
+segmentation and aggregation in one go.
 
 Numerics follow captum: Saliency is the signed gradient of the target logit (``abs=False``); IG
 uses captum's Gauss–Legendre points and weights, ``(x - b) · Σ_i w_i ∇f(b + α_i (x - b))``
 with baseline ``b = 0`` in normalised space (docs/decisions.md §10.1); GBP uses
 ``advxai.guided.guided_gradients``, which guides every ReLU-like activation. Noise is drawn per
 item from ``advxai.seeding.torch_generator(seed, "noise", id)``, every gradient pass runs at the
-fixed batch shape of ``batch_size`` (``advxai.batching``) and all reductions run in a fixed order
-per item, so for a given ``batch_size`` results do not depend on which items share a batch.
+fixed batch shape of ``batch_size`` (``advxai.batching``) and every reduction (a copy's IG points,
+an item's J noisy maps) runs at a fixed shape once its rows are complete, so for a given
+``batch_size`` results do not depend on which items share a batch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -99,59 +102,122 @@ def _pass_gradients(model: nn.Module, inputs: torch.Tensor, targets: torch.Tenso
     return target_gradients(model, inputs, targets)
 
 
-def _stream_attributions(
+class _GroupQueue:
+    """Rows arriving in order, handed out in complete groups of ``size`` consecutive rows.
+
+    Each group is reduced on its own at the fixed shape ``(size, ...)``, so its result does not
+    depend on where the chunk boundaries of the stream fell (docs/exactness.md).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.done = 0  # groups handed out so far
+        self.pending: torch.Tensor | None = None
+
+    def push(self, rows: torch.Tensor) -> tuple[int, torch.Tensor]:
+        """(index of the first completed group, completed groups ``(k, size, ...)``, k may be 0)."""
+        pending = rows if self.pending is None else torch.cat([self.pending, rows])
+        complete = len(pending) // self.size * self.size
+        self.pending = pending[complete:]
+        first = self.done
+        self.done += complete // self.size
+        return first, pending[:complete].view(-1, self.size, *rows.shape[1:])
+
+
+def _family_stream(
     model: nn.Module,
     method: str,
-    copy_inputs: Callable[[torch.Tensor], torch.Tensor],
-    copy_targets: torch.Tensor,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
     *,
+    plain: bool,
+    noise: torch.Tensor | None,
     ig_steps: int,
     ig_baseline: float,
     batch_size: int | None,
-    receive: Callable[[int, torch.Tensor], None],
-) -> None:
-    """Attributions of ``len(copy_targets)`` inputs, handed to ``receive(copy, map)`` in copy order.
+) -> dict[str, torch.Tensor]:
+    """The plain maps and the noise ensembles of one method from ONE stream of gradient passes.
 
-    All gradient passes form one list of positions (one per copy for Saliency and GBP, ``ig_steps``
-    per copy for IG, copy-major) that :func:`run_batched` evaluates at a fixed batch shape. Each
-    copy's IG sum runs in float64 over its points in order, so neither chunk boundaries nor the
-    other copies in a chunk change a copy's map; and positions of different items share passes,
-    so the only padding is in the last chunk.
+    The stream's copies are the ``N`` plain inputs (if ``plain``) followed by the ``N·J`` noisy
+    inputs ``inputs[i] + noise[i, j]`` (item-major); each copy takes one gradient position
+    (Saliency, GBP) or ``ig_steps`` (IG, copy-major). :func:`run_batched` evaluates all positions
+    at a fixed batch shape, so every pass but the stream's last is full, whichever maps are asked
+    for. Reductions never depend on the chunk boundaries: a copy's IG points and an item's J noisy
+    maps are each summed at a fixed shape once they are complete (:class:`_GroupQueue`), in float64.
 
-    Args:
-        copy_inputs: maps copy indices ``(B,)`` to their inputs ``(B, C, *spatial)``.
-        copy_targets: ``(n_copies,)`` explained class per copy.
-        receive: called once per copy with its map (Saliency/GBP: the gradient in the inputs'
-            dtype; IG: float64).
+    Returns:
+        dict[str, Tensor]: ``"plain"`` (if ``plain``) and ``"sg"``, ``"sg2"``, ``"vg"`` (if
+        ``noise`` is given), shaped like ``inputs`` in its dtype.
     """
+    n_items = inputs.shape[0]
+    n_plain = n_items if plain else 0
+    n_noise = 0 if noise is None else noise.shape[1]
+    n_copies = n_plain + n_items * n_noise
     n_steps = ig_steps if method == "ig" else 1
+    if noise is not None:
+        noise = noise.to(device=inputs.device, dtype=inputs.dtype).flatten(0, 1)  # one copy, before the loop
     if method == "ig":
-        alphas, weights = integration_points(ig_steps)
-        alphas = alphas.to(copy_targets.device)
-    partial: dict[int, torch.Tensor] = {}
+        alphas, weights = (values.to(inputs.device) for values in integration_points(ig_steps))
+        weights = weights.view(-1, *([1] * (inputs.dim() - 1)))
+    spread = (-1, *([1] * (inputs.dim() - 1)))
+
+    def copy_items(copies: torch.Tensor) -> torch.Tensor:
+        if noise is None:
+            return copies
+        return torch.where(copies < n_plain, copies, torch.div(copies - n_plain, n_noise, rounding_mode="floor"))
+
+    def copy_inputs(copies: torch.Tensor) -> torch.Tensor:
+        originals = inputs[copy_items(copies)]
+        if noise is None:
+            return originals
+        noisy = copies - n_plain
+        drawn = originals + noise[noisy.clamp(min=0)]
+        return torch.where((noisy >= 0).view(spread), drawn, originals)
 
     def gradients(positions: torch.Tensor) -> torch.Tensor:
-        copies = positions // n_steps
-        inputs = copy_inputs(copies)
+        copies = torch.div(positions, n_steps, rounding_mode="floor")
+        copied = copy_inputs(copies)
         if method == "ig":
-            scale = alphas[positions % n_steps].to(inputs.dtype).view(-1, *([1] * (inputs.dim() - 1)))
-            inputs = ig_baseline + scale * (inputs - ig_baseline)
-        return _pass_gradients(model, inputs, copy_targets[copies], method)
+            scale = alphas[positions % n_steps].to(copied.dtype).view(spread)
+            copied = ig_baseline + scale * (copied - ig_baseline)
+        return _pass_gradients(model, copied, targets[copy_items(copies)], method)
+
+    maps = {"plain": torch.empty_like(inputs)} if plain else {}
+    sums = torch.zeros(inputs.shape, dtype=torch.float64, device=inputs.device) if noise is not None else None
+    squares = torch.zeros_like(sums) if sums is not None else None
+    points, draws = _GroupQueue(n_steps), _GroupQueue(max(1, n_noise))
+
+    def copy_maps(first: int, chunk: torch.Tensor) -> tuple[int, torch.Tensor]:
+        """(first copy, maps of the copies completed by this chunk)."""
+        if method != "ig":
+            return first, chunk
+        first_copy, groups = points.push(chunk)
+        if len(groups) == 0:
+            return first_copy, groups[:, 0]
+        copies = torch.arange(first_copy, first_copy + len(groups), device=inputs.device)
+        difference = copy_inputs(copies).double() - ig_baseline
+        integrals = torch.stack([(weights * group.double()).sum(0) for group in groups])
+        return first_copy, difference * integrals
 
     def collect(first: int, chunk: torch.Tensor) -> None:
-        for row, position in enumerate(range(first, first + len(chunk))):
-            copy, step = divmod(position, n_steps)
-            if method != "ig":
-                receive(copy, chunk[row])
-                continue
-            weighted = float(weights[step]) * chunk[row].double()
-            partial[copy] = weighted if step == 0 else partial[copy] + weighted
-            if step == n_steps - 1:
-                difference = copy_inputs(torch.tensor([copy], device=copy_targets.device))[0].double() - ig_baseline
-                receive(copy, difference * partial.pop(copy))
+        first_copy, copied = copy_maps(first, chunk)
+        plain_rows = max(0, min(len(copied), n_plain - first_copy))
+        if plain_rows:
+            maps["plain"][first_copy : first_copy + plain_rows] = copied[:plain_rows]
+        if sums is None or plain_rows == len(copied):
+            return
+        first_item, groups = draws.push(copied[plain_rows:].double())
+        for item, group in enumerate(groups, start=first_item):
+            sums[item] = group.sum(0)
+            squares[item] = group.square().sum(0)
 
-    positions = torch.arange(len(copy_targets) * n_steps, device=copy_targets.device)
+    positions = torch.arange(n_copies * n_steps, device=inputs.device)
     run_batched(gradients, positions, batch_size or max(1, len(positions)), consume=collect)
+    if sums is not None:
+        mean, mean_square = sums / n_noise, squares / n_noise
+        ensembles = {"sg": mean, "sg2": mean_square, "vg": mean_square - mean.square()}
+        maps.update({name: values.to(inputs.dtype) for name, values in ensembles.items()})
+    return maps
 
 
 def gradient_attributions(
@@ -182,17 +248,10 @@ def gradient_attributions(
     """
     _check_method(method)
     targets = _check_batch(inputs, targets)
-    inputs = inputs.detach()
-    maps = torch.empty_like(inputs)
-
-    def keep(item: int, attribution: torch.Tensor) -> None:
-        maps[item] = attribution
-
-    _stream_attributions(
-        model, method, lambda items: inputs[items], targets,
-        ig_steps=ig_steps, ig_baseline=ig_baseline, batch_size=batch_size, receive=keep,
-    )
-    return maps
+    return _family_stream(
+        model, method, inputs.detach(), targets, plain=True, noise=None,
+        ig_steps=ig_steps, ig_baseline=ig_baseline, batch_size=batch_size,
+    )["plain"]
 
 
 def draw_noise(
@@ -242,29 +301,11 @@ def noise_ensemble(
             f"noise must have shape (N, J, *inputs.shape[1:]) = ({inputs.shape[0]}, J, "
             f"{', '.join(map(str, inputs.shape[1:]))}), got {tuple(noise.shape)}"
         )
-    n_noise = noise.shape[1]
-    inputs = inputs.detach()
-    sums = torch.zeros(inputs.shape, dtype=torch.float64, device=inputs.device)
-    squares = torch.zeros_like(sums)
-
-    def noisy(copies: torch.Tensor) -> torch.Tensor:
-        items, draws = copies // n_noise, copies % n_noise
-        return inputs[items] + noise[items.cpu(), draws.cpu()].to(inputs)
-
-    def accumulate(copy: int, attribution: torch.Tensor) -> None:
-        item = copy // n_noise  # copies arrive in order, so each item sums its J maps in order
-        attribution = attribution.double()
-        sums[item] += attribution
-        squares[item] += attribution.square()
-
-    _stream_attributions(
-        model, method, noisy, targets.repeat_interleave(n_noise),
-        ig_steps=ig_steps, ig_baseline=ig_baseline, batch_size=batch_size, receive=accumulate,
+    maps = _family_stream(
+        model, method, inputs.detach(), targets, plain=False, noise=noise,
+        ig_steps=ig_steps, ig_baseline=ig_baseline, batch_size=batch_size,
     )
-    mean = sums / n_noise
-    mean_square = squares / n_noise
-    ensembles = {"sg": mean, "sg2": mean_square, "vg": mean_square - mean.square()}
-    return {name: values.to(inputs.dtype) for name, values in ensembles.items()}
+    return {name: maps[name] for name in ("sg", "sg2", "vg")}
 
 
 def explain_gradient_family(
@@ -323,15 +364,14 @@ def explain_gradient_family(
             ensembles_wanted.append(ensemble)
     if len(set(explainers)) != len(explainers):
         raise ValueError(f"explainers: {list(explainers)} lists a name twice")
-    settings = {"ig_steps": ig_steps, "ig_baseline": ig_baseline, "batch_size": batch_size}
-    maps: dict[str, torch.Tensor] = {}
-    if method in explainers:
-        maps[method] = gradient_attributions(model, inputs, targets, method, **settings)
-    if ensembles_wanted:
-        noise = draw_noise(ids, inputs.shape[1:], n_noise, noise_std, seed)
-        ensembles = noise_ensemble(model, inputs, targets, method, noise, **settings)
-        for ensemble in ensembles_wanted:
-            maps[f"{method}-{ensemble}"] = ensembles[ensemble]
+    targets = _check_batch(inputs, targets)
+    noise = draw_noise(ids, inputs.shape[1:], n_noise, noise_std, seed) if ensembles_wanted else None
+    streamed = _family_stream(
+        model, method, inputs.detach(), targets, plain=method in explainers, noise=noise,
+        ig_steps=ig_steps, ig_baseline=ig_baseline, batch_size=batch_size,
+    )
+    maps = {method: streamed["plain"]} if "plain" in streamed else {}
+    maps.update({f"{method}-{ensemble}": streamed[ensemble] for ensemble in ensembles_wanted})
     result = FamilyResult(scores={})
     for name in explainers:
         result.scores[name] = aggregate_segmentations(maps[name], masks, n_segments)

@@ -17,7 +17,9 @@ Work is shared and vectorised where captum loops: the samples of every item in t
 built by one gather of the binary vectors through the segment masks and evaluated in batches
 of ``batch_size``; the input-space cosine distance is computed from three per-segment sums
 (``‖x_s‖²``, ``x_s·b_s``, ``‖b_s‖²``), which equals the distance between the full flattened
-images; each item gets its own surrogate over its *own* segments (no dummy features for ids it
+images; the surrogates are weighted least-squares solves in torch (:func:`weighted_linear_fits`,
+equal to scikit-learn's fits without its per-call overhead); each item gets its own surrogate
+over its *own* segments (no dummy features for ids it
 lacks, docs/decisions.md §10.19). Samples come from ``advxai.seeding.numpy_rng(seed, "lime", id)``, so
 they do not depend on batch composition.
 """
@@ -25,7 +27,7 @@ they do not depend on batch composition.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -33,9 +35,6 @@ import torch
 from advxai.batching import run_batched
 from advxai.metrics import ABSENT
 from advxai.seeding import numpy_rng
-
-if TYPE_CHECKING:
-    from sklearn.linear_model import LinearRegression, Ridge
 
 KERNELS = ("input_cosine", "binary_cosine")
 SURROGATES = ("ols", "ridge")
@@ -148,36 +147,108 @@ def _binary_cosine_distances(rows: np.ndarray) -> np.ndarray:
 def _model_outputs(
     forward: Forward,
     inputs: torch.Tensor,
-    targets: torch.Tensor,
+    targets: Sequence[int],
     masks: torch.Tensor,
     baselines: torch.Tensor,
     keep: torch.Tensor,
-    owner: torch.Tensor,
+    owner: np.ndarray,
     batch_size: int | None,
 ) -> np.ndarray:
-    """Target outputs of all perturbed inputs; row ``r`` keeps segment ids ``keep[r]`` of item ``owner[r]``."""
+    """Target outputs of all perturbed inputs; row ``r`` keeps segment ids where ``keep[r]`` is 1, of item ``owner[r]``.
+
+    Rows are numbered on the host, and an item's rows are consecutive, so a chunk is a few runs of
+    one item each: every run is built by one lookup of its binary vectors through the item's
+    segment map and one product with the item's own image, written straight into the chunk's
+    input (no per-row copies of the image, no index tensors sent to the device).
+    """
+    flat_masks = masks.flatten(1)
+    spatial = masks.shape[1:]
+    occlusion = baselines.tolist()  # once, before the loop
+
+    def runs(rows: list[int]) -> list[tuple[int, int, int]]:
+        """(item, first row, end row) of the chunk's consecutive rows of each item."""
+        found = []
+        for position, row in enumerate(rows):
+            if found and owner[row] == found[-1][0] and row == rows[position - 1] + 1:
+                found[-1] = (found[-1][0], found[-1][1], row + 1)
+            else:
+                found.append((int(owner[row]), row, row + 1))
+        return found
+
+    chunk_inputs: list[torch.Tensor] = []  # one buffer reused by every chunk: no fresh pages to fault in
 
     def evaluate(rows: torch.Tensor) -> torch.Tensor:
-        items = owner[rows]
-        pixels = torch.gather(keep[rows], 1, masks[items].flatten(1)).view(-1, 1, *masks.shape[1:])
-        base = baselines[items].view(-1, *([1] * (inputs.dim() - 1)))
-        perturbed = torch.where(pixels, inputs[items], base)
+        if not chunk_inputs or len(chunk_inputs[0]) < len(rows):
+            chunk_inputs[:] = [torch.empty((len(rows), *inputs.shape[1:]), dtype=inputs.dtype, device=inputs.device)]
+        perturbed = chunk_inputs[0][: len(rows)]
+        gathered, written = [], 0
+        for item, first, end in runs(rows.tolist()):
+            # 0/1 per pixel: x·1 + b·0 = x and x·0 + b·1 = b exactly, the values a `where` would pick
+            pixels = keep[first:end].index_select(1, flat_masks[item]).view(end - first, 1, *spatial)
+            run = torch.mul(pixels, inputs[item], out=perturbed[written : written + end - first])
+            if occlusion[item] != 0.0:
+                run.add_((1.0 - pixels) * occlusion[item])
+            gathered.append((written, end - first, targets[item]))
+            written += end - first
         with torch.no_grad():
             outputs = forward(perturbed)
-        return outputs.gather(1, targets[items].view(-1, 1)).squeeze(1)
+        return torch.cat([outputs[start : start + count, target] for start, count, target in gathered])
 
-    rows = torch.arange(len(owner), device=inputs.device)
+    rows = torch.arange(len(owner))  # host row numbers: only their ranges reach the device
     return run_batched(evaluate, rows, batch_size or max(1, len(rows))).double().cpu().numpy()
 
 
-def _surrogate(name: str) -> LinearRegression | Ridge:
-    from sklearn.linear_model import LinearRegression, Ridge  # only LIME needs scikit-learn
+@dataclass
+class LinearFits:
+    """Weighted linear surrogates of a batch of items: ``(N, F)`` coefficients, ``(N,)`` intercepts and R²."""
 
-    if name == "ols":
-        return LinearRegression(fit_intercept=True)
-    if name == "ridge":
-        return Ridge(alpha=1.0, fit_intercept=True)
-    raise ValueError(f"surrogate must be one of {SURROGATES}, got '{name}'")
+    coefficients: np.ndarray
+    intercepts: np.ndarray
+    r2: np.ndarray
+
+
+RIDGE_ALPHA = 1.0  # audioLIME's Ridge()
+
+
+def weighted_linear_fits(design: np.ndarray, targets: np.ndarray, weights: np.ndarray, surrogate: str) -> LinearFits:
+    """Weighted least squares with intercept for a batch of items, in float64, as scikit-learn fits them.
+
+    As ``LinearRegression`` (``"ols"``) and ``Ridge(alpha=1)`` (``"ridge"``) with ``sample_weight``:
+    centre the design and targets on their weighted means, scale each row by ``sqrt(w)``, then
+    solve the least-squares problem with the minimum-norm SVD solver (LAPACK ``gelsd``, as
+    scikit-learn's ``scipy.linalg.lstsq``) or the ridge normal equations ``(AᵀA + αI) β = Aᵀb``;
+    the intercept restores the means. Zero columns (an item padded to the batch's widest design)
+    get coefficient 0 from either solve, so padding does not change an item's fit. R² is
+    scikit-learn's weighted ``score`` (1 for a perfect fit of constant targets, else 0 there).
+    An item's results in a batch can differ in the last bits from its results alone (reduction
+    kernels vary with the batch's shape); :func:`lime_explain` therefore solves one item at a time.
+
+    Args:
+        design (ndarray): ``(N, n, F)`` features of each item's ``n`` samples.
+        targets (ndarray): ``(N, n)`` regressed outputs.
+        weights (ndarray): ``(N, n)`` sample weights.
+        surrogate (str): ``"ols"`` or ``"ridge"``.
+    """
+    if surrogate not in SURROGATES:
+        raise ValueError(f"surrogate must be one of {SURROGATES}, got '{surrogate}'")
+    x, y, w = (torch.as_tensor(np.asarray(a, dtype=np.float64)) for a in (design, targets, weights))
+    total = w.sum(1, keepdim=True)
+    x_mean = (w[..., None] * x).sum(1) / total
+    y_mean = (w * y).sum(1, keepdim=True) / total
+    root = w.sqrt()
+    centred_x = (x - x_mean[:, None]) * root[..., None]
+    centred_y = ((y - y_mean) * root)[..., None]
+    if surrogate == "ols":
+        coefficients = torch.linalg.lstsq(centred_x, centred_y, driver="gelsd").solution[..., 0]
+    else:
+        gram = centred_x.mT @ centred_x + RIDGE_ALPHA * torch.eye(x.shape[2], dtype=x.dtype)
+        coefficients = torch.linalg.solve(gram, centred_x.mT @ centred_y)[..., 0]
+    intercepts = y_mean[:, 0] - (x_mean * coefficients).sum(1)
+    predictions = intercepts[:, None] + (x @ coefficients[..., None])[..., 0]
+    residual = (w * (y - predictions).square()).sum(1)
+    spread = (w * (y - y_mean).square()).sum(1)
+    r2 = torch.where(spread > 0, 1 - residual / spread.clamp(min=torch.finfo(x.dtype).tiny), (residual == 0).double())
+    return LinearFits(coefficients.numpy(), intercepts.numpy(), r2.numpy())
 
 
 def lime_explain(
@@ -235,7 +306,8 @@ def lime_explain(
         raise ValueError(f"targets must have shape ({inputs.shape[0]},), got {tuple(targets.shape)}")
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got '{kernel}'")
-    _surrogate(surrogate)  # validate the name before any model call
+    if surrogate not in SURROGATES:  # validate the name before any model call
+        raise ValueError(f"surrogate must be one of {SURROGATES}, got '{surrogate}'")
     masks_np = masks.detach().cpu().numpy().astype(np.int64)
     features, width = _item_segments(masks_np, n_segments)
     n_features = [len(item_features) for item_features in features]
@@ -257,11 +329,11 @@ def lime_explain(
     outputs = _model_outputs(
         forward,
         inputs,
-        targets.to(device=device, dtype=torch.long),
+        [int(target) for target in targets.tolist()],
         masks.to(device=device, dtype=torch.long),
         baselines,
-        torch.from_numpy(keep).to(device),
-        torch.from_numpy(owner).to(device),
+        torch.from_numpy(keep).to(device=device, dtype=inputs.dtype),
+        owner,
         batch_size,
     )
 
@@ -274,6 +346,7 @@ def lime_explain(
         r2=np.empty(n_items),
         local_predictions=np.empty(n_items),
     )
+    weights = []
     for item, rows in enumerate(samples):
         if kernel == "input_cosine":
             distances = _input_cosine_distances(
@@ -281,14 +354,18 @@ def lime_explain(
             )
         else:
             distances = _binary_cosine_distances(rows)
-        weights = np.exp(-(distances**2) / (2.0 * kernel_width**2))
-        design = rows.astype(np.float64)
-        targets_item = outputs[starts[item] : starts[item + 1]]
-        model = _surrogate(surrogate).fit(design, targets_item, sample_weight=weights)
-        result.coefficients[item, features[item]] = model.coef_
-        result.intercepts[item] = model.intercept_
-        result.r2[item] = model.score(design, targets_item, sample_weight=weights)
-        result.local_predictions[item] = model.intercept_ + model.coef_.sum()
+        weights.append(np.exp(-(distances**2) / (2.0 * kernel_width**2)))
+    # One solve per item at its own shape: solving items of one shape together gave R² values a
+    # last bit apart from the item's solve alone on this CPU, and an item's fit must not depend on
+    # which items share its batch (docs/exactness.md). A solve costs well under a millisecond.
+    for item, rows in enumerate(samples):
+        fit = weighted_linear_fits(
+            rows[None].astype(np.float64), outputs[None, starts[item] : starts[item + 1]], weights[item][None], surrogate
+        )
+        result.coefficients[item, features[item]] = fit.coefficients[0]
+        result.intercepts[item] = fit.intercepts[0]
+        result.r2[item] = fit.r2[0]
+        result.local_predictions[item] = fit.intercepts[0] + fit.coefficients[0].sum()
     return result
 
 

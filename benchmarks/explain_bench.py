@@ -1,0 +1,546 @@
+"""Benchmark: advxai's explanation stage, PGD and label-flip stage against the authors' call pattern.
+
+For each model it times, on the bundled photos (224 px, both segmentations, rect 4×4 and SLIC 16):
+
+(a) the reference pattern, per segmentation: captum ``Lime`` (``perturbations_per_eval`` 16,
+    ``SkLearnLinearRegression``, exp kernel on the cosine distance, width 0.25), ``Saliency``,
+    ``IntegratedGradients`` (``internal_batch_size`` 10) and ``GuidedBackprop``, and nine
+    ``NoiseTunnel`` runs (SG, SG², VarGrad of each), each map aggregated to segments;
+(b) advxai's engine (``explain_all``) producing the same 13 × 2 segment scores;
+PGD: a batch-1 loop of ``captum.robust.PGD`` against ``advxai.attacks.pgd.targeted_pgd``;
+the label-flip stage: the hybrids of every ranking (13 explainers × 3 aggregations + the
+    magnitude baselines) at every k the paper sweeps, predicted as the stage does.
+
+Both sides use the same random draws: captum's NoiseTunnel adds the engine's per-item noise and
+captum's Lime draws the engine's per-item binary vectors, so their segment scores agree up to
+float rounding (``max_rel_diff``).
+
+Run settings may be smaller than the paper's (J = 25 noise samples, 50 IG steps, LIME 512): each
+timed part is then scaled linearly, by the ratio of its model passes at the paper's settings to
+its passes at the run settings (the passes dominate every part), and the report says so. On a
+CPU the reference takes minutes per image at the paper's settings, so the CPU default runs the
+engine on two images and the reference on one, with J = 2, 4 IG steps and 32 LIME samples, scaled.
+
+Ends with one line per model (other tools parse it)::
+
+    SUMMARY model=<name> device=<cpu|cuda> speedup=<x> pass_efficiency=<x> lime_overhead_ms_per_sample=<x>
+            pgd_speedup=<x> labelflip_share=<x> max_rel_diff=<x>
+
+Run: ``PYTHONPATH=src python benchmarks/explain_bench.py [--device cuda] [--models resnet50]``
+(see benchmarks/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+PAPER = {"noise": 25, "ig_steps": 50, "lime_samples": 512}
+CPU_DEFAULTS = {"images": 2, "reference_images": 1, "noise": 2, "ig_steps": 4, "lime_samples": 32, "pgd_steps": 5}
+GPU_DEFAULTS = {"images": 8, "reference_images": 8, **PAPER, "pgd_steps": 100}
+MODELS = ("efficientnet_lite0", "alexnet", "resnet50")
+SEGMENTATIONS = ("rect", "slic")
+PGD_EPSILON, PGD_STEP = 0.05, 0.01
+LABELFLIP = {"k": 3, "rect_ks": list(range(1, 17)), "slic_fractions": [i / 10 for i in range(1, 11)]}
+PASS_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+# ------------------------------------------------------------------------------------------------ timing
+def synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(work: Callable[[], object], device: torch.device) -> tuple[float, object]:
+    """(wall seconds, result) of one call, the device synchronised on both ends."""
+    synchronise(device)
+    start = time.perf_counter()
+    result = work()
+    synchronise(device)
+    return time.perf_counter() - start, result
+
+
+@dataclass
+class PassTimes:
+    """The model's best time per row of a forward pass and of a forward+backward (input gradient) pass."""
+
+    forward: float
+    backward: float
+    forward_batch: int
+    backward_batch: int
+
+
+def best_pass_times(model: nn.Module, side: int, device: torch.device, batches: Sequence[int], repeats: int) -> PassTimes:
+    """The model's own speed: the fastest seconds per row over ``batches``, best of ``repeats`` runs each."""
+    best = {"forward": (np.inf, 0), "backward": (np.inf, 0)}
+    for batch in batches:
+        inputs = torch.randn(batch, 3, side, side, device=device)
+        targets = torch.zeros(batch, dtype=torch.long, device=device)
+
+        def forward() -> None:
+            with torch.no_grad():
+                model(inputs)
+
+        def backward() -> None:
+            grad_inputs = inputs.clone().requires_grad_(True)
+            model(grad_inputs).gather(1, targets[:, None]).sum().backward()
+
+        for kind, work in (("forward", forward), ("backward", backward)):
+            try:
+                work()  # warm-up (kernel selection, allocator)
+                seconds = min(timed(work, device)[0] for _ in range(repeats)) / batch
+            except torch.OutOfMemoryError:
+                break
+            if seconds < best[kind][0]:
+                best[kind] = (seconds, batch)
+    return PassTimes(best["forward"][0], best["backward"][0], best["forward"][1], best["backward"][1])
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+def bundled_inputs(n_images: int, side: int, device: torch.device) -> tuple[list[str], torch.Tensor]:
+    """The first ``n_images`` bundled photos (repeated if more are asked for), normalised."""
+    from advxai.data.image_items import bundled_items
+    from advxai.data.images import load_image, preprocess, to_model_input
+
+    items = bundled_items()
+    chosen = [items[i % len(items)] for i in range(n_images)]
+    pixels = np.stack([preprocess(load_image(item), 256, side) for item in chosen])
+    return [f"{item.id}-{i}" for i, item in enumerate(chosen)], to_model_input(pixels).to(device)
+
+
+def segmentations(images: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
+    """rect 4×4 and SLIC 16 (on the normalised image) segment ids and counts per image."""
+    from advxai import segments
+
+    side = images.shape[-1]
+    rect = torch.from_numpy(segments.rectangles(side, side, 4)).expand(len(images), side, side).clone()
+    slic = torch.from_numpy(np.stack([segments.slic(image) for image in images.cpu().numpy()]))
+    masks = {"rect": rect, "slic": slic}
+    counts = {name: np.array([int(mask.max()) + 1 for mask in value]) for name, value in masks.items()}
+    return {name: mask.to(images.device) for name, mask in masks.items()}, counts
+
+
+# ------------------------------------------------------------------------------------------------ reference
+def shared_noise_tunnel(noise: torch.Tensor):
+    """A captum ``NoiseTunnel`` that adds the given ``(N, J, ...)`` noise instead of drawing its own.
+
+    captum adds ``(N·J, ...)`` noise to the inputs repeated item-major (``repeat_interleave``);
+    ``noise`` is laid out the same way, so the reference sees exactly the engine's noisy inputs.
+    """
+    from captum.attr import NoiseTunnel
+
+    class SharedNoiseTunnel(NoiseTunnel):
+        def _add_noise_to_inputs(self, nt_samples_partition, inputs, stdevs):
+            (single,) = inputs
+            flat = noise.reshape(-1, *single.shape[1:]).to(single)
+            return (single.repeat_interleave(nt_samples_partition, dim=0) + flat).requires_grad_(),
+
+    return SharedNoiseTunnel
+
+
+def shared_lime_draws(rows: np.ndarray) -> Callable[..., Iterator[torch.Tensor]]:
+    """A captum ``perturb_func`` (generator) yielding the engine's binary vectors ``rows`` in order."""
+
+    def perturb(original_inputs: torch.Tensor, **kwargs: object) -> Iterator[torch.Tensor]:
+        for row in rows:
+            yield torch.from_numpy(row.astype(np.int64))[None].to(original_inputs.device)
+
+    return perturb
+
+
+def reference_parts(
+    model: nn.Module, images: torch.Tensor, targets: torch.Tensor, ids: Sequence[str],
+    masks: Mapping[str, torch.Tensor], counts: Mapping[str, np.ndarray], run: Mapping[str, int], seed: int,
+    device: torch.device,
+) -> tuple[dict[str, float], dict]:
+    """Times of the authors' pattern, per part (for scaling), and its scores ``[explainer][seg][agg]``."""
+    from captum._utils.models.linear_model import SkLearnLinearRegression
+    from captum.attr import GuidedBackprop, IntegratedGradients, Lime, Saliency
+    from captum.attr._core.lime import get_exp_kernel_similarity_function
+
+    from advxai.explainers import aggregate
+    from advxai.explainers.gradients import draw_noise
+    from advxai.seeding import numpy_rng
+
+    noise = draw_noise(ids, images.shape[1:], run["noise"], 1.0, seed).to(device)
+    tunnel = shared_noise_tunnel(noise)
+    methods = {
+        "sal": (Saliency, {"abs": False}),
+        "ig": (IntegratedGradients, {"baselines": 0.0, "n_steps": run["ig_steps"], "internal_batch_size": 10}),
+        "gbp": (GuidedBackprop, {}),
+    }
+    times: dict[str, float] = {}
+    scores: dict = {}
+    for seg in SEGMENTATIONS:
+        width = int(counts[seg].max())
+        for method, (cls, options) in methods.items():
+            seconds, attribution = timed(lambda: cls(model).attribute(images, target=targets, **options), device)
+            times[f"{method}"] = times.get(method, 0.0) + seconds
+            scores.setdefault(method, {})[seg] = aggregate(attribution, masks[seg], width)
+            for ensemble, nt_type in (("sg", "smoothgrad"), ("sg2", "smoothgrad_sq"), ("vg", "vargrad")):
+                work = lambda: tunnel(cls(model)).attribute(
+                    images, nt_type=nt_type, nt_samples=run["noise"], stdevs=1.0, target=targets, **options
+                )
+                seconds, attribution = timed(work, device)
+                times[f"{method}-nt"] = times.get(f"{method}-nt", 0.0) + seconds
+                scores.setdefault(f"{method}-{ensemble}", {})[seg] = aggregate(attribution, masks[seg], width)
+        coefficients = []
+        for item, item_id in enumerate(ids):
+            n_features = int(counts[seg][item])
+            rows = numpy_rng(seed, "lime", item_id).random((run["lime_samples"], n_features)) < 0.5
+            lime = Lime(model, interpretable_model=SkLearnLinearRegression(),
+                        similarity_func=get_exp_kernel_similarity_function("cosine", 0.25),
+                        perturb_func=shared_lime_draws(rows))
+            work = lambda: lime.attribute(
+                images[item : item + 1], target=int(targets[item]), n_samples=run["lime_samples"],
+                feature_mask=masks[seg][item].expand(1, 3, -1, -1), perturbations_per_eval=16, baselines=0.0,
+            )
+            seconds, attribution = timed(work, device)
+            times["lime"] = times.get("lime", 0.0) + seconds
+            coefficients.append(aggregate(attribution, masks[seg][item : item + 1], width))
+        scores.setdefault("lime", {})[seg] = {
+            agg: np.concatenate([c[agg] for c in coefficients]) for agg in coefficients[0]
+        }
+    return times, scores
+
+
+def reference_scale(run: Mapping[str, int]) -> dict[str, float]:
+    """Model passes at the paper's settings over passes at the run settings, per reference part."""
+    noise, steps, samples = (PAPER[k] / run[k] for k in ("noise", "ig_steps", "lime_samples"))
+    return {"sal": 1.0, "gbp": 1.0, "ig": steps, "sal-nt": noise, "gbp-nt": noise, "ig-nt": noise * steps, "lime": samples}
+
+
+# ------------------------------------------------------------------------------------------------ engine
+def engine_family_rows(family: str, n_images: int, settings: Mapping[str, int]) -> tuple[int, int]:
+    """(forward rows, forward+backward rows) the engine needs for one family on ``n_images`` images."""
+    if family == "lime":
+        return n_images * settings["lime_samples"] * len(SEGMENTATIONS), 0
+    per_copy = settings["ig_steps"] if family == "ig" else 1
+    return 0, n_images * per_copy * (1 + settings["noise"])
+
+
+def engine_parts(
+    model: nn.Module, images: torch.Tensor, targets: torch.Tensor, ids: Sequence[str],
+    masks: Mapping[str, torch.Tensor], counts: Mapping[str, np.ndarray], run: Mapping[str, int], seed: int,
+    batch_size: int, device: torch.device,
+) -> tuple[dict[str, float], dict]:
+    """Times of ``explain_all`` per family (for scaling) and its scores."""
+    from advxai.explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all
+    from advxai.names import FAMILIES, LIME_FAMILY
+
+    settings = ExplainSettings(
+        lime=LimeSettings(n_samples=run["lime_samples"]),
+        gradients=GradientSettings(n_noise=run["noise"], noise_std=1.0, ig_steps=run["ig_steps"]),
+        seed=seed, batch_size=batch_size,
+    )
+    families = {**{name: list(members) for name, members in FAMILIES.items()}, LIME_FAMILY: [LIME_FAMILY]}
+    times, scores = {}, {}
+    for family, members in families.items():
+        work = lambda: explain_all(model, images, targets, ids, masks, counts, members, settings)
+        times[family], family_scores = timed(work, device)
+        scores.update(family_scores)
+    return times, scores
+
+
+def lime_overhead_seconds(
+    images: torch.Tensor, targets: torch.Tensor, ids: Sequence[str], masks: Mapping[str, torch.Tensor],
+    counts: Mapping[str, np.ndarray], run: Mapping[str, int], seed: int, batch_size: int, device: torch.device,
+) -> float:
+    """The engine's LIME seconds per sample beyond the model: LIME with a forward that costs nothing.
+
+    Everything but the model runs as in the stage (drawing, building the perturbed inputs, kernel,
+    surrogate fits, for both segmentations) at the paper's 512 samples, whatever the run settings:
+    without a model it is cheap, and measuring it alone keeps the model's time, and the noise
+    other load puts on it, out of the number.
+    """
+    from advxai.explainers.lime import lime_coefficients
+
+    def free_forward(perturbed: torch.Tensor) -> torch.Tensor:
+        return perturbed[:, 0, 0, :1].expand(-1, 1000)
+
+    def work() -> None:
+        for seg in SEGMENTATIONS:
+            lime_coefficients(free_forward, images, targets, masks[seg], counts[seg], ids=ids,
+                              n_samples=PAPER["lime_samples"], seed=seed, batch_size=batch_size)
+
+    work()  # warm-up
+    seconds = min(timed(work, device)[0] for _ in range(2))
+    return seconds / (len(images) * PAPER["lime_samples"] * len(SEGMENTATIONS))
+
+
+def captum_guides_alike(model: nn.Module, example: torch.Tensor) -> bool:
+    """Whether captum's GuidedBackprop guides every activation advxai guides.
+
+    captum guides only ``nn.ReLU`` modules; advxai guides every ReLU-like activation (ReLU6,
+    functional relu, ...; docs/decisions.md §10.22), so their GBP maps differ by design when the
+    model has others (EfficientNet-Lite's ReLU6).
+    """
+    from advxai.guided import audit_guided_activations
+
+    relu_calls = []
+    hooks = [module.register_forward_hook(lambda *_: relu_calls.append(1))
+             for module in model.modules() if isinstance(module, nn.ReLU)]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return sum(audit_guided_activations(model, example).values()) == len(relu_calls)
+
+
+def max_relative_difference(reference: Mapping, engine: Mapping, skip: tuple[str, ...] = ()) -> tuple[float, str]:
+    """Largest ``max|a - b| / max|a|`` over every (explainer, segmentation, aggregation) score array, and where.
+
+    Explainers starting with a prefix in ``skip`` are left out.
+    """
+    from advxai.metrics import ABSENT
+
+    worst, where = 0.0, "-"
+    for explainer, by_seg in reference.items():
+        if explainer.startswith(skip):
+            continue
+        for seg, by_agg in by_seg.items():
+            for agg, expected in by_agg.items():
+                ours = engine[explainer][seg][agg][:, : expected.shape[1]]
+                present = (expected > ABSENT) | (ours > ABSENT)
+                scale = np.abs(expected[present]).max(initial=0.0)
+                difference = np.abs(ours[present] - expected[present]).max(initial=0.0)
+                relative = difference / scale if scale > 0 else difference
+                if relative > worst:
+                    worst, where = relative, f"{explainer}/{seg}/{agg}"
+    return worst, where
+
+
+def pass_count_bound(passes: PassTimes) -> float:
+    """Reference over engine model time per image at the paper's settings, were every pass at the model's best speed.
+
+    Per segmentation the reference runs LIME (512 forwards), Saliency, IG (50 points) and GBP, and
+    nine NoiseTunnels of 25 draws (3 × 25 × (1 + 50 + 1) gradients); the engine runs LIME per
+    segmentation but every gradient map once for both: (1 + 25) × (1 + 50 + 1) gradients.
+    """
+    noise, steps, samples = PAPER["noise"], PAPER["ig_steps"], PAPER["lime_samples"]
+    per_method = 1 + steps + 1  # Saliency, IG's points, GBP
+    segs = len(SEGMENTATIONS)
+    reference = segs * samples * passes.forward + segs * (1 + 3 * noise) * per_method * passes.backward
+    engine = segs * samples * passes.forward + (1 + noise) * per_method * passes.backward
+    return reference / engine
+
+
+# ------------------------------------------------------------------------------------------------ PGD
+def pgd_times(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, steps: int, batch_size: int,
+              device: torch.device) -> tuple[float, float, str]:
+    """(batch-1 captum loop s, advxai batched s, result check) at scalar bounds both accept."""
+    from captum.robust import PGD
+
+    from advxai.attacks.pgd import targeted_pgd
+    from advxai.data.images import pixel_bounds
+
+    lower, upper = (bound.to(device) for bound in pixel_bounds())
+    low, high = float(lower.min()), float(upper.max())
+    attack = PGD(model, nn.CrossEntropyLoss(reduction="none"), lower_bound=low, upper_bound=high)
+
+    def loop() -> torch.Tensor:
+        return torch.cat([
+            attack.perturb(images[i : i + 1], radius=PGD_EPSILON, step_size=PGD_STEP, step_num=steps,
+                           target=targets[i : i + 1], targeted=True)
+            for i in range(len(images))
+        ])
+
+    def batched():
+        return targeted_pgd(model, images, targets, PGD_EPSILON, PGD_STEP, steps,
+                            lower=torch.tensor(low), upper=torch.tensor(high), batch_size=batch_size)
+
+    loop_seconds, reference = timed(loop, device)
+    batched_seconds, ours = timed(batched, device)
+    equal = sum(bool(torch.equal(a, b)) for a, b in zip(reference, ours.adversaries))
+    with torch.no_grad():
+        agree = int((model(reference).argmax(1).cpu().numpy() == ours.final_predictions).sum())
+    largest = float((reference - ours.adversaries).abs().max())
+    check = (f"{equal}/{len(images)} adversaries bitwise equal, final predictions agree {agree}/{len(images)}, "
+             f"max |difference| {largest:.2e} (batch 1 vs batch {batch_size}: kernels may round differently)")
+    return loop_seconds, batched_seconds, check
+
+
+# ------------------------------------------------------------------------------------------------ label flip
+def predict_hybrids(model: nn.Module, clean: torch.Tensor, adversarial: torch.Tensor, masks: torch.Tensor,
+                    selections: np.ndarray, batch_size: int) -> np.ndarray:
+    """The label-flip stage's predictions of boolean hybrid selections ``(N, R, S)`` (the call being timed)."""
+    from advxai.stages.image import predict_selections
+
+    return predict_selections(model, clean, adversarial, masks, selections, batch_size)
+
+
+def labelflip_seconds(model: nn.Module, clean: torch.Tensor, adversarial: torch.Tensor,
+                      masks: Mapping[str, torch.Tensor], counts: Mapping[str, np.ndarray], scores: Mapping,
+                      batch_size: int, device: torch.device) -> tuple[float, int]:
+    """(seconds, hybrids) of the label-flip stage for both segmentations: every ranking, every k."""
+    from advxai import metrics
+    from advxai.stages.image import flip_settings, selection_width
+
+    def stage() -> int:
+        hybrids = 0
+        for seg in SEGMENTATIONS:
+            config = {"k": LABELFLIP["k"], "ks": LABELFLIP["rect_ks"] if seg == "rect" else [],
+                      "fractions": LABELFLIP["slic_fractions"] if seg == "slic" else []}
+            _, _, per_item_k = flip_settings(config, counts[seg])
+            width = selection_width(counts[seg], per_item_k)
+            mask = masks[seg]
+            rankings = [values[seg][agg] for values in scores.values() for agg in values[seg]]
+            rankings += list(metrics.magnitude_scores(clean.cpu().numpy(), adversarial.cpu().numpy(),
+                                                      mask.cpu().numpy(), width).values())
+            padded = [np.pad(r, ((0, 0), (0, width - r.shape[1])), constant_values=metrics.ABSENT) for r in rankings]
+            selections = np.stack([np.stack([metrics.top_k(r, per_item_k[:, j]) for j in range(per_item_k.shape[1])], 1)
+                                   for r in padded], 1)
+            n, r, s, _ = selections.shape
+            predict_hybrids(model, clean, adversarial, mask, selections.reshape(n, r * s, width), batch_size)
+            hybrids += n * r * s
+        return hybrids
+
+    seconds, hybrids = timed(stage, device)
+    return seconds, hybrids
+
+
+# ------------------------------------------------------------------------------------------------ main
+def load(name: str, device: torch.device) -> nn.Module:
+    from advxai.models import load_model
+
+    weights = "DEFAULT" if name == "efficientnet_lite0" else None  # bundled weights; torchvision random
+    return load_model(name, weights=weights, device=str(device)).module
+
+
+def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> str:
+    run = {"noise": args.noise, "ig_steps": args.ig_steps, "lime_samples": args.lime_samples}
+    model = load(name, device)
+    ids, images = bundled_inputs(args.images, 224, device)
+    with torch.no_grad():
+        clean_predictions = model(images).argmax(1)
+    targets = (clean_predictions + 1 + torch.arange(len(images), device=device) * 97) % 1000
+    print(f"\n== {name} on {device}: {len(images)} images at 224 px, run settings J={run['noise']}, "
+          f"IG steps {run['ig_steps']}, LIME {run['lime_samples']} samples; paper settings J=25, IG 50, LIME 512")
+
+    passes = best_pass_times(model, 224, device, [b for b in PASS_BATCHES if b <= args.max_pass_batch], args.repeats)
+    batch_size = args.batch_size or passes.backward_batch
+    print(f"model passes: forward {passes.forward * 1e3:.2f} ms/row (best at batch {passes.forward_batch}), "
+          f"forward+backward {passes.backward * 1e3:.2f} ms/row (best at batch {passes.backward_batch}); "
+          f"engine batch size {batch_size}")
+
+    # A shard of the stage fills its batches; a handful of images would only pad them.
+    pgd_batch = min(batch_size, len(images))
+    pgd_loop, pgd_batched, pgd_check = pgd_times(model, images, targets, args.pgd_steps, pgd_batch, device)
+    print(f"PGD, {args.pgd_steps} steps: batch-1 captum loop {pgd_loop:.2f} s, advxai batched {pgd_batched:.2f} s "
+          f"-> {pgd_loop / pgd_batched:.2f}x; {pgd_check}")
+    with torch.no_grad():
+        from advxai.attacks.pgd import targeted_pgd
+        from advxai.data.images import pixel_bounds
+
+        lower, upper = pixel_bounds()
+        adversarial = targeted_pgd(model, images, targets, PGD_EPSILON, PGD_STEP, args.pgd_steps, lower=lower,
+                                   upper=upper, batch_size=pgd_batch).adversaries
+        explained = model(adversarial).argmax(1)
+    masks, counts = segmentations(adversarial)
+
+    engine_times, engine_scores = engine_parts(model, adversarial, explained, ids, masks, counts, run, args.seed,
+                                               batch_size, device)
+    paper_rows = {family: engine_family_rows(family, len(images), PAPER) for family in engine_times}
+    run_rows = {family: engine_family_rows(family, len(images), run) for family in engine_times}
+    engine_scaled = {family: seconds * sum(paper_rows[family]) / sum(run_rows[family])
+                     for family, seconds in engine_times.items()}
+    engine_per_image = sum(engine_scaled.values()) / len(images)
+    forward_rows = sum(rows[0] for rows in run_rows.values())
+    backward_rows = sum(rows[1] for rows in run_rows.values())
+    engine_run_seconds = sum(engine_times.values())
+    pass_efficiency = (forward_rows * passes.forward + backward_rows * passes.backward) / engine_run_seconds
+    lime_overhead = lime_overhead_seconds(images, explained, ids, masks, counts, run, args.seed, batch_size, device)
+    print("engine (explain_all), s at run settings -> s scaled to the paper's settings: "
+          + ", ".join(f"{family} {engine_times[family]:.2f} -> {engine_scaled[family]:.2f}" for family in engine_times))
+
+    reference_images = min(args.reference_images, len(images))
+    rows = slice(0, reference_images)
+    reference_times, reference_scores = reference_parts(
+        model, adversarial[rows], explained[rows], ids[rows], {s: m[rows] for s, m in masks.items()},
+        {s: c[rows] for s, c in counts.items()}, run, args.seed, device,
+    )
+    scale = reference_scale(run)
+    reference_scaled = {part: seconds * scale[part] for part, seconds in reference_times.items()}
+    reference_per_image = sum(reference_scaled.values()) / reference_images
+    print(f"reference (captum pattern) on {reference_images} image(s), s at run settings -> scaled: "
+          + ", ".join(f"{part} {reference_times[part]:.2f} -> {reference_scaled[part]:.2f}" for part in reference_times))
+    scaled = any(run[k] != PAPER[k] for k in PAPER)
+    if scaled:
+        print(f"SCALED: timed at J={run['noise']}, IG {run['ig_steps']} steps, LIME {run['lime_samples']} samples and "
+              "scaled linearly to J=25, IG 50, LIME 512 by each part's model passes"
+              + (f"; the reference timed on {reference_images} image(s)" if reference_images < len(images) else ""))
+    engine_rows_scores = {e: {s: {a: v[rows] for a, v in by_agg.items()} for s, by_agg in by_seg.items()}
+                          for e, by_seg in engine_scores.items()}
+    skip: tuple[str, ...] = ()
+    if not captum_guides_alike(model, adversarial[:1]):
+        skip = ("gbp",)
+        gbp_difference, gbp_where = max_relative_difference(
+            {e: v for e, v in reference_scores.items() if e.startswith("gbp")}, engine_rows_scores)
+        print(f"GBP left out of max_rel_diff: the model has activations other than nn.ReLU, which advxai guides "
+              f"and captum does not (docs/decisions.md §10.22); GBP differs by {gbp_difference:.2e} ({gbp_where})")
+    max_rel_diff, worst_scores = max_relative_difference(reference_scores, engine_rows_scores, skip)
+    print(f"largest relative difference of segment scores, reference vs engine: {max_rel_diff:.2e} ({worst_scores})")
+
+    flip_seconds, hybrids = labelflip_seconds(model, images, adversarial, masks, counts, engine_scores, batch_size, device)
+    labelflip_share = (flip_seconds / len(images)) / engine_per_image
+    print(f"label-flip stage: {hybrids} hybrid selections, {flip_seconds:.2f} s for {len(images)} images "
+          f"({flip_seconds / len(images):.3f} s/image)")
+    print(f"per image at the paper's settings: reference {reference_per_image:.2f} s, advxai {engine_per_image:.2f} s")
+    print(f"bound on the speedup from model passes alone (both at the model's best time per pass): "
+          f"{pass_count_bound(passes):.2f}")
+    return (f"SUMMARY model={name} device={device.type} speedup={reference_per_image / engine_per_image:.2f} "
+            f"pass_efficiency={pass_efficiency:.2f} lime_overhead_ms_per_sample={lime_overhead * 1e3:.3f} "
+            f"pgd_speedup={pgd_loop / pgd_batched:.2f} labelflip_share={labelflip_share:.3f} "
+            f"max_rel_diff={max_rel_diff:.2e}")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated model names")
+    parser.add_argument("--images", type=int, help="images explained by the engine (CPU 2, GPU 8)")
+    parser.add_argument("--reference-images", type=int, help="images the reference explains (CPU 1, GPU 8)")
+    parser.add_argument("--noise", type=int, help="NoiseTunnel samples J (CPU 2, GPU 25)")
+    parser.add_argument("--ig-steps", type=int, help="IG steps (CPU 4, GPU 50)")
+    parser.add_argument("--lime-samples", type=int, help="LIME samples (CPU 32, GPU 512)")
+    parser.add_argument("--pgd-steps", type=int, help="PGD steps (CPU 5, GPU 100)")
+    parser.add_argument("--batch-size", type=int, help="engine batch size (default: the fastest measured)")
+    parser.add_argument("--max-pass-batch", type=int, help="largest batch timed for the model's passes (CPU 8, GPU 128)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs per pass measurement (best is kept)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    defaults = GPU_DEFAULTS if args.device == "cuda" else CPU_DEFAULTS
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.max_pass_batch is None:
+        args.max_pass_batch = 128 if args.device == "cuda" else 8
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    # captum repeats these on every call; they say nothing about speed or results
+    warnings.filterwarnings("ignore", message=".*(gradient_mask|Setting backward hooks|non-full backward hook).*")
+    warnings.filterwarnings("ignore", category=UserWarning, module="captum")
+    device = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+          + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""))
+    summaries = [bench_model(name, args, device) for name in args.models.split(",")]
+    print()
+    for line in summaries:
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
