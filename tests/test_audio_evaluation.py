@@ -215,3 +215,17 @@ def test_localised_explains_nothing_when_nothing_flips():
 
     weak = localised_run(model, clean, clean + (adversarial - clean) / 100, (1,), unused)
     assert not weak[1].kept.any() and weak[1].recovered["sal"].tolist() == [NOT_KEPT] * 2
+
+
+def test_flip_tests_of_both_domains():
+    """Images: any change of the argmax. Audio: P(sing) on the target's side of τ (strictly)."""
+    from advxai.evaluation.flips import ClassChange
+
+    images = ClassChange(np.array([3, 5]))
+    decisions = images.decide(torch.tensor([[0.0, 0.0, 0.0, 1.0], [0.0, 2.0, 0.0, 1.0]])).numpy()
+    assert decisions.tolist() == [3, 1]
+    np.testing.assert_array_equal(images.flipped(np.array([[3, 4], [5, 5]])), [[False, True], [False, False]])
+    audio = ThresholdCrossing(np.array([1, 0]), 0.5)
+    np.testing.assert_allclose(audio.decide(torch.tensor([[0.0], [np.log(3.0)]])).numpy(), [0.5, 0.75])
+    np.testing.assert_array_equal(audio.flipped(np.array([[0.5, 0.6], [0.4, 0.5]])), [[False, True], [True, False]])
+    assert audio.explained_class(np.array([0.6, 0.4])).tolist() == [1, 0]
