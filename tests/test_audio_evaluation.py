@@ -229,3 +229,15 @@ def test_flip_tests_of_both_domains():
     np.testing.assert_allclose(audio.decide(torch.tensor([[0.0], [np.log(3.0)]])).numpy(), [0.5, 0.75])
     np.testing.assert_array_equal(audio.flipped(np.array([[0.5, 0.6], [0.4, 0.5]])), [[False, True], [True, False]])
     assert audio.explained_class(np.array([0.6, 0.4])).tolist() == [1, 0]
+
+
+def test_a_direction_without_excerpts_gives_empty_results():
+    """One attack direction may keep no excerpt: both experiments return empty arrays."""
+    model = SegmentSevenDetector().eval()
+    clean, adversarial = seven_data(n_items=2)
+    clean, adversarial = clean[:0], adversarial[:0]
+    assert norm(clean, adversarial).shape == (0, 20)
+    assert flips_of(model, clean, adversarial, 1, {"norm": norm(clean, adversarial)}, [1, 20])["norm"].shape == (0, 2)
+    empty = localised_experiment(model, ThresholdCrossing(np.ones(0, int), THRESHOLD), clean, adversarial, grid_masks(0), np.full(0, 20), [], [1],
+                                 lambda *args: {}, ["sal"], 256)
+    assert empty[1].kept.shape == (0,) and empty[1].recovered["sal"].shape == (0,)

@@ -34,9 +34,9 @@ def segment_reduce(values: Any, masks: Any, n_segments: int, reduce: str) -> np.
     masks = to_numpy(masks)
     if values.ndim == masks.ndim + 1:
         masks = masks[:, None]
-    flat_ids = np.broadcast_to(masks, values.shape).reshape(values.shape[0], -1)
-    flat = values.reshape(values.shape[0], -1)
-    n_items = values.shape[0]
+    n_items, per_item = values.shape[0], int(np.prod(values.shape[1:]))
+    flat_ids = np.broadcast_to(masks, values.shape).reshape(n_items, per_item)
+    flat = values.reshape(n_items, per_item)
     bins = (flat_ids + (np.arange(n_items) * n_segments)[:, None]).ravel()
     sums = np.bincount(bins, weights=flat.ravel(), minlength=n_items * n_segments).reshape(n_items, n_segments)
     counts = np.bincount(bins, minlength=n_items * n_segments).reshape(n_items, n_segments)
