@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, Mapping, Sequence, TypeVar
 
-from ..names import FAMILIES, LIME_FAMILY
+from ..names import ENSEMBLES, FAMILIES, GRADIENT_METHODS, LIME_FAMILY
 
 Settings = TypeVar("Settings", bound="StageSettings")
 
@@ -128,10 +128,11 @@ class ExplainerSettings(StageSettings):
     @staticmethod
     def keys_for(explainers: Sequence[str]) -> list[str]:
         """LIME needs its samples and kernel width, ensembles their noise, IG its steps."""
-        keys = ["lime_samples", "lime_kernel_width"] if LIME_FAMILY in explainers else []
-        if any("-" in name for name in explainers):
+        methods = {name.partition("-")[0] for name in explainers}  # "ig-sg" -> method "ig", ensemble "sg"
+        keys = ["lime_samples", "lime_kernel_width"] if LIME_FAMILY in methods else []
+        if any(name.partition("-")[2] in ENSEMBLES for name in explainers):
             keys += ["noise_samples", "noise_std"]
-        if any(name == "ig" or name.startswith("ig-") for name in explainers):
+        if GRADIENT_METHODS["ig"] in methods:
             keys.append("ig_steps")
         return keys
 
