@@ -33,11 +33,21 @@ class Submissions:
     groups: dict[str, int]  # group name -> group jobs
 
 
-def count_submissions(dry_run_output: str, no_code: frozenset[str] = frozenset({"all"})) -> Submissions:
+def local_rules(rules_folder: Path = ROOT / "workflow" / "rules") -> frozenset[str]:
+    """The rules that the workflow's `localrules:` directives name (a dry run prints them as `rule`)."""
+    names: set[str] = set()
+    for path in rules_folder.glob("*.smk"):
+        for line in path.read_text().splitlines():
+            if line.startswith("localrules:"):
+                names.update(name.strip() for name in line.removeprefix("localrules:").split(","))
+    return frozenset(names)
+
+
+def count_submissions(dry_run_output: str, no_code: frozenset[str] = frozenset({"all"}) | local_rules()) -> Submissions:
     """Count from the output of `snakemake -n` (not --quiet): group headers and jobs.
 
-    Local rules and the rules in `no_code` (targets without shell/script, which Snakemake
-    finishes itself) never reach sbatch.
+    Local rules (run on the submitting host) and the rules in `no_code` (targets without
+    shell/script, which Snakemake finishes itself) never reach sbatch.
     """
     jobs = grouped = 0
     groups: dict[str, int] = {}

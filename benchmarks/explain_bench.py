@@ -301,7 +301,7 @@ def max_relative_difference(reference: Mapping, engine: Mapping, skip: tuple[str
 
     Explainers starting with a prefix in ``skip`` are left out.
     """
-    from advxai.metrics import ABSENT
+    from advxai.segments import ABSENT
 
     worst, where = 0.0, "-"
     for explainer, by_seg in reference.items():
@@ -370,38 +370,29 @@ def pgd_times(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, ste
 
 
 # ------------------------------------------------------------------------------------------------ label flip
-def predict_hybrids(model: nn.Module, clean: torch.Tensor, adversarial: torch.Tensor, masks: torch.Tensor,
-                    selections: np.ndarray, batch_size: int) -> np.ndarray:
-    """The label-flip stage's predictions of boolean hybrid selections ``(N, R, S)`` (the call being timed)."""
-    from advxai.stages.image import predict_selections
-
-    return predict_selections(model, clean, adversarial, masks, selections, batch_size)
-
-
 def labelflip_seconds(model: nn.Module, clean: torch.Tensor, adversarial: torch.Tensor,
                       masks: Mapping[str, torch.Tensor], counts: Mapping[str, np.ndarray], scores: Mapping,
                       batch_size: int, device: torch.device) -> tuple[float, int]:
-    """(seconds, hybrids) of the label-flip stage for both segmentations: every ranking, every k."""
-    from advxai import metrics
-    from advxai.stages.image import flip_settings, selection_width
+    """(seconds, hybrids) of the label-flip stage for both segmentations: every ranking, every k
+    (the stage's own `advxai.evaluation.labelflip.label_flips`, distinct hybrids predicted once)."""
+    from advxai.evaluation.baselines import magnitude_scores
+    from advxai.evaluation.flips import ClassChange
+    from advxai.evaluation.labelflip import k_settings, label_flips
+    from advxai.evaluation.selection import selection_width
+
+    with torch.no_grad():
+        flip_test = ClassChange(model(clean).argmax(1).cpu().numpy())
 
     def stage() -> int:
         hybrids = 0
         for seg in SEGMENTATIONS:
-            config = {"k": LABELFLIP["k"], "ks": LABELFLIP["rect_ks"] if seg == "rect" else [],
-                      "fractions": LABELFLIP["slic_fractions"] if seg == "slic" else []}
-            _, _, per_item_k = flip_settings(config, counts[seg])
-            width = selection_width(counts[seg], per_item_k)
-            mask = masks[seg]
-            rankings = [values[seg][agg] for values in scores.values() for agg in values[seg]]
-            rankings += list(metrics.magnitude_scores(clean.cpu().numpy(), adversarial.cpu().numpy(),
-                                                      mask.cpu().numpy(), width).values())
-            padded = [np.pad(r, ((0, 0), (0, width - r.shape[1])), constant_values=metrics.ABSENT) for r in rankings]
-            selections = np.stack([np.stack([metrics.top_k(r, per_item_k[:, j]) for j in range(per_item_k.shape[1])], 1)
-                                   for r in padded], 1)
-            n, r, s, _ = selections.shape
-            predict_hybrids(model, clean, adversarial, mask, selections.reshape(n, r * s, width), batch_size)
-            hybrids += n * r * s
+            settings = k_settings([LABELFLIP["k"], *(LABELFLIP["rect_ks"] if seg == "rect" else [])],
+                                  LABELFLIP["slic_fractions"] if seg == "slic" else [], counts[seg])
+            width = selection_width(counts[seg], settings.per_item)
+            rankings = {f"{name}/{agg}": values[seg][agg] for name, values in scores.items() for agg in values[seg]}
+            rankings.update(magnitude_scores(clean.cpu().numpy(), adversarial.cpu().numpy(), masks[seg].cpu().numpy(), width))
+            label_flips(model, flip_test, clean, adversarial, masks[seg], counts[seg], rankings, settings.per_item, batch_size)
+            hybrids += len(clean) * len(rankings) * settings.per_item.shape[1]
         return hybrids
 
     seconds, hybrids = timed(stage, device)

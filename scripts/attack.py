@@ -1,14 +1,15 @@
 """Rule attack: targeted PGD on one shard (resumes from finished batches)."""
 from advxai import runtime
 from advxai.stages.image import attack_shard
+from advxai.stages.settings import ModelSpec, PgdSettings
 
 with runtime.job(snakemake.log[0], snakemake.threads):
     attack_shard(
         snakemake.input.images,
         snakemake.input.clean,
         snakemake.output[0],
-        model=snakemake.params.model,
-        pgd=snakemake.params.pgd,
+        model=ModelSpec.from_params(snakemake.params.model),
+        pgd=PgdSettings.from_params(snakemake.params.pgd),
         batch_size=snakemake.params.batch_size,
         device=runtime.resolve_device(snakemake.params.device),
     )

@@ -1,6 +1,8 @@
 """Rule audio_excerpts: clean/adversarial excerpt pairs per direction."""
 from advxai import runtime
 from advxai.stages.audio import select
+from advxai.stages.settings import ExcerptSettings
 
 with runtime.job(snakemake.log[0], snakemake.threads):
-    select(dict(snakemake.input.items()), snakemake.output[0], excerpts=snakemake.params.excerpts)
+    select(snakemake.input.detector, snakemake.input.evaluation, snakemake.input.test, snakemake.input.adversaries, snakemake.output[0],
+           excerpts=ExcerptSettings.from_params(snakemake.params.excerpts), device=runtime.resolve_device(snakemake.params.device))

@@ -1,6 +1,8 @@
 """Rule audio_localised: refine with the top-k norm segments, re-explain, count recovered segments."""
 from advxai import runtime
 from advxai.stages.audio import localised
+from advxai.stages.settings import AudioExplainSettings
 
 with runtime.job(snakemake.log[0], snakemake.threads):
-    localised(dict(snakemake.input.items()), snakemake.output[0], explain=snakemake.params.explain, ks=snakemake.params.ks, device=runtime.resolve_device(snakemake.params.device))
+    localised(snakemake.input.detector, snakemake.input.evaluation, snakemake.input.excerpts, snakemake.output[0],
+              explain=AudioExplainSettings.from_params(snakemake.params.explain), ks=snakemake.params.ks, device=runtime.resolve_device(snakemake.params.device))

@@ -1,12 +1,13 @@
 """Rule clean_predictions: clean top-1/top-5 predictions of one shard."""
 from advxai import runtime
 from advxai.stages.image import clean_predictions
+from advxai.stages.settings import ModelSpec
 
 with runtime.job(snakemake.log[0], snakemake.threads):
     clean_predictions(
         snakemake.input.images,
         snakemake.output[0],
-        model=snakemake.params.model,
+        model=ModelSpec.from_params(snakemake.params.model),
         batch_size=snakemake.params.batch_size,
         device=runtime.resolve_device(snakemake.params.device),
     )

@@ -1,13 +1,16 @@
 """Rule explain: see advxai.stages.image.explain_shard."""
 from advxai import runtime
-from advxai.stages.image import explain_shard
+from advxai.stages.image import ShardFiles, explain_shard
+from advxai.stages.settings import ExplainFamilySettings, ModelSpec
 
 with runtime.job(snakemake.log[0], snakemake.threads):
+    explain = ExplainFamilySettings.from_params(snakemake.params.explain)
     explain_shard(
-        dict(snakemake.input.items()),
+        ShardFiles(images=snakemake.input.images, adversaries=snakemake.input.adversaries, subset=snakemake.input.subset),
+        dict(zip(explain.segmentations, snakemake.input.segments, strict=True)),
         snakemake.output[0],
-        model=snakemake.params.model,
-        explain=snakemake.params.explain,
+        model=ModelSpec.from_params(snakemake.params.model),
+        explain=explain,
         batch_size=snakemake.params.batch_size,
         device=runtime.resolve_device(snakemake.params.device),
     )

@@ -1,13 +1,16 @@
 """Rule labelflip: see advxai.stages.image.labelflip_shard."""
 from advxai import runtime
-from advxai.stages.image import labelflip_shard
+from advxai.stages.image import ShardFiles, labelflip_shard
+from advxai.stages.settings import LabelflipSettings, ModelSpec
 
 with runtime.job(snakemake.log[0], snakemake.threads):
     labelflip_shard(
-        dict(snakemake.input.items()),
+        ShardFiles(images=snakemake.input.images, adversaries=snakemake.input.adversaries, subset=snakemake.input.subset),
+        snakemake.input.segments,
+        list(snakemake.input.explanations),
         snakemake.output[0],
-        model=snakemake.params.model,
-        labelflip=snakemake.params.labelflip,
+        model=ModelSpec.from_params(snakemake.params.model),
+        labelflip=LabelflipSettings.from_params(snakemake.params.labelflip),
         batch_size=snakemake.params.batch_size,
         device=runtime.resolve_device(snakemake.params.device),
     )

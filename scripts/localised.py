@@ -1,13 +1,15 @@
 """Rule localised: see advxai.stages.image.localised_shard."""
 from advxai import runtime
-from advxai.stages.image import localised_shard
+from advxai.stages.image import ShardFiles, localised_shard
+from advxai.stages.settings import LocalisedSettings, ModelSpec
 
 with runtime.job(snakemake.log[0], snakemake.threads):
     localised_shard(
-        dict(snakemake.input.items()),
+        ShardFiles(images=snakemake.input.images, adversaries=snakemake.input.adversaries, subset=snakemake.input.subset),
+        snakemake.input.segments,
         snakemake.output[0],
-        model=snakemake.params.model,
-        localised=snakemake.params.localised,
+        model=ModelSpec.from_params(snakemake.params.model),
+        localised=LocalisedSettings.from_params(snakemake.params.localised),
         batch_size=snakemake.params.batch_size,
         device=runtime.resolve_device(snakemake.params.device),
     )

@@ -1,6 +1,7 @@
 """Rule segments: rectangles or SLIC segment maps of one shard's subset images."""
 from advxai import runtime
 from advxai.stages.image import segment_shard
+from advxai.stages.settings import SegmentationSettings
 
 with runtime.job(snakemake.log[0], snakemake.threads):
     segment_shard(
@@ -8,5 +9,5 @@ with runtime.job(snakemake.log[0], snakemake.threads):
         snakemake.input.adversaries,
         snakemake.input.subset,
         snakemake.output[0],
-        segmentation=snakemake.params.segmentation,
+        segmentation=SegmentationSettings.from_params(snakemake.params.segmentation),
     )

@@ -1,6 +1,8 @@
 """Rule train_detector: train one singing-voice detector (resumes from finished epochs)."""
 from advxai import runtime
 from advxai.stages.audio import train
+from advxai.stages.settings import TrainSettings
 
 with runtime.job(snakemake.log[0], snakemake.threads):
-    train(snakemake.input.train, snakemake.output[0], train=snakemake.params.train, seed=int(snakemake.wildcards.seed), device=runtime.resolve_device(snakemake.params.device))
+    train(snakemake.input.train, snakemake.output[0], settings=TrainSettings.from_params(snakemake.params.train), seed=int(snakemake.wildcards.seed),
+          device=runtime.resolve_device(snakemake.params.device))

@@ -12,7 +12,11 @@ import torch
 
 from advxai.arrays import to_numpy
 from advxai.attacks.pgd import draw_targets
-from advxai.audio_experiments import explain_excerpts, label_flip_table, localised, norm_scores, reaches_target
+from advxai.evaluation.baselines import magnitude
+from advxai.evaluation.excerpts import explain_excerpts
+from advxai.evaluation.flips import ThresholdCrossing, reaches_target
+from advxai.evaluation.labelflip import label_flips
+from advxai.evaluation.localised import localised_experiment
 from advxai.explainers import aggregate
 from advxai.segments import audio_grid
 from advxai.svds.model import SVDS
@@ -50,18 +54,20 @@ def test_explain_excerpts_takes_targets_as_a_tensor(strict_host, detector, excer
 
 def test_label_flips_and_localised_take_tensors(strict_host, detector, excerpts):
     clean, delta = excerpts
-    targets, mask = torch.tensor([1, 0, 1]), torch.from_numpy(audio_grid())
-    scores = {"norm": norm_scores(delta, mask)}
-    np.testing.assert_array_equal(scores["norm"], norm_scores(delta.numpy(), audio_grid()))
-    flips = label_flip_table(detector, clean, delta, targets, scores, mask, [1, 20], 0.5)
-    reference = label_flip_table(detector, clean.numpy(), delta.numpy(), targets.numpy(), scores, audio_grid(), [1, 20], 0.5)
+    adversarial = clean + delta
+    masks = torch.from_numpy(audio_grid()).expand(3, 115, 80)
+    flip_test = ThresholdCrossing(torch.tensor([1, 0, 1]), 0.5)  # targets made as a tensor
+    scores = {"norm": magnitude(clean, adversarial, masks, 20)}
+    np.testing.assert_array_equal(scores["norm"], magnitude(clean.numpy(), adversarial.numpy(), masks.numpy(), 20))
+    flips = label_flips(detector, flip_test, clean, adversarial, masks, np.full(3, 20), scores, np.array([[1, 20]] * 3), 256)
+    reference = label_flips(detector, ThresholdCrossing(np.array([1, 0, 1]), 0.5), clean, adversarial, masks, np.full(3, 20), scores, np.array([[1, 20]] * 3), 256)
     np.testing.assert_array_equal(flips["norm"], reference["norm"])
 
-    def by_norm(inputs, item_targets, ids):
-        return {"norm": norm_scores(inputs[:, 0] if inputs.ndim == 4 else inputs, audio_grid())}
+    def by_norm(inputs, classes, ids, item_masks, n_segments):
+        return {"norm": magnitude(torch.zeros_like(inputs), inputs, item_masks, 20)}
 
-    found = localised(detector, clean, delta, targets, ["a", "b", "c"], ks=[1], explain=by_norm, threshold=0.5, mask=mask)
-    assert found[1]["kept"].dtype == bool and found[1]["probability"].shape == (3,)
+    found = localised_experiment(detector, flip_test, clean, adversarial, masks, np.full(3, 20), ["a", "b", "c"], [1], by_norm, ["norm"], 256)
+    assert found[1].kept.dtype == bool and found[1].decisions.shape == (3,)
 
 
 def test_other_tensor_inputs(strict_host):

@@ -3,11 +3,15 @@ exists, and nothing cites a document outside the repository."""
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+from advxai.names import BUILTIN_EXPLAINERS
 
 ROOT = Path(__file__).resolve().parents[1]
 CITING = ["src", "workflow", "scripts", "benchmarks", "profiles", "envs", "presets", "config.yaml", "README.md"]
@@ -52,3 +56,17 @@ def test_ci_runs_the_readme_install_and_test_commands():
     assert install.startswith("pip install") and test == "pytest"
     commands = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.strip() and not line.startswith(("#", "set ", "cd "))]
     assert commands == [install, test]
+
+
+def test_readme_python_example_runs(tmp_path):
+    """The README's "Use it from Python" block runs as printed: both print lines give one value per explainer / k."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Use it from Python", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    script = tmp_path / "example.py"
+    script.write_text(code)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rates, recovered = (ast.literal_eval(line.replace("np.float64", "").replace("array", "")) for line in result.stdout.strip().splitlines()[-2:])
+    assert sorted(rates) == sorted(BUILTIN_EXPLAINERS) and all(0.0 <= rate <= 1.0 for rate in rates.values())
+    assert sorted(recovered) == [1, 3] and all(-1 <= count <= k for k, counts in recovered.items() for count in counts)

@@ -14,7 +14,7 @@ import torch
 from advxai.attacks.pgd import targeted_pgd
 from advxai.data.images import pixel_bounds
 from advxai.explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all
-from advxai.stages.image import predict_selections
+from advxai.evaluation.labelflip import predict_hybrids
 from advxai.models import load_model
 from advxai.segments import rectangles
 
@@ -70,12 +70,16 @@ def test_engine_scores_of_an_item_alone_equal_it_inside_a_batch(model, images):
                 np.testing.assert_array_equal(values[0], together[explainer]["rect"][aggregation][row], err_msg=f"{explainer} {aggregation}")
 
 
+def argmax(logits: torch.Tensor) -> torch.Tensor:
+    return logits.argmax(1)
+
+
 def test_hybrid_predictions_of_an_item_alone_equal_it_inside_a_batch(model, images):
     masks = torch.from_numpy(rectangles(SIDE, SIDE, 4)).long().expand(3, SIDE, SIDE)
     adversarial = (images + 0.3 * torch.randn(images.shape, generator=torch.Generator().manual_seed(2))).clamp(-2, 2)
     selections = np.random.default_rng(3).random((3, 5, 16)) < 0.5
-    together = predict_selections(model, images, adversarial, masks, selections, batch_size=4)
-    alone = predict_selections(model, images[2:], adversarial[2:], masks[2:], selections[2:], batch_size=4)
+    together = predict_hybrids(model, argmax, images, adversarial, masks, selections, batch_size=4)
+    alone = predict_hybrids(model, argmax, images[2:], adversarial[2:], masks[2:], selections[2:], batch_size=4)
     np.testing.assert_array_equal(alone[0], together[2])
     with torch.no_grad():
         direct = [model(images[i : i + 1] + torch.from_numpy(selections[i, 0]).float()[masks[i]] * (adversarial[i] - images[i])).argmax(1).item()

@@ -23,7 +23,8 @@ from advxai.explainers import (
     noise_ensemble,
     validate_explainers,
 )
-from advxai.metrics import ABSENT, segment_reduce
+from advxai.evaluation.baselines import segment_reduce
+from advxai.segments import ABSENT
 
 N_ITEMS, SIDE, N_CLASSES = 3, 16, 5
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}
@@ -275,7 +276,7 @@ def test_function_plugin(tmp_path, monkeypatch, model, batch):
         ({"name": "x", "captum": "NoSuchMethod"}, "NoSuchMethod"),
         ({"name": "x", "captum": "Occlusion", "attribute": {"target": 1}}, "target"),
         ({"name": "x", "function": "no_such_module_advxai:f"}, "no_such_module_advxai"),
-        ({"name": "x", "function": "advxai.metrics:no_such_function"}, "no_such_function"),
+        ({"name": "x", "function": "advxai.segments:no_such_function"}, "no_such_function"),
         ({"name": "x", "function": "missing_colon"}, "module:function"),
         ({"name": "sal", "captum": "Saliency"}, "built-in"),
         ({"name": "x"}, "exactly one"),

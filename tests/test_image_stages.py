@@ -1,4 +1,4 @@
-"""Image stages on fabricated shard files: subsets, label-flip settings, provenance checks."""
+"""Image stages on fabricated shard files: subsets, label-flip settings, typed settings, provenance checks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import pytest
 import torch
 
 from advxai.data.images import to_model_input
-from advxai.stages.image import draw_subsets, flip_settings, labelflip_shard, localised_shard, segment_shard, subset_size
+from advxai.evaluation.labelflip import k_settings
+from advxai.evaluation.subsets import subset_size
+from advxai.stages.image import ShardFiles, draw_subsets, labelflip_shard, localised_shard, segment_shard
+from advxai.stages.settings import ExplainerSettings, ExplainFamilySettings, LabelflipSettings, LocalisedSettings, ModelSpec, SegmentationSettings, SubsetSettings
 from advxai.segments import slic
 from advxai.store import ProvenanceError, read_h5, require_params, write_h5
 from advxai.report.tables import slic_segments_table
@@ -30,7 +33,7 @@ def test_subsets_are_seeded_sized_and_independent_of_sharding(tmp_path):
     for shard_size in (7, 50, 200):
         folder = tmp_path / str(shard_size)
         folder.mkdir()
-        draw_subsets(_adversary_shards(folder, 200, shard_size), str(folder / "subset.h5"), subset=params)
+        draw_subsets(_adversary_shards(folder, 200, shard_size), str(folder / "subset.h5"), subset=SubsetSettings.from_params(params))
         results.append(read_h5(folder / "subset.h5"))
     first = results[0]
     for other in results[1:]:
@@ -43,11 +46,27 @@ def test_subsets_are_seeded_sized_and_independent_of_sharding(tmp_path):
     assert set(first["labelflip_ids"]) != set(first["localised_ids"])  # separately seeded
 
 
-def test_flip_settings_fixed_k_and_sweeps():
-    ks, fractions, per_item = flip_settings({"k": 3, "ks": [1, 16], "fractions": [0.5, 1.0]}, np.array([16, 11]))
-    np.testing.assert_array_equal(ks, [3, 1, 16, 0, 0])
-    assert np.isnan(fractions[:3]).all() and fractions[3:].tolist() == [0.5, 1.0]
-    np.testing.assert_array_equal(per_item, [[3, 1, 16, 8, 16], [3, 1, 16, 5, 11]])
+def test_k_settings_fixed_k_and_sweeps():
+    settings = k_settings([3, 1, 16], [0.5, 1.0], np.array([16, 11]))
+    np.testing.assert_array_equal(settings.k, [3, 1, 16, 0, 0])
+    assert np.isnan(settings.fraction[:3]).all() and settings.fraction[3:].tolist() == [0.5, 1.0]
+    np.testing.assert_array_equal(settings.per_item, [[3, 1, 16, 8, 16], [3, 1, 16, 5, 11]])
+
+
+def test_settings_name_the_missing_key():
+    with pytest.raises(ValueError, match=r"params: missing key 'image\.labelflip\.k'"):
+        LabelflipSettings.from_params({"segmentation": "rect", "ks": [1], "fractions": []})
+    with pytest.raises(ValueError, match=r"'image\.<rect\|slic>\.grid'"):
+        SegmentationSettings.from_params({"method": "rect"})
+    # IG needs its steps; a family without IG does not
+    gradient = {"family": "ig", "explainers": ["ig", "ig-sg"], "seed": 1, "keep_attributions": False, "segmentations": ["rect"],
+                "noise_samples": 2, "noise_std": 1.0}
+    with pytest.raises(ValueError, match=r"'image\.explain\.ig_steps'"):
+        ExplainFamilySettings.from_params(gradient)
+    saliency = ExplainFamilySettings.from_params({**gradient, "family": "saliency", "explainers": ["sal"]})
+    assert saliency.explainer == ExplainerSettings() and saliency.segmentations == ("rect",)
+    with pytest.raises(ValueError, match=r"'image\.explain\.lime_samples'"):
+        LocalisedSettings.from_params({"segmentation": "slic", "ks": [1], "explainers": ["lime"], "extra": [], "seed": 0})
 
 
 def test_stale_input_is_refused(tmp_path):
@@ -78,12 +97,12 @@ def share_of_raised_pixels() -> torch.nn.Module:
     return _ShareOfRaisedPixels()
 
 
-PLANTED = {"architecture": f"{__name__}:share_of_raised_pixels", "weights": "DEFAULT"}
+PLANTED = ModelSpec(architecture=f"{__name__}:share_of_raised_pixels", weights="DEFAULT", resize=SIDE, crop=SIDE)
 HALVES = np.repeat(np.arange(2)[:, None], SIDE // 2, axis=0).repeat(SIDE, axis=1)  # 2 segments: top, bottom
 QUADRANTS = (2 * (np.arange(SIDE)[:, None] >= SIDE // 2) + (np.arange(SIDE)[None, :] >= SIDE // 2)).astype(int)  # 4 segments
 
 
-def _planted_shard(tmp_path, masks: list[np.ndarray]) -> dict[str, str]:
+def _planted_shard(tmp_path, masks: list[np.ndarray]) -> tuple[ShardFiles, str]:
     """A shard whose adversaries raise channel 0 by 1 everywhere, with the given segment maps (all in both subsets)."""
     n = len(masks)
     ids = [f"img{i}" for i in range(n)]
@@ -92,18 +111,19 @@ def _planted_shard(tmp_path, masks: list[np.ndarray]) -> dict[str, str]:
     perturbation = np.zeros((n, 3, SIDE, SIDE), np.float32)
     perturbation[:, 0] = 1.0
     write_h5(paths["adversaries"], {"ids": ids, "perturbation": perturbation, "clean_prediction": np.zeros(n, int), "final_prediction": np.ones(n, int),
-                                    "success": np.ones(n, bool)}, stage="attack", params={"model": PLANTED})
+                                    "success": np.ones(n, bool)}, stage="attack", params={"model": PLANTED.as_params()})
     write_h5(paths["subset"], {"labelflip_ids": ids, "localised_ids": ids}, stage="subsets", params={})
     write_h5(paths["segments"], {"ids": ids, "masks": np.stack(masks).astype(np.int16), "n_segments": np.array([m.max() + 1 for m in masks])},
              stage="segments", params={})
-    return paths
+    return ShardFiles(images=paths["images"], adversaries=paths["adversaries"], subset=paths["subset"]), paths["segments"]
 
 
 def test_labelflip_keeps_images_with_fewer_segments_than_k(tmp_path):
     """An image of 2 segments at k = 3 gets its full adversary back (a flip) and is counted; k = 1 adds back one half (no flip)."""
-    inputs = _planted_shard(tmp_path, [HALVES, QUADRANTS])
+    shard, segments_file = _planted_shard(tmp_path, [HALVES, QUADRANTS])
     output = str(tmp_path / "labelflip.h5")
-    labelflip_shard(inputs, output, model=PLANTED, labelflip={"segmentation": "slic", "k": 3, "ks": [1], "fractions": []}, batch_size=4, device=torch.device("cpu"))
+    labelflip_shard(shard, segments_file, [], output, model=PLANTED, labelflip=LabelflipSettings(segmentation="slic", k=3, ks=(1,), fractions=()),
+                    batch_size=4, device=torch.device("cpu"))
     stored = read_h5(output)
     np.testing.assert_array_equal(stored["k"], [3, 1])
     for baseline in ("magnitude", "magnitude-mean"):
@@ -113,10 +133,10 @@ def test_labelflip_keeps_images_with_fewer_segments_than_k(tmp_path):
 
 def test_localised_keeps_images_with_fewer_segments_than_k(tmp_path):
     """k = 1 needs only 1 segment (2 exist); at k = 3 the refined input is the full adversary, explained and counted."""
-    inputs = _planted_shard(tmp_path, [HALVES])
+    shard, segments_file = _planted_shard(tmp_path, [HALVES])
     output = str(tmp_path / "localised.h5")
     params = {"explainers": ["sal"], "extra": [], "ks": [1, 3], "segmentation": "slic", "seed": 0}
-    localised_shard(inputs, output, model=PLANTED, localised=params, batch_size=4, device=torch.device("cpu"))
+    localised_shard(shard, segments_file, output, model=PLANTED, localised=LocalisedSettings.from_params(params), batch_size=4, device=torch.device("cpu"))
     stored = read_h5(output)
     np.testing.assert_array_equal(stored["k1/kept"], [False])  # one half: 50 % raised, no flip
     np.testing.assert_array_equal(stored["k3/kept"], [True])
@@ -138,7 +158,7 @@ def test_table6_counts_the_slic_segments_of_every_successful_adversary(tmp_path)
                                     "success": np.array([True, False, True, True])}, stage="attack", params={})
     write_h5(paths["subset"], {"labelflip_ids": ["img0"], "localised_ids": ["img3"]}, stage="subsets", params={})
     slic_params = {"n_segments": 16, "compactness": 10.0, "sigma": 1.0}
-    segment_shard(paths["images"], paths["adversaries"], paths["subset"], paths["segments"], segmentation={"method": "slic", **slic_params})
+    segment_shard(paths["images"], paths["adversaries"], paths["subset"], paths["segments"], segmentation=SegmentationSettings.from_params({"method": "slic", **slic_params}))
 
     stored = read_h5(paths["segments"])
     adversaries = (to_model_input(images) + torch.from_numpy(perturbation)).numpy()

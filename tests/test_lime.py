@@ -14,7 +14,7 @@ from torch import nn
 
 from advxai.explainers import lime_coefficients, lime_explain
 from advxai.explainers.lime import _input_cosine_distances, weighted_linear_fits
-from advxai.metrics import ABSENT
+from advxai.segments import ABSENT
 
 SIDE = 16
 

@@ -26,7 +26,9 @@ from conftest import ROOT, snakemake_command
 from slurm_cluster import PARTITION, ClusterUnavailable, OneNodeCluster
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from count_submissions import count_submissions  # noqa: E402
+from count_submissions import count_submissions, local_rules  # noqa: E402
+
+LOCAL_RULES = local_rules()
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
@@ -36,7 +38,6 @@ TEST_OVERLAY = Path(__file__).parent / "slurm" / "profile-overlay.yaml"
 TEST_MEM_MB = 1000  # the node has ~23 GB: production requests would run one job at a time
 RUN_TIMEOUT_S = 2400  # generous: a 2-core machine shared with other work is several times slower
 CANCELLED_GROUP = "attack_chain"
-LOCAL_RULES = {"image_manifest", "subsets", "image_tables", "image_figures", "audio_tables", "audio_figures"}
 
 
 def deep_merge(base: dict, overlay: dict) -> dict:

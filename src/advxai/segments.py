@@ -11,6 +11,13 @@ import numpy as np
 
 from .constants import EXCERPT_FRAMES, HOP, N_MELS
 
+ABSENT = -1e5
+"""Score of a segment id that an item does not have (docs/method.md §7).
+
+Segment-score arrays are ``(N, S)`` with ``S`` the widest item's count; the ids an item lacks
+carry ``ABSENT`` so that they rank last and are never selected while real segments remain.
+"""
+
 
 def rectangles(height: int, width: int, grid: int = 4) -> np.ndarray:
     """A ``grid`` x ``grid`` partition of an image into rectangles, ids row-major.

@@ -143,16 +143,21 @@ def family_explainers(family):
     return [e for e in FAMILIES[family] if e in IMAGE["explainers"]]
 
 
+def family_segmentations(family):
+    """The segmentations an explanation family is aggregated on: LIME's own, or every one."""
+    return [family.removeprefix("lime_")] if family.startswith("lime_") else IMAGE["segmentations"]
+
+
 def explain_params(wildcards):
     family = wildcards.family
     settings = IMAGE["explain"]
-    params = {"family": family, "explainers": family_explainers(family), "seed": config["seed"]}
+    params = {"family": family, "explainers": family_explainers(family), "seed": config["seed"], "segmentations": family_segmentations(family)}
     if family.startswith("lime_"):
-        params.update(segmentation=family.removeprefix("lime_"), lime_samples=settings["lime_samples"], lime_kernel_width=settings["lime_kernel_width"])
+        params.update(lime_samples=settings["lime_samples"], lime_kernel_width=settings["lime_kernel_width"])
     elif family == "extra":
-        params.update(extra=IMAGE["extra_explainers"], segmentations=IMAGE["segmentations"])
+        params.update(extra=IMAGE["extra_explainers"])
     else:
-        params.update(segmentations=IMAGE["segmentations"], noise_samples=settings["noise_samples"], noise_std=settings["noise_std"])
+        params.update(noise_samples=settings["noise_samples"], noise_std=settings["noise_std"])
         if family == "ig":
             params.update(ig_steps=settings["ig_steps"])
     params["keep_attributions"] = settings["keep_attributions"]
@@ -173,44 +178,28 @@ def labelflip_params(wildcards):
     return {"segmentation": wildcards.seg, "k": flip["k"], "ks": ks, "fractions": fractions}
 
 
-def explain_inputs(wildcards):
-    family = wildcards.family
-    segmentations = [family.removeprefix("lime_")] if family.startswith("lime_") else IMAGE["segmentations"]
+def explain_segment_files(wildcards):
+    """The segments files of an explanation job, in the order of its params' `segmentations`."""
     shard = f"shard{wildcards.shard}.h5"
-    return {
-        "images": image_shard_file(wildcards),
-        "adversaries": f"image/{wildcards.model}/adversaries/{shard}",
-        "subset": f"image/{wildcards.model}/subset.h5",
-        **{f"segments_{seg}": f"image/{wildcards.model}/segments/{seg}/{shard}" for seg in segmentations},
-    }
+    return [f"image/{wildcards.model}/segments/{seg}/{shard}" for seg in family_segmentations(wildcards.family)]
 
 
-def labelflip_inputs(wildcards):
-    shard = f"shard{wildcards.shard}.h5"
-    return {
-        "images": image_shard_file(wildcards),
-        "adversaries": f"image/{wildcards.model}/adversaries/{shard}",
-        "subset": f"image/{wildcards.model}/subset.h5",
-        "segments": f"image/{wildcards.model}/segments/{wildcards.seg}/{shard}",
-        **{f"explanations_{f}": path for f, path in explanation_files(wildcards).items()},
-    }
+def labelflip_explanation_files(wildcards):
+    return list(explanation_files(wildcards).values())
 
 
 def adversary_shards(wildcards):
     return image_shard_outputs("adversaries", wildcards.model)
 
 
-# Explain settings that change only what an explanation file keeps, not any score: the localised
-# stage keeps no attributions, so toggling them must not rerun it.
-EXPLAIN_STORAGE_SETTINGS = ("keep_attributions",)
-
-
 def localised_params(wildcards):
-    """Everything the localised stage needs to re-explain the refined inputs."""
+    """Everything the localised stage needs to re-explain the refined inputs (not keep_attributions:
+    it keeps no pixel maps, so toggling that key reruns none of its jobs)."""
+    settings = IMAGE["explain"]
     return {
         "explainers": IMAGE["explainers"],
         "extra": IMAGE["extra_explainers"],
-        **{key: value for key, value in IMAGE["explain"].items() if key not in EXPLAIN_STORAGE_SETTINGS},
+        **{key: settings[key] for key in ("lime_samples", "lime_kernel_width", "noise_samples", "noise_std", "ig_steps")},
         "ks": IMAGE["localised"]["ks"],
         "segmentation": wildcards.seg,
         "seed": config["seed"],

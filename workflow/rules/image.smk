@@ -125,7 +125,10 @@ rule segments:
 
 rule explain:
     input:
-        unpack(explain_inputs),
+        images=image_shard_file,
+        adversaries="image/{model}/adversaries/shard{shard}.h5",
+        subset="image/{model}/subset.h5",
+        segments=explain_segment_files,
     output:
         "image/{model}/explanations/{family}/shard{shard}.h5",
     params:
@@ -149,7 +152,11 @@ rule explain:
 
 rule labelflip:
     input:
-        unpack(labelflip_inputs),
+        images=image_shard_file,
+        adversaries="image/{model}/adversaries/shard{shard}.h5",
+        subset="image/{model}/subset.h5",
+        segments="image/{model}/segments/{seg}/shard{shard}.h5",
+        explanations=labelflip_explanation_files,
     output:
         "image/{model}/labelflip/{seg}/shard{shard}.h5",
     params:

@@ -9,7 +9,7 @@ An attribution map ``A`` of shape ``(N, C, *spatial)`` and a segment-id map ``(N
 * ``mean_pos``: the average of ``A`` over the entries with ``A > 0`` (``ABSENT`` if there are none,
   as the authors' NaN → −1e5).
 
-Segment ids that an item does not have score ``advxai.metrics.ABSENT``. All sums run through one
+Segment ids that an item does not have score ``advxai.segments.ABSENT``. All sums run through one
 ``np.bincount`` per quantity over item-offset segment ids (no loop over segments or items) in
 float64, so results do not depend on how items were batched.
 """
@@ -22,7 +22,7 @@ import numpy as np
 
 from advxai.arrays import to_numpy
 from advxai.names import AGGREGATIONS  # noqa: F401  (re-exported: the aggregations computed here)
-from advxai.metrics import ABSENT
+from advxai.segments import ABSENT
 
 if TYPE_CHECKING:  # torch is needed only by whoever passes a tensor
     import torch

@@ -19,7 +19,7 @@ from .aggregate import aggregate
 from .gradients import explain_gradient_family
 from .lime import lime_coefficients
 from .registry import FAMILIES, GRADIENT_METHODS, make_extra_explainer, validate_explainers
-from ..metrics import ABSENT
+from ..segments import ABSENT
 
 Scores = dict[str, dict[str, dict[str, np.ndarray]]]  # explainer -> segmentation -> aggregation -> (N, S)
 

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from advxai.batching import run_batched
-from advxai.metrics import ABSENT
+from advxai.segments import ABSENT
 from advxai.seeding import numpy_rng
 
 KERNELS = ("input_cosine", "binary_cosine")

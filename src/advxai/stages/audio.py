@@ -10,19 +10,24 @@ import logging
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
 
-from .. import audio_experiments as experiments
 from ..attacks.cw import AttackCheckpoint, spectrogram_attack
 from ..constants import SPLITS
 from ..data.jamendo import frame_labels, load_audio, read_lab, validate_jamendo
 from ..data.synthetic_audio import write_synthetic_corpus
+from ..evaluation.baselines import magnitude
+from ..evaluation.excerpts import explain_excerpts, select_excerpts
+from ..evaluation.flips import ThresholdCrossing
+from ..evaluation.labelflip import k_settings, label_flips
+from ..evaluation.localised import localised_experiment
 from ..names import AUDIO_DIRECTIONS
 from ..segments import audio_grid
 from ..store import BatchCheckpoint, read_h5, write_csv, write_h5
@@ -30,18 +35,19 @@ from ..svds.evaluate import binary_metrics, median_smooth, tune_threshold
 from ..svds.features import mel_filterbank, stft_magnitude
 from ..svds.model import CONTEXT, load_detector, predict_song, save_detector
 from ..svds.train import train_detector
+from .settings import AttackSettings, AudioExplainSettings, CorpusSettings, ExcerptSettings, TrainSettings
 
 log = logging.getLogger("advxai")
 
 
 # ------------------------------------------------------------------------------------ corpus
-def write_corpus(output_dir: str, *, corpus: Mapping[str, Any]) -> None:
+def write_corpus(output_dir: str, *, corpus: CorpusSettings) -> None:
     """Generate the synthetic corpus into a temporary folder, then rename it into place."""
     target = Path(output_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
-        write_synthetic_corpus(tmp, n_songs=corpus["songs"], song_seconds=corpus["seconds"], seed=corpus["seed"])
+        write_synthetic_corpus(tmp, n_songs=dict(corpus.songs), song_seconds=corpus.seconds, seed=corpus.seed)
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
@@ -94,14 +100,14 @@ def read_songs(path: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
 
 
 # ------------------------------------------------------------------------------------ detector
-def train(train_path: str, output: str, *, train: Mapping[str, Any], seed: int, device: torch.device) -> None:
+def train(train_path: str, output: str, *, settings: TrainSettings, seed: int, device: torch.device) -> None:
     """Train one detector (docs/method.md §1.5), checkpointing every epoch beside the output."""
     songs = [(spec, labels) for _, spec, labels in read_songs(train_path)]
-    params = {"train": dict(train), "seed": seed}
+    params = {"train": settings.as_params(), "seed": seed}
     checkpoint = BatchCheckpoint(output, params)
     model, history = train_detector(
-        songs, seed=seed, epochs=train["epochs"], batches_per_epoch=train["batches_per_epoch"], batch_size=train["batch_size"],
-        lr=train["lr"], lr_decay=train["lr_decay"], augment=train["augment"], checkpoint=checkpoint, progress=True, device=device,
+        songs, seed=seed, epochs=settings.epochs, batches_per_epoch=settings.batches_per_epoch, batch_size=settings.batch_size,
+        lr=settings.lr, lr_decay=settings.lr_decay, augment=dict(settings.augment), checkpoint=checkpoint, progress=True, device=device,
     )
     save_detector(output, model, params=params, seeds={"seed": seed, "stage": "svds-train"}, history=history)
     checkpoint.remove()
@@ -129,13 +135,13 @@ def detector_threshold(evaluation_csv: str) -> float:
 
 
 # ------------------------------------------------------------------------------------ attack
-def attack(detector: str, evaluation: str, test: str, output: str, *, attack: Mapping[str, Any], device: torch.device) -> None:
+def attack(detector: str, evaluation: str, test: str, output: str, *, settings: AttackSettings, device: torch.device) -> None:
     """C&W attack on every test song's linear STFT (docs/method.md §2); resumes per song and mid-song."""
     model = load_detector(detector, device=device)
     threshold = detector_threshold(evaluation)
     filterbank = mel_filterbank()
     songs = read_songs(test)
-    params = {"attack": dict(attack), "threshold": threshold}
+    params = {"attack": settings.as_params(), "threshold": threshold}
     checkpoint = BatchCheckpoint(output, params)
     finished = checkpoint.keys()
     results = []
@@ -143,8 +149,8 @@ def attack(detector: str, evaluation: str, test: str, output: str, *, attack: Ma
         key = f"song{index:05d}"
         if key not in finished:
             result = spectrogram_attack(
-                model, spec, filterbank, threshold=threshold, alpha=attack["alpha"], epsilon=attack["epsilon"], lr=attack["lr"],
-                max_iter=attack["max_iter"], checkpoint=AttackCheckpoint(checkpoint, f"progress{index:05d}"),
+                model, spec, filterbank, threshold=threshold, alpha=settings.alpha, epsilon=settings.epsilon, lr=settings.lr,
+                max_iter=settings.max_iter, checkpoint=AttackCheckpoint(checkpoint, f"progress{index:05d}"),
             )
             checkpoint.save(key, {"adversarial_padded": result.adversarial_padded, "clean_pred": result.clean_pred,
                                   "adv_pred": result.adv_pred, "flipped": result.flipped, "iterations": np.array([result.iterations])})
@@ -177,22 +183,22 @@ def read_attacks(test: str, adversaries: str) -> list[tuple[str, np.ndarray, np.
 
 
 # ------------------------------------------------------------------------------------ excerpts
-def select(inputs: Mapping[str, str], output: str, *, excerpts: Mapping[str, Any]) -> None:
-    """Clean/adversarial excerpt pairs for both attack directions (docs/method.md §2.1)."""
-    model = load_detector(inputs["detector"])
-    threshold = detector_threshold(inputs["evaluation"])
-    songs = read_attacks(inputs["test"], inputs["adversaries"])
+def select(detector: str, evaluation: str, test: str, adversaries: str, output: str, *, excerpts: ExcerptSettings, device: torch.device) -> None:
+    """Clean/adversarial excerpt pairs for both attack directions (docs/method.md §2.1), judged on ``device``."""
+    model = load_detector(detector, device=device)
+    threshold = detector_threshold(evaluation)
+    songs = read_attacks(test, adversaries)
     arrays: dict[str, np.ndarray] = {}
     for direction in AUDIO_DIRECTIONS:
-        chosen = experiments.select_excerpts(
-            songs, model, mel_filterbank(), threshold=threshold, direction=direction, per_song=excerpts["per_song"],
-            max_draws=excerpts["max_draws"], seed=excerpts["seed"],
+        chosen = select_excerpts(
+            songs, model, mel_filterbank(), threshold=threshold, direction=direction, per_song=excerpts.per_song,
+            max_draws=excerpts.max_draws, seed=excerpts.seed,
         )
         log.info("direction %s: %d excerpts", AUDIO_DIRECTIONS[direction], len(chosen))
         for field in ("ids", "song", "frame", "clean_logmel", "adv_logmel", "clean_prob", "adv_prob"):
             arrays[f"{AUDIO_DIRECTIONS[direction]}/{field}"] = getattr(chosen, field)
-    write_h5(output, {**arrays, "threshold": threshold}, stage="audio_excerpts", params={**excerpts, "threshold": threshold},
-             seeds={"seed": excerpts["seed"], "stages": ["excerpts-1", "excerpts-0"]})
+    write_h5(output, {**arrays, "threshold": threshold}, stage="audio_excerpts", params={**excerpts.as_params(), "threshold": threshold},
+             seeds={"seed": excerpts.seed, "stages": ["excerpts-1", "excerpts-0"]})
 
 
 def read_excerpts(path: str) -> dict[int, dict[str, np.ndarray]]:
@@ -201,26 +207,28 @@ def read_excerpts(path: str) -> dict[int, dict[str, np.ndarray]]:
     return {target: {k.split("/", 1)[1]: v for k, v in data.items() if k.startswith(name + "/")} for target, name in AUDIO_DIRECTIONS.items()}
 
 
-def _explain_function(model: torch.nn.Module, explain: Mapping[str, Any]):
+def _explain_function(model: torch.nn.Module, explain: AudioExplainSettings):
+    """``(inputs, targets, ids) -> {explainer: (n, 20) scores}`` with the configured explainers and settings."""
+
     def run(inputs, targets, ids) -> dict[str, np.ndarray]:
-        return experiments.explain_excerpts(
-            model, inputs, targets, ids, explainers=explain["explainers"], lime_samples=explain["lime_samples"],
-            lime_kernel_width=explain["lime_kernel_width"], n_noise=explain["noise_samples"], noise_std=explain["noise_std"],
-            ig_steps=explain["ig_steps"], seed=explain["seed"],
+        return explain_excerpts(
+            model, inputs, targets, ids, explainers=list(explain.explainers), lime_samples=explain.lime_samples,
+            lime_kernel_width=explain.lime_kernel_width, n_noise=explain.noise_samples, noise_std=explain.noise_std,
+            ig_steps=explain.ig_steps, seed=explain.seed,
         )
 
     return run
 
 
-def explain(detector: str, excerpts: str, output: str, *, explain: Mapping[str, Any], device: torch.device) -> None:
+def explain(detector: str, excerpts: str, output: str, *, settings: AudioExplainSettings, device: torch.device) -> None:
     """Every explainer on every adversarial excerpt, for the target class (resumable per batch)."""
     model = load_detector(detector, device=device)
-    run = _explain_function(model, explain)
+    run = _explain_function(model, settings)
     arrays: dict[str, np.ndarray] = {}
     for target, data in read_excerpts(excerpts).items():
         name = AUDIO_DIRECTIONS[target]
         ids = data["ids"]
-        keyed = BatchCheckpoint(f"{output}.{name}", dict(explain))
+        keyed = BatchCheckpoint(f"{output}.{name}", settings.as_params())
 
         def batch(part: slice) -> dict[str, np.ndarray]:
             inputs = torch.from_numpy(data["adv_logmel"][part]).to(device)
@@ -229,44 +237,71 @@ def explain(detector: str, excerpts: str, output: str, *, explain: Mapping[str, 
         scores = keyed.run(len(ids), 8, batch) if len(ids) else {}
         keyed.remove()
         arrays[f"{name}/ids"] = ids
-        arrays.update({f"{name}/scores/{e}": scores.get(e, np.zeros((0, 20))) for e in explain["explainers"]})
-    write_h5(output, arrays, stage="audio_explain", params=dict(explain), seeds={"seed": explain["seed"], "stages": ["noise", "lime"]})
+        arrays.update({f"{name}/scores/{e}": scores.get(e, np.zeros((0, 20))) for e in settings.explainers})
+    write_h5(output, arrays, stage="audio_explain", params=settings.as_params(), seeds={"seed": settings.seed, "stages": ["noise", "lime"]})
 
 
 # ------------------------------------------------------------------------------------ metrics
-def labelflip(inputs: Mapping[str, str], output: str, *, ks: Sequence[int], device: torch.device) -> None:
+HYBRID_BATCH = 256  # refined excerpts per detector pass (the detector is small)
+
+
+@dataclass(frozen=True)
+class ExcerptTensors:
+    """Clean and adversarial log-mel excerpts ``(N, 115, 80)`` with their time-frequency segments."""
+
+    clean: torch.Tensor
+    adversarial: torch.Tensor
+    masks: torch.Tensor  # (N, 115, 80) segment ids, audioLIME's grid for every excerpt
+    n_segments: np.ndarray  # (N,) 20 each
+
+    @classmethod
+    def of(cls, data: Mapping[str, np.ndarray], device: torch.device) -> ExcerptTensors:
+        clean = torch.from_numpy(data["clean_logmel"]).to(device)
+        grid = audio_grid(clean.shape[1], clean.shape[2])
+        return cls(clean, torch.from_numpy(data["adv_logmel"]).to(device), torch.from_numpy(grid).to(device).expand(clean.shape),
+                   np.full(len(clean), int(grid.max()) + 1))
+
+    @property
+    def segments(self) -> int:
+        return int(self.masks[0].max()) + 1 if len(self.masks) else 0
+
+
+def labelflip(detector: str, evaluation: str, excerpts: str, explanations: str, output: str, *, ks: Sequence[int], device: torch.device) -> None:
     """Label flips for k = 1..20 of every explainer's ranking and the norm baseline (docs/method.md §4)."""
-    model = load_detector(inputs["detector"], device=device)
-    threshold = detector_threshold(inputs["evaluation"])
-    explanations = read_h5(inputs["explanations"])
+    model = load_detector(detector, device=device)
+    threshold = detector_threshold(evaluation)
+    stored = read_h5(explanations)
     arrays: dict[str, np.ndarray] = {"ks": np.array(ks)}
-    for target, data in read_excerpts(inputs["excerpts"]).items():
+    for target, data in read_excerpts(excerpts).items():
         name = AUDIO_DIRECTIONS[target]
-        if not np.array_equal(explanations[f"{name}/ids"], data["ids"]):
-            raise ValueError(f"{inputs['explanations']} explains other excerpts than {inputs['excerpts']}; rerun its rule")
-        delta = data["adv_logmel"] - data["clean_logmel"]
+        if not np.array_equal(stored[f"{name}/ids"], data["ids"]):
+            raise ValueError(f"{explanations} explains other excerpts than {excerpts}; rerun its rule")
+        x = ExcerptTensors.of(data, device)
         prefix = f"{name}/scores/"
-        scores = {k.removeprefix(prefix): v for k, v in explanations.items() if k.startswith(prefix)}
-        scores["norm"] = experiments.norm_scores(delta, audio_grid())
-        flips = experiments.label_flip_table(model, data["clean_logmel"], delta, np.full(len(delta), target), scores, audio_grid(), ks, threshold) if len(delta) else {e: np.zeros((len(ks), 0), bool) for e in scores}
-        arrays.update({f"{name}/flips/{e}": v for e, v in flips.items()})
+        scores = {k.removeprefix(prefix): v for k, v in stored.items() if k.startswith(prefix)}
+        scores["norm"] = magnitude(x.clean, x.adversarial, x.masks, x.segments)  # the norm baseline, Σ Δ² per segment
+        flips = label_flips(
+            model, ThresholdCrossing(np.full(len(x.clean), target), threshold), x.clean, x.adversarial, x.masks, x.n_segments, scores,
+            k_settings(ks, [], x.n_segments).per_item, HYBRID_BATCH,
+        )
+        arrays.update({f"{name}/flips/{e}": v.T for e, v in flips.items()})  # (len(ks), N)
     write_h5(output, arrays, stage="audio_labelflip", params={"ks": list(ks), "threshold": threshold})
 
 
-def localised(inputs: Mapping[str, str], output: str, *, explain: Mapping[str, Any], ks: Sequence[int], device: torch.device) -> None:
+def localised(detector: str, evaluation: str, excerpts: str, output: str, *, explain: AudioExplainSettings, ks: Sequence[int], device: torch.device) -> None:
     """Refine with the top-k norm segments, keep what still flips, re-explain, count recovered (docs/method.md §4)."""
-    model = load_detector(inputs["detector"], device=device)
-    threshold = detector_threshold(inputs["evaluation"])
+    model = load_detector(detector, device=device)
+    threshold = detector_threshold(evaluation)
     run = _explain_function(model, explain)
     arrays: dict[str, np.ndarray] = {"ks": np.array(ks)}
-    for target, data in read_excerpts(inputs["excerpts"]).items():
+    for target, data in read_excerpts(excerpts).items():
         name = AUDIO_DIRECTIONS[target]
-        delta = data["adv_logmel"] - data["clean_logmel"]
-        result = experiments.localised(model, data["clean_logmel"], delta, np.full(len(delta), target), list(data["ids"]), ks=ks, explain=run, threshold=threshold)
+        x = ExcerptTensors.of(data, device)
+        result = localised_experiment(
+            model, ThresholdCrossing(np.full(len(x.clean), target), threshold), x.clean, x.adversarial, x.masks, x.n_segments, list(data["ids"]), ks,
+            lambda inputs, classes, ids, _masks, _counts: run(inputs, classes, ids), list(explain.explainers), HYBRID_BATCH,
+        )
         for k, found in result.items():
-            arrays[f"{name}/k{k}/kept"] = found["kept"]
-            arrays.update({f"{name}/k{k}/recovered/{e}": v for e, v in found["recovered"].items()})
-    write_h5(output, arrays, stage="audio_localised", params={**explain, "ks": list(ks), "threshold": threshold})
-
-
-# ------------------------------------------------------------------------------------ report
+            arrays[f"{name}/k{k}/kept"] = found.kept
+            arrays.update({f"{name}/k{k}/recovered/{e}": v[found.kept] for e, v in found.recovered.items()})
+    write_h5(output, arrays, stage="audio_localised", params={**explain.as_params(), "ks": list(ks), "threshold": threshold})

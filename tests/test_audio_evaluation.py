@@ -1,4 +1,7 @@
-"""Audio experiments: excerpt selection, label flips, norm baseline, localised perturbations."""
+"""The audio domain's evaluation: excerpt selection, label flips, norm baseline, localised perturbations.
+
+The known answers come from a detector that listens to one time–frequency tile (segment 7).
+"""
 
 from __future__ import annotations
 
@@ -9,14 +12,11 @@ import pytest
 import torch
 from torch import nn
 
-from advxai.audio_experiments import (
-    explain_excerpts,
-    label_flip_table,
-    label_flips,
-    localised,
-    norm_scores,
-    select_excerpts,
-)
+from advxai.evaluation.baselines import magnitude
+from advxai.evaluation.excerpts import explain_excerpts, select_excerpts
+from advxai.evaluation.flips import ThresholdCrossing
+from advxai.evaluation.labelflip import k_settings, label_flips
+from advxai.evaluation.localised import NOT_KEPT, localised_experiment
 from advxai.seeding import numpy_rng
 from advxai.segments import audio_grid
 from advxai.svds.features import log_mel, mel_filterbank
@@ -112,45 +112,58 @@ def test_select_excerpts_draws_are_seeded_per_song(bank):
     assert len(few) == int(np.sum(draws[:3] != 5))
 
 
-def seven_data(n_items: int = 3, target: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Clean log-mel excerpts and a perturbation that moves only segment 7 across the level."""
+def seven_data(n_items: int = 3, target: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clean log-mel excerpts and their adversaries: segment 7 moves across the detector's level;
+    decoy segments 2 and 4 move by a quarter as much, which the detector does not hear."""
     rng = np.random.default_rng(0)
     mask = audio_grid()
     base = -5.0 if target == 1 else -1.0
     clean = (base + 0.1 * rng.standard_normal((n_items, 115, 80))).astype(np.float32)
-    delta = np.where(mask == 7, 4.0 if target == 1 else -4.0, 0.0)[None].repeat(n_items, 0).astype(np.float32)
-    return clean, delta
+    step = np.select([mask == 7, np.isin(mask, (2, 4))], [4.0, 1.0], 0.0) * (1 if target == 1 else -1)
+    return torch.from_numpy(clean), torch.from_numpy(clean + step[None].astype(np.float32))
+
+
+def grid_masks(n_items: int) -> torch.Tensor:
+    return torch.from_numpy(audio_grid()).expand(n_items, 115, 80)
+
+
+def norm(clean: torch.Tensor, adversarial: torch.Tensor) -> np.ndarray:
+    return magnitude(clean, adversarial, grid_masks(len(clean)), 20)
+
+
+def flips_of(model, clean, adversarial, target, rankings, ks, batch_size=256) -> dict[str, np.ndarray]:
+    n = len(clean)
+    per_item_k = k_settings(ks, [], np.full(n, 20)).per_item
+    return label_flips(model, ThresholdCrossing(np.full(n, target), THRESHOLD), clean, adversarial, grid_masks(n), np.full(n, 20), rankings, per_item_k, batch_size)
 
 
 @pytest.mark.parametrize("target", [1, 0])
 def test_label_flips_known_answer(target):
-    model, mask = SegmentSevenDetector().eval(), audio_grid()
-    clean, delta = seven_data(target=target)
-    targets = np.full(3, target)
-    ks = list(range(1, 21))
-    norm = label_flips(model, clean, delta, targets, norm_scores(delta, mask), mask, ks, THRESHOLD)
-    assert norm.shape == (20, 3) and norm.all()
+    model = SegmentSevenDetector().eval()
+    clean, adversarial = seven_data(target=target)
     seven_last = np.tile(np.where(np.arange(20) == 7, -1.0, np.arange(20.0)), (3, 1))
-    ranked_last = label_flips(model, clean, delta, targets, seven_last, mask, ks, THRESHOLD)
-    assert not ranked_last[:19].any() and ranked_last[19].all()
+    flips = flips_of(model, clean, adversarial, target, {"norm": norm(clean, adversarial), "seven-last": seven_last}, list(range(1, 21)))
+    assert flips["norm"].shape == (3, 20) and flips["norm"].all()  # segment 7 carries the largest norm
+    # without segment 7 the decoys alone flip nothing; with every segment the whole adversary flips
+    assert not flips["seven-last"][:, :19].any() and flips["seven-last"][:, 19].all()
 
 
-def test_label_flip_table_predicts_identical_hybrids_once():
-    model, mask = SegmentSevenDetector().eval(), audio_grid()
-    clean, delta = seven_data()
-    scores = norm_scores(delta, mask)
-    table = label_flip_table(model, clean, delta, np.ones(3), {"a": scores, "b": scores.copy()}, mask, [1, 2, 2], THRESHOLD, batch_size=4)
+def test_label_flips_predict_identical_hybrids_once():
+    model = SegmentSevenDetector().eval()
+    clean, adversarial = seven_data()
+    scores = norm(clean, adversarial)
+    table = flips_of(model, clean, adversarial, 1, {"a": scores, "b": scores.copy()}, [1, 2, 2], batch_size=4)
     assert model.rows_seen == 2 * 4  # two distinct selected sets per item: 6 rows in two passes of 4
     np.testing.assert_array_equal(table["a"], table["b"])
 
 
 def test_norm_scores_known_answer():
     mask = audio_grid()
-    delta = np.zeros((2, 115, 80))
+    delta = np.zeros((2, 115, 80), np.float32)
     delta[0, 0, 0] = 3.0  # segment 0
     delta[0, 114, 79] = -2.0  # segment 19
     delta[1][mask == 5] = 0.5  # all 23 x 20 entries of segment 5
-    scores = norm_scores(delta, mask)
+    scores = norm(torch.zeros(2, 115, 80), torch.from_numpy(delta))
     expected = np.zeros((2, 20))
     expected[0, 0], expected[0, 19], expected[1, 5] = 9.0, 4.0, 0.25 * 23 * 20
     np.testing.assert_allclose(scores, expected)
@@ -158,8 +171,7 @@ def test_norm_scores_known_answer():
 
 def test_explain_excerpts_scores_the_target_class():
     model = SegmentSevenDetector().eval()
-    clean, delta = seven_data(n_items=2)
-    adversarial = torch.from_numpy(clean + delta)
+    _, adversarial = seven_data(n_items=2)
     settings = dict(explainers=["lime", "sal", "ig"], lime_samples=64, ig_steps=4, seed=1)
     towards_sing = explain_excerpts(model, adversarial, np.ones(2), ["x", "y"], **settings)
     towards_silence = explain_excerpts(model, adversarial, np.zeros(2), ["x", "y"], **settings)
@@ -174,15 +186,58 @@ def test_explain_excerpts_scores_the_target_class():
     assert all(scores.shape == (0, 20) for scores in empty.values())
 
 
-def test_localised_recovers_the_single_perturbed_segment():
+def localised_run(model, clean, adversarial, ks, explain):
+    n = len(clean)
+    return localised_experiment(model, ThresholdCrossing(np.ones(n, int), THRESHOLD), clean, adversarial, grid_masks(n), np.full(n, 20),
+                                ["p", "q"], ks, lambda inputs, classes, ids, _masks, _counts: explain(inputs, classes, ids), ["lime", "sal", "ig"], 256)
+
+
+def test_localised_recovers_the_single_segment_the_detector_hears():
     model = SegmentSevenDetector().eval()
-    clean, delta = seven_data(n_items=2)
-    explain = functools.partial(explain_excerpts, model, explainers=["lime", "sal"], lime_samples=64, seed=0)
-    results = localised(model, clean, delta, np.ones(2), ["p", "q"], ks=(1, 3), explain=explain, threshold=THRESHOLD)
-    assert results[1]["kept"].all() and np.all(results[1]["probability"] > THRESHOLD)
-    assert results[1]["recovered"]["lime"].tolist() == [1, 1]
-    assert results[1]["recovered"]["sal"].tolist() == [1, 1]
-    assert all(0 <= r <= 3 for r in results[3]["recovered"]["lime"])
-    # nothing survives when the perturbation is too weak: explain still sees an (empty) batch
-    weak = localised(model, clean, delta / 100, np.ones(2), ["p", "q"], ks=(1,), explain=explain, threshold=THRESHOLD)
-    assert not weak[1]["kept"].any() and weak[1]["recovered"]["sal"].shape == (0,)
+    clean, adversarial = seven_data(n_items=2)
+    explain = functools.partial(explain_excerpts, model, explainers=["lime", "sal", "ig"], lime_samples=64, ig_steps=4, seed=0)
+    results = localised_run(model, clean, adversarial, (1, 3), explain)
+    one, three = results[1], results[3]
+    assert one.kept.all() and np.flatnonzero(one.truth[0]).tolist() == [7] and np.all(one.decisions > THRESHOLD)
+    assert one.recovered["lime"].tolist() == [1, 1] and one.recovered["sal"].tolist() == [1, 1]
+    # k = 3: the truth is segment 7 and the two decoys; the gradients see only segment 7, so they
+    # recover exactly one of the three (their other picks are zero-score ties, segments 19 and 18)
+    assert [np.flatnonzero(row).tolist() for row in three.truth] == [[2, 4, 7]] * 2 and three.kept.all()
+    assert three.recovered["sal"].tolist() == [1, 1] and three.recovered["ig"].tolist() == [1, 1]
+
+
+def test_localised_explains_nothing_when_nothing_flips():
+    model = SegmentSevenDetector().eval()
+    clean, adversarial = seven_data(n_items=2)
+
+    def unused(*args):
+        raise AssertionError("explain ran without a kept excerpt")
+
+    weak = localised_run(model, clean, clean + (adversarial - clean) / 100, (1,), unused)
+    assert not weak[1].kept.any() and weak[1].recovered["sal"].tolist() == [NOT_KEPT] * 2
+
+
+def test_flip_tests_of_both_domains():
+    """Images: any change of the argmax. Audio: P(sing) on the target's side of τ (strictly)."""
+    from advxai.evaluation.flips import ClassChange
+
+    images = ClassChange(np.array([3, 5]))
+    decisions = images.decide(torch.tensor([[0.0, 0.0, 0.0, 1.0], [0.0, 2.0, 0.0, 1.0]])).numpy()
+    assert decisions.tolist() == [3, 1]
+    np.testing.assert_array_equal(images.flipped(np.array([[3, 4], [5, 5]])), [[False, True], [False, False]])
+    audio = ThresholdCrossing(np.array([1, 0]), 0.5)
+    np.testing.assert_allclose(audio.decide(torch.tensor([[0.0], [np.log(3.0)]])).numpy(), [0.5, 0.75])
+    np.testing.assert_array_equal(audio.flipped(np.array([[0.5, 0.6], [0.4, 0.5]])), [[False, True], [True, False]])
+    assert audio.explained_class(np.array([0.6, 0.4])).tolist() == [1, 0]
+
+
+def test_a_direction_without_excerpts_gives_empty_results():
+    """One attack direction may keep no excerpt: both experiments return empty arrays."""
+    model = SegmentSevenDetector().eval()
+    clean, adversarial = seven_data(n_items=2)
+    clean, adversarial = clean[:0], adversarial[:0]
+    assert norm(clean, adversarial).shape == (0, 20)
+    assert flips_of(model, clean, adversarial, 1, {"norm": norm(clean, adversarial)}, [1, 20])["norm"].shape == (0, 2)
+    empty = localised_experiment(model, ThresholdCrossing(np.ones(0, int), THRESHOLD), clean, adversarial, grid_masks(0), np.full(0, 20), [], [1],
+                                 lambda *args: {}, ["sal"], 256)
+    assert empty[1].kept.shape == (0,) and empty[1].recovered["sal"].shape == (0,)

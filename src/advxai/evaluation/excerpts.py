@@ -1,46 +1,40 @@
-"""Audio experiments on adversarial excerpts of the singing voice detector (docs/method.md §2.1, §3, §4).
+"""Adversarial excerpts of the singing voice detector and their explanations (docs/method.md §2.1, §3).
 
 * :func:`select_excerpts` draws successfully attacked frames of each song and keeps the
   excerpt pairs whose adversarial prediction reached the target while the clean one did not.
 * :func:`explain_excerpts` runs the explainer engine on log-mel excerpts with the audio settings
   (LIME on class probabilities with audioLIME's kernel; gradient maps of the target logit).
-* :func:`label_flips`, :func:`norm_scores` and :func:`localised` are the label-flip rate, the
-  squared-norm baseline and the localised-perturbation experiment.
 
-Everything after excerpt selection works on log-mel excerpts ``(N, 115, 80)`` (time × mel):
-``X`` clean, ``Δ = X̃ − X`` the perturbation in the log-mel domain (docs/decisions.md §10.5), and a
-refined adversary ``X + M_S ⊙ Δ`` for a segment set ``S``. A target is the class the adversary
-was pushed to: 1 = "no sing → sing", 0 = "sing → no sing"; an input reaches target 1 when
-``P(sing) > τ`` and target 0 when ``P(sing) < τ``.
+Excerpts are log-mel ``(N, 115, 80)`` (time × mel): ``X`` clean, ``X̃`` adversarial, their
+difference the perturbation in the log-mel domain (docs/decisions.md §10.5). A target is the class
+the adversary was pushed to: 1 = "no sing → sing", 0 = "sing → no sing"; the label-flip and
+localised experiments judge excerpts with :class:`advxai.evaluation.flips.ThresholdCrossing`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from .arrays import to_numpy
-from .explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all
-from .explainers.registry import LIME_FAMILY, validate_explainers
-from .metrics import recovered, segment_mask, segment_reduce, top_k
-from .batching import run_batched
-from .seeding import numpy_rng
-from .segments import audio_grid
-from .svds.features import log_mel
-from .svds.model import CONTEXT, EXCERPT_FRAMES, predict_song
+from ..arrays import to_numpy
+from ..batching import run_batched
+from ..explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all
+from ..explainers.registry import LIME_FAMILY, validate_explainers
+from ..seeding import numpy_rng
+from ..segments import audio_grid
+from ..svds.features import log_mel
+from ..svds.model import CONTEXT, EXCERPT_FRAMES, predict_song
+from .flips import reaches_target
 
 SEGMENTATION = "time-frequency"  # name of the audio segmentation in the engine's score dicts
 GRADIENT_AGGREGATION = "mean_abs"  # what the paper reports for gradient explainers (docs/method.md §7)
 
 SongAttack = tuple[str, np.ndarray, np.ndarray, np.ndarray]
 """``(name, clean (T, bins), adversarial padded (T + 114, bins), flipped bool (T,))``."""
-
-Explain = Callable[[torch.Tensor, torch.Tensor, Sequence[str]], dict[str, np.ndarray]]
-"""``(log-mel excerpts (N, 115, 80), targets (N,), ids) -> {explainer: (N, 20) scores}``."""
 
 
 @dataclass(frozen=True)
@@ -72,15 +66,6 @@ class ExcerptSet:
     def delta(self) -> np.ndarray:
         """The perturbation in the log-mel domain, ``Δ = X̃ − X``."""
         return self.adv_logmel - self.clean_logmel
-
-
-def reaches_target(probabilities: np.ndarray, targets: np.ndarray, threshold: float) -> np.ndarray:
-    """Whether each ``P(sing)`` lies on its target's side of ``threshold`` (``>`` for 1, ``<`` for 0)."""
-    probabilities = to_numpy(probabilities)
-    targets = to_numpy(targets)
-    if not np.isin(targets, (0, 1)).all():
-        raise ValueError(f"targets must be 0 or 1, got values {np.unique(targets)}")
-    return np.where(targets == 1, probabilities > threshold, probabilities < threshold)
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -355,183 +340,3 @@ def explain_excerpts(
         name: scores[name][SEGMENTATION]["mean" if name == LIME_FAMILY else GRADIENT_AGGREGATION]
         for name in names
     }
-
-
-def refine(clean: torch.Tensor, delta: torch.Tensor, masks: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
-    """The refined adversary ``X + M_S ⊙ Δ`` of log-mel excerpts ``(N, T, F)`` and selections ``(N, S)``."""
-    return clean + segment_mask(masks, selected)[:, 0].to(clean.dtype) * delta
-
-
-def _as_excerpts(values: torch.Tensor | np.ndarray, name: str, device: torch.device) -> torch.Tensor:
-    tensor = torch.as_tensor(values, dtype=torch.float32, device=device)
-    if tensor.ndim != 3:
-        raise ValueError(f"{name} must be log-mel excerpts (N, frames, mels), got shape {tuple(tensor.shape)}")
-    return tensor
-
-
-def _broadcast_mask(mask: np.ndarray, shape: torch.Size, device: torch.device) -> torch.Tensor:
-    mask = to_numpy(mask)
-    if mask.shape != tuple(shape[1:]):
-        raise ValueError(f"mask of shape {mask.shape} does not match excerpts of shape {tuple(shape)}")
-    return torch.as_tensor(mask, dtype=torch.long, device=device).expand(shape)
-
-
-def label_flip_table(
-    model: nn.Module,
-    clean: torch.Tensor | np.ndarray,
-    delta: torch.Tensor | np.ndarray,
-    targets: np.ndarray,
-    scores: Mapping[str, np.ndarray],
-    mask: np.ndarray,
-    ks: Sequence[int],
-    threshold: float,
-    *,
-    batch_size: int = 256,
-) -> dict[str, np.ndarray]:
-    """Whether the refined adversary with the top-k segments of each score reaches the target.
-
-    Every distinct (item, selected set) pair over all scores and ks is predicted once: e.g. at
-    k = 20 every explainer selects everything and the item costs one forward pass.
-
-    Args:
-        model: the detector in eval mode.
-        clean: ``(N, 115, 80)`` clean log-mel excerpts ``X``.
-        delta: ``(N, 115, 80)`` log-mel perturbations ``Δ``.
-        targets: ``(N,)`` target classes (0 or 1).
-        scores: name (explainer or baseline) → ``(N, S)`` segment scores; the k largest are selected.
-        mask: ``(115, 80)`` segment ids.
-        ks: numbers of segments.
-        threshold: decision threshold τ.
-        batch_size: refined excerpts per forward pass.
-
-    Returns:
-        dict: name → bool ``(len(ks), N)``.
-    """
-    _require_eval(model, "label_flips")
-    device = _device(model)
-    clean_t = _as_excerpts(clean, "clean", device)
-    delta_t = _as_excerpts(delta, "delta", device)
-    if delta_t.shape != clean_t.shape:
-        raise ValueError(f"delta of shape {tuple(delta_t.shape)} does not match clean of shape {tuple(clean_t.shape)}")
-    masks = _broadcast_mask(mask, clean_t.shape, device)
-    targets = to_numpy(targets)
-    n_items, n_ks = clean_t.shape[0], len(ks)
-    if targets.shape != (n_items,):
-        raise ValueError(f"targets must have shape ({n_items},), got {targets.shape}")
-    if not scores or not ks:
-        raise ValueError("label_flips needs at least one score array and one k")
-    n_segments = int(to_numpy(mask).max()) + 1
-    for name, values in scores.items():
-        if np.shape(values) != (n_items, n_segments):
-            raise ValueError(f"scores '{name}' has shape {np.shape(values)}, expected ({n_items}, {n_segments}) for this mask")
-    if n_items == 0:
-        return {name: np.zeros((n_ks, 0), dtype=bool) for name in scores}
-    # one row per (name, k, item), in that order: the item index followed by its selected set
-    selections = np.stack([top_k(values, k) for values in scores.values() for k in ks]).reshape(-1, n_segments)
-    items = np.tile(np.arange(n_items), len(scores) * n_ks)
-    pairs = np.concatenate([items[:, None], selections], axis=1).astype(np.int64)
-    unique_pairs, inverse = np.unique(pairs, axis=0, return_inverse=True)
-    pair_items = torch.as_tensor(unique_pairs[:, 0], device=device)
-    pair_selected = torch.as_tensor(unique_pairs[:, 1:].astype(bool), device=device)
-
-    def probability(rows: torch.Tensor) -> torch.Tensor:
-        chunk = pair_items[rows]
-        refined = refine(clean_t[chunk], delta_t[chunk], masks[chunk], pair_selected[rows])
-        with torch.no_grad():
-            return torch.sigmoid(model(refined)[:, 0])
-
-    rows = torch.arange(len(unique_pairs), device=device)
-    probabilities = run_batched(probability, rows, batch_size).double().cpu().numpy()
-    flipped = reaches_target(probabilities, targets[unique_pairs[:, 0]], threshold)[inverse.reshape(-1)]
-    flipped = flipped.reshape(len(scores), n_ks, n_items)
-    return {name: flipped[position] for position, name in enumerate(scores)}
-
-
-def label_flips(
-    model: nn.Module,
-    clean: torch.Tensor | np.ndarray,
-    delta: torch.Tensor | np.ndarray,
-    targets: np.ndarray,
-    scores: np.ndarray,
-    mask: np.ndarray,
-    ks: Sequence[int],
-    threshold: float,
-    *,
-    batch_size: int = 256,
-) -> np.ndarray:
-    """:func:`label_flip_table` for one score array: bool ``(len(ks), N)``."""
-    return label_flip_table(model, clean, delta, targets, {"scores": scores}, mask, ks, threshold, batch_size=batch_size)["scores"]
-
-
-def norm_scores(delta: torch.Tensor | np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The norm baseline: ``Σ Δ²`` per segment, ``(N, S)`` (docs/method.md §4)."""
-    delta = to_numpy(delta)
-    mask = to_numpy(mask)
-    if delta.ndim != 3 or mask.shape != delta.shape[1:]:
-        raise ValueError(f"delta {delta.shape} must be (N, *mask.shape) with mask {mask.shape}")
-    masks = np.broadcast_to(mask, delta.shape)
-    return segment_reduce(delta[:, None].astype(np.float64) ** 2, masks, int(mask.max()) + 1, "sum")
-
-
-def localised(
-    model: nn.Module,
-    clean: torch.Tensor | np.ndarray,
-    delta: torch.Tensor | np.ndarray,
-    targets: np.ndarray,
-    ids: Sequence[str],
-    *,
-    ks: Sequence[int] = (1, 3, 5),
-    explain: Explain,
-    threshold: float,
-    mask: np.ndarray | None = None,
-    batch_size: int = 256,
-) -> dict[int, dict]:
-    """Localised perturbations: can explainers find the k segments that carry the perturbation?
-
-    For each k, the refined adversary keeps Δ only in the k segments of largest norm
-    (:func:`norm_scores`); those that still reach their target are explained for it, and each
-    explainer's recovered count is ``|S_norm ∩ top-k(scores)|`` (docs/method.md §4).
-
-    Args:
-        model: the detector in eval mode.
-        clean: ``(N, 115, 80)`` clean log-mel excerpts.
-        delta: ``(N, 115, 80)`` log-mel perturbations.
-        targets: ``(N,)`` target classes (0 or 1).
-        ids: ``N`` item ids; the refined input of item ``i`` at ``k`` is explained as
-            ``f"{ids[i]}@k{k}"`` (a distinct item for the seeds).
-        ks: numbers of perturbed segments.
-        explain: ``(inputs, targets, ids) -> {explainer: (n, S) scores}``, largest = most
-            important; it must accept an empty batch (e.g. :func:`explain_excerpts` partially applied).
-        threshold: decision threshold τ.
-        mask: ``(115, 80)`` segment ids (default: :func:`advxai.segments.audio_grid`).
-        batch_size: refined excerpts per forward pass.
-
-    Returns:
-        dict: ``k → {"kept": bool (N,), "probability": (N,) P(sing) of the refined input,
-        "recovered": {explainer: (n_kept,) int counts in 0..k}}``.
-    """
-    _require_eval(model, "localised")
-    device = _device(model)
-    clean_t = _as_excerpts(clean, "clean", device)
-    delta_t = _as_excerpts(delta, "delta", device)
-    if mask is None:
-        mask = audio_grid(clean_t.shape[1], clean_t.shape[2])
-    masks = _broadcast_mask(mask, clean_t.shape, device)
-    targets = to_numpy(targets)
-    if targets.shape != (clean_t.shape[0],) or len(ids) != clean_t.shape[0]:
-        raise ValueError(f"targets {targets.shape} and ids ({len(ids)}) must have {clean_t.shape[0]} entries")
-    norms = norm_scores(delta_t, mask)
-    results: dict[int, dict] = {}
-    for k in ks:
-        truth = top_k(norms, k)
-        refined = refine(clean_t, delta_t, masks, torch.as_tensor(truth, device=device))
-        probability = sing_probability(model, refined, batch_size)
-        kept = reaches_target(probability, targets, threshold)
-        rows = np.flatnonzero(kept)
-        scores = explain(refined[torch.as_tensor(rows, device=device)], torch.as_tensor(targets[rows]), [f"{ids[i]}@k{k}" for i in rows])
-        results[k] = {
-            "kept": kept,
-            "probability": probability,
-            "recovered": {name: recovered(truth[rows], top_k(values, k)) for name, values in scores.items()},
-        }
-    return results

@@ -1,0 +1,22 @@
+"""The evaluation of explainers against adversarial ground truth, written once for both domains.
+
+A domain supplies its inputs (clean and adversarial, with segment id maps), its model's forward
+pass, its flip test (:mod:`.flips`) and, for the localised experiment, its explain function; the
+algorithms here are the same for images and audio (docs/method.md §4, §8):
+
+* :mod:`.selection`: top-k selections, segment masks, hybrids (refined adversaries), recovered counts;
+* :mod:`.baselines`: the perturbation-magnitude baselines (the audio norm baseline is their sum);
+* :mod:`.flips`: the two flip tests, argmax change (images) and P(sing) crossing τ (audio);
+* :mod:`.labelflip`: label flips of every ranking at every k, each distinct hybrid predicted once;
+* :mod:`.localised`: the localised-perturbation experiment;
+* :mod:`.subsets`: seeded evaluation subsets;
+* :mod:`.excerpts`: adversarial excerpt pairs of the singing voice detector and their explanations.
+
+No module here reads or writes files; the stages in :mod:`advxai.stages` do.
+"""
+
+from .flips import ClassChange, FlipTest, ThresholdCrossing
+from .labelflip import k_settings, label_flips
+from .localised import LocalisedResult, localised_experiment
+
+__all__ = ["ClassChange", "FlipTest", "LocalisedResult", "ThresholdCrossing", "k_settings", "label_flips", "localised_experiment"]

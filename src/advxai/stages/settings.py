@@ -1,0 +1,258 @@
+"""Typed settings of the stages, built from a rule's ``params`` (workflow/rules/common.smk builds them).
+
+Each dataclass names the config section its values come from. :meth:`StageSettings.from_params`
+takes exactly the keys it needs and fails with the missing key's config name; there are no
+silent defaults. :meth:`StageSettings.as_params` is what the stage records as provenance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar, Mapping, Sequence, TypeVar
+
+from ..names import ENSEMBLES, FAMILIES, GRADIENT_METHODS, LIME_FAMILY
+
+Settings = TypeVar("Settings", bound="StageSettings")
+
+
+def missing_key(section: str, key: str) -> ValueError:
+    return ValueError(f"params: missing key '{section}.{key}' (the rule's params must carry it; see workflow/rules/common.smk)")
+
+
+def take(params: Mapping[str, Any], section: str, keys: Sequence[str]) -> dict[str, Any]:
+    """``keys`` of ``params``; the first missing one raises :func:`missing_key`."""
+    for key in keys:
+        if key not in params:
+            raise missing_key(section, key)
+    return {key: params[key] for key in keys}
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """Base of the settings: every field is a required key of the rule's params."""
+
+    SECTION: ClassVar[str]
+
+    @classmethod
+    def required(cls, params: Mapping[str, Any]) -> list[str]:
+        """The keys these params must carry (every field; subclasses with variants narrow it)."""
+        return [field.name for field in fields(cls)]
+
+    @classmethod
+    def from_params(cls: type[Settings], params: Mapping[str, Any]) -> Settings:
+        return cls(**take(params, cls.SECTION, cls.required(params)))
+
+    def as_params(self) -> dict[str, Any]:
+        """The settings as provenance (unset variant fields left out)."""
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+
+# ------------------------------------------------------------------------------------ images
+@dataclass(frozen=True)
+class ModelSpec(StageSettings):
+    """What identifies a model's weights and preprocessing (``image.models.<label>``)."""
+
+    SECTION = "image.models.<label>"
+    architecture: str
+    weights: str | None
+    resize: int
+    crop: int
+
+
+@dataclass(frozen=True)
+class ShardSettings(StageSettings):
+    """Which manifest rows a shard holds and how they are resized and cropped."""
+
+    SECTION = "image"
+    dataset: str
+    max_images: int | None
+    shard_size: int
+    shard: int
+    resize: int
+    crop: int
+
+
+@dataclass(frozen=True)
+class PgdSettings(StageSettings):
+    """Targeted PGD of one model (docs/method.md §5.3)."""
+
+    SECTION = "image.pgd"
+    epsilon: float
+    step_size: float
+    steps: int
+    early_stop: bool
+    seed: int
+
+
+@dataclass(frozen=True)
+class SubsetSettings(StageSettings):
+    """The evaluation subsets of one model (docs/decisions.md §10.10)."""
+
+    SECTION = "image.subset"
+    fraction: float
+    localised_fraction: float
+    seed: int
+    model: str
+
+
+@dataclass(frozen=True)
+class SegmentationSettings(StageSettings):
+    """4×4 rectangles (``grid``) or SLIC (``n_segments``, ``compactness``, ``sigma``)."""
+
+    SECTION = "image.<rect|slic>"
+    method: str
+    grid: int | None = None
+    n_segments: int | None = None
+    compactness: float | None = None
+    sigma: float | None = None
+
+    @classmethod
+    def required(cls, params: Mapping[str, Any]) -> list[str]:
+        method = take(params, cls.SECTION, ["method"])["method"]
+        if method not in ("rect", "slic"):
+            raise ValueError(f"params: segmentation method '{method}' is neither rect nor slic")
+        return ["method", "grid"] if method == "rect" else ["method", "n_segments", "compactness", "sigma"]
+
+
+@dataclass(frozen=True)
+class ExplainerSettings(StageSettings):
+    """The explainer settings of ``image.explain`` that a set of explainers uses."""
+
+    SECTION = "image.explain"
+    lime_samples: int | None = None
+    lime_kernel_width: float | None = None
+    noise_samples: int | None = None
+    noise_std: float | None = None
+    ig_steps: int | None = None
+
+    @staticmethod
+    def keys_for(explainers: Sequence[str]) -> list[str]:
+        """LIME needs its samples and kernel width, ensembles their noise, IG its steps."""
+        methods = {name.partition("-")[0] for name in explainers}  # "ig-sg" -> method "ig", ensemble "sg"
+        keys = ["lime_samples", "lime_kernel_width"] if LIME_FAMILY in methods else []
+        if any(name.partition("-")[2] in ENSEMBLES for name in explainers):
+            keys += ["noise_samples", "noise_std"]
+        if GRADIENT_METHODS["ig"] in methods:
+            keys.append("ig_steps")
+        return keys
+
+
+@dataclass(frozen=True)
+class ExplainFamilySettings(StageSettings):
+    """One explanation job: a gradient family, LIME on one segmentation, or the extra explainers."""
+
+    SECTION = "image.explain"
+    family: str
+    explainers: tuple[str, ...]
+    seed: int
+    keep_attributions: bool
+    segmentations: tuple[str, ...]
+    explainer: ExplainerSettings
+    extra: tuple[Mapping[str, Any], ...] = ()
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> ExplainFamilySettings:
+        base = take(params, cls.SECTION, ["family", "explainers", "seed", "keep_attributions", "segmentations"])
+        family = base["family"]
+        if family.startswith("lime_"):
+            explainers = [LIME_FAMILY]
+        elif family == "extra":
+            explainers = []
+        elif family in FAMILIES:
+            explainers = list(base["explainers"])
+        else:
+            raise ValueError(f"params: unknown explanation family '{family}'")
+        extra = tuple(take(params, "image.extra_explainers", ["extra"])["extra"]) if family == "extra" else ()
+        explainer = ExplainerSettings(**take(params, cls.SECTION, ExplainerSettings.keys_for(explainers)))
+        return cls(family=family, explainers=tuple(base["explainers"]), seed=base["seed"], keep_attributions=base["keep_attributions"],
+                   segmentations=tuple(base["segmentations"]), explainer=explainer, extra=extra)
+
+    def as_params(self) -> dict[str, Any]:
+        params = {key: value for key, value in super().as_params().items() if key not in ("explainer", "extra")}
+        return {**params, **self.explainer.as_params(), **({"extra": list(self.extra)} if self.family == "extra" else {})}
+
+
+@dataclass(frozen=True)
+class LabelflipSettings(StageSettings):
+    """Label flips of one segmentation: the fixed k, the k sweep and the fraction sweep."""
+
+    SECTION = "image.labelflip"
+    segmentation: str
+    k: int
+    ks: tuple[int, ...]
+    fractions: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class LocalisedSettings(StageSettings):
+    """The localised experiment of one segmentation and the explainers it re-runs."""
+
+    SECTION = "image.localised"
+    segmentation: str
+    ks: tuple[int, ...]
+    explainers: tuple[str, ...]
+    extra: tuple[Mapping[str, Any], ...]
+    seed: int
+    explainer: ExplainerSettings
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> LocalisedSettings:
+        base = take(params, cls.SECTION, ["segmentation", "ks", "explainers", "extra", "seed"])
+        explainer = ExplainerSettings(**take(params, "image.explain", ExplainerSettings.keys_for(base["explainers"])))
+        return cls(segmentation=base["segmentation"], ks=tuple(base["ks"]), explainers=tuple(base["explainers"]), extra=tuple(base["extra"]),
+                   seed=base["seed"], explainer=explainer)
+
+    def as_params(self) -> dict[str, Any]:
+        params = {key: value for key, value in super().as_params().items() if key != "explainer"}
+        return {**params, "extra": list(self.extra), **self.explainer.as_params()}
+
+
+# ------------------------------------------------------------------------------------ audio
+@dataclass(frozen=True)
+class CorpusSettings(StageSettings):
+    SECTION = "audio.synthetic"
+    songs: Mapping[str, int]
+    seconds: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class TrainSettings(StageSettings):
+    SECTION = "audio.train"
+    epochs: int
+    batches_per_epoch: int
+    batch_size: int
+    lr: float
+    lr_decay: float
+    augment: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class AttackSettings(StageSettings):
+    SECTION = "audio.attack"
+    alpha: float
+    epsilon: float
+    lr: float
+    max_iter: int
+
+
+@dataclass(frozen=True)
+class ExcerptSettings(StageSettings):
+    SECTION = "audio.excerpts"
+    per_song: int
+    max_draws: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class AudioExplainSettings(StageSettings):
+    """The audio explainers and their settings (audio LIME follows audioLIME, docs/method.md §3)."""
+
+    SECTION = "audio.explain"
+    explainers: tuple[str, ...]
+    lime_samples: int
+    lime_kernel_width: float
+    noise_samples: int
+    noise_std: float
+    ig_steps: int
+    seed: int
