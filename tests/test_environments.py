@@ -133,3 +133,16 @@ def test_snakemake_lint_finds_nothing(configs):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "Lints for" not in output and "good condition" in output
+
+
+def test_job_threads_hold_whether_torch_loads_before_or_after():
+    """runtime.set_threads limits torch to one thread when torch is already loaded and when it loads later (report jobs never load it)."""
+    import subprocess
+    import sys
+
+    later = "import sys, advxai.runtime as r; r.set_threads(1); assert 'torch' not in sys.modules; import torch; print(torch.get_num_threads())"
+    before = "import torch, advxai.runtime as r; r.set_threads(1); print(torch.get_num_threads())"
+    for code in (later, before):
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.strip() == "1"

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import sys
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-import torch
+if TYPE_CHECKING:  # torch loads only in jobs that use it: the report jobs run without it
+    import torch
 
 
 def resolve_device(device: str) -> torch.device:
     """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
@@ -19,10 +24,19 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def set_threads(threads: int) -> None:
+    """Torch's intra-op threads: set now if torch is loaded, else through the environment its import reads."""
+    threads = max(1, int(threads))
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    else:
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+
+
 @contextlib.contextmanager
 def job(log_path: str | None, threads: int = 1) -> Iterator[logging.Logger]:
     """Redirect stdout/stderr (tqdm progress included) to ``log_path`` and set torch's threads."""
-    torch.set_num_threads(max(1, int(threads)))
+    set_threads(threads)
     if not log_path:
         yield logging.getLogger("advxai")
         return
