@@ -523,7 +523,9 @@ def main() -> None:
     # captum repeats these on every call; they say nothing about speed or results
     warnings.filterwarnings("ignore", message=".*(gradient_mask|Setting backward hooks|non-full backward hook).*")
     warnings.filterwarnings("ignore", category=UserWarning, module="captum")
-    device = torch.device(args.device)
+    from advxai.runtime import use_device
+
+    device = use_device(args.device)  # exact float32 on CUDA, as in the workflow's jobs
     torch.manual_seed(args.seed)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
           + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""))

@@ -12,6 +12,7 @@
 #   unit     the pytest tests marked cuda, except the end-to-end ones
 #   bench    benchmarks/explain_bench.py on the device (paper settings; the SUMMARY lines)
 #   startup  benchmarks/job_startup.py (import time per job type)
+#   determinism  benchmarks/cuda_determinism.py (rerun, batch position and batch size: bitwise?)
 #   cudaflow the end-to-end cuda tests (three runs of the test preset)
 # Logs and summary.tsv go to $OUT (default gpu_check_out/). Environment knobs (for a CPU dry run):
 #   GPU_CHECK_DEVICE   cuda (default) or cpu      GPU_CHECK_STEPS    the steps to run (default: all, in order)
@@ -26,7 +27,7 @@ ROOT=$PWD
 WHEELS="${1:-.whl}"
 OUT="${OUT:-$ROOT/gpu_check_out}"
 DEVICE="${GPU_CHECK_DEVICE:-cuda}"
-STEPS="${GPU_CHECK_STEPS:-env preset default unit bench startup cudaflow}"
+STEPS="${GPU_CHECK_STEPS:-env preset default unit bench startup determinism cudaflow}"
 BUDGET="${GPU_CHECK_BUDGET:-560}"
 CORES="${GPU_CHECK_CORES:-all}"
 DEFAULT_CONFIGS="${GPU_CHECK_DEFAULT_CONFIGS:-config.yaml}"
@@ -112,6 +113,7 @@ run_step unit 100 "${PYTEST[@]}" -m "cuda and not workflow" tests/test_cuda.py
 run_step bench 300 "$PYTHON" benchmarks/explain_bench.py --device "$DEVICE" $BENCH_ARGS
 # shellcheck disable=SC2086
 run_step startup 60 "$PYTHON" benchmarks/job_startup.py --repeats 1 --json "$OUT/startup.json" $STARTUP_SCRIPTS
+run_step determinism 60 "$PYTHON" benchmarks/cuda_determinism.py --device "$DEVICE"
 run_step cudaflow 400 "${PYTEST[@]}" -s -m "cuda and workflow" tests/test_cuda.py
 
 echo "== summary (device $DEVICE, $(( $(date +%s) - STARTED )) s in all)"

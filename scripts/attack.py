@@ -11,5 +11,5 @@ with runtime.job(snakemake.log[0], snakemake.threads):
         model=ModelSpec.from_params(snakemake.params.model),
         pgd=PgdSettings.from_params(snakemake.params.pgd),
         batch_size=snakemake.params.batch_size,
-        device=runtime.resolve_device(snakemake.params.device),
+        device=runtime.use_device(snakemake.params.device),
     )

@@ -5,4 +5,4 @@ from advxai.stages.settings import AttackSettings
 
 with runtime.job(snakemake.log[0], snakemake.threads):
     attack(snakemake.input.detector, snakemake.input.evaluation, snakemake.input.test, snakemake.output[0],
-           settings=AttackSettings.from_params(snakemake.params.attack), device=runtime.resolve_device(snakemake.params.device))
+           settings=AttackSettings.from_params(snakemake.params.attack), device=runtime.use_device(snakemake.params.device))

@@ -5,4 +5,4 @@ from advxai.stages.settings import ExcerptSettings
 
 with runtime.job(snakemake.log[0], snakemake.threads):
     select(snakemake.input.detector, snakemake.input.evaluation, snakemake.input.test, snakemake.input.adversaries, snakemake.output[0],
-           excerpts=ExcerptSettings.from_params(snakemake.params.excerpts), device=runtime.resolve_device(snakemake.params.device))
+           excerpts=ExcerptSettings.from_params(snakemake.params.excerpts), device=runtime.use_device(snakemake.params.device))

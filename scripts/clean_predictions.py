@@ -9,5 +9,5 @@ with runtime.job(snakemake.log[0], snakemake.threads):
         snakemake.output[0],
         model=ModelSpec.from_params(snakemake.params.model),
         batch_size=snakemake.params.batch_size,
-        device=runtime.resolve_device(snakemake.params.device),
+        device=runtime.use_device(snakemake.params.device),
     )

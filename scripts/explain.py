@@ -12,5 +12,5 @@ with runtime.job(snakemake.log[0], snakemake.threads):
         model=ModelSpec.from_params(snakemake.params.model),
         explain=explain,
         batch_size=snakemake.params.batch_size,
-        device=runtime.resolve_device(snakemake.params.device),
+        device=runtime.use_device(snakemake.params.device),
     )

@@ -12,5 +12,5 @@ with runtime.job(snakemake.log[0], snakemake.threads):
         model=ModelSpec.from_params(snakemake.params.model),
         labelflip=LabelflipSettings.from_params(snakemake.params.labelflip),
         batch_size=snakemake.params.batch_size,
-        device=runtime.resolve_device(snakemake.params.device),
+        device=runtime.use_device(snakemake.params.device),
     )

@@ -77,3 +77,21 @@ def test_other_tensor_inputs(strict_host):
     )
     scores = aggregate(torch.ones(1, 1, 2, 2), torch.tensor([[[0, 0], [1, 1]]]), 2)
     np.testing.assert_array_equal(scores["mean"], [[1.0, 1.0]])
+
+
+
+def test_use_device_changes_no_cuda_setting_on_the_cpu():
+    from advxai.runtime import use_device
+
+    flags = lambda: (torch.backends.cudnn.allow_tf32, torch.backends.cudnn.deterministic, torch.backends.cuda.matmul.allow_tf32)
+    before = flags()
+    assert use_device("cpu") == torch.device("cpu")
+    assert flags() == before
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without a GPU")
+def test_use_device_cuda_without_a_gpu_names_the_config_key():
+    from advxai.runtime import use_device
+
+    with pytest.raises(RuntimeError, match="config key 'device' is 'cuda'"):
+        use_device("cuda")

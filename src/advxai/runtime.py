@@ -1,4 +1,4 @@
-"""What every workflow job does first: log to its log file, size its threads, pick its device."""
+"""What every workflow job does first: log to its log file, size its threads, set up its device."""
 
 from __future__ import annotations
 
@@ -22,6 +22,24 @@ def resolve_device(device: str) -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("config key 'device' is 'cuda' but no CUDA device is visible")
     return torch.device(device)
+
+
+def use_device(device: str) -> torch.device:
+    """The job's device (:func:`resolve_device`), with exact and repeatable float32 arithmetic on CUDA.
+
+    PyTorch's CUDA defaults let cuDNN convolutions run in TF32 (a 10-bit mantissa) and pick
+    kernels whose sums vary from run to run and with a row's position in the batch: on an H100,
+    two identical gradient passes differed by up to 2e-6 (relative), which a PGD sign step turns
+    into a whole step. Every job therefore turns TF32 off and uses cuDNN's deterministic kernels,
+    so a row's values do not depend on its shard or its position (docs/cuda.md, docs/exactness.md).
+    """
+    resolved = resolve_device(device)
+    if resolved.type == "cuda":
+        import torch
+
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    return resolved
 
 
 def set_threads(threads: int) -> None:
