@@ -64,6 +64,14 @@ def test_wrong_type_is_named():
     assert "shard_size" in _invalid(lambda c: c["image"].update(shard_size="eight"))
 
 
+def test_batch_size_is_a_number_or_auto():
+    config = load("config.yaml")
+    config["image"]["batch_size"] = "auto"
+    validate(config, schema=SCHEMA)
+    assert "batch_size" in _invalid(lambda c: c["image"].update(batch_size="fast"))
+    assert "batch_size" in _invalid(lambda c: c["image"].update(batch_size=0))
+
+
 def test_unknown_explainer_is_named():
     assert "saliency-xx" in _invalid(lambda c: c["image"]["explainers"].append("saliency-xx"))
 

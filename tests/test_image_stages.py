@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import h5py
 import numpy as np
 import pytest
 import torch
 
+from advxai.batching import CPU_CANDIDATES
 from advxai.data.images import to_model_input
 from advxai.evaluation.labelflip import k_settings
 from advxai.evaluation.subsets import subset_size
+from advxai.stages import image as image_stages
 from advxai.stages.image import ShardFiles, draw_subsets, labelflip_shard, localised_shard, segment_shard
 from advxai.stages.settings import ExplainerSettings, ExplainFamilySettings, LabelflipSettings, LocalisedSettings, ModelSpec, SegmentationSettings, SubsetSettings
 from advxai.segments import slic
-from advxai.store import ProvenanceError, read_h5, require_params, write_h5
+from advxai.store import BatchCheckpoint, ProvenanceError, read_h5, require_params, write_h5
 from advxai.report.tables import slic_segments_table
 
 
@@ -169,3 +172,36 @@ def test_table6_counts_the_slic_segments_of_every_successful_adversary(tmp_path)
     table = slic_segments_table({"m": [paths["segments"]]})
     assert table.n.tolist() == [3]
     assert table["mean"].iloc[0] == pytest.approx(np.mean(expected)) and table["max"].iloc[0] == max(expected)
+
+
+# ------------------------------------------------------------------ batch_size: auto
+def test_auto_batch_size_is_measured_recorded_and_gives_the_results_of_a_fixed_size(tmp_path):
+    shard, segments_file = _planted_shard(tmp_path, [HALVES, QUADRANTS, HALVES])
+    params = {"explainers": ["sal", "lime"], "extra": [], "ks": [1, 3], "segmentation": "slic", "seed": 0, "lime_samples": 8, "lime_kernel_width": 0.25}
+    outputs = {setting: str(tmp_path / f"localised-{setting}.h5") for setting in (4, "auto")}
+    for setting, output in outputs.items():
+        localised_shard(shard, segments_file, output, model=PLANTED, localised=LocalisedSettings.from_params(params), batch_size=setting,
+                        device=torch.device("cpu"))
+    with h5py.File(outputs["auto"]) as handle:
+        assert handle.attrs["batch_size"] in CPU_CANDIDATES
+    fixed, auto = read_h5(outputs[4]), read_h5(outputs["auto"])
+    assert fixed.keys() == auto.keys()
+    for name in fixed:
+        np.testing.assert_array_equal(auto[name], fixed[name], err_msg=name)  # the planted model's decisions do not depend on the batch
+
+
+def test_a_resumed_auto_job_keeps_the_batch_size_it_measured_first(tmp_path, monkeypatch):
+    shard, segments_file = _planted_shard(tmp_path, [HALVES, QUADRANTS])
+    output = str(tmp_path / "localised.h5")
+    settings = LocalisedSettings.from_params({"explainers": ["sal"], "extra": [], "ks": [1], "segmentation": "slic", "seed": 0})
+    checkpoint = BatchCheckpoint(output, {"model": PLANTED.as_params(), "localised": settings.as_params()})
+    assert checkpoint.kept("batch_size", lambda: 2) == 2  # what the killed run measured
+
+    def measure_again(*args, **kwargs):
+        raise AssertionError("a resumed job must not measure again")
+
+    monkeypatch.setattr(image_stages, "choose_batch_size", measure_again)
+    localised_shard(shard, segments_file, output, model=PLANTED, localised=settings, batch_size="auto", device=torch.device("cpu"))
+    with h5py.File(output) as handle:
+        assert handle.attrs["batch_size"] == 2
+    assert not checkpoint.path.exists()

@@ -99,3 +99,10 @@ def test_batch_checkpoint_with_other_params_starts_afresh(tmp_path):
     calls: list[int] = []
     BatchCheckpoint(output, {"p": 2}).run(4, 2, _compute(calls))
     assert calls == [0, 2]
+
+
+def test_batch_checkpoint_keeps_a_decided_value_until_its_params_change(tmp_path):
+    output = tmp_path / "out.h5"
+    assert BatchCheckpoint(output, {"p": 1}).kept("batch_size", lambda: 16) == 16
+    assert BatchCheckpoint(output, {"p": 1}).kept("batch_size", lambda: 4) == 16  # a resumed job
+    assert BatchCheckpoint(output, {"p": 2}).kept("batch_size", lambda: 4) == 4  # other params: decided afresh

@@ -63,9 +63,14 @@ def gpu_share(device: str, footprint_gib: float) -> int:
     memory = local_gpu_memory_gib()
     if memory is None:
         return GPU_SHARE
-    return min(GPU_SHARE, max(GPU_SHARE // MAX_JOBS_PER_GPU, math.ceil(GPU_SHARE * footprint_gib / memory)))
+    return max(GPU_SHARE // MAX_JOBS_PER_GPU, math.ceil(min(GPU_SHARE, GPU_SHARE * footprint_gib / memory)))
 
 
-def image_footprint_gib(batch_size: int, crop: int) -> float:
-    """GPU memory of an image model job: the CUDA context plus a batch's activations at ``crop`` px."""
+def image_footprint_gib(batch_size: int | str, crop: int) -> float:
+    """GPU memory of an image model job: the CUDA context plus a batch's activations at ``crop`` px.
+
+    ``batch_size: auto`` sizes the batch to the GPU's free memory, so such a job holds the whole GPU.
+    """
+    if batch_size == "auto":
+        return math.inf
     return CUDA_CONTEXT_GIB + batch_size * (crop / 224) ** 2 * IMAGE_GIB_PER_IMAGE_224

@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 from tqdm import tqdm
@@ -223,6 +223,22 @@ class BatchCheckpoint:
             group.attrs["order"] = json.dumps(list(arrays))
             group.attrs["complete"] = True
             handle.flush()
+
+    def kept(self, name: str, decide: Callable[[], int]) -> int:
+        """A number decided once per job, such as a measured batch size.
+
+        The value a killed run of this job decided, from the side file; else ``decide()``, saved
+        there, so that a resumed job continues with the value (and so the batches) it began with.
+        """
+        key = f"kept:{name}"
+        if self.path.exists():
+            with h5py.File(self.path, "r") as handle:
+                if key in handle.attrs:
+                    return int(handle.attrs[key])
+        value = int(decide())
+        with self._open("a") as handle:
+            handle.attrs[key] = value
+        return value
 
     def run(self, n_items: int, batch_size: int, compute) -> dict[str, np.ndarray]:
         """``compute(slice)`` for consecutive batches, reusing finished ones; results concatenated.

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from .. import segments
 from ..attacks.pgd import draw_targets, targeted_pgd
+from ..batching import choose_batch_size
 from ..data.image_items import locate, read_image_manifest
 from ..data.images import load_image, pixel_bounds, preprocess, to_model_input
 from ..evaluation.baselines import magnitude_scores
@@ -106,9 +107,30 @@ def build_image_shard(manifest: str, root: str | None, output: str, settings: Sh
     )
 
 
-def clean_predictions(images_path: str, output: str, *, model: ModelSpec, batch_size: int, device: torch.device) -> None:
+def job_batch_size(
+    setting: int | str, bundle: ModelBundle, device: torch.device, *, backward: bool, checkpoint: BatchCheckpoint | None = None,
+) -> int:
+    """Rows per model pass: ``image.batch_size`` if it is a number, else (``auto``) measured for this job.
+
+    ``auto`` sizes the batch to the device (:func:`~advxai.batching.choose_batch_size`; docs/exactness.md):
+    for a forward and backward pass where ``backward``, else a forward. A job with a checkpoint
+    keeps the size it measured first, so that a resumed job continues in the same batches.
+    """
+    if setting != "auto":
+        return int(setting)
+
+    def measure() -> int:
+        return choose_batch_size("auto", bundle.module, (3, bundle.input_size, bundle.input_size), device, backward=backward)
+
+    size = checkpoint.kept("batch_size", measure) if checkpoint is not None else measure()
+    log.info("batch_size auto: %d rows per pass", size)
+    return size
+
+
+def clean_predictions(images_path: str, output: str, *, model: ModelSpec, batch_size: int | str, device: torch.device) -> None:
     """Clean top-1 and top-5 predictions of one shard."""
     bundle = model_from_spec(model, device)
+    batch_size = job_batch_size(batch_size, bundle, device, backward=False)
     images = read_h5(images_path)
     logits = predict(bundle.module, to_model_input(images["images"]).to(device), batch_size)
     top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices.cpu().numpy()
@@ -117,10 +139,11 @@ def clean_predictions(images_path: str, output: str, *, model: ModelSpec, batch_
         {"ids": images["ids"], "labels": images["labels"], "top1": top5[:, 0], "top5": top5},
         stage="clean_predictions",
         params={"model": model.as_params()},
+        attrs={"batch_size": batch_size},
     )
 
 
-def attack_shard(images_path: str, clean_path: str, output: str, *, model: ModelSpec, pgd: PgdSettings, batch_size: int, device: torch.device) -> None:
+def attack_shard(images_path: str, clean_path: str, output: str, *, model: ModelSpec, pgd: PgdSettings, batch_size: int | str, device: torch.device) -> None:
     """Targeted PGD on every image of the shard, in resumable batches (docs/method.md §5.3)."""
     bundle = model_from_spec(model, device)
     require_params(clean_path, {"model": model.as_params()})
@@ -130,6 +153,8 @@ def attack_shard(images_path: str, clean_path: str, output: str, *, model: Model
     targets = draw_targets(pgd.seed, list(ids), clean["top1"], bundle.n_classes)
     lower, upper = (b.to(device) for b in pixel_bounds())
     params = {"model": model.as_params(), "pgd": pgd.as_params()}
+    checkpoint = BatchCheckpoint(output, params)
+    batch_size = job_batch_size(batch_size, bundle, device, backward=True, checkpoint=checkpoint)
 
     def attack(batch: slice) -> dict[str, np.ndarray]:
         x = to_model_input(images["images"][batch]).to(device)
@@ -145,7 +170,6 @@ def attack_shard(images_path: str, clean_path: str, output: str, *, model: Model
             "final_prediction": result.final_predictions,
         }
 
-    checkpoint = BatchCheckpoint(output, params)
     done = checkpoint.run(len(ids), batch_size, attack)
     write_h5(
         output,
@@ -153,6 +177,7 @@ def attack_shard(images_path: str, clean_path: str, output: str, *, model: Model
         stage="attack",
         params=params,
         seeds={"seed": pgd.seed, "stage": "pgd-target"},
+        attrs={"batch_size": batch_size},
     )
     checkpoint.remove()
 
@@ -258,7 +283,7 @@ def subset_inputs(
 
 def explain_shard(
     shard: ShardFiles, segment_files: Mapping[str, str], output: str, *, model: ModelSpec, explain: ExplainFamilySettings,
-    batch_size: int, device: torch.device,
+    batch_size: int | str, device: torch.device,
 ) -> None:
     """One explanation family on the shard's label-flip subset, explaining the adversarial prediction.
 
@@ -268,9 +293,11 @@ def explain_shard(
     ids, data, masks, counts = subset_inputs(shard, "labelflip", model, segment_files)
     if explain.family == "gbp" and len(ids):
         log.info("guided activations: %s", audit_guided_activations(bundle.module, data["adversarial"][:1].to(device)))
-    settings = engine_settings(explain.explainer, explain.seed, batch_size)
     builtin = [] if explain.family == "extra" else list(explain.explainers)
     params = {"model": model.as_params(), "explain": explain.as_params()}
+    checkpoint = BatchCheckpoint(output, params)
+    batch_size = job_batch_size(batch_size, bundle, device, backward=True, checkpoint=checkpoint)
+    settings = engine_settings(explain.explainer, explain.seed, batch_size)
 
     def run(batch: slice) -> dict[str, np.ndarray]:
         pixel_maps: dict[str, np.ndarray] | None = {} if explain.keep_attributions else None
@@ -282,10 +309,9 @@ def explain_shard(
         log.info("explained %d images with %s", batch.stop - batch.start, list(explain.explainers))
         return {**flatten_scores(_pad_scores(scores, counts)), **{f"attributions/{e}": m for e, m in (pixel_maps or {}).items()}}
 
-    checkpoint = BatchCheckpoint(output, params)
     arrays = checkpoint.run(len(ids), batch_size, run) if len(ids) else {}
     write_h5(output, {"ids": np.array(ids, dtype=str), "targets": data["adversarial_prediction"], **arrays}, stage="explain", params=params,
-             seeds={"seed": explain.seed, "stages": ["noise", "lime"]})
+             seeds={"seed": explain.seed, "stages": ["noise", "lime"]}, attrs={"batch_size": batch_size})
     checkpoint.remove()
 
 
@@ -314,10 +340,11 @@ def read_rankings(explanation_paths: Sequence[str], segmentation: str, ids: Sequ
 
 def labelflip_shard(
     shard: ShardFiles, segments_file: str, explanation_files: Sequence[str], output: str, *, model: ModelSpec, labelflip: LabelflipSettings,
-    batch_size: int, device: torch.device,
+    batch_size: int | str, device: torch.device,
 ) -> None:
     """Did adding back only the top-k segments flip the clean prediction? Every ranking, every k (docs/method.md §8.1–8.2)."""
     bundle = model_from_spec(model, device)
+    batch_size = job_batch_size(batch_size, bundle, device, backward=False)
     segmentation = labelflip.segmentation
     ids, data, masks, counts = subset_inputs(shard, "labelflip", model, {segmentation: segments_file})
     masks, counts = masks[segmentation], counts[segmentation]
@@ -342,20 +369,23 @@ def labelflip_shard(
          "fewer_segments": fewer_segments, **arrays},
         stage="labelflip",
         params={"model": model.as_params(), "labelflip": labelflip.as_params()},
+        attrs={"batch_size": batch_size},
     )
 
 
 def localised_shard(
-    shard: ShardFiles, segments_file: str, output: str, *, model: ModelSpec, localised: LocalisedSettings, batch_size: int, device: torch.device,
+    shard: ShardFiles, segments_file: str, output: str, *, model: ModelSpec, localised: LocalisedSettings, batch_size: int | str, device: torch.device,
 ) -> None:
     """Keep only the top-k magnitude segments of the perturbation, explain what still flips, count recovered segments (docs/method.md §8.3)."""
     bundle = model_from_spec(model, device)
     segmentation = localised.segmentation
     ids, data, masks, counts = subset_inputs(shard, "localised", model, {segmentation: segments_file})
     masks, counts = masks[segmentation], counts[segmentation]
-    settings = engine_settings(localised.explainer, localised.seed, batch_size)
     names = list(localised.explainers) + [e["name"] for e in localised.extra]
     params = {"model": model.as_params(), "localised": localised.as_params()}
+    checkpoint = BatchCheckpoint(output, params)
+    batch_size = job_batch_size(batch_size, bundle, device, backward=True, checkpoint=checkpoint)
+    settings = engine_settings(localised.explainer, localised.seed, batch_size)
 
     def explain_refined(inputs: torch.Tensor, classes: torch.Tensor, item_ids: Sequence[str], item_masks: torch.Tensor, n_segments: np.ndarray):
         # §10.8: every explainer, LIME included, ranks by mean_abs here, as the authors' runner did
@@ -376,7 +406,7 @@ def localised_shard(
             out.update({f"k{k}/recovered/{name}": values for name, values in result.recovered.items()})
         return out
 
-    checkpoint = BatchCheckpoint(output, params)
     arrays = checkpoint.run(len(ids), batch_size, run) if len(ids) else {}
-    write_h5(output, {"ids": np.array(ids, dtype=str), "ks": np.array(localised.ks), **arrays}, stage="localised", params=params)
+    write_h5(output, {"ids": np.array(ids, dtype=str), "ks": np.array(localised.ks), **arrays}, stage="localised", params=params,
+             attrs={"batch_size": batch_size})
     checkpoint.remove()
