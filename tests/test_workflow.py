@@ -153,15 +153,17 @@ def adversary_arrays(workdir: Path) -> dict[str, np.ndarray]:
 SHARD_TEST_EXPLAINERS = ["lime", "ig-sg", "gbp-vg"]  # LIME, and an ensemble of IG and of GBP
 
 
-def test_shard_size_does_not_change_results(run, tmp_path):
-    """Shard size 1, the edge where an image is attacked and explained alone, against the run's 2
-    at the same batch size: bitwise equal (the resume test below runs one shard of 4).
+@pytest.mark.parametrize("shard_size", [1, 3])
+def test_shard_size_does_not_change_results(run, tmp_path, shard_size):
+    """Shard sizes 1 (every image attacked and explained alone) and 3 (shards of 3 + 1, both
+    padded) against the run's 2, at the same batch size: bitwise equal (the resume test below
+    runs one shard of 4).
 
     One explainer per family keeps the extra runs short (tests/test_exactness.py checks all 13
     explainers alone against inside a batch); their rows must equal the full run's rows.
     """
     overlay = tmp_path / "shards.yaml"
-    overlay.write_text(f"image:\n  shard_size: 1\n  explainers: {SHARD_TEST_EXPLAINERS}\n"
+    overlay.write_text(f"image:\n  shard_size: {shard_size}\n  explainers: {SHARD_TEST_EXPLAINERS}\n"
                        "  extra_explainers: []\naudio:\n  enabled: false\n")
     snakemake(tmp_path, overlay=str(overlay))
     theirs = adversary_arrays(tmp_path)
