@@ -95,3 +95,14 @@ def test_use_device_cuda_without_a_gpu_names_the_config_key():
 
     with pytest.raises(RuntimeError, match="config key 'device' is 'cuda'"):
         use_device("cuda")
+
+
+def test_exact_cuda_arithmetic_sets_the_exact_flags_and_restores_the_previous_ones():
+    from advxai.runtime import EXACT_CUDA, exact_cuda_arithmetic
+
+    flags = lambda: (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
+                     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    before = flags()
+    with exact_cuda_arithmetic():
+        assert flags() == EXACT_CUDA == (False, False, True, False)
+    assert flags() == before

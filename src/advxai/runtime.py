@@ -24,21 +24,43 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+EXACT_CUDA = (False, False, True, False)
+"""(cuDNN TF32, matmul TF32, cuDNN deterministic, cuDNN autotuner): float32 throughout, repeatable kernels."""
+
+
+def _cuda_arithmetic(settings: tuple[bool, bool, bool, bool] | None = None) -> tuple[bool, bool, bool, bool]:
+    """PyTorch's CUDA arithmetic flags as :data:`EXACT_CUDA` orders them; sets them first if ``settings`` is given."""
+    import torch
+
+    backends = torch.backends
+    if settings is not None:
+        backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32, backends.cudnn.deterministic, backends.cudnn.benchmark = settings
+    return backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32, backends.cudnn.deterministic, backends.cudnn.benchmark
+
+
+@contextlib.contextmanager
+def exact_cuda_arithmetic() -> Iterator[None]:
+    """:data:`EXACT_CUDA` while the block runs, PyTorch's previous flags after it (no effect on a CPU)."""
+    saved = _cuda_arithmetic()
+    _cuda_arithmetic(EXACT_CUDA)
+    try:
+        yield
+    finally:
+        _cuda_arithmetic(saved)
+
+
 def use_device(device: str) -> torch.device:
     """The job's device (:func:`resolve_device`), with exact and repeatable float32 arithmetic on CUDA.
 
     PyTorch's CUDA defaults let cuDNN convolutions run in TF32 (a 10-bit mantissa) and pick
     kernels whose sums vary from run to run and with a row's position in the batch: on an H100,
     two identical gradient passes differed by up to 2e-6 (relative), which a PGD sign step turns
-    into a whole step. Every job therefore turns TF32 off and uses cuDNN's deterministic kernels,
-    so a row's values do not depend on its shard or its position (docs/cuda.md, docs/exactness.md).
+    into a whole step. Every job therefore runs with :data:`EXACT_CUDA`, so a row's values do
+    not depend on its shard or its position (docs/cuda.md, docs/exactness.md).
     """
     resolved = resolve_device(device)
     if resolved.type == "cuda":
-        import torch
-
-        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+        _cuda_arithmetic(EXACT_CUDA)
     return resolved
 
 

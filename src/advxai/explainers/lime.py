@@ -210,6 +210,11 @@ class LinearFits:
 RIDGE_ALPHA = 1.0  # audioLIME's Ridge()
 
 
+def _check_surrogate(surrogate: str) -> None:
+    if surrogate not in SURROGATES:
+        raise ValueError(f"surrogate must be one of {SURROGATES}, got '{surrogate}'")
+
+
 def weighted_linear_fits(design: np.ndarray, targets: np.ndarray, weights: np.ndarray, surrogate: str) -> LinearFits:
     """Weighted least squares with intercept for a batch of items, in float64, as scikit-learn fits them.
 
@@ -229,8 +234,7 @@ def weighted_linear_fits(design: np.ndarray, targets: np.ndarray, weights: np.nd
         weights (ndarray): ``(N, n)`` sample weights.
         surrogate (str): ``"ols"`` or ``"ridge"``.
     """
-    if surrogate not in SURROGATES:
-        raise ValueError(f"surrogate must be one of {SURROGATES}, got '{surrogate}'")
+    _check_surrogate(surrogate)
     x, y, w = (torch.as_tensor(np.asarray(a, dtype=np.float64)) for a in (design, targets, weights))
     total = w.sum(1, keepdim=True)
     x_mean = (w[..., None] * x).sum(1) / total
@@ -306,8 +310,7 @@ def lime_explain(
         raise ValueError(f"targets must have shape ({inputs.shape[0]},), got {tuple(targets.shape)}")
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got '{kernel}'")
-    if surrogate not in SURROGATES:  # validate the name before any model call
-        raise ValueError(f"surrogate must be one of {SURROGATES}, got '{surrogate}'")
+    _check_surrogate(surrogate)  # before any model call
     masks_np = masks.detach().cpu().numpy().astype(np.int64)
     features, width = _item_segments(masks_np, n_segments)
     n_features = [len(item_features) for item_features in features]
@@ -346,22 +349,16 @@ def lime_explain(
         r2=np.empty(n_items),
         local_predictions=np.empty(n_items),
     )
-    weights = []
-    for item, rows in enumerate(samples):
-        if kernel == "input_cosine":
-            distances = _input_cosine_distances(
-                values[item], masks_np[item], features[item], baseline_values[item], rows
-            )
-        else:
-            distances = _binary_cosine_distances(rows)
-        weights.append(np.exp(-(distances**2) / (2.0 * kernel_width**2)))
     # One solve per item at its own shape: solving items of one shape together gave R² values a
     # last bit apart from the item's solve alone on this CPU, and an item's fit must not depend on
     # which items share its batch (docs/exactness.md). A solve costs well under a millisecond.
     for item, rows in enumerate(samples):
-        fit = weighted_linear_fits(
-            rows[None].astype(np.float64), outputs[None, starts[item] : starts[item + 1]], weights[item][None], surrogate
-        )
+        if kernel == "input_cosine":
+            distances = _input_cosine_distances(values[item], masks_np[item], features[item], baseline_values[item], rows)
+        else:
+            distances = _binary_cosine_distances(rows)
+        weights = np.exp(-(distances**2) / (2.0 * kernel_width**2))
+        fit = weighted_linear_fits(rows[None].astype(np.float64), outputs[None, starts[item] : starts[item + 1]], weights[None], surrogate)
         result.coefficients[item, features[item]] = fit.coefficients[0]
         result.intercepts[item] = fit.intercepts[0]
         result.r2[item] = fit.r2[0]

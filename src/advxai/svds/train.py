@@ -7,14 +7,15 @@ fed through log-mel → :class:`~advxai.svds.model.SVDS` with BCE on 0.02/0.98 t
 Every random draw is a function of ``(seed, global batch index)`` (window order, augmentation,
 dropout) or of ``seed`` alone (initial weights). A run resumed from an epoch checkpoint is
 therefore bitwise identical to an uninterrupted one (on the same device and thread count; on
-CUDA, training uses cuDNN's deterministic kernels for that, see :func:`deterministic_cudnn`).
+CUDA each step runs with :func:`advxai.runtime.exact_cuda_arithmetic` for that: cuDNN's default
+weight-gradient kernels add in a varying order, and on an H100 a resumed training then differed
+from an uninterrupted one by about 1e-4 in the weights after six steps).
 """
 
 from __future__ import annotations
 
 import warnings
-from contextlib import contextmanager
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import scipy.ndimage
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..constants import N_FFT, SAMPLE_RATE, TRAIN_BATCH_SIZE, TRAIN_LR, TRAIN_LR_DECAY
+from ..runtime import exact_cuda_arithmetic
 from ..seeding import item_seed, numpy_rng, torch_generator
 from ..store import BatchCheckpoint
 from .features import log_mel, mel_filterbank
@@ -202,23 +204,6 @@ def _latest_checkpoint(checkpoint: BatchCheckpoint) -> dict[str, np.ndarray] | N
     return max(slots, key=lambda arrays: int(arrays["epoch"]), default=None)
 
 
-@contextmanager
-def deterministic_cudnn() -> Iterator[None]:
-    """cuDNN's deterministic kernels, and no autotuner, while the block runs.
-
-    cuDNN's default weight-gradient kernels accumulate with atomics in a varying order, so on
-    CUDA two identical training steps differed (about 1e-4 in the weights after six steps on an
-    H100) and a resumed training no longer equalled an uninterrupted one.
-    """
-    backend = torch.backends.cudnn
-    saved = backend.deterministic, backend.benchmark
-    backend.deterministic, backend.benchmark = True, False
-    try:
-        yield
-    finally:
-        backend.deterministic, backend.benchmark = saved
-
-
 def train_detector(
     train_specs: Sequence[Song],
     *,
@@ -280,7 +265,7 @@ def train_detector(
             excerpts, labels = training_batch(sampler, batch_index, batch_size, seed, augment)
             inputs = log_mel(torch.from_numpy(excerpts).to(device), filterbank)
             targets = smoothing_floor + smoothing_scale * torch.from_numpy(labels).to(device=device, dtype=torch.float32)
-            with torch.random.fork_rng(devices=rng_devices, device_type=device.type), deterministic_cudnn():
+            with torch.random.fork_rng(devices=rng_devices, device_type=device.type), exact_cuda_arithmetic():
                 torch.manual_seed(item_seed(seed, STAGE, f"dropout-{batch_index}"))
                 loss = F.binary_cross_entropy_with_logits(model(inputs)[:, 0], targets)
                 optimiser.zero_grad(set_to_none=True)
