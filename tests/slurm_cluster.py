@@ -60,11 +60,24 @@ def node_hardware() -> dict[str, str]:
     return fields
 
 
-def slurm_conf(folder: Path, hardware: dict[str, str], gpus: int) -> str:
-    """slurm.conf for one node on localhost; memory and CPU limits are bookkeeping only (no cgroups)."""
+def declared_hardware(hardware: dict[str, str], cpu_factor: int) -> dict[str, str]:
+    """The node's `slurmd -C` fields with `cpu_factor` times its cores, and a little less memory.
+
+    A GPU group runs its jobs one after another (each job step asks for the group's one GPU), so
+    a group allocated two CPUs keeps one of them idle; declaring more CPUs than the machine has
+    lets two such groups run side by side and keeps the real cores busy. CPUs are bookkeeping
+    only here (no cgroups); `SlurmdParameters=config_overrides` accepts the declared count.
+    """
     node = dict(hardware)
+    node["CPUs"] = str(int(node["CPUs"]) * cpu_factor)
+    node["CoresPerSocket"] = str(int(node["CoresPerSocket"]) * cpu_factor)
     # slurmd reports a little less memory than `slurmd -C` at registration; declaring it all makes the node INVAL
     node["RealMemory"] = str(int(node["RealMemory"]) - 512)
+    return node
+
+
+def slurm_conf(folder: Path, node: dict[str, str], gpus: int) -> str:
+    """slurm.conf for one node on localhost with the fields `node`; memory and CPU limits are bookkeeping only (no cgroups)."""
     node_fields = " ".join(f"{key}={value}" for key, value in node.items())
     return "\n".join([
         MARKER,
@@ -84,6 +97,7 @@ def slurm_conf(folder: Path, hardware: dict[str, str], gpus: int) -> str:
         "DefMemPerCPU=1024",  # else a job without --mem takes the whole node
         "MinJobAge=300",  # keeps finished jobs visible to squeue (>= 3x the plugin's first status delay)
         "ReturnToService=2",
+        "SlurmdParameters=config_overrides",  # the node is what slurm.conf declares (declared_hardware)
         "MailProg=/bin/true",
         "AccountingStorageType=accounting_storage/none",
         "JobCompType=jobcomp/filetxt",
@@ -120,7 +134,8 @@ class OneNodeCluster:
     """Start with `start()`, stop with `stop()`; `environment` has SLURM_CONF for clients and jobs."""
 
     folder: Path
-    gpus: int = 2
+    gpus: int = 4  # fake GPUs: one per group that can run at once
+    cpu_factor: int = 2  # declared CPUs per real core (declared_hardware)
     pid_files: list[Path] = field(default_factory=list)
     links: list[Path] = field(default_factory=list)
 
@@ -147,7 +162,7 @@ class OneNodeCluster:
             if not device.exists():
                 os.mknod(device, 0o666 | 0o020000, os.makedev(1, 3))  # a character device like /dev/null
         (self.folder / "gres.conf").write_text(f"{MARKER}\nNodeName=localhost Name=gpu File={devices}/gpu[0-{self.gpus - 1}]\n")
-        self.conf.write_text(slurm_conf(self.folder, node_hardware(), self.gpus))
+        self.conf.write_text(slurm_conf(self.folder, declared_hardware(node_hardware(), self.cpu_factor), self.gpus))
         self._link_system_conf()
         for daemon, pid_file in (
             (["slurmctld"], self.folder / "slurmctld.pid"),

@@ -56,7 +56,7 @@ def imagenet_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("parse")
     data_root = imagenet_tree(base / "imagenet")
     overlay = base / "imagenet.yaml"
-    overlay.write_text(f"image:\n  dataset: imagenet\n  imagenet_root: {data_root}\naudio:\n  enabled: false\n")
+    overlay.write_text(f"image:\n  dataset: imagenet\n  imagenet_root: {data_root}\n  shard_size: 2\naudio:\n  enabled: false\n")
     workdir = base / "run"
     workdir.mkdir()
     return workdir, data_root, overlay

@@ -1,7 +1,7 @@
 """End to end: the workflow on presets/test.yaml in a temporary directory, both domains.
 
 Checks the contract of the result tables (columns, rows), that a config change reruns only the
-dependent jobs, that shard sizes 1, 2 and 3 give bitwise identical adversaries and image tables, and
+dependent jobs, that shard sizes 1, 2, 3 and 4 give bitwise identical adversaries and image tables, and
 that a job killed mid-way resumes, after the README's recovery commands, to an identical file.
 """
 
@@ -153,18 +153,18 @@ def adversary_arrays(workdir: Path) -> dict[str, np.ndarray]:
 SHARD_TEST_EXPLAINERS = ["lime", "ig-sg", "gbp-vg"]  # LIME, and an ensemble of IG and of GBP
 
 
-@pytest.mark.parametrize("shard_size", [1, 3])
+@pytest.mark.parametrize("shard_size", [1, 2, 3])
 def test_shard_size_does_not_change_results(run, tmp_path, shard_size):
-    """Shard sizes 1 (every image attacked and explained alone) and 3 (shards of 3 + 1, both
-    padded) against the run's 2, at the same batch size: bitwise equal (the resume test below
-    runs one shard of 4).
+    """Shard sizes 1 (every image attacked and explained alone), 2 and 3 (shards of 3 + 1) against
+    the run's one shard of 4, every shard padded to the same batch size: bitwise equal.
 
-    One explainer per family keeps the extra runs short (tests/test_exactness.py checks all 13
-    explainers alone against inside a batch); their rows must equal the full run's rows.
+    One explainer per family, on SLIC segments only (the per-image segmentation), keeps the extra
+    runs short (tests/test_exactness.py checks all 13 explainers on rectangles alone against inside
+    a batch); their rows must equal the full run's rows.
     """
     overlay = tmp_path / "shards.yaml"
     overlay.write_text(f"image:\n  shard_size: {shard_size}\n  explainers: {SHARD_TEST_EXPLAINERS}\n"
-                       "  extra_explainers: []\naudio:\n  enabled: false\n")
+                       "  extra_explainers: []\n  segmentations: [slic]\naudio:\n  enabled: false\n")
     snakemake(tmp_path, overlay=str(overlay))
     theirs = adversary_arrays(tmp_path)
     for name, ours in adversary_arrays(run).items():
@@ -172,8 +172,8 @@ def test_shard_size_does_not_change_results(run, tmp_path, shard_size):
     for name in ("image_labelflip", "image_localised"):
         shards = pd.read_csv(tmp_path / "results" / "tables" / f"{name}.csv")
         ours = table(run, name)
-        ours = ours[ours.explainer.isin(shards.explainer.unique())].reset_index(drop=True)
-        assert set(SHARD_TEST_EXPLAINERS) <= set(shards.explainer)
+        ours = ours[ours.explainer.isin(shards.explainer.unique()) & (ours.segmentation == "slic")].reset_index(drop=True)
+        assert set(SHARD_TEST_EXPLAINERS) <= set(shards.explainer) and set(shards.segmentation) == {"slic"}
         pd.testing.assert_frame_equal(shards, ours, check_exact=True)
 
 
