@@ -379,10 +379,11 @@ def pgd_times(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, ste
 # ------------------------------------------------------------------------------------------------ label flip
 def labelflip_seconds(model: nn.Module, clean: torch.Tensor, adversarial: torch.Tensor,
                       masks: Mapping[str, torch.Tensor], counts: Mapping[str, np.ndarray], scores: Mapping,
-                      batch_size: int, device: torch.device) -> tuple[float, int, dict[str, np.ndarray]]:
+                      batch_size: int, device: torch.device, sweep: bool = True) -> tuple[float, int, dict[str, np.ndarray]]:
     """(seconds, hybrids, flip rates) of the label-flip stage for both segmentations: every ranking,
     every k (the stage's own `advxai.evaluation.labelflip.label_flips`, distinct hybrids predicted
-    once). The rates are the fractions of images flipped, ``"<seg>/<ranking>"`` → one per k setting."""
+    once); without ``sweep`` only the tables' k = 3. The rates are the fractions of images flipped,
+    ``"<seg>/<ranking>"`` → one per k setting."""
     from advxai.evaluation.baselines import magnitude_scores
     from advxai.evaluation.flips import ClassChange
     from advxai.evaluation.labelflip import k_settings, label_flips
@@ -396,8 +397,8 @@ def labelflip_seconds(model: nn.Module, clean: torch.Tensor, adversarial: torch.
     def stage() -> int:
         hybrids = 0
         for seg in SEGMENTATIONS:
-            settings = k_settings([LABELFLIP["k"], *(LABELFLIP["rect_ks"] if seg == "rect" else [])],
-                                  LABELFLIP["slic_fractions"] if seg == "slic" else [], counts[seg])
+            ks = [LABELFLIP["k"], *(LABELFLIP["rect_ks"] if sweep and seg == "rect" else [])]
+            settings = k_settings(ks, LABELFLIP["slic_fractions"] if sweep and seg == "slic" else [], counts[seg])
             width = selection_width(counts[seg], settings.per_item)
             rankings = {f"{name}/{agg}": values[seg][agg] for name, values in scores.items() for agg in values[seg]}
             rankings.update(magnitude_scores(clean.cpu().numpy(), adversarial.cpu().numpy(), masks[seg].cpu().numpy(), width))
@@ -542,10 +543,11 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
     max_rel_diff, worst_scores = max_relative_difference(reference_scores, engine_rows_scores, skip)
     print(f"largest relative difference of segment scores, reference vs engine: {max_rel_diff:.2e} ({worst_scores})")
 
-    flip_seconds, hybrids, flip_rates = labelflip_seconds(model, images, adversarial, masks, counts, engine_scores, batch_size, device)
+    flip_seconds, hybrids, flip_rates = labelflip_seconds(model, images, adversarial, masks, counts, engine_scores, batch_size, device,
+                                                          args.labelflip_sweep)
     labelflip_share = (flip_seconds / len(images)) / engine_per_image
     print(f"label-flip stage: {hybrids} hybrid selections, {flip_seconds:.2f} s for {len(images)} images "
-          f"({flip_seconds / len(images):.3f} s/image)")
+          f"({flip_seconds / len(images):.3f} s/image)" + ("" if args.labelflip_sweep else "; k = 3 only (--no-labelflip-sweep)"))
     print(f"per image at the paper's settings: reference {reference_per_image:.2f} s, advxai {engine_per_image:.2f} s")
     print(f"bound on the speedup from model passes alone (both at the model's best time per pass): "
           f"{pass_count_bound(passes):.2f}")
@@ -556,7 +558,7 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
     for fast in fast_runs:
         with cuda_arithmetic(fast.arithmetic):
             fast_flip_seconds, _, fast_flip_rates = labelflip_seconds(fast.model, images, adversarial, masks, counts, fast.scores,
-                                                                      batch_size, device)
+                                                                      batch_size, device, args.labelflip_sweep)
         fast_per_image = sum(seconds * sum(paper_rows[family]) / sum(run_rows[family])
                              for family, seconds in fast.engine_seconds.items()) / len(images)
         correlations = score_rank_correlations(engine_scores, fast.scores, counts)
@@ -597,6 +599,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-pass-batch", type=int, help="largest batch timed for the model's passes (CPU 8, GPU 128)")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per pass measurement (best is kept)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--labelflip-sweep", action=argparse.BooleanOptionalAction, default=True,
+                        help="the label-flip stage at every k the paper sweeps (default), or at k = 3 only (a quicker CPU run)")
     parser.add_argument("--arithmetic", default="", type=fast_arithmetics,
                         help="comma-separated fast arithmetics (tf32, bf16) to compare with exact float32: one FAST line each")
     args = parser.parse_args()

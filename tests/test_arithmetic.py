@@ -145,7 +145,7 @@ def test_fast_arithmetic_refuses_exact_and_unknown_names():
         with_arithmetic(tiny_network(), "fp16")
 
 
-def cuda_flags() -> tuple[bool, bool, bool, bool]:
+def current_flags() -> tuple[bool, bool, bool, bool]:
     backends = torch.backends
     return backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32, backends.cudnn.deterministic, backends.cudnn.benchmark
 
@@ -157,17 +157,17 @@ def cuda_flags() -> tuple[bool, bool, bool, bool]:
 ])
 def test_cuda_arithmetic_sets_each_mode_s_flags_and_restores_the_previous_ones(arithmetic, expected):
     assert tuple(CUDA_ARITHMETIC) == constants.ARITHMETICS and CUDA_ARITHMETIC["exact"] == EXACT_CUDA
-    before = cuda_flags()
+    before = current_flags()
     with cuda_arithmetic(arithmetic):
-        assert cuda_flags() == CUDA_ARITHMETIC[arithmetic] == expected
-    assert cuda_flags() == before
+        assert current_flags() == CUDA_ARITHMETIC[arithmetic] == expected
+    assert current_flags() == before
 
 
 @pytest.mark.parametrize("arithmetic", constants.ARITHMETICS)
 def test_use_device_sets_no_flag_on_the_cpu(arithmetic):
-    before = cuda_flags()
+    before = current_flags()
     assert use_device("cpu", arithmetic) == torch.device("cpu")
-    assert cuda_flags() == before
+    assert current_flags() == before
 
 
 def test_an_unknown_arithmetic_names_the_config_key():

@@ -31,8 +31,8 @@ FAST_CUDA = (True, True, False, True)
 """TF32 convolutions and matmuls, cuDNN's autotuner and its fastest kernels, repeatable or not."""
 
 CUDA_ARITHMETIC = {"exact": EXACT_CUDA, "tf32": FAST_CUDA, "bf16": FAST_CUDA}
-"""The CUDA flags of each ``image.arithmetic`` (:data:`advxai.constants.ARITHMETICS`); bf16's autocast
-is the model's own (:class:`advxai.models.FastArithmetic`), for the float32 work around it TF32 is on."""
+"""The CUDA flags of each ``image.arithmetic`` (:data:`advxai.constants.ARITHMETICS`). bf16 takes
+tf32's flags; its autocast is the model's own (:class:`advxai.models.FastArithmetic`)."""
 
 
 def _cuda_arithmetic(settings: tuple[bool, bool, bool, bool] | None = None) -> tuple[bool, bool, bool, bool]:
