@@ -26,7 +26,14 @@ Ends with one line per model (other tools parse it)::
     SUMMARY model=<name> device=<cpu|cuda> speedup=<x> pass_efficiency=<x> lime_overhead_ms_per_sample=<x>
             pgd_speedup=<x> labelflip_share=<x> max_rel_diff=<x>
 
-Run: ``PYTHONPATH=src python benchmarks/explain_bench.py [--device cuda] [--models resnet50]``
+With ``--arithmetic tf32,bf16`` it also runs the engine and the label-flip stage in each fast
+``image.arithmetic`` (docs/exactness.md, "Fast arithmetic") on the same adversaries, targets and
+draws, and prints one more line per model and arithmetic::
+
+    FAST model=<name> device=<cpu|cuda> arithmetic=<tf32|bf16> speedup_vs_exact=<x> score_rank_corr=<x>
+         score_rank_corr_min=<x> labelflip_rate_max_abs_diff=<x>
+
+Run: ``PYTHONPATH=src python benchmarks/explain_bench.py [--device cuda] [--models resnet50] [--arithmetic tf32,bf16]``
 (see benchmarks/README.md).
 """
 
@@ -372,9 +379,11 @@ def pgd_times(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, ste
 # ------------------------------------------------------------------------------------------------ label flip
 def labelflip_seconds(model: nn.Module, clean: torch.Tensor, adversarial: torch.Tensor,
                       masks: Mapping[str, torch.Tensor], counts: Mapping[str, np.ndarray], scores: Mapping,
-                      batch_size: int, device: torch.device) -> tuple[float, int]:
-    """(seconds, hybrids) of the label-flip stage for both segmentations: every ranking, every k
-    (the stage's own `advxai.evaluation.labelflip.label_flips`, distinct hybrids predicted once)."""
+                      batch_size: int, device: torch.device, sweep: bool = True) -> tuple[float, int, dict[str, np.ndarray]]:
+    """(seconds, hybrids, flip rates) of the label-flip stage for both segmentations: every ranking,
+    every k (the stage's own `advxai.evaluation.labelflip.label_flips`, distinct hybrids predicted
+    once); without ``sweep`` only the tables' k = 3. The rates are the fractions of images flipped,
+    ``"<seg>/<ranking>"`` → one per k setting."""
     from advxai.evaluation.baselines import magnitude_scores
     from advxai.evaluation.flips import ClassChange
     from advxai.evaluation.labelflip import k_settings, label_flips
@@ -383,31 +392,75 @@ def labelflip_seconds(model: nn.Module, clean: torch.Tensor, adversarial: torch.
     with torch.no_grad():
         flip_test = ClassChange(model(clean).argmax(1).cpu().numpy())
 
+    rates: dict[str, np.ndarray] = {}
+
     def stage() -> int:
         hybrids = 0
         for seg in SEGMENTATIONS:
-            settings = k_settings([LABELFLIP["k"], *(LABELFLIP["rect_ks"] if seg == "rect" else [])],
-                                  LABELFLIP["slic_fractions"] if seg == "slic" else [], counts[seg])
+            ks = [LABELFLIP["k"], *(LABELFLIP["rect_ks"] if sweep and seg == "rect" else [])]
+            settings = k_settings(ks, LABELFLIP["slic_fractions"] if sweep and seg == "slic" else [], counts[seg])
             width = selection_width(counts[seg], settings.per_item)
             rankings = {f"{name}/{agg}": values[seg][agg] for name, values in scores.items() for agg in values[seg]}
             rankings.update(magnitude_scores(clean.cpu().numpy(), adversarial.cpu().numpy(), masks[seg].cpu().numpy(), width))
-            label_flips(model, flip_test, clean, adversarial, masks[seg], counts[seg], rankings, settings.per_item, batch_size)
+            flips = label_flips(model, flip_test, clean, adversarial, masks[seg], counts[seg], rankings, settings.per_item, batch_size)
+            rates.update({f"{seg}/{name}": flipped.mean(axis=0) for name, flipped in flips.items()})
             hybrids += len(clean) * len(rankings) * settings.per_item.shape[1]
         return hybrids
 
     seconds, hybrids = timed(stage, device)
-    return seconds, hybrids
+    return seconds, hybrids, rates
+
+
+# ------------------------------------------------------------------------------------------------ fast arithmetic
+def score_rank_correlations(exact: Mapping, fast: Mapping, counts: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Spearman correlations of each image's segment scores, exact against fast, over every
+    (explainer, segmentation, aggregation, image), on the image's own segments. NaN where one
+    side ranks no segment above another (constant scores)."""
+    from scipy.stats import spearmanr
+
+    correlations = []
+    for explainer, by_seg in exact.items():
+        for seg, by_agg in by_seg.items():
+            for agg, values in by_agg.items():
+                for item, n_segments in enumerate(counts[seg]):
+                    ours, theirs = values[item, :n_segments], fast[explainer][seg][agg][item, :n_segments]
+                    constant = np.ptp(ours) == 0 or np.ptp(theirs) == 0
+                    correlations.append(np.nan if constant else spearmanr(ours, theirs).statistic)
+    return np.array(correlations)
+
+
+@dataclass
+class FastRun:
+    """One model in one fast arithmetic: the engine's best seconds per family over the rounds, and its scores."""
+
+    arithmetic: str
+    model: nn.Module
+    engine_seconds: dict[str, float]
+    scores: dict
+
+
+def warm_up(model: nn.Module, side: int, batch_size: int, device: torch.device) -> None:
+    """One forward+backward pass at the engine's batch (kernel selection, layout conversion, allocator)."""
+    inputs = torch.randn(batch_size, 3, side, side, device=device, requires_grad=True)
+    model(inputs)[:, 0].sum().backward()
+
+
+def max_rate_difference(exact: Mapping[str, np.ndarray], fast: Mapping[str, np.ndarray]) -> float:
+    """The largest |exact − fast| label-flip rate over every (segmentation, ranking, k setting)."""
+    return max(float(np.abs(exact[key] - fast[key]).max()) for key in exact)
 
 
 # ------------------------------------------------------------------------------------------------ main
-def load(name: str, device: torch.device) -> nn.Module:
+def load(name: str, device: torch.device, arithmetic: str = "exact") -> nn.Module:
     from advxai.models import load_model
 
     weights = "DEFAULT" if name == "efficientnet_lite0" else None  # bundled weights; torchvision random
-    return load_model(name, weights=weights, device=str(device)).module
+    return load_model(name, weights=weights, device=str(device), arithmetic=arithmetic).module
 
 
-def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> str:
+def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> list[str]:
+    from advxai.runtime import cuda_arithmetic
+
     run = {"noise": args.noise, "ig_steps": args.ig_steps, "lime_samples": args.lime_samples}
     model = load(name, device)
     ids, images = bundled_inputs(args.images, 224, device)
@@ -440,6 +493,22 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> st
 
     engine_times, engine_scores = engine_parts(model, adversarial, explained, ids, masks, counts, run, args.seed,
                                                batch_size, device)
+    # On the same adversaries, targets and draws, in rounds right after exact's (exact, then each fast
+    # arithmetic; exact again from the second round on), best of --repeats rounds per family, so
+    # that a change of the machine's load falls on every arithmetic alike.
+    fast_runs = [FastRun(arithmetic, load(name, device, arithmetic), {}, {}) for arithmetic in args.arithmetic]
+    exact_seconds = dict(engine_times)
+    for round_ in range(args.repeats if fast_runs else 0):
+        if round_:
+            times, _ = engine_parts(model, adversarial, explained, ids, masks, counts, run, args.seed, batch_size, device)
+            exact_seconds = {family: min(seconds, times[family]) for family, seconds in exact_seconds.items()}
+        for fast in fast_runs:
+            with cuda_arithmetic(fast.arithmetic):
+                if not round_:
+                    warm_up(fast.model, 224, batch_size, device)
+                times, fast.scores = engine_parts(fast.model, adversarial, explained, ids, masks, counts, run, args.seed,
+                                                  batch_size, device)
+            fast.engine_seconds = {family: min(seconds, fast.engine_seconds.get(family, np.inf)) for family, seconds in times.items()}
     paper_rows = {family: engine_family_rows(family, len(images), PAPER) for family in engine_times}
     run_rows = {family: engine_family_rows(family, len(images), run) for family in engine_times}
     engine_scaled = {family: seconds * sum(paper_rows[family]) / sum(run_rows[family])
@@ -481,17 +550,48 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> st
     max_rel_diff, worst_scores = max_relative_difference(reference_scores, engine_rows_scores, skip)
     print(f"largest relative difference of segment scores, reference vs engine: {max_rel_diff:.2e} ({worst_scores})")
 
-    flip_seconds, hybrids = labelflip_seconds(model, images, adversarial, masks, counts, engine_scores, batch_size, device)
+    flip_seconds, hybrids, flip_rates = labelflip_seconds(model, images, adversarial, masks, counts, engine_scores, batch_size, device,
+                                                          args.labelflip_sweep)
     labelflip_share = (flip_seconds / len(images)) / engine_per_image
     print(f"label-flip stage: {hybrids} hybrid selections, {flip_seconds:.2f} s for {len(images)} images "
-          f"({flip_seconds / len(images):.3f} s/image)")
+          f"({flip_seconds / len(images):.3f} s/image)" + ("" if args.labelflip_sweep else "; k = 3 only (--no-labelflip-sweep)"))
     print(f"per image at the paper's settings: reference {reference_per_image:.2f} s, advxai {engine_per_image:.2f} s")
     print(f"bound on the speedup from model passes alone (both at the model's best time per pass): "
           f"{pass_count_bound(passes):.2f}")
-    return (f"SUMMARY model={name} device={device.type} speedup={reference_per_image / engine_per_image:.2f} "
-            f"pass_efficiency={pass_efficiency:.2f} lime_overhead_ms_per_sample={lime_overhead * 1e3:.3f} "
-            f"pgd_speedup={pgd_loop / pgd_batched:.2f} labelflip_share={labelflip_share:.3f} "
-            f"max_rel_diff={max_rel_diff:.2e}")
+    lines = [f"SUMMARY model={name} device={device.type} speedup={reference_per_image / engine_per_image:.2f} "
+             f"pass_efficiency={pass_efficiency:.2f} lime_overhead_ms_per_sample={lime_overhead * 1e3:.3f} "
+             f"pgd_speedup={pgd_loop / pgd_batched:.2f} labelflip_share={labelflip_share:.3f} "
+             f"max_rel_diff={max_rel_diff:.2e}"]
+    for fast in fast_runs:
+        with cuda_arithmetic(fast.arithmetic):
+            fast_flip_seconds, _, fast_flip_rates = labelflip_seconds(fast.model, images, adversarial, masks, counts, fast.scores,
+                                                                      batch_size, device, args.labelflip_sweep)
+        exact_per_image, fast_per_image = (
+            sum(seconds * sum(paper_rows[family]) / sum(run_rows[family]) for family, seconds in timings.items()) / len(images)
+            for timings in (exact_seconds, fast.engine_seconds)
+        )
+        correlations = score_rank_correlations(engine_scores, fast.scores, counts)
+        undefined = int(np.isnan(correlations).sum())
+        print(f"{fast.arithmetic}: engine s at run settings "
+              + ", ".join(f"{family} {exact_seconds[family]:.2f} -> {fast.engine_seconds[family]:.2f}" for family in engine_times)
+              + f" (exact -> {fast.arithmetic}, best of {args.repeats}); label-flip stage {flip_seconds:.2f} -> {fast_flip_seconds:.2f} s; "
+              f"{len(correlations) - undefined} segment rankings compared ({undefined} constant on one side, left out)")
+        lines.append(f"FAST model={name} device={device.type} arithmetic={fast.arithmetic} "
+                     f"speedup_vs_exact={exact_per_image / fast_per_image:.2f} "
+                     f"score_rank_corr={np.nanmean(correlations):.4f} score_rank_corr_min={np.nanmin(correlations):.4f} "
+                     f"labelflip_rate_max_abs_diff={max_rate_difference(flip_rates, fast_flip_rates):.3f}")
+    return lines
+
+
+def fast_arithmetics(text: str) -> list[str]:
+    """``--arithmetic``: the comma-separated fast ``image.arithmetic`` names."""
+    from advxai.constants import ARITHMETICS
+
+    names = [name for name in text.split(",") if name]
+    for name in names:
+        if name == "exact" or name not in ARITHMETICS:
+            raise argparse.ArgumentTypeError(f"{name!r} is not a fast arithmetic; use {list(ARITHMETICS[1:])}")
+    return names
 
 
 def parse_args() -> argparse.Namespace:
@@ -508,6 +608,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-pass-batch", type=int, help="largest batch timed for the model's passes (CPU 8, GPU 128)")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per pass measurement (best is kept)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--labelflip-sweep", action=argparse.BooleanOptionalAction, default=True,
+                        help="the label-flip stage at every k the paper sweeps (default), or at k = 3 only (a quicker CPU run)")
+    parser.add_argument("--arithmetic", default="", type=fast_arithmetics,
+                        help="comma-separated fast arithmetics (tf32, bf16) to compare with exact float32: one FAST line each")
     args = parser.parse_args()
     defaults = GPU_DEFAULTS if args.device == "cuda" else CPU_DEFAULTS
     for key, value in defaults.items():
@@ -529,7 +633,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
           + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""))
-    summaries = [bench_model(name, args, device) for name in args.models.split(",")]
+    summaries = [line for name in args.models.split(",") for line in bench_model(name, args, device)]
     print()
     for line in summaries:
         print(line)

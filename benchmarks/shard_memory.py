@@ -32,7 +32,7 @@ from advxai.stages.settings import ExplainFamilySettings, LabelflipSettings, Mod
 torch.set_num_threads({threads})
 folder, stage = {folder!r}, {stage!r}
 shard = ShardFiles(images=folder + "/images.h5", adversaries=folder + "/adversaries.h5", subset=folder + "/subset.h5")
-model = ModelSpec(architecture={model!r}, weights=None, resize=256, crop=224)
+model = ModelSpec(architecture={model!r}, weights=None, resize=256, crop=224, arithmetic="exact")
 start = time.perf_counter()
 if stage == "explain":
     family = ExplainFamilySettings.from_params({{"family": "saliency", "explainers": ["sal", "sal-sg", "sal-sg2", "sal-vg"], "seed": 0,
@@ -60,7 +60,7 @@ def fabricate_shard(folder: Path, n_images: int, model: str, side: int = 224) ->
     perturbation = rng.uniform(-0.05, 0.05, (n_images, 3, side, side)).astype(np.float32)
     write_h5(folder / "adversaries.h5", {"ids": ids, "perturbation": perturbation, "clean_prediction": np.zeros(n_images, int),
                                          "final_prediction": np.ones(n_images, int), "success": np.ones(n_images, bool)},
-             stage="attack", params={"model": ModelSpec(architecture=model, weights=None, resize=256, crop=side).as_params()})
+             stage="attack", params={"model": ModelSpec(architecture=model, weights=None, resize=256, crop=side, arithmetic="exact").as_params()})
     write_h5(folder / "subset.h5", {"labelflip_ids": ids, "localised_ids": ids[:1]}, stage="subsets", params={})
     masks = np.broadcast_to(rectangles(side, side, GRID).astype(np.int16), (n_images, side, side))
     write_h5(folder / "segments.h5", {"ids": ids, "masks": masks, "n_segments": np.full(n_images, GRID * GRID)}, stage="segments", params={})

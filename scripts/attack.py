@@ -4,12 +4,13 @@ from advxai.stages.image import attack_shard
 from advxai.stages.settings import ModelSpec, PgdSettings
 
 with runtime.job(snakemake.log[0], snakemake.threads):
+    model = ModelSpec.from_params(snakemake.params.model)
     attack_shard(
         snakemake.input.images,
         snakemake.input.clean,
         snakemake.output[0],
-        model=ModelSpec.from_params(snakemake.params.model),
+        model=model,
         pgd=PgdSettings.from_params(snakemake.params.pgd),
         batch_size=snakemake.params.batch_size,
-        device=runtime.use_device(snakemake.params.device),
+        device=runtime.use_device(snakemake.params.device, model.arithmetic),
     )

@@ -4,10 +4,11 @@ from advxai.stages.image import clean_predictions
 from advxai.stages.settings import ModelSpec
 
 with runtime.job(snakemake.log[0], snakemake.threads):
+    model = ModelSpec.from_params(snakemake.params.model)
     clean_predictions(
         snakemake.input.images,
         snakemake.output[0],
-        model=ModelSpec.from_params(snakemake.params.model),
+        model=model,
         batch_size=snakemake.params.batch_size,
-        device=runtime.use_device(snakemake.params.device),
+        device=runtime.use_device(snakemake.params.device, model.arithmetic),
     )

@@ -4,13 +4,14 @@ from advxai.stages.image import ShardFiles, explain_shard
 from advxai.stages.settings import ExplainFamilySettings, ModelSpec
 
 with runtime.job(snakemake.log[0], snakemake.threads):
+    model = ModelSpec.from_params(snakemake.params.model)
     explain = ExplainFamilySettings.from_params(snakemake.params.explain)
     explain_shard(
         ShardFiles(images=snakemake.input.images, adversaries=snakemake.input.adversaries, subset=snakemake.input.subset),
         dict(zip(explain.segmentations, snakemake.input.segments, strict=True)),
         snakemake.output[0],
-        model=ModelSpec.from_params(snakemake.params.model),
+        model=model,
         explain=explain,
         batch_size=snakemake.params.batch_size,
-        device=runtime.use_device(snakemake.params.device),
+        device=runtime.use_device(snakemake.params.device, model.arithmetic),
     )

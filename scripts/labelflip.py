@@ -4,13 +4,14 @@ from advxai.stages.image import ShardFiles, labelflip_shard
 from advxai.stages.settings import LabelflipSettings, ModelSpec
 
 with runtime.job(snakemake.log[0], snakemake.threads):
+    model = ModelSpec.from_params(snakemake.params.model)
     labelflip_shard(
         ShardFiles(images=snakemake.input.images, adversaries=snakemake.input.adversaries, subset=snakemake.input.subset),
         snakemake.input.segments,
         list(snakemake.input.explanations),
         snakemake.output[0],
-        model=ModelSpec.from_params(snakemake.params.model),
+        model=model,
         labelflip=LabelflipSettings.from_params(snakemake.params.labelflip),
         batch_size=snakemake.params.batch_size,
-        device=runtime.use_device(snakemake.params.device),
+        device=runtime.use_device(snakemake.params.device, model.arithmetic),
     )

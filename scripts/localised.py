@@ -4,12 +4,13 @@ from advxai.stages.image import ShardFiles, localised_shard
 from advxai.stages.settings import LocalisedSettings, ModelSpec
 
 with runtime.job(snakemake.log[0], snakemake.threads):
+    model = ModelSpec.from_params(snakemake.params.model)
     localised_shard(
         ShardFiles(images=snakemake.input.images, adversaries=snakemake.input.adversaries, subset=snakemake.input.subset),
         snakemake.input.segments,
         snakemake.output[0],
-        model=ModelSpec.from_params(snakemake.params.model),
+        model=model,
         localised=LocalisedSettings.from_params(snakemake.params.localised),
         batch_size=snakemake.params.batch_size,
-        device=runtime.use_device(snakemake.params.device),
+        device=runtime.use_device(snakemake.params.device, model.arithmetic),
     )

@@ -72,6 +72,17 @@ def test_batch_size_is_a_number_or_auto():
     assert "batch_size" in _invalid(lambda c: c["image"].update(batch_size=0))
 
 
+def test_arithmetic_is_exact_by_default_and_one_of_three():
+    config = load("config.yaml")
+    assert config["image"]["arithmetic"] == "exact"
+    schema = yaml.safe_load(Path(SCHEMA).read_text())["properties"]["image"]["properties"]["arithmetic"]
+    assert schema == {"enum": list(constants.ARITHMETICS), "default": "exact"}
+    for arithmetic in constants.ARITHMETICS:
+        config["image"]["arithmetic"] = arithmetic
+        validate(config, schema=SCHEMA)
+    assert "arithmetic" in _invalid(lambda c: c["image"].update(arithmetic="fp16"))
+
+
 def test_unknown_explainer_is_named():
     assert "saliency-xx" in _invalid(lambda c: c["image"]["explainers"].append("saliency-xx"))
 

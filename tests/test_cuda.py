@@ -74,6 +74,55 @@ def test_jobs_run_exact_float32_with_deterministic_kernels():
     assert torch.equal(*gradients)  # with cuDNN's default kernels these differed (benchmarks/cuda_determinism.py)
 
 
+FAST_AGREEMENT = {  # most logits difference, most gradient error norm, least mean Spearman; bf16 on the CPU: 7.9e-3, 0.21, 0.990
+    "tf32": (1e-2, 0.1, 0.95),
+    "bf16": (3e-2, 0.4, 0.9),
+}
+
+
+def fast_agreement(arithmetic: str, device: torch.device) -> tuple[float, float, float]:
+    """Exact against ``arithmetic`` on ``device`` (each under its flags): the logits' largest difference
+    relative to their largest magnitude, the input gradients' relative error norm, and the mean
+    Spearman correlation of the segment scores of Saliency, IG, GBP and LIME over the items."""
+    from scipy.stats import spearmanr
+
+    from advxai.runtime import CUDA_ARITHMETIC, cuda_arithmetic
+
+    x, targets, ids = tiny_images(4, 64), torch.tensor([3, 9, 27, 81]), ["a", "b", "c", "d"]
+    masks = torch.from_numpy(rectangles(64, 64, 4)).long().expand(4, 64, 64)
+    settings = ExplainSettings(lime=LimeSettings(n_samples=64), gradients=GradientSettings(n_noise=2, ig_steps=4), seed=0, batch_size=8)
+    names = ["sal", "ig", "gbp", "lime"]
+    results = {}
+    for mode in ("exact", arithmetic):
+        with cuda_arithmetic(mode):
+            if device.type == "cuda":
+                assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.deterministic,
+                        torch.backends.cudnn.benchmark) == CUDA_ARITHMETIC[mode]
+            model = load_model("resnet18", weights=None, device=str(device), arithmetic=mode).module
+            inputs = x.to(device).clone().requires_grad_(True)
+            logits = model(inputs)
+            assert logits.dtype == torch.float32 and logits.device.type == device.type
+            (gradients,) = torch.autograd.grad(logits.gather(1, targets.to(device)[:, None]).sum(), inputs)
+            scores = explain_all(model, x.to(device), targets.to(device), ids, {"rect": masks.to(device)}, {"rect": np.full(4, 16)}, names, settings)
+            results[mode] = logits.detach().cpu(), gradients.cpu(), scores
+    (exact_logits, exact_gradients, exact_scores), (logits, gradients, scores) = results["exact"], results[arithmetic]
+    correlations = [spearmanr(a, b).statistic for name in names for aggregation, values in exact_scores[name]["rect"].items()
+                    for a, b in zip(values, scores[name]["rect"][aggregation])]
+    return (float((logits - exact_logits).abs().max() / exact_logits.abs().max()),
+            float((gradients - exact_gradients).norm() / exact_gradients.norm()), float(np.mean(correlations)))
+
+
+@pytest.mark.parametrize("arithmetic", ["tf32", "bf16"])
+def test_fast_arithmetic_on_cuda_agrees_with_exact(arithmetic):
+    """image.arithmetic tf32 / bf16 on the GPU (TF32, autotuned kernels, channels_last, bf16 autocast)
+    against exact float32 on the same GPU: close logits and gradients, nearly the same segment rankings."""
+    logits, gradients, correlation = fast_agreement(arithmetic, CUDA)
+    print(f"{arithmetic} on CUDA: logits {logits:.2e}, gradient error norm {gradients:.3f}, mean Spearman {correlation:.4f}")
+    most_logits, most_gradients, least_correlation = FAST_AGREEMENT[arithmetic]
+    assert 0 < logits <= most_logits  # 0 would mean the fast arithmetic never ran
+    assert gradients <= most_gradients and correlation >= least_correlation
+
+
 def test_model_logits_match_the_cpu(no_tf32):
     bundle_cpu = load_model("resnet18", weights=None)
     bundle_cuda = load_model("resnet18", weights=None, device=str(CUDA))

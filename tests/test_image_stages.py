@@ -100,7 +100,7 @@ def share_of_raised_pixels() -> torch.nn.Module:
     return _ShareOfRaisedPixels()
 
 
-PLANTED = ModelSpec(architecture=f"{__name__}:share_of_raised_pixels", weights="DEFAULT", resize=SIDE, crop=SIDE)
+PLANTED = ModelSpec(architecture=f"{__name__}:share_of_raised_pixels", weights="DEFAULT", resize=SIDE, crop=SIDE, arithmetic="exact")
 HALVES = np.repeat(np.arange(2)[:, None], SIDE // 2, axis=0).repeat(SIDE, axis=1)  # 2 segments: top, bottom
 QUADRANTS = (2 * (np.arange(SIDE)[:, None] >= SIDE // 2) + (np.arange(SIDE)[None, :] >= SIDE // 2)).astype(int)  # 4 segments
 

@@ -138,6 +138,25 @@ def test_keeping_attributions_reruns_only_the_explanations(run, tmp_path):
     assert not rules & {"localised", "attack", "segments", "audio_localised"}
 
 
+def test_fast_arithmetic_reaches_the_model_jobs_and_changing_it_reruns_them(tmp_path):
+    """image.arithmetic travels in the model's params (docs/exactness.md, "Fast arithmetic"): a
+    bf16 attack job records it and its adversaries stay in the radius; back to exact, the model
+    jobs rerun and the decoded images do not."""
+    from advxai.store import read_h5, read_provenance
+
+    overlay = tmp_path / "bf16.yaml"
+    overlay.write_text("image:\n  arithmetic: bf16\n")
+    workdir, target = tmp_path / "run", "image/tiny/adversaries/shard0.h5"
+    snakemake(workdir, target, overlay=str(overlay))
+    for stage in ("clean", "adversaries"):
+        assert read_provenance(workdir / f"image/tiny/{stage}/shard0.h5")["params"]["model"]["arithmetic"] == "bf16"
+    adversaries = read_h5(workdir / target, ["perturbation", "success"])
+    assert 0 < np.abs(adversaries["perturbation"]).max() <= 0.5 + 1e-6  # test preset's epsilon
+    dry = snakemake(workdir, target, "-n", "--quiet", "rules").stdout
+    rules = {line.split()[0] for line in dry.splitlines() if line.strip() and line.split()[0].islower() and "|" not in line}
+    assert {"clean_predictions", "attack"} <= rules and not rules & {"image_manifest", "image_shard"}
+
+
 ADVERSARY_ARRAYS = ("target", "perturbation", "success", "first_success_step", "final_prediction")
 
 

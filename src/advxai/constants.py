@@ -36,6 +36,11 @@ def architecture_sizes(architecture: str) -> ModelSizes:
     return MODEL_SIZES.get(architecture, DEFAULT_MODEL_SIZES)
 
 
+ARITHMETICS: tuple[str, ...] = ("exact", "tf32", "bf16")
+"""``image.arithmetic``: how the image models' passes compute (docs/exactness.md, "Fast arithmetic").
+``exact`` is float32 with repeatable kernels; the others trade exactness for speed."""
+
+
 # ------------------------------------------------------------------------------ audio signal
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")

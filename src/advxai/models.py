@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # torchvision is imported where a model is built, not by ever
     import torchvision
 
 from .batching import run_batched
-from .constants import BUNDLED_MODELS, architecture_sizes
+from .constants import ARITHMETICS, BUNDLED_MODELS, architecture_sizes
 from .data.images import IMAGENET_MEAN, IMAGENET_STD
 from .seeding import item_seed
 
@@ -33,10 +33,12 @@ __all__ = [
     "BUNDLED_MODELS",
     "EFFICIENTNET_LITE_MEAN",
     "EFFICIENTNET_LITE_STD",
+    "FastArithmetic",
     "InputRenormalisation",
     "ModelBundle",
     "load_model",
     "predict",
+    "with_arithmetic",
 ]
 
 # TF EfficientNet-Lite: (pixel - 127) / 128 on 0..255 pixels, i.e. roughly [-1, 1]
@@ -109,6 +111,60 @@ class InputRenormalisation(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return inputs * self.scale + self.shift
+
+
+class _ChannelsLast(torch.autograd.Function):
+    """The input in channels_last layout; its gradient back in the default layout, as the caller's input has it."""
+
+    @staticmethod
+    def forward(ctx: object, inputs: torch.Tensor) -> torch.Tensor:
+        return inputs.contiguous(memory_format=torch.channels_last)
+
+    @staticmethod
+    def backward(ctx: object, grad_output: torch.Tensor) -> torch.Tensor:
+        return grad_output.contiguous()
+
+
+class FastArithmetic(nn.Module):
+    """A classifier whose passes trade float32 exactness for speed (``image.arithmetic``; docs/exactness.md).
+
+    ``tf32`` and ``bf16`` both run the network in the channels_last memory layout: its weights
+    are converted in place, the input on every call, and an input gradient comes back in the
+    default layout. ``bf16`` also runs the forward under ``torch.autocast`` in bfloat16
+    (convolutions and matmuls in bf16, the rest as autocast decides); the logits come back as
+    float32 either way. Input gradients flow to the caller's float32 input through the layout
+    change and autocast's casts, so every gradient explainer, Guided Backprop's guided
+    activations and PGD work unchanged. TF32 itself is a CUDA flag, set per job by
+    :func:`advxai.runtime.use_device`; on a CPU ``tf32`` is channels_last alone.
+
+    Args:
+        network: the classifier (normalised NCHW input, logits out).
+        arithmetic: ``tf32`` or ``bf16``.
+    """
+
+    def __init__(self, network: nn.Module, arithmetic: str) -> None:
+        super().__init__()
+        if arithmetic == "exact" or arithmetic not in ARITHMETICS:
+            raise ValueError(f"FastArithmetic: arithmetic must be 'tf32' or 'bf16', got {arithmetic!r}")
+        self.network = network.to(memory_format=torch.channels_last)
+        self.arithmetic = arithmetic
+        self.train(network.training)  # an eval-mode network stays one (PGD refuses a model in training mode)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if inputs.dim() == 4:
+            inputs = _ChannelsLast.apply(inputs)
+        if self.arithmetic == "bf16":
+            with torch.autocast(inputs.device.type, dtype=torch.bfloat16):
+                logits = self.network(inputs)
+            return logits.float()
+        return self.network(inputs)
+
+
+def with_arithmetic(network: nn.Module, arithmetic: str) -> nn.Module:
+    """``network`` itself for ``exact``, else ``network`` in a :class:`FastArithmetic` (weights made channels_last in place)."""
+    if arithmetic not in ARITHMETICS:
+        raise ValueError(f"config key 'image.arithmetic' is {arithmetic!r}; valid: {list(ARITHMETICS)}")
+    return network if arithmetic == "exact" else FastArithmetic(network, arithmetic)
 
 
 def _renormalised(network: nn.Module, mean: Sequence[float], std: Sequence[float]) -> nn.Module:
@@ -228,7 +284,9 @@ def _builder(name: str) -> Callable[[str | None], ModelBundle]:
     raise ValueError(f"unknown model {name!r}: {_VALID_NAMES_HELP}")
 
 
-def load_model(name: str, weights: str | None = "DEFAULT", device: str = "cpu", *, init_seed: int = 0) -> ModelBundle:
+def load_model(
+    name: str, weights: str | None = "DEFAULT", device: str = "cpu", *, init_seed: int = 0, arithmetic: str = "exact",
+) -> ModelBundle:
     """Loads a classifier by registry name.
 
     Args:
@@ -242,6 +300,8 @@ def load_model(name: str, weights: str | None = "DEFAULT", device: str = "cpu", 
         init_seed: global seed of the random initialisation; construction draws from a generator
             seeded by ``(init_seed, "model_init", name)`` without touching torch's global RNG,
             so every job builds the same random-weight model.
+        arithmetic: ``exact`` (float32, the module as built), ``tf32`` or ``bf16``
+            (:func:`with_arithmetic`; the CUDA flags that go with them: :func:`advxai.runtime.use_device`).
 
     Returns:
         ModelBundle: the module in eval mode with frozen parameters, and its preprocessing sizes
@@ -255,7 +315,7 @@ def load_model(name: str, weights: str | None = "DEFAULT", device: str = "cpu", 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(item_seed(init_seed, "model_init", name))
         bundle = build(weights)
-    module = bundle.module.to(device).eval().requires_grad_(False)
+    module = with_arithmetic(bundle.module.to(device).eval().requires_grad_(False), arithmetic)
     return dataclasses.replace(bundle, module=module)
 
 

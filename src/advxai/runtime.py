@@ -27,6 +27,13 @@ def resolve_device(device: str) -> torch.device:
 EXACT_CUDA = (False, False, True, False)
 """(cuDNN TF32, matmul TF32, cuDNN deterministic, cuDNN autotuner): float32 throughout, repeatable kernels."""
 
+FAST_CUDA = (True, True, False, True)
+"""TF32 convolutions and matmuls, cuDNN's autotuner and its fastest kernels, repeatable or not."""
+
+CUDA_ARITHMETIC = {"exact": EXACT_CUDA, "tf32": FAST_CUDA, "bf16": FAST_CUDA}
+"""The CUDA flags of each ``image.arithmetic`` (:data:`advxai.constants.ARITHMETICS`). bf16 takes
+tf32's flags; its autocast is the model's own (:class:`advxai.models.FastArithmetic`)."""
+
 
 def _cuda_arithmetic(settings: tuple[bool, bool, bool, bool] | None = None) -> tuple[bool, bool, bool, bool]:
     """PyTorch's CUDA arithmetic flags as :data:`EXACT_CUDA` orders them; sets them first if ``settings`` is given."""
@@ -38,29 +45,45 @@ def _cuda_arithmetic(settings: tuple[bool, bool, bool, bool] | None = None) -> t
     return backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32, backends.cudnn.deterministic, backends.cudnn.benchmark
 
 
+def cuda_flags(arithmetic: str) -> tuple[bool, bool, bool, bool]:
+    """The :data:`CUDA_ARITHMETIC` flags of ``arithmetic``; an unknown name is an error naming the config key."""
+    if arithmetic not in CUDA_ARITHMETIC:
+        raise ValueError(f"config key 'image.arithmetic' is {arithmetic!r}; valid: {list(CUDA_ARITHMETIC)}")
+    return CUDA_ARITHMETIC[arithmetic]
+
+
 @contextlib.contextmanager
-def exact_cuda_arithmetic() -> Iterator[None]:
-    """:data:`EXACT_CUDA` while the block runs, PyTorch's previous flags after it (no effect on a CPU)."""
+def cuda_arithmetic(arithmetic: str) -> Iterator[None]:
+    """The CUDA flags of ``arithmetic`` while the block runs, PyTorch's previous flags after it (no effect on a CPU)."""
     saved = _cuda_arithmetic()
-    _cuda_arithmetic(EXACT_CUDA)
+    _cuda_arithmetic(cuda_flags(arithmetic))
     try:
         yield
     finally:
         _cuda_arithmetic(saved)
 
 
-def use_device(device: str) -> torch.device:
-    """The job's device (:func:`resolve_device`), with exact and repeatable float32 arithmetic on CUDA.
+def exact_cuda_arithmetic() -> contextlib.AbstractContextManager[None]:
+    """:data:`EXACT_CUDA` while the block runs, PyTorch's previous flags after it (no effect on a CPU)."""
+    return cuda_arithmetic("exact")
+
+
+def use_device(device: str, arithmetic: str = "exact") -> torch.device:
+    """The job's device (:func:`resolve_device`) with the CUDA flags of ``arithmetic`` (:data:`CUDA_ARITHMETIC`).
 
     PyTorch's CUDA defaults let cuDNN convolutions run in TF32 (a 10-bit mantissa) and pick
     kernels whose sums vary from run to run and with a row's position in the batch: on an H100,
     two identical gradient passes differed by up to 2e-6 (relative), which a PGD sign step turns
-    into a whole step. Every job therefore runs with :data:`EXACT_CUDA`, so a row's values do
-    not depend on its shard or its position (docs/cuda.md, docs/exactness.md).
+    into a whole step. Every job therefore runs with :data:`EXACT_CUDA` by default, so a row's
+    values do not depend on its shard or its position (docs/cuda.md, docs/exactness.md). The
+    image models' jobs may ask for ``tf32`` or ``bf16`` instead (``image.arithmetic``), which
+    drops that promise for speed; the model's side of it is :func:`advxai.models.with_arithmetic`.
+    On a CPU no flag is set.
     """
+    flags = cuda_flags(arithmetic)
     resolved = resolve_device(device)
     if resolved.type == "cuda":
-        _cuda_arithmetic(EXACT_CUDA)
+        _cuda_arithmetic(flags)
     return resolved
 
 

@@ -78,10 +78,11 @@ def model_entry(wildcards):
 
 
 def model_spec(wildcards):
-    """What identifies a model's weights and preprocessing."""
+    """What identifies a model's weights and preprocessing, and the arithmetic of its passes."""
     entry = model_entry(wildcards)
     resize, crop = config_checks.model_sizes(entry)
-    return {"architecture": entry["architecture"], "weights": entry.get("weights", "DEFAULT"), "resize": resize, "crop": crop}
+    return {"architecture": entry["architecture"], "weights": entry.get("weights", "DEFAULT"), "resize": resize, "crop": crop,
+            "arithmetic": IMAGE["arithmetic"]}
 
 
 def model_crop(model):

@@ -51,7 +51,8 @@ class ShardFiles:
 
 
 def model_from_spec(spec: ModelSpec, device: torch.device) -> ModelBundle:
-    return load_model(spec.architecture, weights=spec.weights, device=str(device))
+    """The model on ``device``, in the spec's arithmetic (its CUDA flags: :func:`advxai.runtime.use_device`)."""
+    return load_model(spec.architecture, weights=spec.weights, device=str(device), arithmetic=spec.arithmetic)
 
 
 def shard_inputs(images_path: str, adversaries_path: str, ids: Sequence[str] | None = None) -> dict[str, Any]:

@@ -50,13 +50,15 @@ class StageSettings:
 # ------------------------------------------------------------------------------------ images
 @dataclass(frozen=True)
 class ModelSpec(StageSettings):
-    """What identifies a model's weights and preprocessing (``image.models.<label>``)."""
+    """What identifies a model's weights and preprocessing (``image.models.<label>``), and the
+    arithmetic its passes run in (``image.arithmetic``)."""
 
     SECTION = "image.models.<label>"
     architecture: str
     weights: str | None
     resize: int
     crop: int
+    arithmetic: str  # image.arithmetic: exact, tf32 or bf16 (docs/exactness.md)
 
 
 @dataclass(frozen=True)
