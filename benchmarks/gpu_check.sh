@@ -11,6 +11,7 @@
 #   default  the workflow on config.yaml, the embedded default, with the device (wall time, jobs done)
 #   unit     the pytest tests marked cuda, except the end-to-end ones
 #   bench    benchmarks/explain_bench.py on the device (paper settings; the SUMMARY lines)
+#   fast     explain_bench.py --arithmetic tf32,bf16 on ResNet-50 (the FAST lines: speed and agreement)
 #   startup  benchmarks/job_startup.py (import time per job type)
 #   determinism  benchmarks/cuda_determinism.py (rerun, batch position and batch size: bitwise?)
 #   cudaflow the end-to-end cuda tests (three runs of the test preset)
@@ -19,6 +20,7 @@
 #   GPU_CHECK_BUDGET   total seconds (default 560) GPU_CHECK_CORES    snakemake --cores (default: all)
 #   GPU_CHECK_DEFAULT_CONFIGS  config files of the `default` step (default: config.yaml)
 #   GPU_CHECK_BENCH_ARGS       arguments of explain_bench.py (default: its GPU defaults, all three models)
+#   GPU_CHECK_FAST_ARGS        arguments of the `fast` step (default: ResNet-50, 8 images, the reference on 1)
 #   GPU_CHECK_LIMIT_SCALE      multiplies every step's limit (a slow CPU rehearsal; default 1)
 set -uo pipefail
 
@@ -27,11 +29,12 @@ ROOT=$PWD
 WHEELS="${1:-.whl}"
 OUT="${OUT:-$ROOT/gpu_check_out}"
 DEVICE="${GPU_CHECK_DEVICE:-cuda}"
-STEPS="${GPU_CHECK_STEPS:-env preset default unit bench startup determinism cudaflow}"
+STEPS="${GPU_CHECK_STEPS:-env preset default unit bench fast startup determinism cudaflow}"
 BUDGET="${GPU_CHECK_BUDGET:-560}"
 CORES="${GPU_CHECK_CORES:-all}"
 DEFAULT_CONFIGS="${GPU_CHECK_DEFAULT_CONFIGS:-config.yaml}"
 BENCH_ARGS="${GPU_CHECK_BENCH_ARGS:-}"
+FAST_ARGS="${GPU_CHECK_FAST_ARGS:---models resnet50 --images 8 --reference-images 1 --no-labelflip-sweep}"
 PYTHON="${PYTHON:-python3}"
 LIMIT_SCALE="${GPU_CHECK_LIMIT_SCALE:-1}"
 # One script per kind of job: image model, segments, subsets, decoding, tables, audio model, audio features.
@@ -111,6 +114,8 @@ run_step default 240 workflow default $DEFAULT_CONFIGS
 run_step unit 100 "${PYTEST[@]}" -m "cuda and not workflow" tests/test_cuda.py
 # shellcheck disable=SC2086
 run_step bench 300 "$PYTHON" benchmarks/explain_bench.py --device "$DEVICE" $BENCH_ARGS
+# shellcheck disable=SC2086
+run_step fast 150 "$PYTHON" benchmarks/explain_bench.py --device "$DEVICE" --arithmetic tf32,bf16 $FAST_ARGS
 # shellcheck disable=SC2086
 run_step startup 60 "$PYTHON" benchmarks/job_startup.py --repeats 1 --json "$OUT/startup.json" $STARTUP_SCRIPTS
 run_step determinism 60 "$PYTHON" benchmarks/cuda_determinism.py --device "$DEVICE"

@@ -4,7 +4,8 @@
 - The strict host-conversion check (see strict_host/): ``np.asarray(tensor)`` raises on the CPU as
   it does for a CUDA tensor.
 - The end-to-end helpers: Snakemake on presets/test.yaml, and one local run per session that the
-  workflow tests read and the SLURM tests compare against.
+  workflow tests read and the SLURM tests compare against; the tests that read it share an xdist
+  group (one worker), so it runs once.
 """
 
 from __future__ import annotations
@@ -22,8 +23,28 @@ ROOT = Path(__file__).resolve().parents[1]
 STRICT_HOST = Path(__file__).resolve().parent / "strict_host"
 
 
+SESSION_RUNS = ("run", "slurm_run")
+"""Session fixtures that run the workflow: the tests that read them form one xdist group."""
+
+
+def xdist_group(item: pytest.Item) -> str | None:
+    """The worker group of a test under ``--dist=loadgroup`` (pyproject.toml): a fixture is built
+    once per worker, so the tests that read a session run share one group, and the tests that use
+    a module-scoped fixture share their module's; the rest go wherever a worker is free."""
+    if any(name in SESSION_RUNS for name in getattr(item, "fixturenames", ())):
+        return "reference_run"
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    if any(definition.scope == "module" for chain in definitions.values() for definition in chain):
+        return item.module.__name__
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``cuda`` need a GPU: skipped, saying why, where torch sees none."""
+    """Tests join their xdist group; tests marked ``cuda`` are skipped, saying why, where torch sees no GPU."""
+    for item in items:
+        if group := xdist_group(item):
+            item.add_marker(pytest.mark.xdist_group(group))
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False); benchmarks/gpu_check.sh runs them")

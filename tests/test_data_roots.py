@@ -21,7 +21,7 @@ from advxai.data.synthetic_audio import write_synthetic_corpus
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.workflow
 
-DATA_TARGETS = [f"image/data/imagenet/72-64/shard{s}.h5" for s in (0, 1)] + [f"audio/features/{split}.h5" for split in ("train", "valid", "test")]
+DATA_TARGETS = ["image/data/imagenet/72-64/shard0.h5"] + [f"audio/features/{split}.h5" for split in ("train", "valid", "test")]
 
 
 def snakemake(workdir: Path, overlay: Path, *args: str) -> str:
