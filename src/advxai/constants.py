@@ -41,6 +41,13 @@ ARITHMETICS: tuple[str, ...] = ("exact", "tf32", "bf16")
 ``exact`` is float32 with repeatable kernels; the others trade exactness for speed."""
 
 
+def check_arithmetic(arithmetic: str) -> str:
+    """``arithmetic`` if it is one of :data:`ARITHMETICS`, else an error naming the config key."""
+    if arithmetic not in ARITHMETICS:
+        raise ValueError(f"config key 'image.arithmetic' is {arithmetic!r}; valid: {list(ARITHMETICS)}")
+    return arithmetic
+
+
 # ------------------------------------------------------------------------------ audio signal
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")

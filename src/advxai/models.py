@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # torchvision is imported where a model is built, not by ever
     import torchvision
 
 from .batching import run_batched
-from .constants import ARITHMETICS, BUNDLED_MODELS, architecture_sizes
+from .constants import ARITHMETICS, BUNDLED_MODELS, architecture_sizes, check_arithmetic
 from .data.images import IMAGENET_MEAN, IMAGENET_STD
 from .seeding import item_seed
 
@@ -162,9 +162,7 @@ class FastArithmetic(nn.Module):
 
 def with_arithmetic(network: nn.Module, arithmetic: str) -> nn.Module:
     """``network`` itself for ``exact``, else ``network`` in a :class:`FastArithmetic` (weights made channels_last in place)."""
-    if arithmetic not in ARITHMETICS:
-        raise ValueError(f"config key 'image.arithmetic' is {arithmetic!r}; valid: {list(ARITHMETICS)}")
-    return network if arithmetic == "exact" else FastArithmetic(network, arithmetic)
+    return network if check_arithmetic(arithmetic) == "exact" else FastArithmetic(network, arithmetic)
 
 
 def _renormalised(network: nn.Module, mean: Sequence[float], std: Sequence[float]) -> nn.Module:

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
+from .constants import check_arithmetic
+
 if TYPE_CHECKING:  # torch loads only in jobs that use it: the report jobs run without it
     import torch
 
@@ -47,9 +49,7 @@ def _cuda_arithmetic(settings: tuple[bool, bool, bool, bool] | None = None) -> t
 
 def cuda_flags(arithmetic: str) -> tuple[bool, bool, bool, bool]:
     """The :data:`CUDA_ARITHMETIC` flags of ``arithmetic``; an unknown name is an error naming the config key."""
-    if arithmetic not in CUDA_ARITHMETIC:
-        raise ValueError(f"config key 'image.arithmetic' is {arithmetic!r}; valid: {list(CUDA_ARITHMETIC)}")
-    return CUDA_ARITHMETIC[arithmetic]
+    return CUDA_ARITHMETIC[check_arithmetic(arithmetic)]
 
 
 @contextlib.contextmanager
