@@ -114,7 +114,8 @@ def best_pass_times(model: nn.Module, side: int, device: torch.device, batches: 
 def bundled_inputs(n_images: int, side: int, device: torch.device) -> tuple[list[str], torch.Tensor]:
     """The first ``n_images`` bundled photos (repeated if more are asked for), normalised."""
     from advxai.data.image_items import bundled_items
-    from advxai.data.images import load_image, preprocess, to_model_input
+    from advxai.data.images import load_image, preprocess
+    from advxai.data.model_inputs import to_model_input
 
     items = bundled_items()
     chosen = [items[i % len(items)] for i in range(n_images)]
@@ -348,7 +349,7 @@ def pgd_times(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, ste
     from captum.robust import PGD
 
     from advxai.attacks.pgd import targeted_pgd
-    from advxai.data.images import pixel_bounds
+    from advxai.data.model_inputs import pixel_bounds
 
     lower, upper = (bound.to(device) for bound in pixel_bounds())
     low, high = float(lower.min()), float(upper.max())
@@ -483,7 +484,7 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
           f"-> {pgd_loop / pgd_batched:.2f}x; {pgd_check}")
     with torch.no_grad():
         from advxai.attacks.pgd import targeted_pgd
-        from advxai.data.images import pixel_bounds
+        from advxai.data.model_inputs import pixel_bounds
 
         lower, upper = pixel_bounds()
         adversarial = targeted_pgd(model, images, targets, PGD_EPSILON, PGD_STEP, args.pgd_steps, lower=lower,

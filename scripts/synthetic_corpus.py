@@ -1,6 +1,6 @@
 """Rule synthetic_corpus: generate the synthetic corpus in Jamendo's layout."""
 from advxai import runtime
-from advxai.stages.audio import write_corpus
+from advxai.stages.audio_data import write_corpus
 from advxai.stages.settings import CorpusSettings
 
 with runtime.job(snakemake.log[0], snakemake.threads):

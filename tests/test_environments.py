@@ -103,6 +103,22 @@ except ImportError:
     assert f"snakemake blocked; imported {len(modules)} modules" in result.stdout
 
 
+# Jobs that run no model: the most numerous of a run. Each would pay seconds of CPU to import torch.
+MODEL_FREE_SCRIPTS = ["image_manifest", "image_shard", "subsets", "segments", "synthetic_corpus", "audio_manifest",
+                      "image_tables", "image_figures", "audio_tables", "audio_figures"]
+
+
+def test_jobs_that_run_no_model_import_no_torch():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from job_startup import script_imports
+
+    check = "import sys\n" + "".join(
+        f"{script_imports(ROOT / 'scripts' / f'{name}.py')}\nif 'torch' in sys.modules: sys.exit('{name} imports torch')\n"
+        for name in MODEL_FREE_SCRIPTS)
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
 def test_the_pinned_torch_release_satisfies_both():
     env = environment()
     assert "2.14.1" in env["torch"] and "0.29.1" in env["torchvision"]

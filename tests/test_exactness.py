@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from advxai.attacks.pgd import targeted_pgd
-from advxai.data.images import pixel_bounds
+from advxai.data.model_inputs import pixel_bounds
 from advxai.explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all
 from advxai.evaluation.labelflip import predict_hybrids
 from advxai.models import load_model

@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from advxai.batching import CPU_CANDIDATES
-from advxai.data.images import to_model_input
+from advxai.data.model_inputs import to_model_input
 from advxai.evaluation.labelflip import k_settings
 from advxai.evaluation.subsets import subset_size
 from advxai.stages import image as image_stages
-from advxai.stages.image import ShardFiles, draw_subsets, labelflip_shard, localised_shard, segment_shard
+from advxai.stages.image import ShardFiles, labelflip_shard, localised_shard
+from advxai.stages.image_data import draw_subsets, segment_shard
 from advxai.stages.settings import ExplainerSettings, ExplainFamilySettings, LabelflipSettings, LocalisedSettings, ModelSpec, SegmentationSettings, SubsetSettings
 from advxai.segments import slic
 from advxai.store import BatchCheckpoint, ProvenanceError, read_h5, require_params, write_h5

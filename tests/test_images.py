@@ -11,16 +11,8 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from advxai.data.images import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    denormalize,
-    load_image,
-    normalize,
-    pixel_bounds,
-    preprocess,
-    to_model_input,
-)
+from advxai.data.images import IMAGENET_MEAN, IMAGENET_STD, load_image, normalized_pixels, preprocess
+from advxai.data.model_inputs import denormalize, normalize, pixel_bounds, to_model_input
 from advxai.data.image_items import IMAGE_EXTENSIONS, ImageItem, bundled_items, imagenet_val_items, locate, manifest_length, read_image_manifest, write_image_manifest
 from advxai.data.roots import link_data_root
 
@@ -51,6 +43,25 @@ def test_preprocess_matches_torchvision_pipeline():
         full = transforms.Compose([transforms.Resize(resize), transforms.CenterCrop(crop), transforms.ToTensor(),
                                    transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])(image)
         assert torch.equal(to_model_input(ours[None])[0], full)
+
+
+@pytest.mark.parametrize("size", [(640, 480), (480, 640), (333, 501), (501, 333), (72, 72), (72, 100), (101, 73), (300, 300)])
+def test_preprocess_is_torchvision_for_every_shape(size):
+    """PIL alone resizes and crops as torchvision does: portrait, landscape, odd sides, already at size."""
+    pixels = np.random.default_rng(sum(size)).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    for resize, crop in [(72, 64), (72, 72), (256, 224)]:
+        reference = transforms.Compose([transforms.Resize(resize), transforms.CenterCrop(crop)])(image)
+        np.testing.assert_array_equal(preprocess(image, resize, crop), np.asarray(reference))
+
+
+def test_normalized_pixels_are_torchvision_bit_for_bit():
+    every_value = np.repeat(np.arange(256, dtype=np.uint8).reshape(16, 16, 1), 3, axis=2)
+    images = np.stack([every_value, every_value[::-1], np.random.default_rng(3).integers(0, 256, (16, 16, 3), dtype=np.uint8)])
+    reference = transforms.Compose([transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    ours = normalized_pixels(images)
+    assert ours.dtype == np.float32 and ours.shape == (3, 3, 16, 16) and ours.flags.c_contiguous
+    np.testing.assert_array_equal(ours, torch.stack([reference(image) for image in images]).numpy())
 
 
 def test_preprocess_refuses_crop_larger_than_resize():

@@ -15,7 +15,7 @@ from advxai.evaluation.labelflip import label_flips
 from advxai.evaluation.localised import NOT_KEPT, localised_experiment
 from advxai.evaluation.selection import hybrid, recovered, top_k
 from advxai.attacks.pgd import targeted_pgd
-from advxai.data.images import pixel_bounds
+from advxai.data.model_inputs import pixel_bounds
 from advxai.explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all
 from advxai.segments import ABSENT, rectangles
 

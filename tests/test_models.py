@@ -13,7 +13,8 @@ from efficientnet_lite_pytorch import EfficientNet
 from PIL import Image
 from torch import nn
 
-from advxai.data.images import preprocess, to_model_input
+from advxai.data.images import preprocess
+from advxai.data.model_inputs import to_model_input
 from advxai.models import (
     EFFICIENTNET_LITE_MEAN,
     EFFICIENTNET_LITE_STD,

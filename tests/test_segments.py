@@ -7,7 +7,7 @@ import pytest
 import skimage.segmentation
 import torch
 
-from advxai.data.images import normalize
+from advxai.data.model_inputs import normalize
 from advxai.segments import audio_grid, n_segments, rectangles, slic
 
 

@@ -173,12 +173,12 @@ SHARD_TEST_EXPLAINERS = ["lime", "ig-sg", "gbp-vg"]  # LIME, and an ensemble of 
 
 
 def image_run_in_shards(workdir: Path, shard_size: int) -> Path:
-    """The image stages of the test preset in shards of `shard_size`: one explainer per family, SLIC
-    segments only (the per-image segmentation), which keeps the runs short; tests/test_exactness.py
-    checks all 13 explainers on rectangles alone against inside a batch."""
+    """The image stages of the test preset on three images in shards of `shard_size`: one explainer
+    per family, SLIC segments only (the per-image segmentation), which keeps the runs short;
+    tests/test_exactness.py checks all 13 explainers on rectangles alone against inside a batch."""
     workdir.mkdir(parents=True, exist_ok=True)
     overlay = workdir / "shards.yaml"
-    overlay.write_text(f"image:\n  shard_size: {shard_size}\n  explainers: {SHARD_TEST_EXPLAINERS}\n"
+    overlay.write_text(f"image:\n  max_images: 3\n  shard_size: {shard_size}\n  explainers: {SHARD_TEST_EXPLAINERS}\n"
                        "  extra_explainers: []\n  segmentations: [slic]\naudio:\n  enabled: false\n")
     snakemake(workdir, overlay=str(overlay))
     return workdir
@@ -191,9 +191,9 @@ def in_shards_of_two(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("shard_size", [1, 3])
 def test_shard_size_does_not_change_results(in_shards_of_two, tmp_path, shard_size):
-    """Shard sizes 1 (every image attacked and explained alone) and 3 (shards of 3 + 1) against 2,
-    every shard padded to the same batch size: adversaries and tables bitwise equal (the test
-    preset itself runs one shard of 4; its tables equal those of two shards of 2)."""
+    """Three images in shards of 1 (every image attacked and explained alone) and of 3 (one shard)
+    against shards of 2 + 1, every shard padded to the same batch size: adversaries and tables
+    bitwise equal (the test preset itself runs one shard of 4; its tables equal those of two shards of 2)."""
     workdir = image_run_in_shards(tmp_path, shard_size)
     theirs = adversary_arrays(workdir)
     for name, ours in adversary_arrays(in_shards_of_two).items():

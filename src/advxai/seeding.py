@@ -6,9 +6,12 @@ Results therefore never depend on shard size, batch size, job order or resumptio
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where a torch generator is made, not by the jobs that draw with NumPy only
+    import torch
 
 
 def item_seed(seed: int, stage: str, item_id: str | int) -> int:
@@ -24,6 +27,8 @@ def numpy_rng(seed: int, stage: str, item_id: str | int) -> np.random.Generator:
 
 def torch_generator(seed: int, stage: str, item_id: str | int, device: str | torch.device = "cpu") -> torch.Generator:
     """A torch generator for one item of one stage (on ``device``)."""
+    import torch
+
     generator = torch.Generator(device=device)
     generator.manual_seed(item_seed(seed, stage, item_id))
     return generator

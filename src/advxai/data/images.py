@@ -1,8 +1,13 @@
-"""Image data: decoding, preprocessing and normalisation (which images exist: ``image_items``).
+"""Image data: decoding, preprocessing and normalisation, in NumPy and PIL (which images exist: ``image_items``).
 
 Implements docs/method.md §5.1 (data, class indices, sample order) and §5.2 (preprocessing,
 normalisation outside the model). Images travel between stages as ``uint8`` arrays of shape
-``(H, W, 3)``; models receive normalised ``float32`` batches ``(N, 3, H, W)``.
+``(H, W, 3)``; models receive normalised ``float32`` batches ``(N, 3, H, W)``
+(:func:`normalized_pixels`, as tensors :func:`advxai.data.model_inputs.to_model_input`).
+
+The module imports neither torch nor torchvision: the jobs that decode, subset and segment
+images start in a fraction of the time a torch import takes (benchmarks/job_startup.py). Its
+preprocessing and normalisation are proven equal to torchvision's bit for bit (tests/test_images.py).
 """
 
 from __future__ import annotations
@@ -11,48 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
-from .image_items import BUNDLED_PHOTOS, ImageItem  # listing is torch-free, in image_items
+from .image_items import BUNDLED_PHOTOS, ImageItem
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-
-
-# ------------------------------------------------------------------------------------------------
-# Normalisation
-# ------------------------------------------------------------------------------------------------
-
-
-def normalize(x01: torch.Tensor) -> torch.Tensor:
-    """Map ``[0, 1]`` pixels ``(..., 3, H, W)`` to the normalised space ``(x - mean) / std``.
-
-    The arithmetic of torchvision's ``Normalize`` (subtract, then divide, in the input's dtype),
-    without importing torchvision in jobs that only read stored images.
-    """
-    mean = torch.tensor(IMAGENET_MEAN, dtype=x01.dtype, device=x01.device).view(-1, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=x01.dtype, device=x01.device).view(-1, 1, 1)
-    return (x01 - mean) / std
-
-
-def denormalize(x: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`normalize`: normalised ``(..., 3, H, W)`` back to pixel units."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(3, 1, 1)
-    return x * std + mean
-
-
-def pixel_bounds() -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel valid range of normalised images, as two ``(3, 1, 1)`` tensors.
-
-    These are the normalised images of pixel values 0 and 1. The authors clamped to the scalar
-    min/max of the first validation image instead (docs/decisions.md §10.2); per-channel bounds keep
-    every adversary a valid image.
-    """
-    lower = normalize(torch.zeros(3, 1, 1))
-    upper = normalize(torch.ones(3, 1, 1))
-    return lower, upper
 
 
 # ------------------------------------------------------------------------------------------------
@@ -133,22 +102,31 @@ def preprocess(image: Image.Image, resize: int, crop: int) -> np.ndarray:
         raise ValueError(f"preprocess needs an RGB PIL image, got {getattr(image, 'mode', type(image).__name__)}")
     if not 0 < crop <= resize:
         raise ValueError(f"crop={crop} must be positive and at most resize={resize}: a larger crop would pad zeros")
-    import torchvision.transforms.functional as TF  # only the jobs that decode images need torchvision
-    from torchvision.transforms import InterpolationMode
+    # torchvision's Resize and CenterCrop hand a PIL image to PIL with these sizes and boxes
+    # (transforms.functional._compute_resized_output_size and center_crop), so PIL alone gives
+    # the same pixels without importing torchvision.
+    width, height = image.size
+    short, long = sorted((width, height))
+    new_short, new_long = resize, int(resize * long / short)
+    size = (new_short, new_long) if width <= height else (new_long, new_short)
+    resized = image if size == image.size else image.resize(size, Image.BILINEAR)
+    top = int(round((resized.height - crop) / 2.0))
+    left = int(round((resized.width - crop) / 2.0))
+    return np.array(resized.crop((left, top, left + crop, top + crop)), dtype=np.uint8)
 
-    resized = TF.resize(image, resize, interpolation=InterpolationMode.BILINEAR)
-    return np.array(TF.center_crop(resized, crop), dtype=np.uint8)
 
+def normalized_pixels(images_uint8: np.ndarray) -> np.ndarray:
+    """Batch of ``uint8`` images ``(N, H, W, 3)`` to normalised ``float32`` ``(N, 3, H, W)``.
 
-def to_model_input(images_uint8: np.ndarray) -> torch.Tensor:
-    """Batch of ``uint8`` images ``(N, H, W, 3)`` to a normalised ``float32`` tensor ``(N, 3, H, W)``.
-
-    Identical to torchvision's ``ToTensor`` then ``Normalize`` per image.
+    torchvision's ``ToTensor`` then ``Normalize`` per image: divide by 255, subtract the mean,
+    divide by the standard deviation, each rounded to float32 as torch rounds it.
     """
     images_uint8 = np.asarray(images_uint8)
     if images_uint8.dtype != np.uint8 or images_uint8.ndim != 4 or images_uint8.shape[-1] != 3:
         raise ValueError(
             f"images must be uint8 of shape (N, H, W, 3), got {images_uint8.dtype} {images_uint8.shape}"
         )
-    pixels = torch.tensor(images_uint8).permute(0, 3, 1, 2).contiguous()  # a copy: inputs may be read-only
-    return normalize(pixels.to(torch.float32).div(255))
+    pixels = images_uint8.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)
+    mean = np.array(IMAGENET_MEAN, dtype=np.float32).reshape(3, 1, 1)
+    std = np.array(IMAGENET_STD, dtype=np.float32).reshape(3, 1, 1)
+    return np.ascontiguousarray((pixels - mean) / std)

@@ -15,8 +15,30 @@ algorithms here are the same for images and audio (docs/method.md §4, §8):
 No module here reads or writes files; the stages in :mod:`advxai.stages` do.
 """
 
-from .flips import ClassChange, FlipTest, ThresholdCrossing
-from .labelflip import k_settings, label_flips
-from .localised import LocalisedResult, localised_experiment
+from importlib import import_module
+from typing import TYPE_CHECKING
 
-__all__ = ["ClassChange", "FlipTest", "LocalisedResult", "ThresholdCrossing", "k_settings", "label_flips", "localised_experiment"]
+if TYPE_CHECKING:  # what type checkers and editors see
+    from .flips import ClassChange, FlipTest, ThresholdCrossing
+    from .labelflip import k_settings, label_flips
+    from .localised import LocalisedResult, localised_experiment
+
+# The package's names load with their module on first use (PEP 562), so that a job which only
+# draws subsets (:mod:`.subsets`, NumPy) does not import torch through :mod:`.labelflip`.
+_EXPORTS = {
+    "ClassChange": "flips", "FlipTest": "flips", "ThresholdCrossing": "flips",
+    "k_settings": "labelflip", "label_flips": "labelflip",
+    "LocalisedResult": "localised", "localised_experiment": "localised",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

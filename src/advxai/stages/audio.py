@@ -1,4 +1,4 @@
-"""The audio domain's stages, one function per workflow rule.
+"""The audio domain's stages from features on, one function per workflow rule (the corpus: :mod:`advxai.stages.audio_data`).
 
 Each function reads its input files, computes, and writes its output atomically with provenance;
 the thin scripts in ``scripts/`` call them, and they are usable without Snakemake.
@@ -7,9 +7,6 @@ the thin scripts in ``scripts/`` call them, and they are usable without Snakemak
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -20,9 +17,7 @@ import torch
 from tqdm import tqdm
 
 from ..attacks.cw import AttackCheckpoint, spectrogram_attack
-from ..constants import SPLITS
-from ..data.jamendo import frame_labels, load_audio, read_lab, validate_jamendo
-from ..data.synthetic_audio import write_synthetic_corpus
+from ..data.jamendo import frame_labels, load_audio, read_lab
 from ..evaluation.baselines import magnitude
 from ..evaluation.excerpts import explain_excerpts, select_excerpts
 from ..evaluation.flips import ThresholdCrossing
@@ -35,40 +30,9 @@ from ..svds.evaluate import binary_metrics, median_smooth, tune_threshold
 from ..svds.features import mel_filterbank, stft_magnitude
 from ..svds.model import CONTEXT, load_detector, predict_song, save_detector
 from ..svds.train import train_detector
-from .settings import AttackSettings, AudioExplainSettings, CorpusSettings, ExcerptSettings, TrainSettings
+from .settings import AttackSettings, AudioExplainSettings, ExcerptSettings, TrainSettings
 
 log = logging.getLogger("advxai")
-
-
-# ------------------------------------------------------------------------------------ corpus
-def write_corpus(output_dir: str, *, corpus: CorpusSettings) -> None:
-    """Generate the synthetic corpus into a temporary folder, then rename it into place."""
-    target = Path(output_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
-        write_synthetic_corpus(tmp, n_songs=dict(corpus.songs), song_seconds=corpus.seconds, seed=corpus.seed)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-
-
-def write_manifest(root: str, output: str) -> None:
-    """Validate a corpus in Jamendo's layout (every file, every .lab line, decoding) and list it.
-
-    Paths are relative to ``root``, so that the manifest, and everything made from it, is the same
-    wherever the corpus lies (see docs/data.md).
-    """
-    splits = validate_jamendo(root, decode=True)
-    rows = [
-        {"split": split, "name": song.name, "audio_path": song.audio_path.relative_to(root).as_posix(), "label_path": song.label_path.relative_to(root).as_posix()}
-        for split in SPLITS
-        for song in splits[split]
-    ]
-    write_csv(pd.DataFrame(rows, columns=["split", "name", "audio_path", "label_path"]), output)
 
 
 def write_features(manifest: str, root: str, split: str, output: str) -> None:

@@ -1,4 +1,4 @@
-"""The image domain's stages, one function per workflow rule.
+"""The image domain's model stages, one function per workflow rule (the others: :mod:`advxai.stages.image_data`).
 
 Each function reads its input files, builds the inputs, calls the library (the evaluation
 algorithms live in :mod:`advxai.evaluation`) and writes one output file atomically with
@@ -15,27 +15,21 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from .. import segments
 from ..attacks.pgd import draw_targets, targeted_pgd
 from ..batching import choose_batch_size
-from ..data.image_items import locate, read_image_manifest
-from ..data.images import load_image, pixel_bounds, preprocess, to_model_input
+from ..data.model_inputs import pixel_bounds, to_model_input
 from ..evaluation.baselines import magnitude_scores
 from ..evaluation.flips import ClassChange
 from ..evaluation.labelflip import k_settings, label_flips
 from ..evaluation.localised import localised_experiment
 from ..evaluation.selection import pad_scores, selection_width
-from ..evaluation.subsets import LABELFLIP_STAGE, LOCALISED_STAGE, evaluation_subsets
 from ..explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all, flatten_scores, unflatten_scores
 from ..guided import audit_guided_activations
 from ..models import ModelBundle, load_model, predict
-from ..store import BatchCheckpoint, dataset_shape, read_h5, require_params, write_h5
-from .settings import (
-    ExplainerSettings, ExplainFamilySettings, LabelflipSettings, LocalisedSettings, ModelSpec, PgdSettings,
-    SegmentationSettings, ShardSettings, SubsetSettings,
-)
+from ..store import BatchCheckpoint, read_h5, require_params, write_h5
+from .image_data import shard_arrays, subset_ids
+from .settings import ExplainerSettings, ExplainFamilySettings, LabelflipSettings, LocalisedSettings, ModelSpec, PgdSettings
 
 log = logging.getLogger("advxai")
 
@@ -56,58 +50,12 @@ def model_from_spec(spec: ModelSpec, device: torch.device) -> ModelBundle:
 
 
 def shard_inputs(images_path: str, adversaries_path: str, ids: Sequence[str] | None = None) -> dict[str, Any]:
-    """Clean and adversarial normalised inputs of a shard (optionally only ``ids``, in that order)."""
-    images = read_h5(images_path)
-    adv = read_h5(adversaries_path)
-    position = {item_id: i for i, item_id in enumerate(images["ids"])}
-    if not np.array_equal(images["ids"], adv["ids"]):
-        raise ValueError(f"{adversaries_path} does not hold the images of {images_path}")
-    rows = np.array([position[i] for i in ids], dtype=int) if ids is not None else np.arange(len(images["ids"]))
-    clean = to_model_input(images["images"][rows]) if len(rows) else torch.empty(0)
-    perturbation = torch.from_numpy(adv["perturbation"][rows]) if len(rows) else torch.empty(0)
-    return {
-        "ids": images["ids"][rows],
-        "rows": rows,
-        "clean": clean,
-        "adversarial": clean + perturbation if len(rows) else clean,
-        "clean_prediction": adv["clean_prediction"][rows],
-        "adversarial_prediction": adv["final_prediction"][rows],
-    }
-
-
-def subset_ids(subset_path: str, ids: Sequence[str], which: str) -> list[str]:
-    """The ids of this shard (in shard order) that belong to the ``which`` subset."""
-    chosen = set(read_h5(subset_path, [f"{which}_ids"])[f"{which}_ids"])
-    return [i for i in ids if i in chosen]
+    """:func:`~advxai.stages.image_data.shard_arrays` with the clean and adversarial inputs as tensors."""
+    arrays = shard_arrays(images_path, adversaries_path, ids)
+    return {**arrays, "clean": torch.from_numpy(arrays["clean"]), "adversarial": torch.from_numpy(arrays["adversarial"])}
 
 
 # ------------------------------------------------------------------------------------ stages
-def shard_rows(shard: int, shard_size: int, max_images: int | None) -> tuple[int, int]:
-    """Manifest rows ``start, stop`` of a shard: items in data set order, the first ``max_images`` only."""
-    start = shard * shard_size
-    stop = start + shard_size
-    return start, stop if max_images is None else min(stop, max_images)
-
-
-def build_image_shard(manifest: str, root: str | None, output: str, settings: ShardSettings) -> None:
-    """Decode, resize and centre-crop one shard of a manifest's items to uint8 (docs/method.md §5.2).
-
-    ``root`` is where the manifest's files lie now (None for bundled photographs); the shard
-    stores their paths relative to it, so that it does not depend on where the data lies.
-    """
-    start, stop = shard_rows(settings.shard, settings.shard_size, settings.max_images)
-    shard = read_image_manifest(manifest, start, stop)
-    if not shard:
-        raise ValueError(f"shard {settings.shard} is empty: {manifest} has no rows {start}..{stop - 1}")
-    images = np.stack([preprocess(load_image(locate(item, root)), settings.resize, settings.crop) for item in tqdm(shard, desc="decode")])
-    write_h5(
-        output,
-        {"ids": [i.id for i in shard], "sources": [i.source for i in shard], "labels": np.array([i.label for i in shard]), "images": images},
-        stage="image_shard",
-        params=settings.as_params(),
-    )
-
-
 def job_batch_size(
     setting: int | str, bundle: ModelBundle, device: torch.device, *, backward: bool, checkpoint: BatchCheckpoint | None = None,
 ) -> int:
@@ -181,59 +129,6 @@ def attack_shard(images_path: str, clean_path: str, output: str, *, model: Model
         attrs={"batch_size": batch_size},
     )
     checkpoint.remove()
-
-
-def draw_subsets(adversary_paths: Sequence[str], output: str, *, subset: SubsetSettings) -> None:
-    """The evaluation subsets of one model: label flip and localised (docs/decisions.md §10.10), from successful adversaries."""
-    ids, success = [], []
-    for path in adversary_paths:
-        shard = read_h5(path, ["ids", "success"])
-        ids += list(shard["ids"])
-        success += list(shard["success"])
-    drawn = evaluation_subsets(ids, success, fraction=subset.fraction, localised_fraction=subset.localised_fraction, seed=subset.seed, model=subset.model)
-    write_h5(
-        output,
-        {"labelflip_ids": np.array(drawn.labelflip, dtype=str), "localised_ids": np.array(drawn.localised, dtype=str),
-         "n_images": drawn.n_items, "n_adversaries": drawn.n_adversaries},
-        stage="subsets",
-        params=subset.as_params(),
-        seeds={"seed": subset.seed, "stages": [LABELFLIP_STAGE, LOCALISED_STAGE]},
-    )
-
-
-def segment_shard(images_path: str, adversaries_path: str, subset_path: str, output: str, *, segmentation: SegmentationSettings) -> None:
-    """Segment id maps of the shard's subset images, and the segment count of every successful adversary.
-
-    4×4 rectangles, or SLIC on the normalised adversary. The maps feed the explanation and metric
-    jobs, which process the subsets only; the counts of all successful adversaries are Table 6, as
-    the paper counts the SLIC segments of all adversaries. SLIC runs once per adversary.
-    """
-    all_ids = read_h5(images_path, ["ids"])["ids"]
-    chosen = set(subset_ids(subset_path, all_ids, "labelflip")) | set(subset_ids(subset_path, all_ids, "localised"))
-    success = read_h5(adversaries_path, ["success"])["success"]
-    adversary_ids = [i for i, ok in zip(all_ids, success) if ok]
-    height, width = dataset_shape(images_path, "images")[1:3]
-    if segmentation.method == "rect":
-        grid = segments.rectangles(height, width, segmentation.grid)
-        maps = (grid for _ in adversary_ids)
-    else:
-        adversarial = shard_inputs(images_path, adversaries_path, adversary_ids)["adversarial"]
-        maps = (segments.slic(x.numpy(), n_segments=segmentation.n_segments, compactness=segmentation.compactness, sigma=segmentation.sigma)
-                for x in tqdm(adversarial, desc="slic"))
-    counts, masks, ids = [], [], []
-    for item_id, mask in zip(adversary_ids, maps):
-        counts.append(segments.n_segments(mask))
-        if item_id in chosen:
-            ids.append(item_id)
-            masks.append(mask.astype(np.int16))
-    counts = np.array(counts, dtype=np.int64)
-    write_h5(
-        output,
-        {"ids": np.array(ids, dtype=str), "masks": np.stack(masks) if masks else np.zeros((0, height, width), np.int16),
-         "n_segments": counts[[i in chosen for i in adversary_ids]], "adversary_ids": np.array(adversary_ids, dtype=str), "adversary_n_segments": counts},
-        stage="segments",
-        params=segmentation.as_params(),
-    )
 
 
 def _masks(path: str, ids: Sequence[str]) -> tuple[torch.Tensor, np.ndarray]:
