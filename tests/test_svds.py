@@ -22,15 +22,6 @@ from advxai.svds.train import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The CPU is shared with other jobs: two threads per process oversubscribe it badly."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def bank() -> np.ndarray:
     return mel_filterbank()
