@@ -59,14 +59,14 @@ def test_label_flips_and_localised_take_tensors(strict_host, detector, excerpts)
     flip_test = ThresholdCrossing(torch.tensor([1, 0, 1]), 0.5)  # targets made as a tensor
     scores = {"norm": magnitude(clean, adversarial, masks, 20)}
     np.testing.assert_array_equal(scores["norm"], magnitude(clean.numpy(), adversarial.numpy(), masks.numpy(), 20))
-    flips = label_flips(detector, flip_test, clean, adversarial, masks, np.full(3, 20), scores, np.array([[1, 20]] * 3), 256)
-    reference = label_flips(detector, ThresholdCrossing(np.array([1, 0, 1]), 0.5), clean, adversarial, masks, np.full(3, 20), scores, np.array([[1, 20]] * 3), 256)
+    flips = label_flips(detector, flip_test, clean, adversarial, masks, np.full(3, 20), scores, np.array([[1, 20]] * 3), 8)
+    reference = label_flips(detector, ThresholdCrossing(np.array([1, 0, 1]), 0.5), clean, adversarial, masks, np.full(3, 20), scores, np.array([[1, 20]] * 3), 8)
     np.testing.assert_array_equal(flips["norm"], reference["norm"])
 
     def by_norm(inputs, classes, ids, item_masks, n_segments):
         return {"norm": magnitude(torch.zeros_like(inputs), inputs, item_masks, 20)}
 
-    found = localised_experiment(detector, flip_test, clean, adversarial, masks, np.full(3, 20), ["a", "b", "c"], [1], by_norm, ["norm"], 256)
+    found = localised_experiment(detector, flip_test, clean, adversarial, masks, np.full(3, 20), ["a", "b", "c"], [1], by_norm, ["norm"], 8)
     assert found[1].kept.dtype == bool and found[1].decisions.shape == (3,)
 
 
