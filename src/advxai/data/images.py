@@ -126,7 +126,8 @@ def normalized_pixels(images_uint8: np.ndarray) -> np.ndarray:
         raise ValueError(
             f"images must be uint8 of shape (N, H, W, 3), got {images_uint8.dtype} {images_uint8.shape}"
         )
-    pixels = images_uint8.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)
+    # channels first while still uint8, so the float32 arrays are contiguous without another copy
+    pixels = np.ascontiguousarray(images_uint8.transpose(0, 3, 1, 2)).astype(np.float32) / np.float32(255)
     mean = np.array(IMAGENET_MEAN, dtype=np.float32).reshape(3, 1, 1)
     std = np.array(IMAGENET_STD, dtype=np.float32).reshape(3, 1, 1)
-    return np.ascontiguousarray((pixels - mean) / std)
+    return (pixels - mean) / std
