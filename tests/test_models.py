@@ -196,3 +196,25 @@ def test_predict_equals_one_forward() -> None:
     logits = predict(module, inputs, batch_size=2)
     torch.testing.assert_close(logits, expected)
     assert not logits.requires_grad
+
+
+def test_torchvision_models_load_without_the_compiler_stack() -> None:
+    """A job that builds a torchvision model does not import torch._dynamo (2.4 s of CPU); roi_align's
+    compiler check still answers as torch's own, and torch._dynamo imports as usual afterwards."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, torch\n"
+        "from advxai.models import load_model\n"
+        "load_model('resnet18', weights=None)\n"
+        "assert 'torch._dynamo' not in sys.modules and 'torch._dynamo.utils' not in sys.modules\n"
+        "check = sys.modules['torchvision.ops.roi_align'].is_compile_supported\n"
+        "answers = [check(device) for device in ('cpu', 'cuda', 'meta')]\n"
+        "import torch._dynamo.utils as compiler_utils\n"
+        "assert compiler_utils.__file__.endswith('utils.py') and torch._dynamo.utils is compiler_utils\n"
+        "assert answers == [compiler_utils.is_compile_supported(device) for device in ('cpu', 'cuda', 'meta')]\n"
+        "print(answers)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]

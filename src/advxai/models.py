@@ -12,6 +12,8 @@ import dataclasses
 import importlib
 import os
 import pickle
+import sys
+import types
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,6 +42,38 @@ __all__ = [
     "predict",
     "with_arithmetic",
 ]
+
+def import_torchvision() -> types.ModuleType:
+    """``import torchvision``, without importing ``torch._dynamo`` on the way.
+
+    torchvision 0.29's ``ops/roi_align.py`` imports ``is_compile_supported`` from
+    ``torch._dynamo.utils`` at module level, which loads the whole compiler stack: 2.4 s of CPU in
+    every job that builds a torchvision model, for an operator no classifier uses. While torchvision
+    is imported, that name comes from a stand-in module whose function imports the real one on its
+    first call; the stand-in leaves ``sys.modules`` before this returns, so ``torch._dynamo``
+    imports as usual afterwards. Where torchvision or ``torch._dynamo`` is already loaded this is a
+    plain import.
+    """
+    if "torchvision" in sys.modules or "torch._dynamo" in sys.modules:
+        import torchvision
+
+        return torchvision
+
+    def is_compile_supported(device_type: str) -> bool:
+        from torch._dynamo.utils import is_compile_supported as compiler_check
+
+        return compiler_check(device_type)
+
+    stand_in = types.ModuleType("torch._dynamo.utils", "stand-in while torchvision is imported (advxai.models)")
+    stand_in.is_compile_supported = is_compile_supported
+    sys.modules[stand_in.__name__] = stand_in
+    try:
+        import torchvision
+    finally:
+        if sys.modules.get(stand_in.__name__) is stand_in:
+            del sys.modules[stand_in.__name__]
+    return torchvision
+
 
 # TF EfficientNet-Lite: (pixel - 127) / 128 on 0..255 pixels, i.e. roughly [-1, 1]
 # ("edge models use inception-style mean and stddev for better post-quantization").
@@ -179,8 +213,7 @@ def _torchvision_cache_file(weights: torchvision.models.WeightsEnum) -> Path:
 
 
 def _torchvision_model(name: str, weights: str | None) -> ModelBundle:
-    import torchvision
-
+    torchvision = import_torchvision()
     sizes = architecture_sizes(name)
     if weights is None:
         network = torchvision.models.get_model(name, weights=None, **_RANDOM_INIT_OPTIONS.get(name, {}))
@@ -275,7 +308,7 @@ def _builder(name: str) -> Callable[[str | None], ModelBundle]:
         return lambda weights: _plugin_model(name, weights)
     if name in BUNDLED_MODELS:
         return _efficientnet_lite0
-    import torchvision
+    torchvision = import_torchvision()
 
     if name in torchvision.models.list_models(module=torchvision.models):
         return lambda weights: _torchvision_model(name, weights)
