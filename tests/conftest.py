@@ -50,12 +50,29 @@ def pytest_configure(config):
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
+DISPATCH_ORDER = ("slurm", "workflow", "slow")
+"""Markers of the tests handed to the xdist workers first, longest kind first; the rest follow."""
+
+
+def dispatch_rank(item: pytest.Item) -> int:
+    return next((rank for rank, marker in enumerate(DISPATCH_ORDER) if item.get_closest_marker(marker)), len(DISPATCH_ORDER))
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Tests join their xdist group; tests marked ``cuda`` are skipped, saying why, where torch sees no GPU."""
+    """Tests join their xdist group; the long ones come first; tests marked ``cuda`` are skipped,
+    saying why, where torch sees no GPU.
+
+    xdist (``--no-loadscope-reorder``, pyproject.toml) hands out groups and single tests in the
+    order of their first test here. Longest first keeps both workers busy to the end: in
+    alphabetical order the SLURM and local runs, the shard-size group and the long single tests
+    (kill and resume, the ImageNet layout, the README example) ended on one worker while the other,
+    done, left a core idle for two minutes.
+    """
     for item in items:
         if group := xdist_group(item):
             item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=dispatch_rank)  # stable: the collection order within a rank
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False); benchmarks/gpu_check.sh runs them")

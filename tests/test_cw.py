@@ -148,6 +148,7 @@ def test_rejects_training_mode_and_bad_shapes(bank):
         spectrogram_attack(CentreBandDetector().eval(), song()[:, :100], bank, threshold=0.5)
 
 
+@pytest.mark.slow
 def test_attack_flips_a_tiny_trained_detector(bank):
     """The real SVDS, trained briefly on an easy task ("singing" = a narrow band), is flipped."""
     from advxai.svds.evaluate import tune_threshold

@@ -58,6 +58,7 @@ def test_ci_runs_the_readme_install_and_test_commands():
     assert commands == [install, test]
 
 
+@pytest.mark.slow
 def test_readme_python_example_runs(tmp_path):
     """The README's "Use it from Python" block runs as printed: both print lines give one value per explainer / k."""
     readme = (ROOT / "README.md").read_text()

@@ -232,6 +232,7 @@ def test_resumed_training_is_bitwise_identical(tmp_path):
     np.testing.assert_allclose(history["lr"], [1e-3, 0.85e-3])
 
 
+@pytest.mark.slow
 def test_training_learns_an_easy_task(bank):
     rng = np.random.default_rng(0)
 
