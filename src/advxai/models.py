@@ -43,6 +43,7 @@ __all__ = [
     "with_arithmetic",
 ]
 
+
 def import_torchvision() -> types.ModuleType:
     """``import torchvision``, without importing ``torch._dynamo`` on the way.
 
