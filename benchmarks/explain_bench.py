@@ -80,8 +80,16 @@ def timed(work: Callable[[], object], device: torch.device) -> tuple[float, obje
 
 def best_of(work: Callable[[], object], device: torch.device, repeats: int) -> tuple[float, object]:
     """(fastest wall seconds over ``repeats`` calls, the last call's result)."""
-    runs = [timed(work, device) for _ in range(max(1, repeats))]
-    return min(seconds for seconds, _ in runs), runs[-1][1]
+    fastest, result = np.inf, None
+    for _ in range(max(1, repeats)):
+        seconds, result = timed(work, device)
+        fastest = min(fastest, seconds)
+    return fastest, result
+
+
+def fastest_parts(best: Mapping[str, float], seconds: Mapping[str, float]) -> dict[str, float]:
+    """Per part, the faster of the best so far and a new call's seconds."""
+    return {part: min(value, best.get(part, np.inf)) for part, value in seconds.items()}
 
 
 def best_parts(measure: Callable[[], tuple[dict[str, float], object]], repeats: int) -> tuple[dict[str, float], object]:
@@ -92,7 +100,7 @@ def best_parts(measure: Callable[[], tuple[dict[str, float], object]], repeats: 
     result = None
     for _ in range(max(1, repeats)):
         seconds, result = measure()
-        best = {part: min(value, best.get(part, np.inf)) for part, value in seconds.items()}
+        best = fastest_parts(best, seconds)
     return best, result
 
 
@@ -124,7 +132,7 @@ def best_pass_times(model: nn.Module, side: int, device: torch.device, batches: 
         for kind, work in (("forward", forward), ("backward", backward)):
             try:
                 work()  # warm-up (kernel selection, allocator)
-                seconds = min(timed(work, device)[0] for _ in range(repeats)) / batch
+                seconds = best_of(work, device, repeats)[0] / batch
             except torch.OutOfMemoryError:
                 break
             if seconds < best[kind][0]:
@@ -301,7 +309,7 @@ def lime_overhead_seconds(
                               n_samples=PAPER["lime_samples"], seed=seed, batch_size=batch_size)
 
     work()  # warm-up
-    seconds = min(timed(work, device)[0] for _ in range(2))
+    seconds = best_of(work, device, 2)[0]
     return seconds / (len(images) * PAPER["lime_samples"] * len(SEGMENTATIONS))
 
 
@@ -523,14 +531,14 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
     for round_ in range(max(1, args.repeats)):
         times, engine_scores = engine_parts(model, adversarial, explained, ids, masks, counts, run, args.seed,
                                             batch_size, device)
-        engine_times = {family: min(seconds, engine_times.get(family, np.inf)) for family, seconds in times.items()}
+        engine_times = fastest_parts(engine_times, times)
         for fast in fast_runs:
             with cuda_arithmetic(fast.arithmetic):
                 if not round_:
                     warm_up(fast.model, 224, batch_size, device)
                 times, fast.scores = engine_parts(fast.model, adversarial, explained, ids, masks, counts, run, args.seed,
                                                   batch_size, device)
-            fast.engine_seconds = {family: min(seconds, fast.engine_seconds.get(family, np.inf)) for family, seconds in times.items()}
+            fast.engine_seconds = fastest_parts(fast.engine_seconds, times)
     paper_rows = {family: engine_family_rows(family, len(images), PAPER) for family in engine_times}
     run_rows = {family: engine_family_rows(family, len(images), run) for family in engine_times}
     engine_scaled = {family: seconds * sum(paper_rows[family]) / sum(run_rows[family])
