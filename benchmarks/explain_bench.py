@@ -20,10 +20,14 @@ pays for allocator growth and kernel selection (on this CPU up to twice the late
 engine, timed first, would otherwise carry it alone.
 
 Run settings may be smaller than the paper's (J = 25 noise samples, 50 IG steps, LIME 512): each
-timed part is then scaled linearly, by the ratio of its model passes at the paper's settings to
-its passes at the run settings (the passes dominate every part), and the report says so. On a
-CPU the reference takes minutes per image at the paper's settings, so the CPU default runs the
-engine on two images and the reference on one, with J = 2, 4 IG steps and 32 LIME samples, scaled.
+timed part is then scaled linearly, by the ratio of its rows at the paper's settings to its rows
+at the run settings, and the report says so. That holds where both sides make passes of the same
+shape at both settings: the engine's batches always have one shape (its time is scaled by its
+padded rows), and captum batches the reference by J (NoiseTunnel), by ``internal_batch_size //
+examples`` points (IG) and by ``perturbations_per_eval`` (Lime). The CPU default therefore keeps
+J = 25 and takes fewer IG points (2) and LIME samples (32), the engine on two images and the
+reference on one; the report names the reference passes whose shape still differs from the
+paper's (plain IG's: 2 rows where the paper's 50 points run as 5 passes of 10).
 
 Ends with one line per model (other tools parse it)::
 
@@ -53,14 +57,22 @@ import numpy as np
 import torch
 from torch import nn
 
+from advxai.batching import CPU_CANDIDATES
+from advxai.names import FAMILIES, LIME_FAMILY
+
 PAPER = {"noise": 25, "ig_steps": 50, "lime_samples": 512}
-CPU_DEFAULTS = {"images": 2, "reference_images": 1, "noise": 2, "ig_steps": 4, "lime_samples": 32, "pgd_steps": 5}
+# On a CPU the paper's J = 25 is kept, so that captum's NoiseTunnel passes have the paper's shapes
+# (25 rows; IG under it one point of 25 noisy copies per pass), and only IG's points and LIME's
+# samples are fewer: those parts repeat passes of one shape, and scale linearly.
+CPU_DEFAULTS = {"images": 2, "reference_images": 1, "noise": 25, "ig_steps": 2, "lime_samples": 32, "pgd_steps": 5}
 GPU_DEFAULTS = {"images": 8, "reference_images": 8, **PAPER, "pgd_steps": 100}
 MODELS = ("efficientnet_lite0", "alexnet", "resnet50")
 SEGMENTATIONS = ("rect", "slic")
 PGD_EPSILON, PGD_STEP = 0.05, 0.01
+PGD_IMAGES = 32
 LABELFLIP = {"k": 3, "rect_ks": list(range(1, 17)), "slic_fractions": [i / 10 for i in range(1, 11)]}
 PASS_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128)
+IG_INTERNAL_BATCH, LIME_PER_EVAL = 10, 16  # the authors' captum settings
 
 
 # ------------------------------------------------------------------------------------------------ timing
@@ -141,6 +153,13 @@ def best_pass_times(model: nn.Module, side: int, device: torch.device, batches: 
 
 
 # ------------------------------------------------------------------------------------------------ inputs
+def attack_targets(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """A target class other than the clean prediction for every image, spread over the classes."""
+    with torch.no_grad():
+        clean_predictions = model(images).argmax(1)
+    return (clean_predictions + 1 + torch.arange(len(images), device=images.device) * 97) % 1000
+
+
 def bundled_inputs(n_images: int, side: int, device: torch.device) -> tuple[list[str], torch.Tensor]:
     """The first ``n_images`` bundled photos (repeated if more are asked for), normalised."""
     from advxai.data.image_items import bundled_items
@@ -211,7 +230,7 @@ def reference_parts(
     tunnel = shared_noise_tunnel(noise)
     methods = {
         "sal": (Saliency, {"abs": False}),
-        "ig": (IntegratedGradients, {"baselines": 0.0, "n_steps": run["ig_steps"], "internal_batch_size": 10}),
+        "ig": (IntegratedGradients, {"baselines": 0.0, "n_steps": run["ig_steps"], "internal_batch_size": IG_INTERNAL_BATCH}),
         "gbp": (GuidedBackprop, {}),
     }
     times: dict[str, float] = {}
@@ -238,7 +257,7 @@ def reference_parts(
                         perturb_func=shared_lime_draws(rows))
             work = lambda: lime.attribute(
                 images[item : item + 1], target=int(targets[item]), n_samples=run["lime_samples"],
-                feature_mask=masks[seg][item].expand(1, 3, -1, -1), perturbations_per_eval=16, baselines=0.0,
+                feature_mask=masks[seg][item].expand(1, 3, -1, -1), perturbations_per_eval=LIME_PER_EVAL, baselines=0.0,
             )
             seconds, attribution = timed(work, device)
             times["lime"] = times.get("lime", 0.0) + seconds
@@ -249,19 +268,74 @@ def reference_parts(
     return times, scores
 
 
+@dataclass(frozen=True)
+class ReferencePart:
+    """How one reference part calls captum per image and segmentation, and how captum batches a call."""
+
+    calls: int
+    rows_per_call: int
+    rows_per_pass: int  # of a full pass; a call's last pass holds the rest
+
+    @property
+    def rows(self) -> int:
+        return self.calls * self.rows_per_call
+
+
+def reference_passes(settings: Mapping[str, int]) -> dict[str, ReferencePart]:
+    """Each reference part's captum calls per image and segmentation, as captum batches them.
+
+    NoiseTunnel sends its J copies in one pass (one call per ensemble: SG, SG², VarGrad); IG runs
+    ``internal_batch_size // examples`` points per pass, at least one; Lime evaluates
+    ``perturbations_per_eval`` samples per pass.
+    """
+    noise, steps, samples = settings["noise"], settings["ig_steps"], settings["lime_samples"]
+    ensembles = 3
+    tunnel_points = min(steps, max(1, IG_INTERNAL_BATCH // noise))
+    return {
+        "sal": ReferencePart(1, 1, 1), "gbp": ReferencePart(1, 1, 1),
+        "sal-nt": ReferencePart(ensembles, noise, noise), "gbp-nt": ReferencePart(ensembles, noise, noise),
+        "ig": ReferencePart(1, steps, min(steps, IG_INTERNAL_BATCH)),
+        "ig-nt": ReferencePart(ensembles, noise * steps, noise * tunnel_points),
+        "lime": ReferencePart(1, samples, min(samples, LIME_PER_EVAL)),
+    }
+
+
 def reference_scale(run: Mapping[str, int]) -> dict[str, float]:
-    """Model passes at the paper's settings over passes at the run settings, per reference part."""
-    noise, steps, samples = (PAPER[k] / run[k] for k in ("noise", "ig_steps", "lime_samples"))
-    return {"sal": 1.0, "gbp": 1.0, "ig": steps, "sal-nt": noise, "gbp-nt": noise, "ig-nt": noise * steps, "lime": samples}
+    """Rows at the paper's settings over rows at the run settings, per reference part."""
+    paper, timed_run = reference_passes(PAPER), reference_passes(run)
+    return {part: paper[part].rows / timed_run[part].rows for part in paper}
 
 
 # ------------------------------------------------------------------------------------------------ engine
-def engine_family_rows(family: str, n_images: int, settings: Mapping[str, int]) -> tuple[int, int]:
-    """(forward rows, forward+backward rows) the engine needs for one family on ``n_images`` images."""
+def engine_streams(family: str, n_images: int, settings: Mapping[str, int]) -> list[tuple[int, bool]]:
+    """The engine's row streams for one family on ``n_images`` images: (rows, with backward) each.
+
+    A gradient family is one stream over every item, noise copy and IG point; LIME is one stream
+    of forwards per segmentation.
+    """
     if family == "lime":
-        return n_images * settings["lime_samples"] * len(SEGMENTATIONS), 0
+        return [(n_images * settings["lime_samples"], False)] * len(SEGMENTATIONS)
     per_copy = settings["ig_steps"] if family == "ig" else 1
-    return 0, n_images * per_copy * (1 + settings["noise"])
+    return [(n_images * per_copy * (1 + settings["noise"]), True)]
+
+
+def padding_share(settings: Mapping[str, int], n_images: int, batch_size: int) -> float:
+    """Share of the engine's computed rows that are padding, over every family."""
+    streams = [rows for family in (*FAMILIES, LIME_FAMILY) for rows, _ in engine_streams(family, n_images, settings)]
+    computed = sum(padded(rows, batch_size) for rows in streams)
+    return 1 - sum(streams) / computed
+
+
+def padded(rows: int, batch_size: int) -> int:
+    """Rows a stream of ``rows`` costs at a fixed batch shape: its last batch is padded."""
+    return -(-rows // batch_size) * batch_size
+
+
+def engine_rows(family: str, n_images: int, settings: Mapping[str, int], batch_size: int) -> tuple[int, int]:
+    """(forward rows, forward+backward rows) the engine computes for one family, padding included."""
+    streams = engine_streams(family, n_images, settings)
+    return (sum(padded(rows, batch_size) for rows, backward in streams if not backward),
+            sum(padded(rows, batch_size) for rows, backward in streams if backward))
 
 
 def engine_parts(
@@ -271,7 +345,6 @@ def engine_parts(
 ) -> tuple[dict[str, float], dict]:
     """Times of ``explain_all`` per family (for scaling) and its scores."""
     from advxai.explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all
-    from advxai.names import FAMILIES, LIME_FAMILY
 
     settings = ExplainSettings(
         lime=LimeSettings(n_samples=run["lime_samples"]),
@@ -496,9 +569,7 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
     run = {"noise": args.noise, "ig_steps": args.ig_steps, "lime_samples": args.lime_samples}
     model = load(name, device)
     ids, images = bundled_inputs(args.images, 224, device)
-    with torch.no_grad():
-        clean_predictions = model(images).argmax(1)
-    targets = (clean_predictions + 1 + torch.arange(len(images), device=device) * 97) % 1000
+    targets = attack_targets(model, images)
     print(f"\n== {name} on {device}: {len(images)} images at 224 px, run settings J={run['noise']}, "
           f"IG steps {run['ig_steps']}, LIME {run['lime_samples']} samples; paper settings J=25, IG 50, LIME 512")
 
@@ -508,18 +579,21 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
           f"forward+backward {passes.backward * 1e3:.2f} ms/row (best at batch {passes.backward_batch}); "
           f"engine batch size {batch_size}")
 
-    # A shard of the stage fills its batches; a handful of images would only pad them.
-    pgd_batch = min(batch_size, len(images))
-    pgd_loop, pgd_batched, pgd_check = pgd_times(model, images, targets, args.pgd_steps, pgd_batch, device, args.repeats)
-    print(f"PGD, {args.pgd_steps} steps: batch-1 captum loop {pgd_loop:.2f} s, advxai batched {pgd_batched:.2f} s "
-          f"-> {pgd_loop / pgd_batched:.2f}x; {pgd_check}")
+    # The stage attacks a shard at its batch size: the attack is timed on one full batch of images
+    # (at most 32, which keeps the batch-1 loop of 100 steps on a GPU under a minute).
+    pgd_images = args.pgd_images or min(batch_size, PGD_IMAGES)
+    pgd_inputs = bundled_inputs(pgd_images, 224, device)[1]
+    pgd_loop, pgd_batched, pgd_check = pgd_times(model, pgd_inputs, attack_targets(model, pgd_inputs), args.pgd_steps,
+                                                 min(batch_size, pgd_images), device, args.repeats)
+    print(f"PGD, {args.pgd_steps} steps on {pgd_images} images: batch-1 captum loop {pgd_loop:.2f} s, "
+          f"advxai batched {pgd_batched:.2f} s -> {pgd_loop / pgd_batched:.2f}x; {pgd_check}")
     with torch.no_grad():
         from advxai.attacks.pgd import targeted_pgd
         from advxai.data.model_inputs import pixel_bounds
 
         lower, upper = pixel_bounds()
         adversarial = targeted_pgd(model, images, targets, PGD_EPSILON, PGD_STEP, args.pgd_steps, lower=lower,
-                                   upper=upper, batch_size=pgd_batch).adversaries
+                                   upper=upper, batch_size=min(batch_size, len(images))).adversaries
         explained = model(adversarial).argmax(1)
     masks, counts = segmentations(adversarial)
 
@@ -539,8 +613,9 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
                 times, fast.scores = engine_parts(fast.model, adversarial, explained, ids, masks, counts, run, args.seed,
                                                   batch_size, device)
             fast.engine_seconds = fastest_parts(fast.engine_seconds, times)
-    paper_rows = {family: engine_family_rows(family, len(images), PAPER) for family in engine_times}
-    run_rows = {family: engine_family_rows(family, len(images), run) for family in engine_times}
+    # Every batch of the engine has one shape, so its time scales with its batches, padding included.
+    paper_rows = {family: engine_rows(family, len(images), PAPER, batch_size) for family in engine_times}
+    run_rows = {family: engine_rows(family, len(images), run, batch_size) for family in engine_times}
     engine_scaled = {family: seconds * sum(paper_rows[family]) / sum(run_rows[family])
                      for family, seconds in engine_times.items()}
     engine_per_image = sum(engine_scaled.values()) / len(images)
@@ -548,6 +623,9 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
     backward_rows = sum(rows[1] for rows in run_rows.values())
     engine_run_seconds = sum(engine_times.values())
     pass_efficiency = (forward_rows * passes.forward + backward_rows * passes.backward) / engine_run_seconds
+    print("engine rows padded to full batches: "
+          f"{padding_share(run, len(images), batch_size):.1%} at the run settings, "
+          f"{padding_share(PAPER, len(images), batch_size):.1%} at the paper's on these {len(images)} images")
     lime_overhead = lime_overhead_seconds(images, explained, ids, masks, counts, run, args.seed, batch_size, device)
     print("engine (explain_all), s at run settings -> s scaled to the paper's settings: "
           + ", ".join(f"{family} {engine_times[family]:.2f} -> {engine_scaled[family]:.2f}" for family in engine_times))
@@ -566,8 +644,14 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
     scaled = any(run[k] != PAPER[k] for k in PAPER)
     if scaled:
         print(f"SCALED: timed at J={run['noise']}, IG {run['ig_steps']} steps, LIME {run['lime_samples']} samples and "
-              "scaled linearly to J=25, IG 50, LIME 512 by each part's model passes"
+              "scaled linearly to J=25, IG 50, LIME 512 by each part's rows"
               + (f"; the reference timed on {reference_images} image(s)" if reference_images < len(images) else ""))
+        paper_shapes = {part: calls.rows_per_pass for part, calls in reference_passes(PAPER).items()}
+        other_shapes = {part: calls.rows_per_pass for part, calls in reference_passes(run).items()
+                        if calls.rows_per_pass != paper_shapes[part]}
+        print("reference passes of another shape than at the paper's settings: "
+              + (", ".join(f"{part} {rows} rows (paper {paper_shapes[part]})" for part, rows in other_shapes.items())
+                 or "none"))
     engine_rows_scores = {e: {s: {a: v[rows] for a, v in by_agg.items()} for s, by_agg in by_seg.items()}
                           for e, by_seg in engine_scores.items()}
     skip: tuple[str, ...] = ()
@@ -630,12 +714,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated model names")
     parser.add_argument("--images", type=int, help="images explained by the engine (CPU 2, GPU 8)")
     parser.add_argument("--reference-images", type=int, help="images the reference explains (CPU 1, GPU 8)")
-    parser.add_argument("--noise", type=int, help="NoiseTunnel samples J (CPU 2, GPU 25)")
-    parser.add_argument("--ig-steps", type=int, help="IG steps (CPU 4, GPU 50)")
+    parser.add_argument("--noise", type=int, help="NoiseTunnel samples J (CPU and GPU 25)")
+    parser.add_argument("--ig-steps", type=int, help="IG steps (CPU 2, GPU 50)")
     parser.add_argument("--lime-samples", type=int, help="LIME samples (CPU 32, GPU 512)")
     parser.add_argument("--pgd-steps", type=int, help="PGD steps (CPU 5, GPU 100)")
+    parser.add_argument("--pgd-images", type=int, help="images PGD is timed on (default: one engine batch, at most 32)")
     parser.add_argument("--batch-size", type=int, help="engine batch size (default: the fastest measured)")
-    parser.add_argument("--max-pass-batch", type=int, help="largest batch timed for the model's passes (CPU 8, GPU 128)")
+    parser.add_argument("--max-pass-batch", type=int, help="largest batch timed for the model's passes (CPU 32, GPU 128)")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs of every measurement: model passes, PGD, engine, reference, label flip (the fastest is kept)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--labelflip-sweep", action=argparse.BooleanOptionalAction, default=True,
@@ -648,7 +733,7 @@ def parse_args() -> argparse.Namespace:
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.max_pass_batch is None:
-        args.max_pass_batch = 128 if args.device == "cuda" else 8
+        args.max_pass_batch = 128 if args.device == "cuda" else max(CPU_CANDIDATES)
     return args
 
 

@@ -184,7 +184,10 @@ def _model_outputs(
         gathered, written = [], 0
         for item, first, end in runs(rows.tolist()):
             # 0/1 per pixel: x·1 + b·0 = x and x·0 + b·1 = b exactly, the values a `where` would pick
-            pixels = keep[first:end].index_select(1, flat_masks[item]).view(end - first, 1, *spatial)
+            # `gather` with the map expanded over the run's rows: the same values as an
+            # `index_select` along dim 1, 1.7x faster on a CPU (benchmarks/README.md)
+            segment_of_pixel = flat_masks[item].expand(end - first, -1)
+            pixels = keep[first:end].gather(1, segment_of_pixel).view(end - first, 1, *spatial)
             run = torch.mul(pixels, inputs[item], out=perturbed[written : written + end - first])
             if occlusion[item] != 0.0:
                 run.add_((1.0 - pixels) * occlusion[item])
