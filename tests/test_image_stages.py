@@ -13,6 +13,7 @@ from advxai.evaluation.labelflip import k_settings
 from advxai.evaluation.subsets import subset_size
 from advxai.stages import image as image_stages
 from advxai.stages.image import ShardFiles, labelflip_shard, localised_shard
+from advxai.stages import image_data
 from advxai.stages.image_data import draw_subsets, segment_shard
 from advxai.stages.settings import ExplainerSettings, ExplainFamilySettings, LabelflipSettings, LocalisedSettings, ModelSpec, SegmentationSettings, SubsetSettings
 from advxai.segments import slic
@@ -206,3 +207,34 @@ def test_a_resumed_auto_job_keeps_the_batch_size_it_measured_first(tmp_path, mon
     with h5py.File(output) as handle:
         assert handle.attrs["batch_size"] == 2
     assert not checkpoint.path.exists()
+
+
+def test_explanation_jobs_read_their_inputs_a_batch_at_a_time(tmp_path, monkeypatch):
+    """The explain and localised stages hold one batch of inputs and segment maps, never the shard's subset."""
+    masks = [HALVES, QUADRANTS] * 4
+    shard, segments_file = _planted_shard(tmp_path, masks)
+    ids = [f"img{i}" for i in range(len(masks))]
+    chosen = ids[1::2] + ids[:1]  # rows 0, 1, 3, 5, 7: not one contiguous run
+    write_h5(shard.subset, {"labelflip_ids": chosen, "localised_ids": chosen}, stage="subsets", params={})
+    reads: list[tuple[str, int]] = []
+    read_rows = image_stages.read_h5_rows
+
+    def recording(path, names, rows):
+        reads.extend((name, len(rows)) for name in names)
+        return read_rows(path, names, rows)
+
+    monkeypatch.setattr(image_stages, "read_h5_rows", recording)
+    monkeypatch.setattr(image_data, "read_h5_rows", recording)
+    explain = ExplainFamilySettings.from_params({"family": "saliency", "explainers": ["sal", "sal-sg"], "seed": 0, "segmentations": ["slic"],
+                                                 "noise_samples": 2, "noise_std": 1.0, "keep_attributions": False})
+    image_stages.explain_shard(shard, {"slic": segments_file}, str(tmp_path / "explain.h5"), model=PLANTED, explain=explain,
+                               batch_size=2, device=torch.device("cpu"))
+    localised = LocalisedSettings.from_params({"explainers": ["sal"], "extra": [], "ks": [1], "segmentation": "slic", "seed": 0})
+    localised_shard(shard, segments_file, str(tmp_path / "localised.h5"), model=PLANTED, localised=localised, batch_size=2,
+                    device=torch.device("cpu"))
+
+    large = {"images", "perturbation", "masks"}
+    assert {name for name, _ in reads} >= large
+    assert max(rows for name, rows in reads if name in large) == 2
+    assert read_h5(str(tmp_path / "explain.h5"))["ids"].tolist() == [i for i in ids if i in chosen]  # in shard order
+

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from advxai import __version__, seeding
-from advxai.store import BatchCheckpoint, ProvenanceError, atomic_path, read_h5, read_provenance, require_params, write_csv, write_h5
+from advxai.store import BatchCheckpoint, ProvenanceError, atomic_path, read_h5, read_h5_rows, read_provenance, require_params, write_csv, write_h5
 
 
 def test_write_and_read_round_trip_with_provenance(tmp_path):
@@ -106,3 +106,17 @@ def test_batch_checkpoint_keeps_a_decided_value_until_its_params_change(tmp_path
     assert BatchCheckpoint(output, {"p": 1}).kept("batch_size", lambda: 16) == 16
     assert BatchCheckpoint(output, {"p": 1}).kept("batch_size", lambda: 4) == 16  # a resumed job
     assert BatchCheckpoint(output, {"p": 2}).kept("batch_size", lambda: 4) == 4  # other params: decided afresh
+
+
+def test_rows_are_read_in_the_order_asked_and_nothing_else(tmp_path):
+    path = tmp_path / "rows.h5"
+    values = np.arange(24, dtype=np.float32).reshape(6, 2, 2)
+    write_h5(path, {"ids": [f"i{k}" for k in range(6)], "values": values}, stage="test", params={})
+    for rows in ([4, 1, 3], [2, 3, 4], [5], []):
+        read = read_h5_rows(path, ["ids", "values"], np.array(rows, dtype=int))
+        np.testing.assert_array_equal(read["values"], values[rows].reshape(len(rows), 2, 2))
+        assert read["ids"].tolist() == [f"i{k}" for k in rows]
+    with pytest.raises(ValueError, match="distinct"):
+        read_h5_rows(path, ["values"], np.array([1, 1]))
+    with pytest.raises(KeyError, match="no dataset 'missing'"):
+        read_h5_rows(path, ["missing"], np.array([0]))

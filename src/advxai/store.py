@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -127,6 +127,38 @@ def read_h5(path: PathLike, names: list[str] | None = None) -> dict[str, np.ndar
             if name not in handle:
                 raise KeyError(f"{path}: no dataset '{name}'")
             out[name] = _decode(handle[name][()] if handle[name].ndim == 0 else handle[name][...])
+    return out
+
+
+def read_h5_rows(path: PathLike, names: Sequence[str], rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Rows ``rows`` (distinct, in any order) of datasets ``names``, along their first axis, reading no others.
+
+    A shard job reads its items a batch at a time this way, so that its memory does not grow with
+    the shard (benchmarks/shard_memory.py).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"missing input file: {path}")
+    rows = np.asarray(rows, dtype=np.int64)
+    order = np.argsort(rows, kind="stable")
+    increasing = rows[order]
+    if np.any(np.diff(increasing) == 0):
+        raise ValueError(f"{path}: rows must be distinct")
+    out: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r") as handle:
+        for name in names:
+            if name not in handle:
+                raise KeyError(f"{path}: no dataset '{name}'")
+            dataset = handle[name]
+            if not len(rows):
+                data = np.empty((0, *dataset.shape[1:]), dtype=dataset.dtype)
+            elif increasing[-1] - increasing[0] + 1 == len(rows):  # a contiguous run: one slice
+                data = dataset[int(increasing[0]) : int(increasing[-1]) + 1]
+            else:
+                data = dataset[increasing]  # h5py selects increasing rows only
+            restored = np.empty_like(data)
+            restored[order] = data
+            out[name] = _decode(restored)
     return out
 
 

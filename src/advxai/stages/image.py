@@ -27,8 +27,8 @@ from ..evaluation.selection import pad_scores, selection_width
 from ..explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all, flatten_scores, unflatten_scores
 from ..guided import audit_guided_activations
 from ..models import ModelBundle, load_model, predict
-from ..store import BatchCheckpoint, read_h5, require_params, write_h5
-from .image_data import shard_arrays, subset_ids
+from ..store import BatchCheckpoint, read_h5, read_h5_rows, require_params, write_h5
+from .image_data import shard_arrays_at, shard_positions, subset_ids
 from .settings import ExplainerSettings, ExplainFamilySettings, LabelflipSettings, LocalisedSettings, ModelSpec, PgdSettings
 
 log = logging.getLogger("advxai")
@@ -49,10 +49,62 @@ def model_from_spec(spec: ModelSpec, device: torch.device) -> ModelBundle:
     return load_model(spec.architecture, weights=spec.weights, device=str(device), arithmetic=spec.arithmetic)
 
 
-def shard_inputs(images_path: str, adversaries_path: str, ids: Sequence[str] | None = None) -> dict[str, Any]:
-    """:func:`~advxai.stages.image_data.shard_arrays` with the clean and adversarial inputs as tensors."""
-    arrays = shard_arrays(images_path, adversaries_path, ids)
-    return {**arrays, "clean": torch.from_numpy(arrays["clean"]), "adversarial": torch.from_numpy(arrays["adversarial"])}
+@dataclass
+class SubsetReader:
+    """One evaluation subset of a shard, read a batch of items at a time.
+
+    Ids, predictions and segment counts are held for the whole subset; the model inputs and the
+    segment maps (about 2 MB per 224 px image) are read per batch, so a job's memory does not
+    grow with its shard (benchmarks/shard_memory.py).
+    """
+
+    shard: ShardFiles
+    segment_files: Mapping[str, str]
+    ids: list[str]
+    rows: np.ndarray  # the items' rows in the shard's images and adversaries files
+    mask_rows: dict[str, np.ndarray]  # and in each segmentation's file
+    counts: dict[str, np.ndarray]
+    clean_prediction: np.ndarray
+    adversarial_prediction: np.ndarray
+
+    def inputs(self, batch: slice) -> dict[str, torch.Tensor]:
+        """The clean and adversarial model inputs of the items in ``batch``."""
+        arrays = shard_arrays_at(self.shard.images, self.shard.adversaries, self.rows[batch])
+        return {"clean": torch.from_numpy(arrays["clean"]), "adversarial": torch.from_numpy(arrays["adversarial"])}
+
+    def masks(self, batch: slice) -> dict[str, torch.Tensor]:
+        """Segment id maps of the items in ``batch``, per segmentation."""
+        return {
+            segmentation: torch.from_numpy(read_h5_rows(path, ["masks"], self.mask_rows[segmentation][batch])["masks"].astype(np.int64))
+            for segmentation, path in self.segment_files.items()
+        }
+
+
+def _mask_rows(path: str, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``ids`` in a segments file, and their segment counts."""
+    stored = read_h5(path, ["ids", "n_segments"])
+    position = {item_id: i for i, item_id in enumerate(stored["ids"])}
+    missing = [i for i in ids if i not in position]
+    if missing:
+        raise ValueError(f"{path} has no segmentation for {missing[:3]}")
+    rows = np.array([position[i] for i in ids], dtype=np.int64)
+    return rows, stored["n_segments"][rows]
+
+
+def open_subset(shard: ShardFiles, which: str, model: ModelSpec, segment_files: Mapping[str, str]) -> SubsetReader:
+    """The shard's ``which`` subset (``labelflip`` or ``localised``), its inputs and segment maps left on disk.
+
+    The adversaries must come from ``model``: a stale file written for other weights fails here.
+    """
+    require_params(shard.adversaries, {"model": model.as_params()})
+    ids = subset_ids(shard.subset, read_h5(shard.images, ["ids"])["ids"], which)
+    rows = shard_positions(shard.images, shard.adversaries, ids)
+    predictions = read_h5_rows(shard.adversaries, ["clean_prediction", "final_prediction"], rows)
+    mask_rows, counts = {}, {}
+    for segmentation, path in segment_files.items():
+        mask_rows[segmentation], counts[segmentation] = _mask_rows(path, ids)
+    return SubsetReader(shard, dict(segment_files), ids, rows, mask_rows, counts,
+                        predictions["clean_prediction"], predictions["final_prediction"])
 
 
 # ------------------------------------------------------------------------------------ stages
@@ -131,16 +183,6 @@ def attack_shard(images_path: str, clean_path: str, output: str, *, model: Model
     checkpoint.remove()
 
 
-def _masks(path: str, ids: Sequence[str]) -> tuple[torch.Tensor, np.ndarray]:
-    stored = read_h5(path)
-    position = {item_id: i for i, item_id in enumerate(stored["ids"])}
-    missing = [i for i in ids if i not in position]
-    if missing:
-        raise ValueError(f"{path} has no segmentation for {missing[:3]}")
-    rows = [position[i] for i in ids]
-    return torch.from_numpy(stored["masks"][rows].astype(np.int64)), stored["n_segments"][rows]
-
-
 def engine_settings(explainer: ExplainerSettings, seed: int, batch_size: int) -> ExplainSettings:
     """Engine settings from the explainer settings a job received.
 
@@ -161,22 +203,6 @@ def engine_settings(explainer: ExplainerSettings, seed: int, batch_size: int) ->
     )
 
 
-def subset_inputs(
-    shard: ShardFiles, which: str, model: ModelSpec, segment_files: Mapping[str, str]
-) -> tuple[list[str], dict[str, Any], dict[str, torch.Tensor], dict[str, np.ndarray]]:
-    """(ids, clean/adversarial inputs, masks and segment counts per segmentation) of the shard's ``which`` subset.
-
-    The adversaries must come from ``model``: a stale file written for other weights fails here.
-    """
-    require_params(shard.adversaries, {"model": model.as_params()})
-    ids = subset_ids(shard.subset, read_h5(shard.images, ["ids"])["ids"], which)
-    data = shard_inputs(shard.images, shard.adversaries, ids)
-    masks, counts = {}, {}
-    for segmentation, path in segment_files.items():
-        masks[segmentation], counts[segmentation] = _masks(path, ids)
-    return ids, data, masks, counts
-
-
 def explain_shard(
     shard: ShardFiles, segment_files: Mapping[str, str], output: str, *, model: ModelSpec, explain: ExplainFamilySettings,
     batch_size: int | str, device: torch.device,
@@ -186,9 +212,10 @@ def explain_shard(
     ``segment_files`` maps each segmentation the family is aggregated on to its segments file.
     """
     bundle = model_from_spec(model, device)
-    ids, data, masks, counts = subset_inputs(shard, "labelflip", model, segment_files)
+    subset = open_subset(shard, "labelflip", model, segment_files)
+    ids, counts = subset.ids, subset.counts
     if explain.family == "gbp" and len(ids):
-        log.info("guided activations: %s", audit_guided_activations(bundle.module, data["adversarial"][:1].to(device)))
+        log.info("guided activations: %s", audit_guided_activations(bundle.module, subset.inputs(slice(0, 1))["adversarial"].to(device)))
     builtin = [] if explain.family == "extra" else list(explain.explainers)
     params = {"model": model.as_params(), "explain": explain.as_params()}
     checkpoint = BatchCheckpoint(output, params)
@@ -198,15 +225,16 @@ def explain_shard(
     def run(batch: slice) -> dict[str, np.ndarray]:
         pixel_maps: dict[str, np.ndarray] | None = {} if explain.keep_attributions else None
         scores = explain_all(
-            bundle.module, data["adversarial"][batch].to(device), torch.as_tensor(data["adversarial_prediction"][batch], device=device),
-            list(ids[batch]), {s: m[batch].to(device) for s, m in masks.items()}, {s: c[batch] for s, c in counts.items()},
+            bundle.module, subset.inputs(batch)["adversarial"].to(device),
+            torch.as_tensor(subset.adversarial_prediction[batch], device=device), list(ids[batch]),
+            {s: m.to(device) for s, m in subset.masks(batch).items()}, {s: c[batch] for s, c in counts.items()},
             builtin, settings, extras=explain.extra, pixel_maps=pixel_maps,
         )
         log.info("explained %d images with %s", batch.stop - batch.start, list(explain.explainers))
         return {**flatten_scores(_pad_scores(scores, counts)), **{f"attributions/{e}": m for e, m in (pixel_maps or {}).items()}}
 
     arrays = checkpoint.run(len(ids), batch_size, run) if len(ids) else {}
-    write_h5(output, {"ids": np.array(ids, dtype=str), "targets": data["adversarial_prediction"], **arrays}, stage="explain", params=params,
+    write_h5(output, {"ids": np.array(ids, dtype=str), "targets": subset.adversarial_prediction, **arrays}, stage="explain", params=params,
              seeds={"seed": explain.seed, "stages": ["noise", "lime"]}, attrs={"batch_size": batch_size})
     checkpoint.remove()
 
@@ -242,8 +270,11 @@ def labelflip_shard(
     bundle = model_from_spec(model, device)
     batch_size = job_batch_size(batch_size, bundle, device, backward=False)
     segmentation = labelflip.segmentation
-    ids, data, masks, counts = subset_inputs(shard, "labelflip", model, {segmentation: segments_file})
-    masks, counts = masks[segmentation], counts[segmentation]
+    # Every ranking of every item is predicted together (distinct hybrids once), so this stage
+    # reads its whole subset: its memory grows with the shard (benchmarks/README.md).
+    subset = open_subset(shard, "labelflip", model, {segmentation: segments_file})
+    ids, counts, everything = subset.ids, subset.counts[segmentation], slice(None)
+    data, masks = subset.inputs(everything), subset.masks(everything)[segmentation]
     settings = k_settings([labelflip.k, *labelflip.ks], labelflip.fractions, counts)
     fewer_segments = settings.per_item > counts[:, None]
     if fewer_segments.any():
@@ -255,7 +286,7 @@ def labelflip_shard(
         baselines = magnitude_scores(data["clean"], data["adversarial"], masks, width)
         rankings.update({f"{name}/-": values for name, values in baselines.items()})
         flips = label_flips(
-            bundle.module, ClassChange(data["clean_prediction"]), data["clean"].to(device), data["adversarial"].to(device), masks.to(device),
+            bundle.module, ClassChange(subset.clean_prediction), data["clean"].to(device), data["adversarial"].to(device), masks.to(device),
             counts, rankings, settings.per_item, batch_size,
         )
         arrays = {f"flips/{name}": values for name, values in flips.items()}
@@ -275,8 +306,8 @@ def localised_shard(
     """Keep only the top-k magnitude segments of the perturbation, explain what still flips, count recovered segments (docs/method.md §8.3)."""
     bundle = model_from_spec(model, device)
     segmentation = localised.segmentation
-    ids, data, masks, counts = subset_inputs(shard, "localised", model, {segmentation: segments_file})
-    masks, counts = masks[segmentation], counts[segmentation]
+    subset = open_subset(shard, "localised", model, {segmentation: segments_file})
+    ids, counts = subset.ids, subset.counts[segmentation]
     names = list(localised.explainers) + [e["name"] for e in localised.extra]
     params = {"model": model.as_params(), "localised": localised.as_params()}
     checkpoint = BatchCheckpoint(output, params)
@@ -290,9 +321,10 @@ def localised_shard(
         return {name: scores[name][segmentation]["mean_abs"] for name in names}
 
     def run(batch: slice) -> dict[str, np.ndarray]:
+        inputs = subset.inputs(batch)
         experiment = localised_experiment(
-            bundle.module, ClassChange(data["clean_prediction"][batch]), data["clean"][batch].to(device), data["adversarial"][batch].to(device),
-            masks[batch].to(device), counts[batch], list(ids[batch]), localised.ks, explain_refined, names, batch_size,
+            bundle.module, ClassChange(subset.clean_prediction[batch]), inputs["clean"].to(device), inputs["adversarial"].to(device),
+            subset.masks(batch)[segmentation].to(device), counts[batch], list(ids[batch]), localised.ks, explain_refined, names, batch_size,
         )
         out: dict[str, np.ndarray] = {}
         for k, result in experiment.items():

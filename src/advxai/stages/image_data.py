@@ -17,28 +17,46 @@ from .. import segments
 from ..data.image_items import locate, read_image_manifest
 from ..data.images import load_image, normalized_pixels, preprocess
 from ..evaluation.subsets import LABELFLIP_STAGE, LOCALISED_STAGE, evaluation_subsets
-from ..store import dataset_shape, read_h5, write_h5
+from ..store import dataset_shape, read_h5, read_h5_rows, write_h5
 from .settings import SegmentationSettings, ShardSettings, SubsetSettings
 
 
 # ------------------------------------------------------------------------------------ reading
+def shard_positions(images_path: str, adversaries_path: str, ids: Sequence[str] | None = None) -> np.ndarray:
+    """Rows of ``ids`` (all, if ``None``) in a shard's images and adversaries files, which must hold the same images."""
+    image_ids = read_h5(images_path, ["ids"])["ids"]
+    if not np.array_equal(image_ids, read_h5(adversaries_path, ["ids"])["ids"]):
+        raise ValueError(f"{adversaries_path} does not hold the images of {images_path}")
+    if ids is None:
+        return np.arange(len(image_ids))
+    position = {item_id: i for i, item_id in enumerate(image_ids)}
+    missing = [i for i in ids if i not in position]
+    if missing:
+        raise ValueError(f"{images_path} has no images {missing[:3]}")
+    return np.array([position[i] for i in ids], dtype=np.int64)
+
+
+def shard_arrays_at(images_path: str, adversaries_path: str, rows: np.ndarray) -> dict[str, Any]:
+    """Clean and adversarial normalised inputs of the shard's ``rows`` (:func:`shard_positions`), as float32 arrays.
+
+    Reads only those rows, so a job that takes its items a batch at a time holds one batch.
+    """
+    images = read_h5_rows(images_path, ["ids", "images"], rows)
+    adv = read_h5_rows(adversaries_path, ["perturbation", "clean_prediction", "final_prediction"], rows)
+    clean = normalized_pixels(images["images"])
+    return {
+        "ids": images["ids"],
+        "rows": np.asarray(rows),
+        "clean": clean,
+        "adversarial": clean + adv["perturbation"],
+        "clean_prediction": adv["clean_prediction"],
+        "adversarial_prediction": adv["final_prediction"],
+    }
+
+
 def shard_arrays(images_path: str, adversaries_path: str, ids: Sequence[str] | None = None) -> dict[str, Any]:
     """Clean and adversarial normalised inputs of a shard (optionally only ``ids``, in that order), as float32 arrays."""
-    images = read_h5(images_path)
-    adv = read_h5(adversaries_path)
-    if not np.array_equal(images["ids"], adv["ids"]):
-        raise ValueError(f"{adversaries_path} does not hold the images of {images_path}")
-    position = {item_id: i for i, item_id in enumerate(images["ids"])}
-    rows = np.array([position[i] for i in ids], dtype=int) if ids is not None else np.arange(len(images["ids"]))
-    clean = normalized_pixels(images["images"][rows])
-    return {
-        "ids": images["ids"][rows],
-        "rows": rows,
-        "clean": clean,
-        "adversarial": clean + adv["perturbation"][rows],
-        "clean_prediction": adv["clean_prediction"][rows],
-        "adversarial_prediction": adv["final_prediction"][rows],
-    }
+    return shard_arrays_at(images_path, adversaries_path, shard_positions(images_path, adversaries_path, ids))
 
 
 def subset_ids(subset_path: str, ids: Sequence[str], which: str) -> list[str]:
