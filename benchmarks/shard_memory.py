@@ -1,7 +1,7 @@
 """Benchmark: peak memory and time of an image job against its shard size.
 
-A shard job holds its whole shard in memory (the decoded images, the clean and adversarial
-model inputs, the segment maps), while its model passes hold one batch. This fabricates shards of
+An explanation job reads its subset a batch at a time; a label-flip job reads its whole subset
+(the clean and adversarial model inputs, the segment maps). This fabricates shards of
 random 224 px images with small perturbations and 4 × 4 rectangle segments, and runs two real
 stage functions on each, every run in a fresh interpreter: ``explain_shard`` for the saliency
 family (Sal, SG, SG², VarGrad) and ``labelflip_shard`` on its rankings at k = 3. It prints each job's peak
