@@ -238,3 +238,9 @@ def test_explanation_jobs_read_their_inputs_a_batch_at_a_time(tmp_path, monkeypa
     assert max(rows for name, rows in reads if name in large) == 2
     assert read_h5(str(tmp_path / "explain.h5"))["ids"].tolist() == [i for i in ids if i in chosen]  # in shard order
 
+
+
+def test_an_item_missing_from_a_file_is_named_with_the_file():
+    np.testing.assert_array_equal(image_data.rows_of(["b", "c", "a"], ["a", "b", "c"], "x.h5"), [1, 2, 0])
+    with pytest.raises(ValueError, match=r"segments\.h5 holds no item \['d'\]"):
+        image_data.rows_of(["a", "d"], ["a", "b", "c"], "segments.h5")

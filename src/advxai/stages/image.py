@@ -28,7 +28,7 @@ from ..explainers.engine import ExplainSettings, GradientSettings, LimeSettings,
 from ..guided import audit_guided_activations
 from ..models import ModelBundle, load_model, predict
 from ..store import BatchCheckpoint, read_h5, read_h5_rows, require_params, write_h5
-from .image_data import shard_arrays_at, shard_positions, subset_ids
+from .image_data import rows_of, shard_arrays_at, shard_positions, subset_ids
 from .settings import ExplainerSettings, ExplainFamilySettings, LabelflipSettings, LocalisedSettings, ModelSpec, PgdSettings
 
 log = logging.getLogger("advxai")
@@ -83,11 +83,7 @@ class SubsetReader:
 def _mask_rows(path: str, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Rows of ``ids`` in a segments file, and their segment counts."""
     stored = read_h5(path, ["ids", "n_segments"])
-    position = {item_id: i for i, item_id in enumerate(stored["ids"])}
-    missing = [i for i in ids if i not in position]
-    if missing:
-        raise ValueError(f"{path} has no segmentation for {missing[:3]}")
-    rows = np.array([position[i] for i in ids], dtype=np.int64)
+    rows = rows_of(ids, stored["ids"], path)
     return rows, stored["n_segments"][rows]
 
 

@@ -27,12 +27,15 @@ def shard_positions(images_path: str, adversaries_path: str, ids: Sequence[str] 
     image_ids = read_h5(images_path, ["ids"])["ids"]
     if not np.array_equal(image_ids, read_h5(adversaries_path, ["ids"])["ids"]):
         raise ValueError(f"{adversaries_path} does not hold the images of {images_path}")
-    if ids is None:
-        return np.arange(len(image_ids))
-    position = {item_id: i for i, item_id in enumerate(image_ids)}
+    return np.arange(len(image_ids)) if ids is None else rows_of(ids, image_ids, images_path)
+
+
+def rows_of(ids: Sequence[str], stored_ids: Sequence[str], path: str) -> np.ndarray:
+    """Rows of ``ids`` among a file's ``stored_ids``, in the order of ``ids``; an error naming ``path`` for any it lacks."""
+    position = {item_id: i for i, item_id in enumerate(stored_ids)}
     missing = [i for i in ids if i not in position]
     if missing:
-        raise ValueError(f"{images_path} has no images {missing[:3]}")
+        raise ValueError(f"{path} holds no item {missing[:3]}")
     return np.array([position[i] for i in ids], dtype=np.int64)
 
 
