@@ -321,9 +321,10 @@ def engine_streams(family: str, n_images: int, settings: Mapping[str, int]) -> l
 
 def padding_share(settings: Mapping[str, int], n_images: int, batch_size: int) -> float:
     """Share of the engine's computed rows that are padding, over every family."""
-    streams = [rows for family in (*FAMILIES, LIME_FAMILY) for rows, _ in engine_streams(family, n_images, settings)]
-    computed = sum(padded(rows, batch_size) for rows in streams)
-    return 1 - sum(streams) / computed
+    families = (*FAMILIES, LIME_FAMILY)
+    needed = sum(rows for family in families for rows, _ in engine_streams(family, n_images, settings))
+    computed = sum(sum(engine_rows(family, n_images, settings, batch_size)) for family in families)
+    return 1 - needed / computed
 
 
 def padded(rows: int, batch_size: int) -> int:

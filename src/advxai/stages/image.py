@@ -28,7 +28,7 @@ from ..explainers.engine import ExplainSettings, GradientSettings, LimeSettings,
 from ..guided import audit_guided_activations
 from ..models import ModelBundle, load_model, predict
 from ..store import BatchCheckpoint, read_h5, read_h5_rows, require_params, write_h5
-from .image_data import rows_of, shard_arrays_at, shard_positions, subset_ids
+from .image_data import rows_of, shard_inputs_at, shard_positions, subset_ids
 from .settings import ExplainerSettings, ExplainFamilySettings, LabelflipSettings, LocalisedSettings, ModelSpec, PgdSettings
 
 log = logging.getLogger("advxai")
@@ -69,8 +69,8 @@ class SubsetReader:
 
     def inputs(self, batch: slice) -> dict[str, torch.Tensor]:
         """The clean and adversarial model inputs of the items in ``batch``."""
-        arrays = shard_arrays_at(self.shard.images, self.shard.adversaries, self.rows[batch])
-        return {"clean": torch.from_numpy(arrays["clean"]), "adversarial": torch.from_numpy(arrays["adversarial"])}
+        clean, adversarial = shard_inputs_at(self.shard.images, self.shard.adversaries, self.rows[batch])
+        return {"clean": torch.from_numpy(clean), "adversarial": torch.from_numpy(adversarial)}
 
     def masks(self, batch: slice) -> dict[str, torch.Tensor]:
         """Segment id maps of the items in ``batch``, per segmentation."""

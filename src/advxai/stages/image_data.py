@@ -3,12 +3,12 @@
 One function per workflow rule, like :mod:`advxai.stages.image`, but without torch: these
 short jobs are the most numerous of a run (one per shard, model and segmentation), and a torch
 import would cost each of them several seconds of CPU (benchmarks/job_startup.py). The inputs
-they build are the same arrays the model stages turn into tensors (:func:`shard_arrays`).
+they build are the same arrays the model stages turn into tensors (:func:`shard_inputs_at`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -39,27 +39,13 @@ def rows_of(ids: Sequence[str], stored_ids: Sequence[str], path: str) -> np.ndar
     return np.array([position[i] for i in ids], dtype=np.int64)
 
 
-def shard_arrays_at(images_path: str, adversaries_path: str, rows: np.ndarray) -> dict[str, Any]:
-    """Clean and adversarial normalised inputs of the shard's ``rows`` (:func:`shard_positions`), as float32 arrays.
+def shard_inputs_at(images_path: str, adversaries_path: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(clean, adversarial) normalised float32 inputs of the shard's ``rows`` (:func:`shard_positions`), reading only those rows.
 
-    Reads only those rows, so a job that takes its items a batch at a time holds one batch.
+    A job that takes its items a batch at a time this way holds one batch.
     """
-    images = read_h5_rows(images_path, ["ids", "images"], rows)
-    adv = read_h5_rows(adversaries_path, ["perturbation", "clean_prediction", "final_prediction"], rows)
-    clean = normalized_pixels(images["images"])
-    return {
-        "ids": images["ids"],
-        "rows": np.asarray(rows),
-        "clean": clean,
-        "adversarial": clean + adv["perturbation"],
-        "clean_prediction": adv["clean_prediction"],
-        "adversarial_prediction": adv["final_prediction"],
-    }
-
-
-def shard_arrays(images_path: str, adversaries_path: str, ids: Sequence[str] | None = None) -> dict[str, Any]:
-    """Clean and adversarial normalised inputs of a shard (optionally only ``ids``, in that order), as float32 arrays."""
-    return shard_arrays_at(images_path, adversaries_path, shard_positions(images_path, adversaries_path, ids))
+    clean = normalized_pixels(read_h5_rows(images_path, ["images"], rows)["images"])
+    return clean, clean + read_h5_rows(adversaries_path, ["perturbation"], rows)["perturbation"]
 
 
 def subset_ids(subset_path: str, ids: Sequence[str], which: str) -> list[str]:
@@ -129,7 +115,8 @@ def segment_shard(images_path: str, adversaries_path: str, subset_path: str, out
         grid = segments.rectangles(height, width, segmentation.grid)
         maps = (grid for _ in adversary_ids)
     else:
-        adversarial = shard_arrays(images_path, adversaries_path, adversary_ids)["adversarial"]
+        rows = shard_positions(images_path, adversaries_path, adversary_ids)
+        adversarial = shard_inputs_at(images_path, adversaries_path, rows)[1]
         maps = (segments.slic(x, n_segments=segmentation.n_segments, compactness=segmentation.compactness, sigma=segmentation.sigma)
                 for x in tqdm(adversarial, desc="slic"))
     counts, masks, ids = [], [], []
