@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -9,13 +11,16 @@ import torch
 
 from advxai.batching import CPU_CANDIDATES
 from advxai.data.model_inputs import to_model_input
-from advxai.evaluation.labelflip import k_settings
+from advxai.evaluation.flips import ClassChange
+from advxai.evaluation.labelflip import k_settings, label_flips
+from advxai.evaluation.selection import pad_scores
 from advxai.evaluation.subsets import subset_size
 from advxai.stages import image as image_stages
 from advxai.stages.image import ShardFiles, labelflip_shard, localised_shard
 from advxai.stages import image_data
 from advxai.stages.image_data import draw_subsets, segment_shard
-from advxai.stages.settings import ExplainerSettings, ExplainFamilySettings, LabelflipSettings, LocalisedSettings, ModelSpec, SegmentationSettings, SubsetSettings
+from advxai.stages.settings import (ExplainerSettings, ExplainFamilySettings, LabelflipSettings, LocalisedSettings, ModelSpec, PgdSettings,
+                                   SegmentationSettings, SubsetSettings)
 from advxai.segments import slic
 from advxai.store import BatchCheckpoint, ProvenanceError, read_h5, require_params, write_h5
 from advxai.report.tables import slic_segments_table
@@ -136,6 +141,34 @@ def test_labelflip_keeps_images_with_fewer_segments_than_k(tmp_path):
     np.testing.assert_array_equal(stored["fewer_segments"], [[True, False], [False, False]])
 
 
+def test_label_flips_select_from_rankings_wider_than_their_items_need():
+    """A slice of a shard may hold only items with few segments, while its rankings keep the shard's width."""
+    clean = to_model_input(np.full((2, SIDE, SIDE, 3), GRAY, np.uint8))
+    adversarial = clean.clone()
+    adversarial[:, 0] += 1
+    narrow = np.array([[0.0, 1.0], [1.0, 0.0]])
+    rankings = {"narrow": narrow, "wide": pad_scores(narrow, 4)}
+    flips = label_flips(share_of_raised_pixels(), ClassChange(np.zeros(2, int)), clean, adversarial, torch.from_numpy(np.stack([HALVES, HALVES])),
+                        np.array([2, 2]), rankings, np.array([[1, 2], [1, 2]]), 4)
+    np.testing.assert_array_equal(flips["narrow"], [[False, True], [False, True]])  # one half: 50 %; both: 100 %
+    np.testing.assert_array_equal(flips["wide"], flips["narrow"])
+
+
+def test_labelflip_tables_do_not_depend_on_the_batch_size(tmp_path):
+    """Slices of one item (batch 1) and one slice of all (batch 8) give the same flips."""
+    shard, segments_file = _planted_shard(tmp_path, [HALVES, QUADRANTS, QUADRANTS, HALVES, QUADRANTS])
+    settings = LabelflipSettings(segmentation="slic", k=1, ks=(2, 3), fractions=(0.5,))
+    stored = []
+    for batch_size in (1, 8):
+        output = str(tmp_path / f"labelflip{batch_size}.h5")
+        labelflip_shard(shard, segments_file, [], output, model=PLANTED, labelflip=settings, batch_size=batch_size, device=torch.device("cpu"))
+        stored.append(read_h5(output))
+    assert stored[0].keys() == stored[1].keys()
+    for name in stored[0]:
+        np.testing.assert_array_equal(stored[0][name], stored[1][name], err_msg=name)
+    np.testing.assert_array_equal(stored[0]["flips/magnitude/-"][:, 2], [True, True, True, True, True])  # k = 3: every segment of a halved image
+
+
 def test_localised_keeps_images_with_fewer_segments_than_k(tmp_path):
     """k = 1 needs only 1 segment (2 exist); at k = 3 the refined input is the full adversary, explained and counted."""
     shard, segments_file = _planted_shard(tmp_path, [HALVES])
@@ -196,7 +229,7 @@ def test_a_resumed_auto_job_keeps_the_batch_size_it_measured_first(tmp_path, mon
     shard, segments_file = _planted_shard(tmp_path, [HALVES, QUADRANTS])
     output = str(tmp_path / "localised.h5")
     settings = LocalisedSettings.from_params({"explainers": ["sal"], "extra": [], "ks": [1], "segmentation": "slic", "seed": 0})
-    checkpoint = BatchCheckpoint(output, {"model": PLANTED.as_params(), "localised": settings.as_params()})
+    checkpoint = BatchCheckpoint(output, {"model": PLANTED.as_params(), "localised": settings.as_params()}, inputs=[*shard.paths, segments_file])
     assert checkpoint.kept("batch_size", lambda: 2) == 2  # what the killed run measured
 
     def measure_again(*args, **kwargs):
@@ -209,8 +242,8 @@ def test_a_resumed_auto_job_keeps_the_batch_size_it_measured_first(tmp_path, mon
     assert not checkpoint.path.exists()
 
 
-def test_explanation_jobs_read_their_inputs_a_batch_at_a_time(tmp_path, monkeypatch):
-    """The explain and localised stages hold one batch of inputs and segment maps, never the shard's subset."""
+def test_evaluation_jobs_read_their_inputs_a_batch_at_a_time(tmp_path, monkeypatch):
+    """The explain, localised and label-flip stages hold one batch of inputs and segment maps, never the shard's subset."""
     masks = [HALVES, QUADRANTS] * 4
     shard, segments_file = _planted_shard(tmp_path, masks)
     ids = [f"img{i}" for i in range(len(masks))]
@@ -232,12 +265,106 @@ def test_explanation_jobs_read_their_inputs_a_batch_at_a_time(tmp_path, monkeypa
     localised = LocalisedSettings.from_params({"explainers": ["sal"], "extra": [], "ks": [1], "segmentation": "slic", "seed": 0})
     localised_shard(shard, segments_file, str(tmp_path / "localised.h5"), model=PLANTED, localised=localised, batch_size=2,
                     device=torch.device("cpu"))
+    labelflip_shard(shard, segments_file, [str(tmp_path / "explain.h5")], str(tmp_path / "labelflip.h5"), model=PLANTED,
+                    labelflip=LabelflipSettings(segmentation="slic", k=1, ks=(2,), fractions=()), batch_size=2, device=torch.device("cpu"))
 
     large = {"images", "perturbation", "masks"}
     assert {name for name, _ in reads} >= large
     assert max(rows for name, rows in reads if name in large) == 2
     assert read_h5(str(tmp_path / "explain.h5"))["ids"].tolist() == [i for i in ids if i in chosen]  # in shard order
 
+
+
+def _kill_on_call(monkeypatch, name: str, call: int) -> None:
+    """Make ``image_stages.<name>`` raise ``KeyboardInterrupt`` on its ``call``-th call, as a kill inside the job would."""
+    original, calls = getattr(image_stages, name), []
+
+    def killed(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(image_stages, name, killed)
+
+
+def _labelflip_job(tmp_path, shard, segments_file, output: str) -> None:
+    labelflip_shard(shard, segments_file, [], output, model=PLANTED, labelflip=LabelflipSettings(segmentation="slic", k=1, ks=(2, 3), fractions=(0.5,)),
+                    batch_size=2, device=torch.device("cpu"))
+
+
+def test_a_killed_labelflip_job_resumes_to_the_identical_file(tmp_path, monkeypatch):
+    masks = [HALVES, QUADRANTS, QUADRANTS, HALVES, QUADRANTS]
+    shard, segments_file = _planted_shard(tmp_path, masks)
+    reference, output = str(tmp_path / "reference.h5"), str(tmp_path / "labelflip.h5")
+    _labelflip_job(tmp_path, shard, segments_file, reference)
+    with monkeypatch.context() as patch:
+        _kill_on_call(patch, "label_flips", 2)
+        with pytest.raises(KeyboardInterrupt):
+            _labelflip_job(tmp_path, shard, segments_file, output)
+    assert Path(f"{output}.partial.h5").exists()
+    with monkeypatch.context() as patch:
+        _kill_on_call(patch, "label_flips", 3)  # the first slice is reused: a third call would be a slice computed twice
+        _labelflip_job(tmp_path, shard, segments_file, output)
+    assert Path(reference).read_bytes() == Path(output).read_bytes()
+    assert not Path(f"{output}.partial.h5").exists()
+
+
+def test_finished_batches_of_other_adversaries_are_not_reused(tmp_path, monkeypatch):
+    """A job killed, then rerun after its adversaries were rewritten (a changed attack), computes every batch afresh."""
+    shard, segments_file = _planted_shard(tmp_path, [QUADRANTS] * 4)
+    output = str(tmp_path / "labelflip.h5")
+    with monkeypatch.context() as patch:
+        _kill_on_call(patch, "label_flips", 2)
+        with pytest.raises(KeyboardInterrupt):
+            _labelflip_job(tmp_path, shard, segments_file, output)
+    weaker = read_h5(shard.adversaries)
+    weaker["perturbation"][:2, 0, SIDE // 2 :] = 0  # the first two adversaries raise the top half only: no flip at k = 2 of 4
+    write_h5(shard.adversaries, weaker, stage="attack", params={"model": PLANTED.as_params()})
+    _labelflip_job(tmp_path, shard, segments_file, output)
+    flips = read_h5(output)["flips/magnitude/-"]
+    np.testing.assert_array_equal(flips[:, 1], [False, False, False, False])  # k = 2: half of the pixels
+    np.testing.assert_array_equal(flips[:, 2], [False, False, True, True])  # k = 3: all the first two have is 2 quadrants
+
+
+def test_every_file_a_resumable_job_reads_is_bound_to_its_checkpoint(tmp_path, monkeypatch):
+    """A side file is reused only with the same inputs: each job names every file it opens (docs/exactness.md)."""
+    shard, segments_file = _planted_shard(tmp_path, [HALVES, QUADRANTS])
+    clean = str(tmp_path / "clean.h5")
+    image_stages.clean_predictions(shard.images, clean, model=PLANTED, batch_size=2, device=torch.device("cpu"))
+    opened: set[str] = set()
+    bound: dict[str, set[str]] = {}
+    file_class, checkpoint_class = h5py.File, image_stages.BatchCheckpoint
+
+    def recording_file(name, mode="r", *args, **kwargs):
+        if mode == "r" and not str(name).endswith(".partial.h5"):
+            opened.add(str(name))
+        return file_class(name, mode, *args, **kwargs)
+
+    def recording_checkpoint(output, params, inputs=()):
+        bound[str(output)] = {str(path) for path in inputs}
+        return checkpoint_class(output, params, inputs)
+
+    monkeypatch.setattr(h5py, "File", recording_file)
+    monkeypatch.setattr(image_stages, "BatchCheckpoint", recording_checkpoint)
+    cpu = torch.device("cpu")
+    explain = ExplainFamilySettings.from_params({"family": "saliency", "explainers": ["sal"], "seed": 0, "segmentations": ["slic"],
+                                                 "noise_samples": 2, "noise_std": 1.0, "keep_attributions": False})
+    pgd = PgdSettings.from_params({"epsilon": 0.1, "step_size": 0.05, "steps": 2, "early_stop": False, "seed": 0})
+    jobs = {
+        "attack": lambda out: image_stages.attack_shard(shard.images, clean, out, model=PLANTED, pgd=pgd, batch_size=2, device=cpu),
+        "explain": lambda out: image_stages.explain_shard(shard, {"slic": segments_file}, out, model=PLANTED, explain=explain, batch_size=2, device=cpu),
+        "localised": lambda out: localised_shard(shard, segments_file, out, model=PLANTED, batch_size=2, device=cpu,
+                                                 localised=LocalisedSettings.from_params({"explainers": ["sal"], "extra": [], "ks": [1], "segmentation": "slic", "seed": 0})),
+        "labelflip": lambda out: labelflip_shard(shard, segments_file, [str(tmp_path / "explain.h5")], out, model=PLANTED, batch_size=2, device=cpu,
+                                                 labelflip=LabelflipSettings(segmentation="slic", k=1, ks=(), fractions=())),
+    }
+    for name, job in jobs.items():
+        opened.clear()
+        output = str(tmp_path / f"{name}.h5")
+        job(output)
+        assert opened - {output}, name
+        assert opened - {output} <= bound[output], f"{name} reads files its checkpoint does not know: {opened - {output} - bound[output]}"
 
 
 def test_an_item_missing_from_a_file_is_named_with_the_file():

@@ -101,6 +101,31 @@ def test_batch_checkpoint_with_other_params_starts_afresh(tmp_path):
     assert calls == [0, 2]
 
 
+def test_batch_checkpoint_of_other_input_content_starts_afresh(tmp_path):
+    """A side file left by a killed job is reused only while its inputs hold the same bytes."""
+    output, source = tmp_path / "out.h5", tmp_path / "input.h5"
+    source.write_bytes(b"adversaries of the first attack")
+    BatchCheckpoint(output, {"p": 1}, inputs=[source]).run(4, 2, _compute([]))
+    moved = source.rename(tmp_path / "moved.h5")
+    calls: list[int] = []
+    BatchCheckpoint(output, {"p": 1}, inputs=[moved]).run(4, 2, _compute(calls))
+    assert calls == []  # the same content in another folder: moving the data keeps the batches
+    moved.write_bytes(b"adversaries of a rerun attack")
+    BatchCheckpoint(output, {"p": 1}, inputs=[moved]).run(4, 2, _compute(calls))
+    assert calls == [0, 2]
+
+
+def test_batch_checkpoint_at_another_batch_size_computes_every_batch(tmp_path):
+    output = tmp_path / "out.h5"
+    BatchCheckpoint(output, {"p": 1}).run(6, 2, _compute([]))
+    calls: list[int] = []
+    resumed = BatchCheckpoint(output, {"p": 1}).run(6, 3, _compute(calls))
+    assert calls == [0, 3]
+    reference = BatchCheckpoint(tmp_path / "ref.h5", {"p": 1}).run(6, 3, _compute([]))
+    for name in reference:
+        np.testing.assert_array_equal(resumed[name], reference[name])
+
+
 def test_batch_checkpoint_keeps_a_decided_value_until_its_params_change(tmp_path):
     output = tmp_path / "out.h5"
     assert BatchCheckpoint(output, {"p": 1}).kept("batch_size", lambda: 16) == 16

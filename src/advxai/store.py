@@ -48,6 +48,12 @@ def params_hash(params: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(dict(params)).encode()).hexdigest()[:16]
 
 
+def file_digest(path: PathLike) -> str:
+    """SHA-256 (hex) of a file's content."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success fsync and rename it to ``path``.
@@ -203,13 +209,16 @@ class BatchCheckpoint:
     """Finished batches of a long job, kept in a side file ``<output>.partial.h5``.
 
     A rerun after a kill loads the finished batches and computes only the rest. The side file is
-    tied to the job's parameters: with other parameters it is discarded. Each batch is appended
-    under its own group and flushed, so a kill loses at most the batch in progress.
+    tied to the job's parameters and to the content of its ``inputs``: with other parameters, or
+    after an input was rewritten (a changed upstream stage), it is discarded. Batches are kept
+    per batch size, so a rerun at another size computes afresh. Each batch is appended under its
+    own group and flushed, so a kill loses at most the batch in progress.
     """
 
-    def __init__(self, output: PathLike, params: Mapping[str, Any]):
+    def __init__(self, output: PathLike, params: Mapping[str, Any], inputs: Sequence[PathLike] = ()):
         self.path = Path(f"{output}.partial.h5")
-        self.hash = params_hash(params)
+        # the inputs' content, not their paths: moving the data keeps the finished batches
+        self.hash = params_hash({"params": dict(params), "inputs": [file_digest(path) for path in inputs]})
         if self.path.exists():
             try:
                 with h5py.File(self.path, "r") as handle:
@@ -280,7 +289,7 @@ class BatchCheckpoint:
         finished = self.keys()
         parts: list[dict[str, np.ndarray]] = []
         for start in tqdm(range(0, n_items, batch_size), desc=self.path.name.removesuffix(".partial.h5"), unit="batch"):
-            key = f"batch{start:09d}"
+            key = f"batch{start:09d}_size{batch_size}"  # a batch of another shape need not give identical values
             if key in finished:
                 parts.append(self.load(key))
                 continue

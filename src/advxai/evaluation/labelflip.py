@@ -96,7 +96,8 @@ def label_flips(
         masks: ``(N, *spatial)`` segment ids on the same device.
         n_segments: ``(N,)`` segments per item; items with fewer than k get every segment back.
         rankings: name → ``(N, S)`` segment scores, the k largest are selected; narrower arrays
-            are widened with ``ABSENT``.
+            are widened with ``ABSENT``. They may be wider than these items need (scores padded
+            to a whole shard's widest segmentation, of which these items are a slice).
         per_item_k: ``(N, n_settings)`` the k of each item in each setting (:func:`k_settings`).
         batch_size: hybrids per forward pass.
 
@@ -110,7 +111,7 @@ def label_flips(
             raise ValueError(f"ranking '{name}' scores {np.shape(values)[0]} items, expected {n_items}")
     if n_items == 0:
         return {name: np.zeros((0, n_settings), dtype=bool) for name in rankings}
-    width = selection_width(n_segments, per_item_k)
+    width = max([selection_width(n_segments, per_item_k), *(np.shape(values)[1] for values in rankings.values())])
     selections = np.stack(
         [np.stack([top_k(pad_scores(values, width), per_item_k[:, j]) for j in range(n_settings)], axis=1) for values in rankings.values()],
         axis=1,

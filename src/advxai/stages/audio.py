@@ -68,7 +68,7 @@ def train(train_path: str, output: str, *, settings: TrainSettings, seed: int, d
     """Train one detector (docs/method.md §1.5), checkpointing every epoch beside the output."""
     songs = [(spec, labels) for _, spec, labels in read_songs(train_path)]
     params = {"train": settings.as_params(), "seed": seed}
-    checkpoint = BatchCheckpoint(output, params)
+    checkpoint = BatchCheckpoint(output, params, inputs=[train_path])
     model, history = train_detector(
         songs, seed=seed, epochs=settings.epochs, batches_per_epoch=settings.batches_per_epoch, batch_size=settings.batch_size,
         lr=settings.lr, lr_decay=settings.lr_decay, augment=dict(settings.augment), checkpoint=checkpoint, progress=True, device=device,
@@ -106,7 +106,7 @@ def attack(detector: str, evaluation: str, test: str, output: str, *, settings: 
     filterbank = mel_filterbank()
     songs = read_songs(test)
     params = {"attack": settings.as_params(), "threshold": threshold}
-    checkpoint = BatchCheckpoint(output, params)
+    checkpoint = BatchCheckpoint(output, params, inputs=[detector, test])
     finished = checkpoint.keys()
     results = []
     for index, (name, spec, _) in enumerate(tqdm(songs, desc="C&W")):
@@ -192,7 +192,7 @@ def explain(detector: str, excerpts: str, output: str, *, settings: AudioExplain
     for target, data in read_excerpts(excerpts).items():
         name = AUDIO_DIRECTIONS[target]
         ids = data["ids"]
-        keyed = BatchCheckpoint(f"{output}.{name}", settings.as_params())
+        keyed = BatchCheckpoint(f"{output}.{name}", settings.as_params(), inputs=[detector, excerpts])
 
         def batch(part: slice) -> dict[str, np.ndarray]:
             inputs = torch.from_numpy(data["adv_logmel"][part]).to(device)

@@ -43,6 +43,10 @@ class ShardFiles:
     adversaries: str  # the model's PGD adversaries of the shard
     subset: str  # the model's evaluation subsets
 
+    @property
+    def paths(self) -> list[str]:
+        return [self.images, self.adversaries, self.subset]
+
 
 def model_from_spec(spec: ModelSpec, device: torch.device) -> ModelBundle:
     """The model on ``device``, in the spec's arithmetic (its CUDA flags: :func:`advxai.runtime.use_device`)."""
@@ -150,7 +154,7 @@ def attack_shard(images_path: str, clean_path: str, output: str, *, model: Model
     targets = draw_targets(pgd.seed, list(ids), clean["top1"], bundle.n_classes)
     lower, upper = (b.to(device) for b in pixel_bounds())
     params = {"model": model.as_params(), "pgd": pgd.as_params()}
-    checkpoint = BatchCheckpoint(output, params)
+    checkpoint = BatchCheckpoint(output, params, inputs=[images_path, clean_path])
     batch_size = job_batch_size(batch_size, bundle, device, backward=True, checkpoint=checkpoint)
 
     def attack(batch: slice) -> dict[str, np.ndarray]:
@@ -214,7 +218,7 @@ def explain_shard(
         log.info("guided activations: %s", audit_guided_activations(bundle.module, subset.inputs(slice(0, 1))["adversarial"].to(device)))
     builtin = [] if explain.family == "extra" else list(explain.explainers)
     params = {"model": model.as_params(), "explain": explain.as_params()}
-    checkpoint = BatchCheckpoint(output, params)
+    checkpoint = BatchCheckpoint(output, params, inputs=[*shard.paths, *segment_files.values()])
     batch_size = job_batch_size(batch_size, bundle, device, backward=True, checkpoint=checkpoint)
     settings = engine_settings(explain.explainer, explain.seed, batch_size)
 
@@ -262,38 +266,45 @@ def labelflip_shard(
     shard: ShardFiles, segments_file: str, explanation_files: Sequence[str], output: str, *, model: ModelSpec, labelflip: LabelflipSettings,
     batch_size: int | str, device: torch.device,
 ) -> None:
-    """Did adding back only the top-k segments flip the clean prediction? Every ranking, every k (docs/method.md §8.1–8.2)."""
+    """Did adding back only the top-k segments flip the clean prediction? Every ranking, every k (docs/method.md §8.1–8.2).
+
+    The subset is read and predicted ``batch_size`` items at a time, in resumable slices: each
+    item's distinct hybrids are predicted once, so nothing is shared across slices.
+    """
     bundle = model_from_spec(model, device)
-    batch_size = job_batch_size(batch_size, bundle, device, backward=False)
     segmentation = labelflip.segmentation
-    # Every ranking of every item is predicted together (distinct hybrids once), so this stage
-    # reads its whole subset: its memory grows with the shard (benchmarks/README.md).
     subset = open_subset(shard, "labelflip", model, {segmentation: segments_file})
-    ids, counts, everything = subset.ids, subset.counts[segmentation], slice(None)
-    data, masks = subset.inputs(everything), subset.masks(everything)[segmentation]
+    ids, counts = subset.ids, subset.counts[segmentation]
     settings = k_settings([labelflip.k, *labelflip.ks], labelflip.fractions, counts)
     fewer_segments = settings.per_item > counts[:, None]
     if fewer_segments.any():
         log.info("%d of %d images have fewer segments than some k: they get their full adversary back", int(fewer_segments.any(1).sum()), len(ids))
     rankings = read_rankings(explanation_files, segmentation, ids)
-    arrays: dict[str, np.ndarray] = {}
-    if len(ids):
-        width = selection_width(counts, settings.per_item)
-        baselines = magnitude_scores(data["clean"], data["adversarial"], masks, width)
-        rankings.update({f"{name}/-": values for name, values in baselines.items()})
+    width = selection_width(counts, settings.per_item)  # the shard's, so that every slice's baselines have one width
+    params = {"model": model.as_params(), "labelflip": labelflip.as_params()}
+    checkpoint = BatchCheckpoint(output, params, inputs=[*shard.paths, segments_file, *explanation_files])
+    batch_size = job_batch_size(batch_size, bundle, device, backward=False, checkpoint=checkpoint)
+
+    def run(items: slice) -> dict[str, np.ndarray]:
+        data, masks = subset.inputs(items), subset.masks(items)[segmentation]
+        ranked = {name: values[items] for name, values in rankings.items()}
+        ranked.update({f"{name}/-": values for name, values in magnitude_scores(data["clean"], data["adversarial"], masks, width).items()})
         flips = label_flips(
-            bundle.module, ClassChange(subset.clean_prediction), data["clean"].to(device), data["adversarial"].to(device), masks.to(device),
-            counts, rankings, settings.per_item, batch_size,
+            bundle.module, ClassChange(subset.clean_prediction[items]), data["clean"].to(device), data["adversarial"].to(device), masks.to(device),
+            counts[items], ranked, settings.per_item[items], batch_size,
         )
-        arrays = {f"flips/{name}": values for name, values in flips.items()}
+        return {f"flips/{name}": values for name, values in flips.items()}
+
+    arrays = checkpoint.run(len(ids), batch_size, run) if len(ids) else {}
     write_h5(
         output,
         {"ids": np.array(ids, dtype=str), "n_segments": counts, "k": settings.k, "fraction": settings.fraction, "per_item_k": settings.per_item,
          "fewer_segments": fewer_segments, **arrays},
         stage="labelflip",
-        params={"model": model.as_params(), "labelflip": labelflip.as_params()},
+        params=params,
         attrs={"batch_size": batch_size},
     )
+    checkpoint.remove()
 
 
 def localised_shard(
@@ -306,7 +317,7 @@ def localised_shard(
     ids, counts = subset.ids, subset.counts[segmentation]
     names = list(localised.explainers) + [e["name"] for e in localised.extra]
     params = {"model": model.as_params(), "localised": localised.as_params()}
-    checkpoint = BatchCheckpoint(output, params)
+    checkpoint = BatchCheckpoint(output, params, inputs=[*shard.paths, segments_file])
     batch_size = job_batch_size(batch_size, bundle, device, backward=True, checkpoint=checkpoint)
     settings = engine_settings(localised.explainer, localised.seed, batch_size)
 
