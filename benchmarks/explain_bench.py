@@ -306,6 +306,16 @@ def reference_scale(run: Mapping[str, int]) -> dict[str, float]:
     return {part: paper[part].rows / timed_run[part].rows for part in paper}
 
 
+# The reference parts that make the explainers of each engine family: its plain map and its three
+# noise ensembles (the engine computes them from one set of passes), or LIME.
+FAMILY_PARTS = {"saliency": ("sal", "sal-nt"), "ig": ("ig", "ig-nt"), "gbp": ("gbp", "gbp-nt"), LIME_FAMILY: ("lime",)}
+
+
+def family_speedups(reference_per_image: Mapping[str, float], engine_per_image: Mapping[str, float]) -> dict[str, float]:
+    """Reference s per image over the engine's, for each family: is any explainer slower than captum's?"""
+    return {family: sum(reference_per_image[part] for part in parts) / engine_per_image[family] for family, parts in FAMILY_PARTS.items()}
+
+
 # ------------------------------------------------------------------------------------------------ engine
 def engine_streams(family: str, n_images: int, settings: Mapping[str, int]) -> list[tuple[int, bool]]:
     """The engine's row streams for one family on ``n_images`` images: (rows, with backward) each.
@@ -319,11 +329,18 @@ def engine_streams(family: str, n_images: int, settings: Mapping[str, int]) -> l
     return [(n_images * per_copy * (1 + settings["noise"]), True)]
 
 
-def padding_share(settings: Mapping[str, int], n_images: int, batch_size: int) -> float:
+def family_batch_sizes(passes: PassTimes, fixed: int | None = None) -> dict[str, int]:
+    """Each family's batch size, as ``image.batch_size: auto`` sizes its job: the fastest forward
+    batch for LIME (forwards only), the fastest forward+backward batch for the gradient families;
+    ``fixed`` (``--batch-size``, a number in the config) for all."""
+    return {family: fixed or (passes.forward_batch if family == LIME_FAMILY else passes.backward_batch)
+            for family in (*FAMILIES, LIME_FAMILY)}
+
+
+def padding_share(settings: Mapping[str, int], n_images: int, batch_sizes: Mapping[str, int]) -> float:
     """Share of the engine's computed rows that are padding, over every family."""
-    families = (*FAMILIES, LIME_FAMILY)
-    needed = sum(rows for family in families for rows, _ in engine_streams(family, n_images, settings))
-    computed = sum(sum(engine_rows(family, n_images, settings, batch_size)) for family in families)
+    needed = sum(rows for family in batch_sizes for rows, _ in engine_streams(family, n_images, settings))
+    computed = sum(sum(engine_rows(family, n_images, settings, size)) for family, size in batch_sizes.items())
     return 1 - needed / computed
 
 
@@ -342,19 +359,19 @@ def engine_rows(family: str, n_images: int, settings: Mapping[str, int], batch_s
 def engine_parts(
     model: nn.Module, images: torch.Tensor, targets: torch.Tensor, ids: Sequence[str],
     masks: Mapping[str, torch.Tensor], counts: Mapping[str, np.ndarray], run: Mapping[str, int], seed: int,
-    batch_size: int, device: torch.device,
+    batch_sizes: Mapping[str, int], device: torch.device,
 ) -> tuple[dict[str, float], dict]:
-    """Times of ``explain_all`` per family (for scaling) and its scores."""
+    """Times of ``explain_all`` per family (for scaling), each at its batch size, and its scores."""
     from advxai.explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all
 
-    settings = ExplainSettings(
-        lime=LimeSettings(n_samples=run["lime_samples"]),
-        gradients=GradientSettings(n_noise=run["noise"], noise_std=1.0, ig_steps=run["ig_steps"]),
-        seed=seed, batch_size=batch_size,
-    )
     families = {**{name: list(members) for name, members in FAMILIES.items()}, LIME_FAMILY: [LIME_FAMILY]}
     times, scores = {}, {}
     for family, members in families.items():
+        settings = ExplainSettings(
+            lime=LimeSettings(n_samples=run["lime_samples"]),
+            gradients=GradientSettings(n_noise=run["noise"], noise_std=1.0, ig_steps=run["ig_steps"]),
+            seed=seed, batch_size=batch_sizes[family],
+        )
         work = lambda: explain_all(model, images, targets, ids, masks, counts, members, settings)
         times[family], family_scores = timed(work, device)
         scores.update(family_scores)
@@ -575,10 +592,11 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
           f"IG steps {run['ig_steps']}, LIME {run['lime_samples']} samples; paper settings J=25, IG 50, LIME 512")
 
     passes = best_pass_times(model, 224, device, [b for b in PASS_BATCHES if b <= args.max_pass_batch], args.repeats)
-    batch_size = args.batch_size or passes.backward_batch
+    batch_sizes = family_batch_sizes(passes, args.batch_size)
+    batch_size, forward_batch = batch_sizes["saliency"], batch_sizes[LIME_FAMILY]
     print(f"model passes: forward {passes.forward * 1e3:.2f} ms/row (best at batch {passes.forward_batch}), "
           f"forward+backward {passes.backward * 1e3:.2f} ms/row (best at batch {passes.backward_batch}); "
-          f"engine batch size {batch_size}")
+          f"engine batch size {batch_size}, {forward_batch} for LIME and the label-flip stage (forwards only)")
 
     # The stage attacks a shard at its batch size: the attack is timed on one full batch of images
     # (at most 32, which keeps the batch-1 loop of 100 steps on a GPU under a minute).
@@ -605,18 +623,18 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
     engine_times: dict[str, float] = {}
     for round_ in range(max(1, args.repeats)):
         times, engine_scores = engine_parts(model, adversarial, explained, ids, masks, counts, run, args.seed,
-                                            batch_size, device)
+                                            batch_sizes, device)
         engine_times = fastest_parts(engine_times, times)
         for fast in fast_runs:
             with cuda_arithmetic(fast.arithmetic):
                 if not round_:
                     warm_up(fast.model, 224, batch_size, device)
                 times, fast.scores = engine_parts(fast.model, adversarial, explained, ids, masks, counts, run, args.seed,
-                                                  batch_size, device)
+                                                  batch_sizes, device)
             fast.engine_seconds = fastest_parts(fast.engine_seconds, times)
     # Every batch of the engine has one shape, so its time scales with its batches, padding included.
-    paper_rows = {family: engine_rows(family, len(images), PAPER, batch_size) for family in engine_times}
-    run_rows = {family: engine_rows(family, len(images), run, batch_size) for family in engine_times}
+    paper_rows = {family: engine_rows(family, len(images), PAPER, batch_sizes[family]) for family in engine_times}
+    run_rows = {family: engine_rows(family, len(images), run, batch_sizes[family]) for family in engine_times}
     engine_scaled = {family: seconds * sum(paper_rows[family]) / sum(run_rows[family])
                      for family, seconds in engine_times.items()}
     engine_per_image = sum(engine_scaled.values()) / len(images)
@@ -625,9 +643,9 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
     engine_run_seconds = sum(engine_times.values())
     pass_efficiency = (forward_rows * passes.forward + backward_rows * passes.backward) / engine_run_seconds
     print("engine rows padded to full batches: "
-          f"{padding_share(run, len(images), batch_size):.1%} at the run settings, "
-          f"{padding_share(PAPER, len(images), batch_size):.1%} at the paper's on these {len(images)} images")
-    lime_overhead = lime_overhead_seconds(images, explained, ids, masks, counts, run, args.seed, batch_size, device)
+          f"{padding_share(run, len(images), batch_sizes):.1%} at the run settings, "
+          f"{padding_share(PAPER, len(images), batch_sizes):.1%} at the paper's on these {len(images)} images")
+    lime_overhead = lime_overhead_seconds(images, explained, ids, masks, counts, run, args.seed, forward_batch, device)
     print("engine (explain_all), s at run settings -> s scaled to the paper's settings: "
           + ", ".join(f"{family} {engine_times[family]:.2f} -> {engine_scaled[family]:.2f}" for family in engine_times))
 
@@ -665,12 +683,16 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
     max_rel_diff, worst_scores = max_relative_difference(reference_scores, engine_rows_scores, skip)
     print(f"largest relative difference of segment scores, reference vs engine: {max_rel_diff:.2e} ({worst_scores})")
 
-    flip_seconds, hybrids, flip_rates = labelflip_seconds(model, images, adversarial, masks, counts, engine_scores, batch_size, device,
+    flip_seconds, hybrids, flip_rates = labelflip_seconds(model, images, adversarial, masks, counts, engine_scores, forward_batch, device,
                                                           args.labelflip_sweep, args.repeats)
     labelflip_share = (flip_seconds / len(images)) / engine_per_image
     print(f"label-flip stage: {hybrids} hybrid selections, {flip_seconds:.2f} s for {len(images)} images "
           f"({flip_seconds / len(images):.3f} s/image)" + ("" if args.labelflip_sweep else "; k = 3 only (--no-labelflip-sweep)"))
     print(f"per image at the paper's settings: reference {reference_per_image:.2f} s, advxai {engine_per_image:.2f} s")
+    by_family = family_speedups({part: seconds / reference_images for part, seconds in reference_scaled.items()},
+                                {family: seconds / len(images) for family, seconds in engine_scaled.items()})
+    print("speedup per family (reference s / advxai s per image, paper settings): "
+          + ", ".join(f"{family} {ratio:.2f}" for family, ratio in by_family.items()))
     print(f"bound on the speedup from model passes alone (both at the model's best time per pass): "
           f"{pass_count_bound(passes):.2f}")
     lines = [f"SUMMARY model={name} device={device.type} speedup={reference_per_image / engine_per_image:.2f} "
@@ -680,7 +702,7 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
     for fast in fast_runs:
         with cuda_arithmetic(fast.arithmetic):
             fast_flip_seconds, _, fast_flip_rates = labelflip_seconds(fast.model, images, adversarial, masks, counts, fast.scores,
-                                                                      batch_size, device, args.labelflip_sweep, args.repeats)
+                                                                      forward_batch, device, args.labelflip_sweep, args.repeats)
         exact_per_image, fast_per_image = (
             sum(seconds * sum(paper_rows[family]) / sum(run_rows[family]) for family, seconds in timings.items()) / len(images)
             for timings in (engine_times, fast.engine_seconds)

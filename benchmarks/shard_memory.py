@@ -1,10 +1,11 @@
 """Benchmark: peak memory and time of an image job against its shard size.
 
-An explanation job reads its subset a batch at a time; a label-flip job reads its whole subset
-(the clean and adversarial model inputs, the segment maps). This fabricates shards of
-random 224 px images with small perturbations and 4 × 4 rectangle segments, and runs two real
-stage functions on each, every run in a fresh interpreter: ``explain_shard`` for the saliency
-family (Sal, SG, SG², VarGrad) and ``labelflip_shard`` on its rankings at k = 3. It prints each job's peak
+The explanation, label-flip and localised jobs read their subset a batch at a time (the clean and
+adversarial model inputs, the segment maps). This fabricates shards of random 224 px images with
+small perturbations and 4 × 4 rectangle segments, and runs three real stage functions on each,
+every run in a fresh interpreter: ``explain_shard`` for the saliency family (Sal, SG, SG²,
+VarGrad), ``labelflip_shard`` on its rankings at k = 3, and ``localised_shard`` (Saliency at
+k = 3) on the same images. It prints each job's peak
 resident memory (``ru_maxrss``) and seconds per image, and the memory per image beyond the
 smallest shard, from which ``mem_mb`` for a shard size can be set (profiles/slurm).
 
@@ -27,8 +28,8 @@ GRID = 4
 _JOB = """
 import json, resource, sys, time
 import torch
-from advxai.stages.image import ShardFiles, explain_shard, labelflip_shard
-from advxai.stages.settings import ExplainFamilySettings, LabelflipSettings, ModelSpec
+from advxai.stages.image import ShardFiles, explain_shard, labelflip_shard, localised_shard
+from advxai.stages.settings import ExplainFamilySettings, LabelflipSettings, LocalisedSettings, ModelSpec
 torch.set_num_threads({threads})
 folder, stage = {folder!r}, {stage!r}
 shard = ShardFiles(images=folder + "/images.h5", adversaries=folder + "/adversaries.h5", subset=folder + "/subset.h5")
@@ -39,10 +40,14 @@ if stage == "explain":
         "segmentations": ["rect"], "noise_samples": {noise}, "noise_std": 1.0, "keep_attributions": False}})
     explain_shard(shard, {{"rect": folder + "/segments.h5"}}, folder + "/explain.h5", model=model, explain=family,
                   batch_size={batch}, device=torch.device("cpu"))
-else:
+elif stage == "labelflip":
     settings = LabelflipSettings(segmentation="rect", k=3, ks=(), fractions=())  # memory hardly depends on the k sweep
     labelflip_shard(shard, folder + "/segments.h5", [folder + "/explain.h5"], folder + "/labelflip.h5", model=model,
                     labelflip=settings, batch_size={batch}, device=torch.device("cpu"))
+else:
+    settings = LocalisedSettings.from_params({{"segmentation": "rect", "ks": [3], "explainers": ["sal"], "extra": [], "seed": 0}})
+    localised_shard(shard, folder + "/segments.h5", folder + "/localised.h5", model=model, localised=settings,
+                    batch_size={batch}, device=torch.device("cpu"))
 print(json.dumps({{"seconds": time.perf_counter() - start, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
 
@@ -61,7 +66,7 @@ def fabricate_shard(folder: Path, n_images: int, model: str, side: int = 224) ->
     write_h5(folder / "adversaries.h5", {"ids": ids, "perturbation": perturbation, "clean_prediction": np.zeros(n_images, int),
                                          "final_prediction": np.ones(n_images, int), "success": np.ones(n_images, bool)},
              stage="attack", params={"model": ModelSpec(architecture=model, weights=None, resize=256, crop=side, arithmetic="exact").as_params()})
-    write_h5(folder / "subset.h5", {"labelflip_ids": ids, "localised_ids": ids[:1]}, stage="subsets", params={})
+    write_h5(folder / "subset.h5", {"labelflip_ids": ids, "localised_ids": ids}, stage="subsets", params={})
     masks = np.broadcast_to(rectangles(side, side, GRID).astype(np.int16), (n_images, side, side))
     write_h5(folder / "segments.h5", {"ids": ids, "masks": masks, "n_segments": np.full(n_images, GRID * GRID)}, stage="segments", params={})
 
@@ -84,7 +89,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{args.model} (random weights) at 224 px, batch {args.batch_size}, saliency family J = {args.noise}, {args.threads} threads")
     print(f"{'shard size':>10} {'job':>10} {'peak MB':>9} {'s/image':>8}")
-    peaks: dict[str, list[tuple[int, float]]] = {"explain": [], "labelflip": []}
+    peaks: dict[str, list[tuple[int, float]]] = {"explain": [], "labelflip": [], "localised": []}
     for size in (int(s) for s in args.sizes.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)

@@ -87,15 +87,29 @@ def test_reference_passes_at_the_cpu_defaults_have_the_papers_shapes_but_plain_i
     assert (paper["ig"].rows, gradient_rows * len(explain_bench.SEGMENTATIONS)) == (50, 7904)
 
 
-@pytest.mark.parametrize("batch_size", [1, 3, 8])
-def test_engine_computes_the_padded_rows_the_scaling_assumes(batch_size, monkeypatch):
+@pytest.mark.parametrize(("gradient_batch", "lime_batch"), [(1, 3), (3, 8), (8, 1)])
+def test_engine_computes_the_padded_rows_the_scaling_assumes(gradient_batch, lime_batch, monkeypatch):
     model, images, targets, ids, masks, counts = inputs(2)
     settings = {"noise": 2, "ig_steps": 3, "lime_samples": 5}
     recorder = PassRecorder(model, monkeypatch)
-    explain_bench.engine_parts(model, images, targets, ids, masks, counts, settings, 0, batch_size, torch.device("cpu"))
+    passes = explain_bench.PassTimes(forward=1.0, forward_batch=lime_batch, backward=2.0, backward_batch=gradient_batch)
+    batch_sizes = explain_bench.family_batch_sizes(passes)
+    explain_bench.engine_parts(model, images, targets, ids, masks, counts, settings, 0, batch_sizes, torch.device("cpu"))
 
     families = (*explain_bench.FAMILIES, explain_bench.LIME_FAMILY)
     assert len(recorder.calls) == len(families)
     for family, call in zip(families, recorder.calls):
-        assert set(call) == {batch_size}, family  # one batch shape: the last batch is padded
-        assert sum(call) == sum(explain_bench.engine_rows(family, len(images), settings, batch_size)), family
+        size = lime_batch if family == explain_bench.LIME_FAMILY else gradient_batch
+        assert set(call) == {size}, family  # one batch shape: the last batch is padded
+        assert sum(call) == sum(explain_bench.engine_rows(family, len(images), settings, size)), family
+    assert explain_bench.family_batch_sizes(passes, fixed=4) == dict.fromkeys(families, 4)
+
+
+def test_every_reference_part_belongs_to_one_engine_family():
+    """The per-family speedups compare like with like: each captum part is counted once, with its family."""
+    parts = [part for members in explain_bench.FAMILY_PARTS.values() for part in members]
+    assert sorted(parts) == sorted(explain_bench.reference_passes(explain_bench.PAPER))
+    assert set(explain_bench.FAMILY_PARTS) == {*explain_bench.FAMILIES, explain_bench.LIME_FAMILY}
+    speedups = explain_bench.family_speedups({"sal": 1.0, "sal-nt": 5.0, "ig": 2.0, "ig-nt": 10.0, "gbp": 1.0, "gbp-nt": 1.0, "lime": 3.0},
+                                             {"saliency": 2.0, "ig": 4.0, "gbp": 4.0, "lime": 6.0})
+    assert speedups == {"saliency": 3.0, "ig": 3.0, "gbp": 0.5, "lime": 0.5}

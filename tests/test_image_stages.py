@@ -225,6 +225,30 @@ def test_auto_batch_size_is_measured_recorded_and_gives_the_results_of_a_fixed_s
         np.testing.assert_array_equal(auto[name], fixed[name], err_msg=name)  # the planted model's decisions do not depend on the batch
 
 
+def test_auto_sizes_forward_only_jobs_by_forward_passes(tmp_path, monkeypatch):
+    """LIME and the label flips make forwards only: their jobs time forwards, the gradient families forward+backward."""
+    shard, segments_file = _planted_shard(tmp_path, [HALVES, QUADRANTS])
+    measured: dict[str, bool] = {}
+    job = ""
+
+    def recording(setting, module, shape, device, *, backward):
+        measured[job] = backward
+        return 2
+
+    monkeypatch.setattr(image_stages, "choose_batch_size", recording)
+    cpu = torch.device("cpu")
+    for job in ("saliency", "lime_slic"):
+        family = ExplainFamilySettings.from_params({"family": job, "explainers": ["sal"] if job == "saliency" else ["lime"], "seed": 0,
+                                                    "segmentations": ["slic"], "noise_samples": 2, "noise_std": 1.0, "keep_attributions": False,
+                                                    "lime_samples": 8, "lime_kernel_width": 0.25})
+        image_stages.explain_shard(shard, {"slic": segments_file}, str(tmp_path / f"{job}.h5"), model=PLANTED, explain=family, batch_size="auto",
+                                   device=cpu)
+    job = "labelflip"
+    labelflip_shard(shard, segments_file, [str(tmp_path / "lime_slic.h5")], str(tmp_path / "labelflip.h5"), model=PLANTED, batch_size="auto",
+                    labelflip=LabelflipSettings(segmentation="slic", k=1, ks=(), fractions=()), device=cpu)
+    assert measured == {"saliency": True, "lime_slic": False, "labelflip": False}
+
+
 def test_a_resumed_auto_job_keeps_the_batch_size_it_measured_first(tmp_path, monkeypatch):
     shard, segments_file = _planted_shard(tmp_path, [HALVES, QUADRANTS])
     output = str(tmp_path / "localised.h5")

@@ -219,7 +219,8 @@ def explain_shard(
     builtin = [] if explain.family == "extra" else list(explain.explainers)
     params = {"model": model.as_params(), "explain": explain.as_params()}
     checkpoint = BatchCheckpoint(output, params, inputs=[*shard.paths, *segment_files.values()])
-    batch_size = job_batch_size(batch_size, bundle, device, backward=True, checkpoint=checkpoint)
+    # LIME makes forwards only, which a CPU runs fastest in other batches than gradient passes
+    batch_size = job_batch_size(batch_size, bundle, device, backward=not explain.forwards_only, checkpoint=checkpoint)
     settings = engine_settings(explain.explainer, explain.seed, batch_size)
 
     def run(batch: slice) -> dict[str, np.ndarray]:

@@ -139,6 +139,11 @@ class ExplainerSettings(StageSettings):
         return keys
 
 
+def _is_lime(family: str) -> bool:
+    """LIME runs as one job per segmentation: ``lime_<segmentation>``."""
+    return family.startswith(f"{LIME_FAMILY}_")
+
+
 @dataclass(frozen=True)
 class ExplainFamilySettings(StageSettings):
     """One explanation job: a gradient family, LIME on one segmentation, or the extra explainers."""
@@ -156,7 +161,7 @@ class ExplainFamilySettings(StageSettings):
     def from_params(cls, params: Mapping[str, Any]) -> ExplainFamilySettings:
         base = take(params, cls.SECTION, ["family", "explainers", "seed", "keep_attributions", "segmentations"])
         family = base["family"]
-        if family.startswith("lime_"):
+        if _is_lime(family):
             explainers = [LIME_FAMILY]
         elif family == "extra":
             explainers = []
@@ -168,6 +173,11 @@ class ExplainFamilySettings(StageSettings):
         explainer = ExplainerSettings(**take(params, cls.SECTION, ExplainerSettings.keys_for(explainers)))
         return cls(family=family, explainers=tuple(base["explainers"]), seed=base["seed"], keep_attributions=base["keep_attributions"],
                    segmentations=tuple(base["segmentations"]), explainer=explainer, extra=extra)
+
+    @property
+    def forwards_only(self) -> bool:
+        """Whether the job's passes are forwards only (LIME), not input gradients."""
+        return _is_lime(self.family)
 
     def as_params(self) -> dict[str, Any]:
         params = {key: value for key, value in super().as_params().items() if key not in ("explainer", "extra")}
