@@ -113,3 +113,16 @@ def test_every_reference_part_belongs_to_one_engine_family():
     speedups = explain_bench.family_speedups({"sal": 1.0, "sal-nt": 5.0, "ig": 2.0, "ig-nt": 10.0, "gbp": 1.0, "gbp-nt": 1.0, "lime": 3.0},
                                              {"saliency": 2.0, "ig": 4.0, "gbp": 4.0, "lime": 6.0})
     assert speedups == {"saliency": 3.0, "ig": 3.0, "gbp": 0.5, "lime": 0.5}
+
+
+def test_lime_at_captums_shape_makes_the_same_passes_on_both_sides(monkeypatch):
+    """The alternating LIME comparison times what each side does around identical forward passes."""
+    model, images, targets, ids, masks, counts = inputs(2)
+    recorder = PassRecorder(model, monkeypatch)
+    explain_bench.lime_at_captum_shape(model, images, targets, ids, masks, counts, 40, 0, torch.device("cpu"), repeats=1)
+    captum_calls, engine_call = recorder.calls[:-1], recorder.calls[-1]
+    assert len(captum_calls) == len(explain_bench.SEGMENTATIONS) * len(images)  # one Lime call per image and segmentation
+    captum_rows = Counter(rows for call in captum_calls for rows in call)
+    assert captum_rows == Counter({16: 2 * len(captum_calls), 8: len(captum_calls)})  # 40 samples: 16 + 16 + 8
+    # the engine's one stream of 2 × 40 samples per segmentation, in full passes of 16
+    assert Counter(engine_call) == Counter({16: len(explain_bench.SEGMENTATIONS) * 5})
