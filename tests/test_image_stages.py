@@ -391,6 +391,31 @@ def test_every_file_a_resumable_job_reads_is_bound_to_its_checkpoint(tmp_path, m
         assert opened - {output} <= bound[output], f"{name} reads files its checkpoint does not know: {opened - {output} - bound[output]}"
 
 
+def test_labelflip_reads_the_scores_of_its_segmentation_and_no_pixel_maps(tmp_path, monkeypatch):
+    shard, segments_file = _planted_shard(tmp_path, [HALVES, QUADRANTS])
+    explain = ExplainFamilySettings.from_params({"family": "saliency", "explainers": ["sal"], "seed": 0, "segmentations": ["slic", "rect"],
+                                                 "noise_samples": 2, "noise_std": 1.0, "keep_attributions": True})
+    explanations = str(tmp_path / "explain.h5")
+    image_stages.explain_shard(shard, {"slic": segments_file, "rect": segments_file}, explanations, model=PLANTED, explain=explain, batch_size=2,
+                               device=torch.device("cpu"))
+    assert any(name.startswith("attributions/") for name in read_h5(explanations))
+    read: list[str] = []
+    read_whole = image_stages.read_h5
+
+    def recording(path, names=None):
+        arrays = read_whole(path, names)
+        if path == explanations:
+            read.extend(arrays)
+        return arrays
+
+    monkeypatch.setattr(image_stages, "read_h5", recording)
+    labelflip_shard(shard, segments_file, [explanations], str(tmp_path / "labelflip.h5"), model=PLANTED, batch_size=2, device=torch.device("cpu"),
+                    labelflip=LabelflipSettings(segmentation="slic", k=1, ks=(), fractions=()))
+    assert sorted(read) == ["ids", "scores/sal/slic/mean", "scores/sal/slic/mean_abs", "scores/sal/slic/mean_pos"]
+    assert sorted(name for name in read_h5(str(tmp_path / "labelflip.h5")) if name.startswith("flips/sal")) == [
+        "flips/sal/mean", "flips/sal/mean_abs", "flips/sal/mean_pos"]
+
+
 def test_an_item_missing_from_a_file_is_named_with_the_file():
     np.testing.assert_array_equal(image_data.rows_of(["b", "c", "a"], ["a", "b", "c"], "x.h5"), [1, 2, 0])
     with pytest.raises(ValueError, match=r"segments\.h5 holds no item \['d'\]"):

@@ -168,6 +168,16 @@ def read_h5_rows(path: PathLike, names: Sequence[str], rows: np.ndarray) -> dict
     return out
 
 
+def dataset_names(path: PathLike, group: str) -> list[str]:
+    """Full names of the datasets under ``group`` (none if it is absent), without reading them."""
+    with h5py.File(path, "r") as handle:
+        if group not in handle:
+            return []
+        names: list[str] = []
+        handle[group].visititems(lambda name, obj: names.append(f"{group}/{name}") if isinstance(obj, h5py.Dataset) else None)
+        return names
+
+
 def dataset_shape(path: PathLike, name: str) -> tuple[int, ...]:
     """The shape of one dataset, without reading it."""
     with h5py.File(path, "r") as handle:

@@ -27,7 +27,7 @@ from ..evaluation.selection import pad_scores, selection_width
 from ..explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all, flatten_scores, unflatten_scores
 from ..guided import audit_guided_activations
 from ..models import ModelBundle, load_model, predict
-from ..store import BatchCheckpoint, read_h5, read_h5_rows, require_params, write_h5
+from ..store import BatchCheckpoint, dataset_names, read_h5, read_h5_rows, require_params, write_h5
 from .image_data import rows_of, shard_inputs_at, shard_positions, subset_ids
 from .settings import ExplainerSettings, ExplainFamilySettings, LabelflipSettings, LocalisedSettings, ModelSpec, PgdSettings
 
@@ -254,7 +254,9 @@ def read_rankings(explanation_paths: Sequence[str], segmentation: str, ids: Sequ
     """``"<explainer>/<aggregation>"`` → (N, S) scores of one segmentation, from every explanation file."""
     rankings: dict[str, np.ndarray] = {}
     for path in explanation_paths:
-        stored = read_h5(path)
+        # the scores only: a file may also hold pixel maps (keep_attributions), 300 KB per image and explainer
+        wanted = [name for name in dataset_names(path, "scores") if name.split("/")[2] == segmentation]
+        stored = read_h5(path, ["ids", *wanted])
         if not np.array_equal(stored["ids"], np.asarray(ids, dtype=str)):
             raise ValueError(f"{path} explains other images than the subset of this shard; rerun its rule")
         for explainer, by_seg in unflatten_scores(stored).items():
