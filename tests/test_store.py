@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from advxai import __version__, seeding
-from advxai.store import BatchCheckpoint, ProvenanceError, atomic_path, read_h5, read_h5_rows, read_provenance, require_params, write_csv, write_h5
+from advxai.store import BatchCheckpoint, ProvenanceError, atomic_path, file_digest, read_h5, read_h5_rows, read_provenance, require_params, write_csv, write_h5
 
 
 def test_write_and_read_round_trip_with_provenance(tmp_path):
@@ -99,6 +101,13 @@ def test_batch_checkpoint_with_other_params_starts_afresh(tmp_path):
     calls: list[int] = []
     BatchCheckpoint(output, {"p": 2}).run(4, 2, _compute(calls))
     assert calls == [0, 2]
+
+
+def test_file_digest_is_the_sha256_of_the_whole_file(tmp_path):
+    path = tmp_path / "data.bin"
+    content = np.random.default_rng(0).bytes(3 * 4096 + 17)  # not a whole number of chunks
+    path.write_bytes(content)
+    assert file_digest(path, chunk_bytes=4096) == hashlib.sha256(content).hexdigest()
 
 
 def test_batch_checkpoint_of_other_input_content_starts_afresh(tmp_path):

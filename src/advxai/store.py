@@ -48,10 +48,13 @@ def params_hash(params: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(dict(params)).encode()).hexdigest()[:16]
 
 
-def file_digest(path: PathLike) -> str:
-    """SHA-256 (hex) of a file's content."""
+def file_digest(path: PathLike, chunk_bytes: int = 1 << 20) -> str:
+    """SHA-256 (hex) of a file's content, read in chunks (``hashlib.file_digest`` needs Python 3.11)."""
+    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+        while chunk := handle.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager
