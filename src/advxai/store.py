@@ -173,6 +173,8 @@ def read_h5_rows(path: PathLike, names: Sequence[str], rows: np.ndarray) -> dict
 
 def dataset_names(path: PathLike, group: str) -> list[str]:
     """Full names of the datasets under ``group`` (none if it is absent), without reading them."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"missing input file: {path}")
     with h5py.File(path, "r") as handle:
         if group not in handle:
             return []
