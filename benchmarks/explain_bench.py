@@ -366,12 +366,9 @@ def engine_streams(family: str, n_images: int, settings: Mapping[str, int]) -> l
     return [(n_images * per_copy * (1 + settings["noise"]), True)]
 
 
-def family_batch_sizes(passes: PassTimes, fixed: int | None = None) -> dict[str, int]:
-    """Each family's batch size, as ``image.batch_size: auto`` sizes its job: the fastest forward
-    batch for LIME (forwards only), the fastest forward+backward batch for the gradient families;
-    ``fixed`` (``--batch-size``, a number in the config) for all."""
-    return {family: fixed or (passes.forward_batch if family == LIME_FAMILY else passes.backward_batch)
-            for family in (*FAMILIES, LIME_FAMILY)}
+def family_batch_sizes(gradient_batch: int, forward_batch: int) -> dict[str, int]:
+    """Each family's batch size, as its job has it: LIME's jobs make forwards only."""
+    return {family: forward_batch if family == LIME_FAMILY else gradient_batch for family in (*FAMILIES, LIME_FAMILY)}
 
 
 def padding_share(settings: Mapping[str, int], n_images: int, batch_sizes: Mapping[str, int]) -> float:
@@ -629,8 +626,10 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
           f"IG steps {run['ig_steps']}, LIME {run['lime_samples']} samples; paper settings J=25, IG 50, LIME 512")
 
     passes = best_pass_times(model, 224, device, [b for b in PASS_BATCHES if b <= args.max_pass_batch], args.repeats)
-    batch_sizes = family_batch_sizes(passes, args.batch_size)
-    batch_size, forward_batch = batch_sizes["saliency"], batch_sizes[LIME_FAMILY]
+    # as `batch_size: auto` sizes each job: by the passes it makes (a number in the config: --batch-size)
+    batch_size = args.batch_size or passes.backward_batch  # the gradient families and PGD
+    forward_batch = args.batch_size or passes.forward_batch  # LIME and the label-flip stage
+    batch_sizes = family_batch_sizes(batch_size, forward_batch)
     print(f"model passes: forward {passes.forward * 1e3:.2f} ms/row (best at batch {passes.forward_batch}), "
           f"forward+backward {passes.backward * 1e3:.2f} ms/row (best at batch {passes.backward_batch}); "
           f"engine batch size {batch_size}, {forward_batch} for LIME and the label-flip stage (forwards only)")

@@ -92,8 +92,7 @@ def test_engine_computes_the_padded_rows_the_scaling_assumes(gradient_batch, lim
     model, images, targets, ids, masks, counts = inputs(2)
     settings = {"noise": 2, "ig_steps": 3, "lime_samples": 5}
     recorder = PassRecorder(model, monkeypatch)
-    passes = explain_bench.PassTimes(forward=1.0, forward_batch=lime_batch, backward=2.0, backward_batch=gradient_batch)
-    batch_sizes = explain_bench.family_batch_sizes(passes)
+    batch_sizes = explain_bench.family_batch_sizes(gradient_batch, lime_batch)
     explain_bench.engine_parts(model, images, targets, ids, masks, counts, settings, 0, batch_sizes, torch.device("cpu"))
 
     families = (*explain_bench.FAMILIES, explain_bench.LIME_FAMILY)
@@ -102,7 +101,6 @@ def test_engine_computes_the_padded_rows_the_scaling_assumes(gradient_batch, lim
         size = lime_batch if family == explain_bench.LIME_FAMILY else gradient_batch
         assert set(call) == {size}, family  # one batch shape: the last batch is padded
         assert sum(call) == sum(explain_bench.engine_rows(family, len(images), settings, size)), family
-    assert explain_bench.family_batch_sizes(passes, fixed=4) == dict.fromkeys(families, 4)
 
 
 def test_every_reference_part_belongs_to_one_engine_family():
