@@ -122,20 +122,29 @@ def _decode(data: np.ndarray) -> np.ndarray:
     return data
 
 
+def _open_input(path: PathLike) -> h5py.File:
+    """An input file opened for reading; a missing one is named."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"missing input file: {path}")
+    return h5py.File(path, "r")
+
+
+def _dataset(handle: h5py.File, name: str) -> h5py.Dataset:
+    if name not in handle:
+        raise KeyError(f"{handle.filename}: no dataset '{name}'")
+    return handle[name]
+
+
 def read_h5(path: PathLike, names: list[str] | None = None) -> dict[str, np.ndarray]:
     """Read datasets (all, or ``names``) of an HDF5 file into NumPy arrays; strings as ``str``."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"missing input file: {path}")
     out: dict[str, np.ndarray] = {}
-    with h5py.File(path, "r") as handle:
+    with _open_input(path) as handle:
         if names is None:
             names = []
             handle.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
         for name in names:
-            if name not in handle:
-                raise KeyError(f"{path}: no dataset '{name}'")
-            out[name] = _decode(handle[name][()] if handle[name].ndim == 0 else handle[name][...])
+            dataset = _dataset(handle, name)
+            out[name] = _decode(dataset[()] if dataset.ndim == 0 else dataset[...])
     return out
 
 
@@ -145,20 +154,15 @@ def read_h5_rows(path: PathLike, names: Sequence[str], rows: np.ndarray) -> dict
     A shard job reads its items a batch at a time this way, so that its memory does not grow with
     the shard (benchmarks/shard_memory.py).
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"missing input file: {path}")
     rows = np.asarray(rows, dtype=np.int64)
     order = np.argsort(rows, kind="stable")
     increasing = rows[order]
     if np.any(np.diff(increasing) == 0):
         raise ValueError(f"{path}: rows must be distinct")
     out: dict[str, np.ndarray] = {}
-    with h5py.File(path, "r") as handle:
+    with _open_input(path) as handle:
         for name in names:
-            if name not in handle:
-                raise KeyError(f"{path}: no dataset '{name}'")
-            dataset = handle[name]
+            dataset = _dataset(handle, name)
             if not len(rows):
                 data = np.empty((0, *dataset.shape[1:]), dtype=dataset.dtype)
             elif increasing[-1] - increasing[0] + 1 == len(rows):  # a contiguous run: one slice
@@ -173,9 +177,7 @@ def read_h5_rows(path: PathLike, names: Sequence[str], rows: np.ndarray) -> dict
 
 def dataset_names(path: PathLike, group: str) -> list[str]:
     """Full names of the datasets under ``group`` (none if it is absent), without reading them."""
-    if not Path(path).exists():
-        raise FileNotFoundError(f"missing input file: {path}")
-    with h5py.File(path, "r") as handle:
+    with _open_input(path) as handle:
         if group not in handle:
             return []
         names: list[str] = []

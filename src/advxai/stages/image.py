@@ -28,7 +28,7 @@ from ..explainers.engine import ExplainSettings, GradientSettings, LimeSettings,
 from ..guided import audit_guided_activations
 from ..models import ModelBundle, load_model, predict
 from ..store import BatchCheckpoint, dataset_names, read_h5, read_h5_rows, require_params, write_h5
-from .image_data import rows_of, shard_inputs_at, shard_positions, subset_ids
+from .image_data import rows_of, shard_ids, shard_inputs_at, subset_ids
 from .settings import ExplainerSettings, ExplainFamilySettings, LabelflipSettings, LocalisedSettings, ModelSpec, PgdSettings
 
 log = logging.getLogger("advxai")
@@ -97,8 +97,9 @@ def open_subset(shard: ShardFiles, which: str, model: ModelSpec, segment_files: 
     The adversaries must come from ``model``: a stale file written for other weights fails here.
     """
     require_params(shard.adversaries, {"model": model.as_params()})
-    ids = subset_ids(shard.subset, read_h5(shard.images, ["ids"])["ids"], which)
-    rows = shard_positions(shard.images, shard.adversaries, ids)
+    item_ids = shard_ids(shard.images, shard.adversaries)
+    ids = subset_ids(shard.subset, item_ids, which)
+    rows = rows_of(ids, item_ids, shard.images)
     predictions = read_h5_rows(shard.adversaries, ["clean_prediction", "final_prediction"], rows)
     mask_rows, counts = {}, {}
     for segmentation, path in segment_files.items():

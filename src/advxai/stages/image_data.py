@@ -22,12 +22,12 @@ from .settings import SegmentationSettings, ShardSettings, SubsetSettings
 
 
 # ------------------------------------------------------------------------------------ reading
-def shard_positions(images_path: str, adversaries_path: str, ids: Sequence[str] | None = None) -> np.ndarray:
-    """Rows of ``ids`` (all, if ``None``) in a shard's images and adversaries files, which must hold the same images."""
+def shard_ids(images_path: str, adversaries_path: str) -> np.ndarray:
+    """The item ids of a shard, in row order, after checking that its adversaries file holds the same images."""
     image_ids = read_h5(images_path, ["ids"])["ids"]
     if not np.array_equal(image_ids, read_h5(adversaries_path, ["ids"])["ids"]):
         raise ValueError(f"{adversaries_path} does not hold the images of {images_path}")
-    return np.arange(len(image_ids)) if ids is None else rows_of(ids, image_ids, images_path)
+    return image_ids
 
 
 def rows_of(ids: Sequence[str], stored_ids: Sequence[str], path: str) -> np.ndarray:
@@ -40,7 +40,7 @@ def rows_of(ids: Sequence[str], stored_ids: Sequence[str], path: str) -> np.ndar
 
 
 def shard_inputs_at(images_path: str, adversaries_path: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(clean, adversarial) normalised float32 inputs of the shard's ``rows`` (:func:`shard_positions`), reading only those rows.
+    """(clean, adversarial) normalised float32 inputs of the shard's ``rows``, reading only those rows.
 
     A job that takes its items a batch at a time this way holds one batch.
     """
@@ -106,7 +106,7 @@ def segment_shard(images_path: str, adversaries_path: str, subset_path: str, out
     jobs, which process the subsets only; the counts of all successful adversaries are Table 6, as
     the paper counts the SLIC segments of all adversaries. SLIC runs once per adversary.
     """
-    all_ids = read_h5(images_path, ["ids"])["ids"]
+    all_ids = shard_ids(images_path, adversaries_path)
     chosen = set(subset_ids(subset_path, all_ids, "labelflip")) | set(subset_ids(subset_path, all_ids, "localised"))
     success = read_h5(adversaries_path, ["success"])["success"]
     adversary_ids = [i for i, ok in zip(all_ids, success) if ok]
@@ -115,8 +115,7 @@ def segment_shard(images_path: str, adversaries_path: str, subset_path: str, out
         grid = segments.rectangles(height, width, segmentation.grid)
         maps = (grid for _ in adversary_ids)
     else:
-        rows = shard_positions(images_path, adversaries_path, adversary_ids)
-        adversarial = shard_inputs_at(images_path, adversaries_path, rows)[1]
+        adversarial = shard_inputs_at(images_path, adversaries_path, np.flatnonzero(success))[1]  # the rows of adversary_ids
         maps = (segments.slic(x, n_segments=segmentation.n_segments, compactness=segmentation.compactness, sigma=segmentation.sigma)
                 for x in tqdm(adversarial, desc="slic"))
     counts, masks, ids = [], [], []
