@@ -62,6 +62,29 @@ def test_fastest_batch_size_takes_the_smallest_near_best():
     assert fastest_batch_size(lambda size: {1: 1.0, 2: 1.0, 4: 1.02, 8: 2.2}[size], candidates=(1, 2, 4, 8)) == 4
 
 
+def spiked_timer(start: int, length: int, factor: float = 3.0):
+    """Seconds per call of a model fastest per row at 16, slowed ``factor``-fold during calls [start, start + length)."""
+    calls = iter(range(10**6))
+    per_row = {1: 1.0, 2: 0.8, 4: 0.7, 8: 0.6, 16: 0.5, 32: 0.55}
+
+    def seconds(size: int) -> float:
+        slowed = start <= next(calls) < start + length
+        return size * per_row[size] * (factor if slowed else 1.0)
+
+    return seconds
+
+
+def test_fastest_batch_size_ignores_a_spell_of_load_shorter_than_a_round():
+    rounds = 3
+    for start in range(rounds * len(CPU_CANDIDATES)):
+        # every candidate keeps at least one call outside the spell, whichever calls it hits
+        assert fastest_batch_size(spiked_timer(start, len(CPU_CANDIDATES)), rounds=rounds) == 16, start
+    # timed once each, a spell over batch 16's only call moves the choice (what the rounds prevent)
+    assert fastest_batch_size(spiked_timer(4, 1), rounds=1) == 32
+    with pytest.raises(ValueError, match="rounds"):
+        fastest_batch_size(spiked_timer(0, 0), rounds=0)
+
+
 def test_choose_batch_size_fixed_or_measured(model):
     assert choose_batch_size(6, model, (3, SIDE, SIDE), "cpu") == 6
     with pytest.raises(ValueError, match="auto"):

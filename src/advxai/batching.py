@@ -13,6 +13,7 @@ shard size and after any resume (``docs/exactness.md``).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -149,13 +150,22 @@ def batch_from_memory(per_row_bytes: float, free_bytes: float, *, fraction: floa
 
 
 def fastest_batch_size(seconds_per_call: Callable[[int], float], candidates: Sequence[int] = CPU_CANDIDATES,
-                       *, tolerance: float = 0.05) -> int:
+                       *, rounds: int = 3, tolerance: float = 0.05) -> int:
     """The smallest candidate whose seconds per row are within ``tolerance`` of the fastest.
 
-    ``seconds_per_call(b)`` times one call at batch size ``b``. The smallest near-best size wastes
-    the fewest padded rows at the end of a stream.
+    ``seconds_per_call(b)`` times one call at batch size ``b``. Each candidate is timed in
+    ``rounds`` rounds that visit every candidate in turn, and keeps its fastest call: a call can
+    only be slowed by other load, never sped up, and interleaving spreads the machine's drift over
+    all candidates instead of charging it to whichever was timed during a slow spell. The smallest
+    near-best size wastes the fewest padded rows at the end of a stream.
     """
-    per_row = {size: seconds_per_call(size) / size for size in candidates}
+    if rounds < 1:
+        raise ValueError(f"rounds must be positive, got {rounds}")
+    fastest_call = dict.fromkeys(candidates, math.inf)
+    for _ in range(rounds):
+        for size in candidates:
+            fastest_call[size] = min(fastest_call[size], seconds_per_call(size))
+    per_row = {size: seconds / size for size, seconds in fastest_call.items()}
     best = min(per_row.values())
     return min(size for size, seconds in per_row.items() if seconds <= best * (1 + tolerance))
 
@@ -202,7 +212,8 @@ def choose_batch_size(
 
     * GPU: the largest power of two that fits in 80 % of the free memory (the allocator's cached
       blocks included) at the per-row footprint measured with two small batches;
-    * CPU: the candidate of :data:`CPU_CANDIDATES` with the fewest seconds per row, timed once each.
+    * CPU: the candidate of :data:`CPU_CANDIDATES` with the fewest seconds per row, after a warm-up
+      call at each, the fastest of three interleaved calls each (:func:`fastest_batch_size`).
 
     ``backward`` sizes for a forward and backward pass (explainers, PGD), else for a forward only.
     An out-of-memory error later still halves the batch in :func:`run_batched`. A measured size
@@ -225,11 +236,12 @@ def choose_batch_size(
     else:
 
         def seconds(size: int) -> float:
-            step(size)  # warm-up at this shape
             start = time.perf_counter()
             step(size)
             return time.perf_counter() - start
 
+        for size in CPU_CANDIDATES:
+            step(size)  # warm-up at every shape (allocator, kernel selection) before any is timed
         size = fastest_batch_size(seconds)
     log.info("batch size %d (measured on %s, %s)", size, device, "forward and backward" if backward else "forward")
     return size
