@@ -70,6 +70,25 @@ def test_engine_scores_of_an_item_alone_equal_it_inside_a_batch(model, images):
                 np.testing.assert_array_equal(values[0], together[explainer]["rect"][aggregation][row], err_msg=f"{explainer} {aggregation}")
 
 
+def test_lime_passes_at_the_forward_batch_and_gradient_passes_at_the_gradient_batch(model, images):
+    """``forward_batch_size`` (a job's measured forward size under ``auto``) reaches LIME, and only LIME."""
+    masks = {"rect": torch.from_numpy(rectangles(SIDE, SIDE, 4)).long().expand(3, SIDE, SIDE)}
+    targets, ids, counts = torch.tensor([7, 70, 700]), ["a", "b", "c"], {"rect": np.full(3, 16)}
+
+    def scores(batch_size: int, forward_batch_size: int | None = None) -> dict:
+        settings = ExplainSettings(lime=LimeSettings(n_samples=24), gradients=GradientSettings(n_noise=2, ig_steps=3), seed=5,
+                                   batch_size=batch_size, forward_batch_size=forward_batch_size)
+        return explain_all(model, images, targets, ids, masks, counts, ["lime", "sal-sg", "ig"], settings)
+
+    split, at_one, at_four = scores(1, 4), scores(1), scores(4)
+    # the premise: this model's passes round differently at 1 and 4 rows, so the sizes are told apart
+    for explainer in ("lime", "sal-sg", "ig"):
+        assert not np.array_equal(at_one[explainer]["rect"]["mean"], at_four[explainer]["rect"]["mean"]), explainer
+    for explainer, reference in (("lime", at_four), ("sal-sg", at_one), ("ig", at_one)):
+        for aggregation, values in split[explainer]["rect"].items():
+            np.testing.assert_array_equal(values, reference[explainer]["rect"][aggregation], err_msg=f"{explainer} {aggregation}")
+
+
 def argmax(logits: torch.Tensor) -> torch.Tensor:
     return logits.argmax(1)
 

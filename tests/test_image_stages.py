@@ -249,12 +249,45 @@ def test_auto_sizes_forward_only_jobs_by_forward_passes(tmp_path, monkeypatch):
     assert measured == {"saliency": True, "lime_slic": False, "labelflip": False}
 
 
+@pytest.mark.parametrize("explainers", [["lime"], ["lime", "sal"]])
+def test_auto_sizes_the_localised_jobs_forwards_and_gradient_passes_apart(tmp_path, monkeypatch, explainers):
+    """Its hybrid predictions and LIME run at the forward size, its gradient explainers at the forward+backward size."""
+    shard, segments_file = _planted_shard(tmp_path, [HALVES, QUADRANTS])
+    sizes = {False: 4, True: 1}  # forward, forward+backward
+    monkeypatch.setattr(image_stages, "choose_batch_size", lambda setting, module, shape, device, *, backward: sizes[backward])
+    batches: dict[str, set[int]] = {"lime": set(), "gradients": set(), "hybrids": set()}
+    real_explain, real_experiment = image_stages.explain_all, image_stages.localised_experiment
+
+    def explain_recording(*args, **kwargs):
+        settings = args[7]  # explain_all(model, inputs, targets, ids, masks, n_segments, explainers, settings, ...)
+        batches["lime"].add(settings.forward_batch_size)
+        batches["gradients"].add(settings.batch_size)
+        return real_explain(*args, **kwargs)
+
+    def experiment_recording(*args):
+        batches["hybrids"].add(args[-1])
+        return real_experiment(*args)
+
+    monkeypatch.setattr(image_stages, "explain_all", explain_recording)
+    monkeypatch.setattr(image_stages, "localised_experiment", experiment_recording)
+    # k = 3 keeps 3 of 4 quadrants (75 % raised, a flip) and all of the halves: both items are re-explained
+    settings = LocalisedSettings.from_params({"explainers": explainers, "extra": [], "ks": [3], "segmentation": "slic", "seed": 0,
+                                              "lime_samples": 8, "lime_kernel_width": 0.25, "noise_samples": 2, "noise_std": 1.0, "ig_steps": 2})
+    output = tmp_path / "localised.h5"
+    localised_shard(shard, segments_file, str(output), model=PLANTED, localised=settings, batch_size="auto", device=torch.device("cpu"))
+    gradient_batch = 1 if "sal" in explainers else 4  # LIME alone needs no forward+backward size
+    assert batches == {"lime": {4}, "gradients": {gradient_batch}, "hybrids": {4}}
+    with h5py.File(output) as handle:
+        assert (handle.attrs["batch_size"], handle.attrs["forward_batch_size"]) == (gradient_batch, 4)
+
+
 def test_a_resumed_auto_job_keeps_the_batch_size_it_measured_first(tmp_path, monkeypatch):
     shard, segments_file = _planted_shard(tmp_path, [HALVES, QUADRANTS])
     output = str(tmp_path / "localised.h5")
     settings = LocalisedSettings.from_params({"explainers": ["sal"], "extra": [], "ks": [1], "segmentation": "slic", "seed": 0})
     checkpoint = BatchCheckpoint(output, {"model": PLANTED.as_params(), "localised": settings.as_params()}, inputs=[*shard.paths, segments_file])
     assert checkpoint.kept("batch_size", lambda: 2) == 2  # what the killed run measured
+    assert checkpoint.kept("forward_batch_size", lambda: 4) == 4
 
     def measure_again(*args, **kwargs):
         raise AssertionError("a resumed job must not measure again")
@@ -262,7 +295,7 @@ def test_a_resumed_auto_job_keeps_the_batch_size_it_measured_first(tmp_path, mon
     monkeypatch.setattr(image_stages, "choose_batch_size", measure_again)
     localised_shard(shard, segments_file, output, model=PLANTED, localised=settings, batch_size="auto", device=torch.device("cpu"))
     with h5py.File(output) as handle:
-        assert handle.attrs["batch_size"] == 2
+        assert (handle.attrs["batch_size"], handle.attrs["forward_batch_size"]) == (2, 4)
     assert not checkpoint.path.exists()
 
 

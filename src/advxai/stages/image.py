@@ -116,7 +116,7 @@ def job_batch_size(
 
     ``auto`` sizes the batch to the device (:func:`~advxai.batching.choose_batch_size`; docs/exactness.md):
     for a forward and backward pass where ``backward``, else a forward. A job with a checkpoint
-    keeps the size it measured first, so that a resumed job continues in the same batches.
+    keeps each size it measured first, so that a resumed job continues in the same batches.
     """
     if setting != "auto":
         return int(setting)
@@ -124,8 +124,9 @@ def job_batch_size(
     def measure() -> int:
         return choose_batch_size("auto", bundle.module, (3, bundle.input_size, bundle.input_size), device, backward=backward)
 
-    size = checkpoint.kept("batch_size", measure) if checkpoint is not None else measure()
-    log.info("batch_size auto: %d rows per pass", size)
+    kind = "batch_size" if backward else "forward_batch_size"
+    size = checkpoint.kept(kind, measure) if checkpoint is not None else measure()
+    log.info("batch_size auto: %d rows per %s pass", size, "forward and backward" if backward else "forward")
     return size
 
 
@@ -184,7 +185,7 @@ def attack_shard(images_path: str, clean_path: str, output: str, *, model: Model
     checkpoint.remove()
 
 
-def engine_settings(explainer: ExplainerSettings, seed: int, batch_size: int) -> ExplainSettings:
+def engine_settings(explainer: ExplainerSettings, seed: int, batch_size: int, forward_batch_size: int | None = None) -> ExplainSettings:
     """Engine settings from the explainer settings a job received.
 
     A job receives the settings its explainers use (:meth:`ExplainerSettings.keys_for`); the
@@ -201,6 +202,7 @@ def engine_settings(explainer: ExplainerSettings, seed: int, batch_size: int) ->
                                    ig_steps=given(explainer.ig_steps, gradients.ig_steps)),
         seed=seed,
         batch_size=batch_size,
+        forward_batch_size=forward_batch_size,
     )
 
 
@@ -322,8 +324,10 @@ def localised_shard(
     names = list(localised.explainers) + [e["name"] for e in localised.extra]
     params = {"model": model.as_params(), "localised": localised.as_params()}
     checkpoint = BatchCheckpoint(output, params, inputs=[*shard.paths, segments_file])
-    batch_size = job_batch_size(batch_size, bundle, device, backward=True, checkpoint=checkpoint)
-    settings = engine_settings(localised.explainer, localised.seed, batch_size)
+    # The hybrid predictions and LIME make forwards, the gradient explainers forward+backward passes
+    forward_batch = job_batch_size(batch_size, bundle, device, backward=False, checkpoint=checkpoint)
+    batch_size = job_batch_size(batch_size, bundle, device, backward=True, checkpoint=checkpoint) if localised.makes_gradients else forward_batch
+    settings = engine_settings(localised.explainer, localised.seed, batch_size, forward_batch)
 
     def explain_refined(inputs: torch.Tensor, classes: torch.Tensor, item_ids: Sequence[str], item_masks: torch.Tensor, n_segments: np.ndarray):
         # §10.8: every explainer, LIME included, ranks by mean_abs here, as the authors' runner did
@@ -335,7 +339,7 @@ def localised_shard(
         inputs = subset.inputs(batch)
         experiment = localised_experiment(
             bundle.module, ClassChange(subset.clean_prediction[batch]), inputs["clean"].to(device), inputs["adversarial"].to(device),
-            subset.masks(batch)[segmentation].to(device), counts[batch], list(ids[batch]), localised.ks, explain_refined, names, batch_size,
+            subset.masks(batch)[segmentation].to(device), counts[batch], list(ids[batch]), localised.ks, explain_refined, names, forward_batch,
         )
         out: dict[str, np.ndarray] = {}
         for k, result in experiment.items():
@@ -347,5 +351,5 @@ def localised_shard(
 
     arrays = checkpoint.run(len(ids), batch_size, run) if len(ids) else {}
     write_h5(output, {"ids": np.array(ids, dtype=str), "ks": np.array(localised.ks), **arrays}, stage="localised", params=params,
-             attrs={"batch_size": batch_size})
+             attrs={"batch_size": batch_size, "forward_batch_size": forward_batch})
     checkpoint.remove()

@@ -214,6 +214,11 @@ class LocalisedSettings(StageSettings):
         return cls(segmentation=base["segmentation"], ks=tuple(base["ks"]), explainers=tuple(base["explainers"]), extra=tuple(base["extra"]),
                    seed=base["seed"], explainer=explainer)
 
+    @property
+    def makes_gradients(self) -> bool:
+        """Whether any re-run explainer takes input gradients (every one but LIME; extras may)."""
+        return bool(self.extra) or any(name != LIME_FAMILY for name in self.explainers)
+
     def as_params(self) -> dict[str, Any]:
         params = {key: value for key, value in super().as_params().items() if key != "explainer"}
         return {**params, "extra": list(self.extra), **self.explainer.as_params()}
