@@ -41,6 +41,11 @@ draws, and prints one more line per model and arithmetic::
     FAST model=<name> device=<cpu|cuda> arithmetic=<tf32|bf16> speedup_vs_exact=<x> score_rank_corr=<x>
          score_rank_corr_min=<x> labelflip_rate_max_abs_diff=<x>
 
+With ``--sweep-batches 1,2,4,8,16,32`` every engine family is timed again at each of those batch
+sizes, against the same reference (whose batching is captum's, fixed by the pattern), one line each::
+
+    SWEEP model=<name> device=<cpu|cuda> batch=<b> saliency=<x> ig=<x> gbp=<x> lime=<x>
+
 Run: ``PYTHONPATH=src python benchmarks/explain_bench.py [--device cuda] [--models resnet50] [--arithmetic tf32,bf16]``
 (see benchmarks/README.md).
 """
@@ -59,6 +64,7 @@ from torch import nn
 
 from advxai.batching import CPU_CANDIDATES
 from advxai.names import FAMILIES, LIME_FAMILY
+from advxai.stages.image import lime_batch_size
 
 PAPER = {"noise": 25, "ig_steps": 50, "lime_samples": 512}
 # On a CPU the paper's J = 25 is kept, so that captum's NoiseTunnel passes have the paper's shapes
@@ -366,9 +372,9 @@ def engine_streams(family: str, n_images: int, settings: Mapping[str, int]) -> l
     return [(n_images * per_copy * (1 + settings["noise"]), True)]
 
 
-def family_batch_sizes(gradient_batch: int, forward_batch: int) -> dict[str, int]:
-    """Each family's batch size, as its job has it: LIME's jobs make forwards only."""
-    return {family: forward_batch if family == LIME_FAMILY else gradient_batch for family in (*FAMILIES, LIME_FAMILY)}
+def family_batch_sizes(gradient_batch: int, lime_batch: int) -> dict[str, int]:
+    """Each family's batch size, as its job has it: LIME's jobs make forwards only (``lime_batch_size``)."""
+    return {family: lime_batch if family == LIME_FAMILY else gradient_batch for family in (*FAMILIES, LIME_FAMILY)}
 
 
 def padding_share(settings: Mapping[str, int], n_images: int, batch_sizes: Mapping[str, int]) -> float:
@@ -628,11 +634,12 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
     passes = best_pass_times(model, 224, device, [b for b in PASS_BATCHES if b <= args.max_pass_batch], args.repeats)
     # as `batch_size: auto` sizes each job: by the passes it makes (a number in the config: --batch-size)
     batch_size = args.batch_size or passes.backward_batch  # the gradient families and PGD
-    forward_batch = args.batch_size or passes.forward_batch  # LIME and the label-flip stage
-    batch_sizes = family_batch_sizes(batch_size, forward_batch)
+    forward_batch = args.batch_size or passes.forward_batch  # the label-flip stage, and LIME (at 16 rows at least for a number)
+    batch_sizes = family_batch_sizes(batch_size, lime_batch_size(args.batch_size or "auto", forward_batch))
     print(f"model passes: forward {passes.forward * 1e3:.2f} ms/row (best at batch {passes.forward_batch}), "
           f"forward+backward {passes.backward * 1e3:.2f} ms/row (best at batch {passes.backward_batch}); "
-          f"engine batch size {batch_size}, {forward_batch} for LIME and the label-flip stage (forwards only)")
+          f"engine batch size {batch_size}, {batch_sizes[LIME_FAMILY]} for LIME and {forward_batch} for the label-flip stage "
+          "(forwards only)")
 
     # The stage attacks a shard at its batch size: the attack is timed on one full batch of images
     # (at most 32, which keeps the batch-1 loop of 100 steps on a GPU under a minute).
@@ -681,7 +688,7 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
     print("engine rows padded to full batches: "
           f"{padding_share(run, len(images), batch_sizes):.1%} at the run settings, "
           f"{padding_share(PAPER, len(images), batch_sizes):.1%} at the paper's on these {len(images)} images")
-    lime_overhead = lime_overhead_seconds(images, explained, ids, masks, counts, run, args.seed, forward_batch, device)
+    lime_overhead = lime_overhead_seconds(images, explained, ids, masks, counts, run, args.seed, batch_sizes[LIME_FAMILY], device)
     print("engine (explain_all), s at run settings -> s scaled to the paper's settings: "
           + ", ".join(f"{family} {engine_times[family]:.2f} -> {engine_scaled[family]:.2f}" for family in engine_times))
 
@@ -718,6 +725,19 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
               f"and captum does not (docs/decisions.md §10.22); GBP differs by {gbp_difference:.2e} ({gbp_where})")
     max_rel_diff, worst_scores = max_relative_difference(reference_scores, engine_rows_scores, skip)
     print(f"largest relative difference of segment scores, reference vs engine: {max_rel_diff:.2e} ({worst_scores})")
+
+    for sweep_batch in args.sweep_batches:
+        sweep_sizes = family_batch_sizes(sweep_batch, lime_batch_size(sweep_batch, sweep_batch))  # as a job given the number
+        sweep_times: dict[str, float] = {}
+        for _ in range(max(1, args.repeats)):
+            sweep_times = fastest_parts(sweep_times, engine_parts(model, adversarial, explained, ids, masks, counts, run, args.seed,
+                                                                  sweep_sizes, device)[0])
+        sweep_per_image = {family: seconds * sum(engine_rows(family, len(images), PAPER, sweep_sizes[family]))
+                           / sum(engine_rows(family, len(images), run, sweep_sizes[family])) / len(images)
+                           for family, seconds in sweep_times.items()}
+        by_family = family_speedups({part: seconds / reference_images for part, seconds in reference_scaled.items()}, sweep_per_image)
+        print(f"SWEEP model={name} device={device.type} batch={sweep_batch} "
+              + " ".join(f"{family}={ratio:.2f}" for family, ratio in by_family.items()))
 
     flip_seconds, hybrids, flip_rates = labelflip_seconds(model, images, adversarial, masks, counts, engine_scores, forward_batch, device,
                                                           args.labelflip_sweep, args.repeats)
@@ -774,6 +794,17 @@ def fast_arithmetics(text: str) -> list[str]:
     return names
 
 
+def batch_sizes(text: str) -> list[int]:
+    """``--sweep-batches``: comma-separated positive batch sizes."""
+    try:
+        sizes = [int(size) for size in text.split(",") if size]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of batch sizes") from None
+    if any(size < 1 for size in sizes):
+        raise argparse.ArgumentTypeError(f"batch sizes must be positive, got {text!r}")
+    return sizes
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -791,6 +822,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--labelflip-sweep", action=argparse.BooleanOptionalAction, default=True,
                         help="the label-flip stage at every k the paper sweeps (default), or at k = 3 only (a quicker CPU run)")
+    parser.add_argument("--sweep-batches", default=[], type=batch_sizes,
+                        help="comma-separated engine batch sizes: every family timed again at each, against the same reference "
+                             "(one SWEEP line each: is any family slower than captum at any batch_size the config allows?)")
     parser.add_argument("--arithmetic", default="", type=fast_arithmetics,
                         help="comma-separated fast arithmetics (tf32, bf16) to compare with exact float32: one FAST line each")
     args = parser.parse_args()

@@ -281,6 +281,31 @@ def test_auto_sizes_the_localised_jobs_forwards_and_gradient_passes_apart(tmp_pa
         assert (handle.attrs["batch_size"], handle.attrs["forward_batch_size"]) == (gradient_batch, 4)
 
 
+def test_lime_passes_hold_the_authors_16_rows_at_least_where_the_config_gives_a_number(tmp_path, monkeypatch):
+    """A small ``batch_size`` would slow LIME below captum's pattern; ``auto`` keeps the size it measured (the fastest)."""
+    assert [image_stages.lime_batch_size(setting, rows) for setting, rows in ((1, 1), (8, 8), (16, 16), (64, 64), ("auto", 2))] == [16, 16, 16, 64, 2]
+    shard, segments_file = _planted_shard(tmp_path, [HALVES, QUADRANTS])
+    lime_rows: list[int] = []
+    real_explain = image_stages.explain_all
+
+    def recording(*args, **kwargs):
+        lime_rows.append(args[7].forward_batch_size)  # explain_all(..., explainers, settings, ...)
+        return real_explain(*args, **kwargs)
+
+    monkeypatch.setattr(image_stages, "explain_all", recording)
+    family = ExplainFamilySettings.from_params({"family": "lime_slic", "explainers": ["lime"], "seed": 0, "segmentations": ["slic"],
+                                                "keep_attributions": False, "lime_samples": 8, "lime_kernel_width": 0.25})
+    image_stages.explain_shard(shard, {"slic": segments_file}, str(tmp_path / "lime.h5"), model=PLANTED, explain=family, batch_size=2,
+                               device=torch.device("cpu"))
+    localised = LocalisedSettings.from_params({"explainers": ["lime"], "extra": [], "ks": [3], "segmentation": "slic", "seed": 0,
+                                               "lime_samples": 8, "lime_kernel_width": 0.25})
+    localised_shard(shard, segments_file, str(tmp_path / "localised.h5"), model=PLANTED, localised=localised, batch_size=2, device=torch.device("cpu"))
+    assert lime_rows and set(lime_rows) == {16}
+    with h5py.File(tmp_path / "lime.h5") as explained, h5py.File(tmp_path / "localised.h5") as relocalised:
+        assert (explained.attrs["batch_size"], explained.attrs["lime_batch_size"]) == (2, 16)
+        assert [relocalised.attrs[key] for key in ("batch_size", "forward_batch_size", "lime_batch_size")] == [2, 2, 16]
+
+
 def test_a_resumed_auto_job_keeps_the_batch_size_it_measured_first(tmp_path, monkeypatch):
     shard, segments_file = _planted_shard(tmp_path, [HALVES, QUADRANTS])
     output = str(tmp_path / "localised.h5")

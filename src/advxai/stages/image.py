@@ -130,6 +130,22 @@ def job_batch_size(
     return size
 
 
+LIME_MIN_BATCH = 16
+"""Fewest rows per LIME forward for a ``batch_size`` given as a number: the authors' ``perturbations_per_eval``."""
+
+
+def lime_batch_size(setting: int | str, forward_batch: int) -> int:
+    """Rows per LIME forward: the job's forward size, and at least :data:`LIME_MIN_BATCH` where the config gives a number.
+
+    LIME makes as many forwards as the authors' captum calls, which send 16 samples per pass; at
+    fewer rows a CPU runs many models slower per row (AlexNet: LIME at 1-4 rows took 1.8-2x
+    captum's time, benchmarks/README.md). A forward holds no activations for a backward, so 16
+    of them need less memory than a few rows of the gradient passes that ``batch_size`` is set
+    for; out of memory, the pass still halves. ``auto`` keeps the measured size, the fastest.
+    """
+    return forward_batch if setting == "auto" else max(forward_batch, LIME_MIN_BATCH)
+
+
 def clean_predictions(images_path: str, output: str, *, model: ModelSpec, batch_size: int | str, device: torch.device) -> None:
     """Clean top-1 and top-5 predictions of one shard."""
     bundle = model_from_spec(model, device)
@@ -223,8 +239,9 @@ def explain_shard(
     params = {"model": model.as_params(), "explain": explain.as_params()}
     checkpoint = BatchCheckpoint(output, params, inputs=[*shard.paths, *segment_files.values()])
     # LIME makes forwards only, which a CPU runs fastest in other batches than gradient passes
-    batch_size = job_batch_size(batch_size, bundle, device, backward=not explain.forwards_only, checkpoint=checkpoint)
-    settings = engine_settings(explain.explainer, explain.seed, batch_size)
+    pass_rows = job_batch_size(batch_size, bundle, device, backward=not explain.forwards_only, checkpoint=checkpoint)
+    lime_rows = lime_batch_size(batch_size, pass_rows) if explain.forwards_only else None
+    settings = engine_settings(explain.explainer, explain.seed, pass_rows, lime_rows)
 
     def run(batch: slice) -> dict[str, np.ndarray]:
         pixel_maps: dict[str, np.ndarray] | None = {} if explain.keep_attributions else None
@@ -237,9 +254,10 @@ def explain_shard(
         log.info("explained %d images with %s", batch.stop - batch.start, list(explain.explainers))
         return {**flatten_scores(_pad_scores(scores, counts)), **{f"attributions/{e}": m for e, m in (pixel_maps or {}).items()}}
 
-    arrays = checkpoint.run(len(ids), batch_size, run) if len(ids) else {}
+    arrays = checkpoint.run(len(ids), pass_rows, run) if len(ids) else {}
     write_h5(output, {"ids": np.array(ids, dtype=str), "targets": subset.adversarial_prediction, **arrays}, stage="explain", params=params,
-             seeds={"seed": explain.seed, "stages": ["noise", "lime"]}, attrs={"batch_size": batch_size})
+             seeds={"seed": explain.seed, "stages": ["noise", "lime"]},
+             attrs={"batch_size": pass_rows, **({"lime_batch_size": lime_rows} if lime_rows else {})})
     checkpoint.remove()
 
 
@@ -326,8 +344,9 @@ def localised_shard(
     checkpoint = BatchCheckpoint(output, params, inputs=[*shard.paths, segments_file])
     # The hybrid predictions and LIME make forwards, the gradient explainers forward+backward passes
     forward_batch = job_batch_size(batch_size, bundle, device, backward=False, checkpoint=checkpoint)
+    lime_rows = lime_batch_size(batch_size, forward_batch)
     batch_size = job_batch_size(batch_size, bundle, device, backward=True, checkpoint=checkpoint) if localised.makes_gradients else forward_batch
-    settings = engine_settings(localised.explainer, localised.seed, batch_size, forward_batch)
+    settings = engine_settings(localised.explainer, localised.seed, batch_size, lime_rows)
 
     def explain_refined(inputs: torch.Tensor, classes: torch.Tensor, item_ids: Sequence[str], item_masks: torch.Tensor, n_segments: np.ndarray):
         # §10.8: every explainer, LIME included, ranks by mean_abs here, as the authors' runner did
@@ -351,5 +370,5 @@ def localised_shard(
 
     arrays = checkpoint.run(len(ids), batch_size, run) if len(ids) else {}
     write_h5(output, {"ids": np.array(ids, dtype=str), "ks": np.array(localised.ks), **arrays}, stage="localised", params=params,
-             attrs={"batch_size": batch_size, "forward_batch_size": forward_batch})
+             attrs={"batch_size": batch_size, "forward_batch_size": forward_batch, "lime_batch_size": lime_rows})
     checkpoint.remove()
