@@ -71,13 +71,13 @@ def test_engine_scores_of_an_item_alone_equal_it_inside_a_batch(model, images):
 
 
 def test_lime_passes_at_the_forward_batch_and_gradient_passes_at_the_gradient_batch(model, images):
-    """``forward_batch_size`` (a job's measured forward size under ``auto``) reaches LIME, and only LIME."""
+    """``lime_batch_size`` (a job's forward size) reaches LIME, and only LIME."""
     masks = {"rect": torch.from_numpy(rectangles(SIDE, SIDE, 4)).long().expand(3, SIDE, SIDE)}
     targets, ids, counts = torch.tensor([7, 70, 700]), ["a", "b", "c"], {"rect": np.full(3, 16)}
 
-    def scores(batch_size: int, forward_batch_size: int | None = None) -> dict:
+    def scores(batch_size: int, lime_batch_size: int | None = None) -> dict:
         settings = ExplainSettings(lime=LimeSettings(n_samples=24), gradients=GradientSettings(n_noise=2, ig_steps=3), seed=5,
-                                   batch_size=batch_size, forward_batch_size=forward_batch_size)
+                                   batch_size=batch_size, lime_batch_size=lime_batch_size)
         return explain_all(model, images, targets, ids, masks, counts, ["lime", "sal-sg", "ig"], settings)
 
     split, at_one, at_four = scores(1, 4), scores(1), scores(4)

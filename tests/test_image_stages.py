@@ -260,7 +260,7 @@ def test_auto_sizes_the_localised_jobs_forwards_and_gradient_passes_apart(tmp_pa
 
     def explain_recording(*args, **kwargs):
         settings = args[7]  # explain_all(model, inputs, targets, ids, masks, n_segments, explainers, settings, ...)
-        batches["lime"].add(settings.forward_batch_size)
+        batches["lime"].add(settings.lime_batch_size)
         batches["gradients"].add(settings.batch_size)
         return real_explain(*args, **kwargs)
 
@@ -289,7 +289,7 @@ def test_lime_passes_hold_the_authors_16_rows_at_least_where_the_config_gives_a_
     real_explain = image_stages.explain_all
 
     def recording(*args, **kwargs):
-        lime_rows.append(args[7].forward_batch_size)  # explain_all(..., explainers, settings, ...)
+        lime_rows.append(args[7].lime_batch_size)  # explain_all(..., explainers, settings, ...)
         return real_explain(*args, **kwargs)
 
     monkeypatch.setattr(image_stages, "explain_all", recording)

@@ -50,15 +50,16 @@ class ExplainSettings:
     """What :func:`explain_all` runs with.
 
     ``batch_size`` is the rows per forward+backward pass of the gradient families and extras;
-    ``forward_batch_size`` the rows per LIME forward (``None``: ``batch_size``), since a device may
-    run forwards fastest, or fit them, at another size (``image.batch_size: auto``).
+    ``lime_batch_size`` the rows per LIME forward (``None``: ``batch_size``): a device may run
+    forwards fastest, or fit them, at another size, and the image jobs give LIME 16 rows at least
+    (``advxai.stages.image.lime_batch_size``).
     """
 
     lime: LimeSettings = field(default_factory=LimeSettings)
     gradients: GradientSettings = field(default_factory=GradientSettings)
     seed: int = 0
     batch_size: int = 16
-    forward_batch_size: int | None = None
+    lime_batch_size: int | None = None
 
 
 def lime_as_aggregations(coefficients: np.ndarray) -> dict[str, np.ndarray]:
@@ -117,7 +118,7 @@ def explain_all(
                     lime_forward or model, inputs, targets, mask, n_segments[seg],
                     n_samples=lime.n_samples, seed=settings.seed, baseline=lime.baseline, kernel=lime.kernel,
                     kernel_width=lime.kernel_width, surrogate=lime.surrogate,
-                    include_unperturbed=lime.include_unperturbed, batch_size=settings.forward_batch_size or settings.batch_size, ids=ids,
+                    include_unperturbed=lime.include_unperturbed, batch_size=settings.lime_batch_size or settings.batch_size, ids=ids,
                 )
             )
             for seg, mask in masks.items()

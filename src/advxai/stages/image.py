@@ -201,7 +201,7 @@ def attack_shard(images_path: str, clean_path: str, output: str, *, model: Model
     checkpoint.remove()
 
 
-def engine_settings(explainer: ExplainerSettings, seed: int, batch_size: int, forward_batch_size: int | None = None) -> ExplainSettings:
+def engine_settings(explainer: ExplainerSettings, seed: int, batch_size: int, lime_rows: int | None = None) -> ExplainSettings:
     """Engine settings from the explainer settings a job received.
 
     A job receives the settings its explainers use (:meth:`ExplainerSettings.keys_for`); the
@@ -218,7 +218,7 @@ def engine_settings(explainer: ExplainerSettings, seed: int, batch_size: int, fo
                                    ig_steps=given(explainer.ig_steps, gradients.ig_steps)),
         seed=seed,
         batch_size=batch_size,
-        forward_batch_size=forward_batch_size,
+        lime_batch_size=lime_rows,
     )
 
 
