@@ -396,6 +396,13 @@ def engine_rows(family: str, n_images: int, settings: Mapping[str, int], batch_s
             sum(padded(rows, batch_size) for rows, backward in streams if backward))
 
 
+def paper_seconds(times: Mapping[str, float], n_images: int, run: Mapping[str, int], batch_sizes: Mapping[str, int]) -> dict[str, float]:
+    """Each family's engine seconds at ``run`` settings scaled to the paper's: every batch of the
+    engine has one shape, so its time scales with its batches, padding included."""
+    return {family: seconds * sum(engine_rows(family, n_images, PAPER, batch_sizes[family]))
+            / sum(engine_rows(family, n_images, run, batch_sizes[family])) for family, seconds in times.items()}
+
+
 def engine_parts(
     model: nn.Module, images: torch.Tensor, targets: torch.Tensor, ids: Sequence[str],
     masks: Mapping[str, torch.Tensor], counts: Mapping[str, np.ndarray], run: Mapping[str, int], seed: int,
@@ -675,11 +682,8 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
                 times, fast.scores = engine_parts(fast.model, adversarial, explained, ids, masks, counts, run, args.seed,
                                                   batch_sizes, device)
             fast.engine_seconds = fastest_parts(fast.engine_seconds, times)
-    # Every batch of the engine has one shape, so its time scales with its batches, padding included.
-    paper_rows = {family: engine_rows(family, len(images), PAPER, batch_sizes[family]) for family in engine_times}
+    engine_scaled = paper_seconds(engine_times, len(images), run, batch_sizes)
     run_rows = {family: engine_rows(family, len(images), run, batch_sizes[family]) for family in engine_times}
-    engine_scaled = {family: seconds * sum(paper_rows[family]) / sum(run_rows[family])
-                     for family, seconds in engine_times.items()}
     engine_per_image = sum(engine_scaled.values()) / len(images)
     forward_rows = sum(rows[0] for rows in run_rows.values())
     backward_rows = sum(rows[1] for rows in run_rows.values())
@@ -701,6 +705,7 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
     scale = reference_scale(run)
     reference_scaled = {part: seconds * scale[part] for part, seconds in reference_times.items()}
     reference_per_image = sum(reference_scaled.values()) / reference_images
+    reference_parts_per_image = {part: seconds / reference_images for part, seconds in reference_scaled.items()}
     print(f"reference (captum pattern) on {reference_images} image(s), s at run settings -> scaled: "
           + ", ".join(f"{part} {reference_times[part]:.2f} -> {reference_scaled[part]:.2f}" for part in reference_times))
     scaled = any(run[k] != PAPER[k] for k in PAPER)
@@ -732,10 +737,8 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
         for _ in range(max(1, args.repeats)):
             sweep_times = fastest_parts(sweep_times, engine_parts(model, adversarial, explained, ids, masks, counts, run, args.seed,
                                                                   sweep_sizes, device)[0])
-        sweep_per_image = {family: seconds * sum(engine_rows(family, len(images), PAPER, sweep_sizes[family]))
-                           / sum(engine_rows(family, len(images), run, sweep_sizes[family])) / len(images)
-                           for family, seconds in sweep_times.items()}
-        by_family = family_speedups({part: seconds / reference_images for part, seconds in reference_scaled.items()}, sweep_per_image)
+        sweep_per_image = {family: seconds / len(images) for family, seconds in paper_seconds(sweep_times, len(images), run, sweep_sizes).items()}
+        by_family = family_speedups(reference_parts_per_image, sweep_per_image)
         print(f"SWEEP model={name} device={device.type} batch={sweep_batch} "
               + " ".join(f"{family}={ratio:.2f}" for family, ratio in by_family.items()))
 
@@ -745,8 +748,7 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
     print(f"label-flip stage: {hybrids} hybrid selections, {flip_seconds:.2f} s for {len(images)} images "
           f"({flip_seconds / len(images):.3f} s/image)" + ("" if args.labelflip_sweep else "; k = 3 only (--no-labelflip-sweep)"))
     print(f"per image at the paper's settings: reference {reference_per_image:.2f} s, advxai {engine_per_image:.2f} s")
-    by_family = family_speedups({part: seconds / reference_images for part, seconds in reference_scaled.items()},
-                                {family: seconds / len(images) for family, seconds in engine_scaled.items()})
+    by_family = family_speedups(reference_parts_per_image, {family: seconds / len(images) for family, seconds in engine_scaled.items()})
     print("speedup per family (reference s / advxai s per image, paper settings): "
           + ", ".join(f"{family} {ratio:.2f}" for family, ratio in by_family.items()))
     same_shape_samples = max(run["lime_samples"], LIME_SHAPE_SAMPLES)
@@ -766,10 +768,8 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
         with cuda_arithmetic(fast.arithmetic):
             fast_flip_seconds, _, fast_flip_rates = labelflip_seconds(fast.model, images, adversarial, masks, counts, fast.scores,
                                                                       forward_batch, device, args.labelflip_sweep, args.repeats)
-        exact_per_image, fast_per_image = (
-            sum(seconds * sum(paper_rows[family]) / sum(run_rows[family]) for family, seconds in timings.items()) / len(images)
-            for timings in (engine_times, fast.engine_seconds)
-        )
+        exact_per_image, fast_per_image = (sum(paper_seconds(timings, len(images), run, batch_sizes).values()) / len(images)
+                                           for timings in (engine_times, fast.engine_seconds))
         correlations = score_rank_correlations(engine_scores, fast.scores, counts)
         undefined = int(np.isnan(correlations).sum())
         print(f"{fast.arithmetic}: engine s at run settings "

@@ -103,6 +103,14 @@ def test_engine_computes_the_padded_rows_the_scaling_assumes(gradient_batch, lim
         assert sum(call) == sum(explain_bench.engine_rows(family, len(images), settings, size)), family
 
 
+def test_engine_seconds_scale_with_padded_rows():
+    """Saliency on 2 images, J = 2 -> 25: 6 rows (one pass of 8) become 52 (7 passes of 8, 56 rows)."""
+    run = {"noise": 2, "ig_steps": 2, "lime_samples": 32}
+    scaled = explain_bench.paper_seconds({"saliency": 1.0, "lime": 2.0}, 2, run, {"saliency": 8, "lime": 16})
+    assert scaled["saliency"] == pytest.approx(56 / 8)
+    assert scaled["lime"] == pytest.approx(2.0 * 512 / 32)  # 2 images x 2 segmentations, full passes of 16 at both
+
+
 def test_every_reference_part_belongs_to_one_engine_family():
     """The per-family speedups compare like with like: each captum part is counted once, with its family."""
     parts = [part for members in explain_bench.FAMILY_PARTS.values() for part in members]

@@ -129,6 +129,13 @@ def _open_input(path: PathLike) -> h5py.File:
     return h5py.File(path, "r")
 
 
+def _datasets_under(group: h5py.Group) -> list[str]:
+    """Full names of the datasets below ``group``, without reading them."""
+    names: list[str] = []
+    group.visititems(lambda name, obj: names.append(f"{group.name}/{name}".lstrip("/")) if isinstance(obj, h5py.Dataset) else None)
+    return names
+
+
 def _dataset(handle: h5py.File, name: str) -> h5py.Dataset:
     if name not in handle:
         raise KeyError(f"{handle.filename}: no dataset '{name}'")
@@ -139,10 +146,7 @@ def read_h5(path: PathLike, names: list[str] | None = None) -> dict[str, np.ndar
     """Read datasets (all, or ``names``) of an HDF5 file into NumPy arrays; strings as ``str``."""
     out: dict[str, np.ndarray] = {}
     with _open_input(path) as handle:
-        if names is None:
-            names = []
-            handle.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
-        for name in names:
+        for name in _datasets_under(handle) if names is None else names:
             dataset = _dataset(handle, name)
             out[name] = _decode(dataset[()] if dataset.ndim == 0 else dataset[...])
     return out
@@ -178,11 +182,7 @@ def read_h5_rows(path: PathLike, names: Sequence[str], rows: np.ndarray) -> dict
 def dataset_names(path: PathLike, group: str) -> list[str]:
     """Full names of the datasets under ``group`` (none if it is absent), without reading them."""
     with _open_input(path) as handle:
-        if group not in handle:
-            return []
-        names: list[str] = []
-        handle[group].visititems(lambda name, obj: names.append(f"{group}/{name}") if isinstance(obj, h5py.Dataset) else None)
-        return names
+        return _datasets_under(handle[group]) if group in handle else []
 
 
 def dataset_shape(path: PathLike, name: str) -> tuple[int, ...]:

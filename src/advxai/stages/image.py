@@ -345,8 +345,8 @@ def localised_shard(
     # The hybrid predictions and LIME make forwards, the gradient explainers forward+backward passes
     forward_batch = job_batch_size(batch_size, bundle, device, backward=False, checkpoint=checkpoint)
     lime_rows = lime_batch_size(batch_size, forward_batch)
-    batch_size = job_batch_size(batch_size, bundle, device, backward=True, checkpoint=checkpoint) if localised.makes_gradients else forward_batch
-    settings = engine_settings(localised.explainer, localised.seed, batch_size, lime_rows)
+    gradient_batch = job_batch_size(batch_size, bundle, device, backward=True, checkpoint=checkpoint) if localised.makes_gradients else forward_batch
+    settings = engine_settings(localised.explainer, localised.seed, gradient_batch, lime_rows)
 
     def explain_refined(inputs: torch.Tensor, classes: torch.Tensor, item_ids: Sequence[str], item_masks: torch.Tensor, n_segments: np.ndarray):
         # §10.8: every explainer, LIME included, ranks by mean_abs here, as the authors' runner did
@@ -368,7 +368,7 @@ def localised_shard(
             out.update({f"k{k}/recovered/{name}": values for name, values in result.recovered.items()})
         return out
 
-    arrays = checkpoint.run(len(ids), batch_size, run) if len(ids) else {}
+    arrays = checkpoint.run(len(ids), gradient_batch, run) if len(ids) else {}
     write_h5(output, {"ids": np.array(ids, dtype=str), "ks": np.array(localised.ks), **arrays}, stage="localised", params=params,
-             attrs={"batch_size": batch_size, "forward_batch_size": forward_batch, "lime_batch_size": lime_rows})
+             attrs={"batch_size": gradient_batch, "forward_batch_size": forward_batch, "lime_batch_size": lime_rows})
     checkpoint.remove()
