@@ -75,7 +75,7 @@ GPU_DEFAULTS = {"images": 8, "reference_images": 8, **PAPER, "pgd_steps": 100}
 MODELS = ("efficientnet_lite0", "alexnet", "resnet50")
 SEGMENTATIONS = ("rect", "slic")
 PGD_EPSILON, PGD_STEP = 0.05, 0.01
-PGD_IMAGES = 32
+PGD_LOOP_IMAGES = 8  # the batch-1 loop's time per image does not depend on how many it attacks
 LABELFLIP = {"k": 3, "rect_ks": list(range(1, 17)), "slic_fractions": [i / 10 for i in range(1, 11)]}
 PASS_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128)
 IG_INTERNAL_BATCH, LIME_PER_EVAL = 10, 16  # the authors' captum settings
@@ -512,8 +512,13 @@ def pass_count_bound(passes: PassTimes) -> float:
 
 # ------------------------------------------------------------------------------------------------ PGD
 def pgd_times(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, steps: int, batch_size: int,
-              device: torch.device, repeats: int) -> tuple[float, float, str]:
-    """(batch-1 captum loop s, advxai batched s, each best of ``repeats``; result check) at scalar bounds both accept."""
+              loop_images: int, device: torch.device, repeats: int) -> tuple[float, float, str]:
+    """(batch-1 captum loop s per image, advxai batched s per image, each best of ``repeats``; result check).
+
+    The batched attack runs on all ``images`` (one full batch, as the stage attacks a shard); the
+    loop on the first ``loop_images`` of them, whose time per image does not depend on how many it
+    attacks (each is an attack of its own). Both at scalar bounds both accept.
+    """
     from captum.robust import PGD
 
     from advxai.attacks.pgd import targeted_pgd
@@ -527,7 +532,7 @@ def pgd_times(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, ste
         return torch.cat([
             attack.perturb(images[i : i + 1], radius=PGD_EPSILON, step_size=PGD_STEP, step_num=steps,
                            target=targets[i : i + 1], targeted=True)
-            for i in range(len(images))
+            for i in range(loop_images)
         ])
 
     def batched():
@@ -536,13 +541,14 @@ def pgd_times(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, ste
 
     loop_seconds, reference = best_of(loop, device, repeats)
     batched_seconds, ours = best_of(batched, device, repeats)
-    equal = sum(bool(torch.equal(a, b)) for a, b in zip(reference, ours.adversaries))
+    compared = ours.adversaries[:loop_images]
+    equal = sum(bool(torch.equal(a, b)) for a, b in zip(reference, compared))
     with torch.no_grad():
-        agree = int((model(reference).argmax(1).cpu().numpy() == ours.final_predictions).sum())
-    largest = float((reference - ours.adversaries).abs().max())
-    check = (f"{equal}/{len(images)} adversaries bitwise equal, final predictions agree {agree}/{len(images)}, "
-             f"max |difference| {largest:.2e} (batch 1 vs batch {batch_size}: kernels may round differently)")
-    return loop_seconds, batched_seconds, check
+        agree = int((model(reference).argmax(1).cpu().numpy() == ours.final_predictions[:loop_images]).sum())
+    largest = float((reference - compared).abs().max())
+    check = (f"on the {loop_images} images both attacked: {equal} adversaries bitwise equal, final predictions agree "
+             f"{agree}/{loop_images}, max |difference| {largest:.2e} (batch 1 vs batch {batch_size}: kernels may round differently)")
+    return loop_seconds / loop_images, batched_seconds / len(images), check
 
 
 # ------------------------------------------------------------------------------------------------ label flip
@@ -648,14 +654,16 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
           f"engine batch size {batch_size}, {batch_sizes[LIME_FAMILY]} for LIME and {forward_batch} for the label-flip stage "
           "(forwards only)")
 
-    # The stage attacks a shard at its batch size: the attack is timed on one full batch of images
-    # (at most 32, which keeps the batch-1 loop of 100 steps on a GPU under a minute).
-    pgd_images = args.pgd_images or min(batch_size, PGD_IMAGES)
+    # The stage attacks a shard at its batch size: the batched attack is timed on one full batch of
+    # images (the bundled photos repeated), the batch-1 loop on a few of them (--pgd-loop-images).
+    pgd_images = args.pgd_images or batch_size
+    pgd_loop_images = min(args.pgd_loop_images, pgd_images)
     pgd_inputs = bundled_inputs(pgd_images, 224, device)[1]
     pgd_loop, pgd_batched, pgd_check = pgd_times(model, pgd_inputs, attack_targets(model, pgd_inputs), args.pgd_steps,
-                                                 min(batch_size, pgd_images), device, args.repeats)
-    print(f"PGD, {args.pgd_steps} steps on {pgd_images} images: batch-1 captum loop {pgd_loop:.2f} s, "
-          f"advxai batched {pgd_batched:.2f} s -> {pgd_loop / pgd_batched:.2f}x; {pgd_check}")
+                                                 min(batch_size, pgd_images), pgd_loop_images, device, args.repeats)
+    print(f"PGD, {args.pgd_steps} steps, s per image: batch-1 captum loop {pgd_loop:.3f} (on {pgd_loop_images} images), "
+          f"advxai batched {pgd_batched:.3f} (on {pgd_images} images, batch {min(batch_size, pgd_images)}) "
+          f"-> {pgd_loop / pgd_batched:.2f}x; {pgd_check}")
     with torch.no_grad():
         from advxai.attacks.pgd import targeted_pgd
         from advxai.data.model_inputs import pixel_bounds
@@ -689,6 +697,10 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
     backward_rows = sum(rows[1] for rows in run_rows.values())
     engine_run_seconds = sum(engine_times.values())
     pass_efficiency = (forward_rows * passes.forward + backward_rows * passes.backward) / engine_run_seconds
+    # where the engine's own work between passes is large, it shows in one family first
+    print("pass efficiency per family: " + ", ".join(
+        f"{family} {(rows[0] * passes.forward + rows[1] * passes.backward) / engine_times[family]:.2f}"
+        for family, rows in run_rows.items()))
     print("engine rows padded to full batches: "
           f"{padding_share(run, len(images), batch_sizes):.1%} at the run settings, "
           f"{padding_share(PAPER, len(images), batch_sizes):.1%} at the paper's on these {len(images)} images")
@@ -815,7 +827,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--ig-steps", type=int, help="IG steps (CPU 2, GPU 50)")
     parser.add_argument("--lime-samples", type=int, help="LIME samples (CPU 32, GPU 512)")
     parser.add_argument("--pgd-steps", type=int, help="PGD steps (CPU 5, GPU 100)")
-    parser.add_argument("--pgd-images", type=int, help="images PGD is timed on (default: one engine batch, at most 32)")
+    parser.add_argument("--pgd-images", type=int, help="images the batched attack is timed on (default: one engine batch)")
+    parser.add_argument("--pgd-loop-images", type=int, default=PGD_LOOP_IMAGES,
+                        help=f"images the batch-1 captum loop is timed on, the first of those (default {PGD_LOOP_IMAGES})")
     parser.add_argument("--batch-size", type=int, help="engine batch size (default: the fastest measured)")
     parser.add_argument("--max-pass-batch", type=int, help="largest batch timed for the model's passes (CPU 32, GPU 128)")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs of every measurement: model passes, PGD, engine, reference, label flip (the fastest is kept)")

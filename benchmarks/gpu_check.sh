@@ -20,7 +20,7 @@
 #   GPU_CHECK_BUDGET   total seconds (default 560) GPU_CHECK_CORES    snakemake --cores (default: all)
 #   GPU_CHECK_DEFAULT_CONFIGS  config files of the `default` step (default: config.yaml)
 #   GPU_CHECK_BENCH_ARGS       arguments of explain_bench.py (default: its GPU defaults, all three models,
-#                              the reference on 2 images and PGD on 16, to fit the step's 300 s)
+#                              the reference on 2 images, PGD on one engine batch and its batch-1 loop on 8)
 #   GPU_CHECK_FAST_ARGS        arguments of the `fast` step (default: ResNet-50, 8 images, the reference on 1)
 #   GPU_CHECK_LIMIT_SCALE      multiplies every step's limit (a slow CPU rehearsal; default 1)
 set -uo pipefail
@@ -34,7 +34,7 @@ STEPS="${GPU_CHECK_STEPS:-env preset default unit bench fast startup determinism
 BUDGET="${GPU_CHECK_BUDGET:-560}"
 CORES="${GPU_CHECK_CORES:-all}"
 DEFAULT_CONFIGS="${GPU_CHECK_DEFAULT_CONFIGS:-config.yaml}"
-BENCH_ARGS="${GPU_CHECK_BENCH_ARGS:---reference-images 2 --pgd-images 16}"
+BENCH_ARGS="${GPU_CHECK_BENCH_ARGS:---reference-images 2}"
 FAST_ARGS="${GPU_CHECK_FAST_ARGS:---models resnet50 --images 8 --reference-images 1 --pgd-images 8 --no-labelflip-sweep}"
 PYTHON="${PYTHON:-python3}"
 LIMIT_SCALE="${GPU_CHECK_LIMIT_SCALE:-1}"

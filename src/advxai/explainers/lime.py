@@ -175,19 +175,27 @@ def _model_outputs(
                 found.append((int(owner[row]), row, row + 1))
         return found
 
-    chunk_inputs: list[torch.Tensor] = []  # one buffer reused by every chunk: no fresh pages to fault in
+    # Buffers reused by every chunk (the perturbed inputs and the per-pixel keep flags): fresh
+    # buffers of this size come from new pages, whose faults tripled the overhead on a CPU
+    # (benchmarks/README.md, "LIME's buffers").
+    buffers: dict[str, torch.Tensor] = {}
+
+    def buffer(name: str, shape: tuple[int, ...]) -> torch.Tensor:
+        if name not in buffers or len(buffers[name]) < shape[0]:
+            buffers[name] = torch.empty(shape, dtype=inputs.dtype, device=inputs.device)
+        return buffers[name][: shape[0]]
 
     def evaluate(rows: torch.Tensor) -> torch.Tensor:
-        if not chunk_inputs or len(chunk_inputs[0]) < len(rows):
-            chunk_inputs[:] = [torch.empty((len(rows), *inputs.shape[1:]), dtype=inputs.dtype, device=inputs.device)]
-        perturbed = chunk_inputs[0][: len(rows)]
+        perturbed = buffer("perturbed", (len(rows), *inputs.shape[1:]))
+        keep_flags = buffer("keep_flags", (len(rows), flat_masks.shape[1]))
         gathered, written = [], 0
         for item, first, end in runs(rows.tolist()):
             # 0/1 per pixel: x·1 + b·0 = x and x·0 + b·1 = b exactly, the values a `where` would pick
             # `gather` with the map expanded over the run's rows: the same values as an
             # `index_select` along dim 1, 1.7x faster on a CPU (benchmarks/README.md)
             segment_of_pixel = flat_masks[item].expand(end - first, -1)
-            pixels = keep[first:end].gather(1, segment_of_pixel).view(end - first, 1, *spatial)
+            flags = torch.gather(keep[first:end], 1, segment_of_pixel, out=keep_flags[written : written + end - first])
+            pixels = flags.view(end - first, 1, *spatial)
             run = torch.mul(pixels, inputs[item], out=perturbed[written : written + end - first])
             if occlusion[item] != 0.0:
                 run.add_((1.0 - pixels) * occlusion[item])
