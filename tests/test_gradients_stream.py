@@ -15,6 +15,7 @@ from torch import nn
 
 from advxai.explainers.aggregate import aggregate
 from advxai.explainers.gradients import (
+    _GroupQueue,
     draw_noise,
     explain_gradient_family,
     gradient_attributions,
@@ -23,6 +24,7 @@ from advxai.explainers.gradients import (
     target_gradients,
 )
 from advxai.guided import guided_gradients
+from advxai.seeding import torch_generator
 
 N_ITEMS, SIDE, N_CLASSES = 3, 12, 4
 
@@ -89,3 +91,32 @@ def test_family_in_one_stream_equals_its_parts_computed_apart(model, batch, meth
     for name, expected in ((method, plain), (f"{method}-sg", ensembles["sg"]), (f"{method}-vg", ensembles["vg"])):
         for aggregation, values in aggregate(expected, masks["rect"], 4).items():
             np.testing.assert_array_equal(family.scores[name]["rect"][aggregation], values, err_msg=f"{name} {aggregation}")
+
+
+@pytest.mark.parametrize("size", [1, 3, 5])
+def test_group_queue_hands_out_the_streams_groups_whatever_the_pushes(size):
+    """Groups equal the stream cut into groups, for pushes shorter and longer than a group, and stay
+    intact while later pushes arrive (a group spanning pushes has a buffer of its own)."""
+    stream = torch.arange(60.0).view(30, 2)
+    pushes = [1, 4, 2, 7, 1, 1, 9, 5]
+    queue, handed, first_expected, start = _GroupQueue(size), [], 0, 0
+    for length in pushes:
+        first, groups = queue.push(stream[start : start + length].clone())  # the caller's rows are its own
+        start += length
+        assert first == first_expected
+        first_expected += len(groups)
+        handed += groups
+    whole = start // size
+    assert len(handed) == whole
+    for index, group in enumerate(handed):
+        assert torch.equal(group, stream[index * size : (index + 1) * size]), f"group {index}"
+
+
+def test_draw_noise_is_each_items_own_draws_scaled():
+    ids, shape = ["a", 7, "c"], (3, 4, 5)
+    for std in (1.0, 0.25):
+        noise = draw_noise(ids, shape, 6, std, seed=11)
+        for row, item_id in enumerate(ids):
+            expected = torch.randn((6, *shape), generator=torch_generator(11, "noise", item_id)) * std
+            assert torch.equal(noise[row], expected)
+    assert draw_noise([], shape, 6, 1.0, seed=11).shape == (0, 6, *shape)

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from advxai.explainers.aggregate import aggregate_segmentations
+from advxai.explainers.aggregate import aggregate_segmentations, segment_bins
 from advxai.explainers.registry import split_gradient_explainer
 from advxai.guided import guided_gradients
 from advxai.batching import run_batched
@@ -112,16 +112,34 @@ class _GroupQueue:
     def __init__(self, size: int) -> None:
         self.size = size
         self.done = 0  # groups handed out so far
-        self.pending: torch.Tensor | None = None
+        self.pending: torch.Tensor | None = None  # a group being filled across pushes
+        self.filled = 0  # its rows so far
 
-    def push(self, rows: torch.Tensor) -> tuple[int, torch.Tensor]:
-        """(index of the first completed group, completed groups ``(k, size, ...)``, k may be 0)."""
-        pending = rows if self.pending is None else torch.cat([self.pending, rows])
-        complete = len(pending) // self.size * self.size
-        self.pending = pending[complete:]
+    def push(self, rows: torch.Tensor) -> tuple[int, list[torch.Tensor]]:
+        """(index of the first completed group, the completed groups, each ``(size, ...)``; maybe none).
+
+        Groups inside ``rows`` are views of it; a group spanning pushes is filled row by row in a
+        buffer of its own, so no row is copied twice (``rows`` may be a buffer its caller reuses).
+        """
+        groups, start = [], 0
+        if self.filled:
+            start = min(self.size - self.filled, len(rows))
+            self.pending[self.filled : self.filled + start] = rows[:start]
+            self.filled += start
+            if self.filled == self.size:
+                groups.append(self.pending)
+                self.pending, self.filled = None, 0  # handed out: the next spanning group gets a new buffer
+        whole = (len(rows) - start) // self.size
+        groups += [rows[start + k * self.size : start + (k + 1) * self.size] for k in range(whole)]
+        rest = rows[start + whole * self.size :]
+        if len(rest):
+            if self.pending is None:
+                self.pending = rows.new_empty((self.size, *rows.shape[1:]))
+            self.pending[: len(rest)] = rest
+            self.filled = len(rest)
         first = self.done
-        self.done += complete // self.size
-        return first, pending[:complete].view(-1, self.size, *rows.shape[1:])
+        self.done += len(groups)
+        return first, groups
 
 
 def _family_stream(
@@ -174,12 +192,33 @@ def _family_stream(
         drawn = originals + noise[noisy.clamp(min=0)]
         return torch.where((noisy >= 0).view(spread), drawn, originals)
 
+    # A pass of IG rows spans at most this many consecutive copies (its rows are consecutive positions).
+    copies_per_pass = -(-(batch_size or max(1, n_copies * n_steps)) // n_steps) + 1
+    buffers: dict[str, torch.Tensor] = {}
+
+    def buffer(name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        """A scratch tensor reused by every pass: fresh ones of this size cost page faults on a CPU."""
+        if name not in buffers or buffers[name].shape != shape:
+            buffers[name] = torch.empty(shape, dtype=dtype, device=inputs.device)
+        return buffers[name]
+
+    def ig_inputs(positions: torch.Tensor, copies: torch.Tensor) -> torch.Tensor:
+        """``b + α (x_copy - b)`` per row, each copy's ``x_copy - b`` computed once for its rows.
+
+        The same elementwise operations on the same values as per row, so the same bits; found on
+        the device (no host sync): the pass's copies are consecutive from its first.
+        """
+        first = copies[:1]
+        spanned = (first + torch.arange(copies_per_pass, device=copies.device)).clamp(max=n_copies - 1)
+        differences = copy_inputs(spanned) - ig_baseline
+        scale = alphas[positions % n_steps].to(differences.dtype).view(spread)
+        # in place, in a buffer that the pass's input reuses: the values of `b + α·d`
+        rows = buffer("ig_rows", (len(positions), *inputs.shape[1:]), inputs.dtype)
+        return torch.index_select(differences, 0, copies - first, out=rows).mul_(scale).add_(ig_baseline)
+
     def gradients(positions: torch.Tensor) -> torch.Tensor:
         copies = torch.div(positions, n_steps, rounding_mode="floor")
-        copied = copy_inputs(copies)
-        if method == "ig":
-            scale = alphas[positions % n_steps].to(copied.dtype).view(spread)
-            copied = ig_baseline + scale * (copied - ig_baseline)
+        copied = ig_inputs(positions, copies) if method == "ig" else copy_inputs(copies)
         return _pass_gradients(model, copied, targets[copy_items(copies)], method)
 
     maps = {"plain": torch.empty_like(inputs)} if plain else {}
@@ -192,11 +231,14 @@ def _family_stream(
         if method != "ig":
             return first, chunk
         first_copy, groups = points.push(chunk)
-        if len(groups) == 0:
-            return first_copy, groups[:, 0]
+        if not groups:
+            return first_copy, chunk[:0]
         copies = torch.arange(first_copy, first_copy + len(groups), device=inputs.device)
         difference = copy_inputs(copies).double() - ig_baseline
-        integrals = torch.stack([(weights * group.double()).sum(0) for group in groups])
+        # `(weights * group.double()).sum(0)` (captum's order), its float64 copy made in one reused
+        # buffer and weighted in place: the same values, 7x faster on a CPU than fresh copies
+        weighted = buffer("weighted", (n_steps, *inputs.shape[1:]), torch.float64)
+        integrals = torch.stack([weighted.copy_(group).mul_(weights).sum(0) for group in groups])
         return first_copy, difference * integrals
 
     def collect(first: int, chunk: torch.Tensor) -> None:
@@ -206,10 +248,12 @@ def _family_stream(
             maps["plain"][first_copy : first_copy + plain_rows] = copied[:plain_rows]
         if sums is None or plain_rows == len(copied):
             return
-        first_item, groups = draws.push(copied[plain_rows:].double())
+        first_item, groups = draws.push(copied[plain_rows:])
         for item, group in enumerate(groups, start=first_item):
-            sums[item] = group.sum(0)
-            squares[item] = group.square().sum(0)
+            # Σa and Σa² in float64, in one reused buffer (squared in place after the first sum)
+            draws_64 = buffer("draws", (n_noise, *inputs.shape[1:]), torch.float64).copy_(group)
+            sums[item] = draws_64.sum(0)
+            squares[item] = draws_64.square_().sum(0)
 
     positions = torch.arange(n_copies * n_steps, device=inputs.device)
     run_batched(gradients, positions, batch_size or max(1, len(positions)), consume=collect)
@@ -264,10 +308,11 @@ def draw_noise(
     """
     if n_samples < 1:
         raise ValueError(f"n_noise must be positive, got {n_samples}")
-    draws = [
-        torch.randn((n_samples, *shape), generator=torch_generator(seed, "noise", item_id)) for item_id in ids
-    ]
-    return torch.stack(draws) * std
+    # Each item's draws written in place (the values of stacking fresh draws, without the copies)
+    noise = torch.empty((len(ids), n_samples, *shape))
+    for drawn, item_id in zip(noise, ids):
+        torch.randn(drawn.shape, generator=torch_generator(seed, "noise", item_id), out=drawn)
+    return noise if std == 1.0 else noise.mul_(std)
 
 
 def noise_ensemble(
@@ -373,8 +418,9 @@ def explain_gradient_family(
     maps = {method: streamed["plain"]} if "plain" in streamed else {}
     maps.update({f"{method}-{ensemble}": streamed[ensemble] for ensemble in ensembles_wanted})
     result = FamilyResult(scores={})
+    bins = segment_bins(masks, n_segments, inputs.shape[1])  # once for all of the family's maps
     for name in explainers:
-        result.scores[name] = aggregate_segmentations(maps[name], masks, n_segments)
+        result.scores[name] = aggregate_segmentations(maps[name], masks, n_segments, bins=bins)
         if keep_attributions:
             result.attributions[name] = maps[name].detach().cpu().numpy().astype(np.float16)
     return result
