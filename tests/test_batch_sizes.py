@@ -124,3 +124,19 @@ def test_pgd_halves_and_equals_a_run_at_the_halved_size(model):
     direct = targeted_pgd(model, images, batch_size=4, **attack)
     assert torch.equal(halved.adversaries, direct.adversaries)
     np.testing.assert_array_equal(halved.first_success_step, direct.first_success_step)
+
+
+def test_scratch_tensors_reuse_their_storage_until_a_larger_or_other_tensor_is_asked_for():
+    from advxai.batching import ScratchTensors
+
+    scratch = ScratchTensors("cpu")
+    first = scratch("rows", (4, 3), torch.float32)
+    assert first.shape == (4, 3) and first.is_contiguous()
+    again = scratch("rows", (2, 6), torch.float32)
+    assert again.data_ptr() == first.data_ptr()  # the same storage, another shape
+    smaller = scratch("rows", (5,), torch.float32)
+    assert smaller.data_ptr() == first.data_ptr() and smaller.shape == (5,)
+    larger = scratch("rows", (4, 4), torch.float32)
+    assert larger.data_ptr() != first.data_ptr() and larger.shape == (4, 4)
+    assert scratch("rows", (4, 4), torch.float64).dtype == torch.float64
+    assert scratch("other", (4, 4), torch.float64).data_ptr() != scratch("rows", (4, 4), torch.float64).data_ptr()

@@ -9,7 +9,20 @@ import pandas as pd
 import pytest
 
 from advxai import __version__, seeding
-from advxai.store import BatchCheckpoint, ProvenanceError, atomic_path, file_digest, read_h5, read_h5_rows, read_provenance, require_params, write_csv, write_h5
+from advxai.store import (
+    BatchCheckpoint,
+    ProvenanceError,
+    atomic_path,
+    dataset_names,
+    dataset_shape,
+    file_digest,
+    read_h5,
+    read_h5_rows,
+    read_provenance,
+    require_params,
+    write_csv,
+    write_h5,
+)
 
 
 def test_write_and_read_round_trip_with_provenance(tmp_path):
@@ -49,9 +62,22 @@ def test_require_params_names_the_file_and_both_values(tmp_path):
         require_params(path, {"epsilon": 0.1})
 
 
-def test_missing_file_is_named(tmp_path):
+@pytest.mark.parametrize("reader", [
+    read_h5, read_provenance, lambda path: dataset_shape(path, "x"), lambda path: dataset_names(path, "scores"),
+    lambda path: read_h5_rows(path, ["x"], np.arange(2)),
+])
+def test_missing_file_is_named(tmp_path, reader):
     with pytest.raises(FileNotFoundError, match="nothere.h5"):
-        read_h5(tmp_path / "nothere.h5")
+        reader(tmp_path / "nothere.h5")
+
+
+def test_missing_dataset_is_named_with_its_file(tmp_path):
+    path = tmp_path / "some.h5"
+    write_h5(path, {"x": np.zeros((2, 3))}, stage="test", params={})
+    assert dataset_shape(path, "x") == (2, 3)
+    for read in (lambda: dataset_shape(path, "y"), lambda: read_h5(path, ["y"]), lambda: read_h5_rows(path, ["y"], np.arange(1))):
+        with pytest.raises(KeyError, match=r"some\.h5: no dataset 'y'"):
+            read()
 
 
 def test_write_csv(tmp_path):

@@ -21,6 +21,7 @@ import torch
 
 __all__ = [
     "Batched",
+    "ScratchTensors",
     "batch_from_memory",
     "choose_batch_size",
     "fastest_batch_size",
@@ -56,6 +57,28 @@ def _concatenated(results: list[Batched]) -> Batched:
     if isinstance(results[0], tuple):
         return tuple(torch.cat(parts) for parts in zip(*results))
     return torch.cat(results)
+
+
+class ScratchTensors:
+    """Named scratch tensors that every pass of a stream reuses instead of allocating its own.
+
+    A stream of passes at one batch shape needs the same large intermediates each time (perturbed
+    inputs, scaled inputs, float64 copies to reduce); on a CPU, fresh tensors of that size per
+    pass made the work around the model up to 3x slower (benchmarks/README.md). A tensor handed
+    out is valid until the same name is asked for again.
+    """
+
+    def __init__(self, device: torch.device | str) -> None:
+        self.device = torch.device(device)
+        self._tensors: dict[str, torch.Tensor] = {}
+
+    def __call__(self, name: str, shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
+        """A contiguous ``shape`` tensor of ``dtype`` (uninitialised), from storage kept under ``name``."""
+        size = math.prod(shape)
+        kept = self._tensors.get(name)
+        if kept is None or kept.dtype != dtype or kept.numel() < size:
+            kept = self._tensors[name] = torch.empty(size, dtype=dtype, device=self.device)
+        return kept[:size].view(*shape)
 
 
 def run_batched(

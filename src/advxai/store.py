@@ -187,13 +187,13 @@ def dataset_names(path: PathLike, group: str) -> list[str]:
 
 def dataset_shape(path: PathLike, name: str) -> tuple[int, ...]:
     """The shape of one dataset, without reading it."""
-    with h5py.File(path, "r") as handle:
-        return tuple(handle[name].shape)
+    with _open_input(path) as handle:
+        return tuple(_dataset(handle, name).shape)
 
 
 def read_provenance(path: PathLike) -> dict[str, Any]:
     """The provenance attributes of an HDF5 file, with ``params`` and ``seeds`` parsed."""
-    with h5py.File(path, "r") as handle:
+    with _open_input(path) as handle:
         attrs = dict(handle.attrs)
     for key in ("params", "seeds"):
         if key in attrs:

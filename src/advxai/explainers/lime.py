@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from advxai.batching import run_batched
+from advxai.batching import ScratchTensors, run_batched
 from advxai.segments import ABSENT
 from advxai.seeding import numpy_rng
 
@@ -176,18 +176,13 @@ def _model_outputs(
         return found
 
     # Buffers reused by every chunk (the perturbed inputs and the per-pixel keep flags): fresh
-    # buffers of this size come from new pages, whose faults tripled the overhead on a CPU
+    # tensors of this size per chunk tripled the overhead on a CPU once a model had run
     # (benchmarks/README.md, "LIME's buffers").
-    buffers: dict[str, torch.Tensor] = {}
-
-    def buffer(name: str, shape: tuple[int, ...]) -> torch.Tensor:
-        if name not in buffers or len(buffers[name]) < shape[0]:
-            buffers[name] = torch.empty(shape, dtype=inputs.dtype, device=inputs.device)
-        return buffers[name][: shape[0]]
+    scratch = ScratchTensors(inputs.device)
 
     def evaluate(rows: torch.Tensor) -> torch.Tensor:
-        perturbed = buffer("perturbed", (len(rows), *inputs.shape[1:]))
-        keep_flags = buffer("keep_flags", (len(rows), flat_masks.shape[1]))
+        perturbed = scratch("perturbed", (len(rows), *inputs.shape[1:]), inputs.dtype)
+        keep_flags = scratch("keep_flags", (len(rows), flat_masks.shape[1]), inputs.dtype)
         gathered, written = [], 0
         for item, first, end in runs(rows.tolist()):
             # 0/1 per pixel: x·1 + b·0 = x and x·0 + b·1 = b exactly, the values a `where` would pick
