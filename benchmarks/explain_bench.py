@@ -655,8 +655,8 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
     passes = best_pass_times(model, 224, device, [b for b in PASS_BATCHES if b <= args.max_pass_batch], args.repeats)
     # as `batch_size: auto` sizes each job: by the passes it makes (a number in the config: --batch-size)
     batch_size = args.batch_size or passes.backward_batch  # the gradient families and PGD
-    forward_batch = args.batch_size or passes.forward_batch  # the label-flip stage, and LIME (at 16 rows at least for a number)
-    batch_sizes = family_batch_sizes(batch_size, lime_batch_size(args.batch_size or "auto", forward_batch))
+    forward_batch = args.batch_size or passes.forward_batch  # the label-flip stage, and LIME (as lime_batch_size sizes it)
+    batch_sizes = family_batch_sizes(batch_size, lime_batch_size(args.batch_size or "auto", forward_batch, device))
     print(f"model passes: forward {passes.forward * 1e3:.2f} ms/row (best at batch {passes.forward_batch}), "
           f"forward+backward {passes.backward * 1e3:.2f} ms/row (best at batch {passes.backward_batch}); "
           f"engine batch size {batch_size}, {batch_sizes[LIME_FAMILY]} for LIME and {forward_batch} for the label-flip stage "
@@ -755,7 +755,7 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
     print(f"largest relative difference of segment scores, reference vs engine: {max_rel_diff:.2e} ({worst_scores})")
 
     for sweep_batch in args.sweep_batches:
-        sweep_sizes = family_batch_sizes(sweep_batch, lime_batch_size(sweep_batch, sweep_batch))  # as a job given the number
+        sweep_sizes = family_batch_sizes(sweep_batch, lime_batch_size(sweep_batch, sweep_batch, device))  # as a job given the number
         sweep_times: dict[str, float] = {}
         for _ in range(max(1, args.repeats)):
             sweep_times = fastest_parts(sweep_times, engine_parts(model, adversarial, explained, ids, masks, counts, run, args.seed,

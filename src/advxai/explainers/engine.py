@@ -51,8 +51,8 @@ class ExplainSettings:
 
     ``batch_size`` is the rows per forward+backward pass of the gradient families and extras;
     ``lime_batch_size`` the rows per LIME forward (``None``: ``batch_size``): a device may run
-    forwards fastest, or fit them, at another size, and the image jobs give LIME 16 rows at least
-    (``advxai.stages.image.lime_batch_size``).
+    forwards fastest, or fit them, at another size, and the image jobs give LIME captum's 16 rows
+    on a CPU, at least 16 on a GPU (``advxai.stages.image.lime_batch_size``).
     """
 
     lime: LimeSettings = field(default_factory=LimeSettings)

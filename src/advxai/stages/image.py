@@ -130,20 +130,25 @@ def job_batch_size(
     return size
 
 
-LIME_MIN_BATCH = 16
-"""Fewest rows per LIME forward for a ``batch_size`` given as a number: the authors' ``perturbations_per_eval``."""
+CAPTUM_LIME_ROWS = 16
+"""The authors' ``perturbations_per_eval``: the rows of each LIME forward in their captum calls."""
 
 
-def lime_batch_size(setting: int | str, forward_batch: int) -> int:
-    """Rows per LIME forward: the job's forward size, and at least :data:`LIME_MIN_BATCH` where the config gives a number.
+def lime_batch_size(setting: int | str, forward_batch: int, device: torch.device | str) -> int:
+    """Rows per LIME forward: the measured forward size under ``auto``; for a number, captum's 16 rows
+    on a CPU and ``max(batch_size, 16)`` on a GPU.
 
-    LIME makes as many forwards as the authors' captum calls, which send 16 samples per pass; at
-    fewer rows a CPU runs many models slower per row (AlexNet: LIME at 1-4 rows took 1.8-2x
-    captum's time, benchmarks/README.md). A forward holds no activations for a backward, so 16
-    of them need less memory than a few rows of the gradient passes that ``batch_size`` is set
-    for; out of memory, the pass still halves. ``auto`` keeps the measured size, the fastest.
+    LIME makes as many forwards as the authors' captum calls, which send 16 samples per pass, so it
+    gains on them only by what it does around the model, and loses if its passes run slower per
+    row. On a CPU they do at other sizes: AlexNet at 1-4 rows took 1.8-2x captum's time, and
+    EfficientNet-Lite0 at 32 rows 1.16x (benchmarks/README.md); at 16 rows both make the same passes.
+    A GPU runs larger passes faster per row (ResNet-50's LIME: 2.95x captum at 128 rows, 1.91x at
+    16). A forward holds no activations for a backward, so 16 of them need less memory than a few
+    rows of the gradient passes that ``batch_size`` is set for; out of memory, the pass still halves.
     """
-    return forward_batch if setting == "auto" else max(forward_batch, LIME_MIN_BATCH)
+    if setting == "auto":
+        return forward_batch
+    return CAPTUM_LIME_ROWS if torch.device(device).type == "cpu" else max(forward_batch, CAPTUM_LIME_ROWS)
 
 
 def clean_predictions(images_path: str, output: str, *, model: ModelSpec, batch_size: int | str, device: torch.device) -> None:
@@ -240,7 +245,7 @@ def explain_shard(
     checkpoint = BatchCheckpoint(output, params, inputs=[*shard.paths, *segment_files.values()])
     # LIME makes forwards only, which a CPU runs fastest in other batches than gradient passes
     pass_rows = job_batch_size(batch_size, bundle, device, backward=not explain.forwards_only, checkpoint=checkpoint)
-    lime_rows = lime_batch_size(batch_size, pass_rows) if explain.forwards_only else None
+    lime_rows = lime_batch_size(batch_size, pass_rows, device) if explain.forwards_only else None
     settings = engine_settings(explain.explainer, explain.seed, pass_rows, lime_rows)
 
     def run(batch: slice) -> dict[str, np.ndarray]:
@@ -344,7 +349,7 @@ def localised_shard(
     checkpoint = BatchCheckpoint(output, params, inputs=[*shard.paths, segments_file])
     # The hybrid predictions and LIME make forwards, the gradient explainers forward+backward passes
     forward_batch = job_batch_size(batch_size, bundle, device, backward=False, checkpoint=checkpoint)
-    lime_rows = lime_batch_size(batch_size, forward_batch)
+    lime_rows = lime_batch_size(batch_size, forward_batch, device)
     gradient_batch = job_batch_size(batch_size, bundle, device, backward=True, checkpoint=checkpoint) if localised.makes_gradients else forward_batch
     settings = engine_settings(localised.explainer, localised.seed, gradient_batch, lime_rows)
 
