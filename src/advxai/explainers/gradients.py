@@ -35,6 +35,7 @@ from torch import nn
 
 from advxai.explainers.aggregate import aggregate_segmentations, segment_bins
 from advxai.explainers.registry import split_gradient_explainer
+from advxai.explainers.stem import find_linear_stem
 from advxai.guided import guided_gradients
 from advxai.batching import ScratchTensors, run_batched
 from advxai.seeding import torch_generator
@@ -196,24 +197,43 @@ def _family_stream(
     copies_per_pass = -(-(batch_size or max(1, n_copies * n_steps)) // n_steps) + 1
     scratch = ScratchTensors(inputs.device)
 
-    def ig_inputs(positions: torch.Tensor, copies: torch.Tensor) -> torch.Tensor:
-        """``b + α (x_copy - b)`` per row, each copy's ``x_copy - b`` computed once for its rows.
+    # IG through the model's linear stem, if it has one worth it (advxai.explainers.stem): the points
+    # then differ at the stem's output, and the passes' gradients are taken there.
+    stem = find_linear_stem(model, inputs[:1]) if method == "ig" and n_copies else None
+    if stem is not None:
+        with torch.no_grad():
+            stem_at_baseline = stem.conv(torch.full((1, *inputs.shape[1:]), ig_baseline, dtype=inputs.dtype, device=inputs.device))
 
-        The same elementwise operations on the same values as per row, so the same bits; found on
-        the device (no host sync): the pass's copies are consecutive from its first.
+    def ig_rows(positions: torch.Tensor, copies: torch.Tensor) -> torch.Tensor:
+        """``b + α (x_copy - b)`` per row, each copy's ``x_copy - b`` computed once for its rows, or with
+        a stem, ``L(b) + α L₀(x_copy - b)``, each copy's ``L₀(x_copy - b)`` computed once.
+
+        Built in place in a buffer that every pass reuses (the same elementwise operations on the
+        same values as per row, so the same bits); found on the device (no host sync): the pass's
+        copies are consecutive from its first.
         """
         first = copies[:1]
         spanned = (first + torch.arange(copies_per_pass, device=copies.device)).clamp(max=n_copies - 1)
         differences = copy_inputs(spanned) - ig_baseline
+        start: torch.Tensor | float = ig_baseline
+        if stem is not None:
+            differences, start = stem.linear(differences), stem_at_baseline
         scale = alphas[positions % n_steps].to(differences.dtype).view(spread)
-        # in place, in a buffer that the pass's input reuses: the values of `b + α·d`
-        rows = scratch("ig_rows", (len(positions), *inputs.shape[1:]), inputs.dtype)
-        return torch.index_select(differences, 0, copies - first, out=rows).mul_(scale).add_(ig_baseline)
+        rows = scratch("ig_rows", (len(positions), *differences.shape[1:]), differences.dtype)
+        return torch.index_select(differences, 0, copies - first, out=rows).mul_(scale).add_(start)
 
     def gradients(positions: torch.Tensor) -> torch.Tensor:
         copies = torch.div(positions, n_steps, rounding_mode="floor")
-        copied = ig_inputs(positions, copies) if method == "ig" else copy_inputs(copies)
-        return _pass_gradients(model, copied, targets[copy_items(copies)], method)
+        explained = targets[copy_items(copies)]
+        if stem is None:
+            copied = ig_rows(positions, copies) if method == "ig" else copy_inputs(copies)
+            return _pass_gradients(model, copied, explained, method)
+        at_stem = ig_rows(positions, copies).detach().requires_grad_(True)
+        ignored = scratch("ignored_inputs", (len(positions), *inputs.shape[1:]), inputs.dtype)  # read by the stem only
+        with torch.enable_grad(), stem.replaced_by(at_stem):
+            selected = model(ignored).gather(1, explained.view(-1, 1)).sum()
+            (gradient,) = torch.autograd.grad(selected, at_stem)
+        return gradient
 
     maps = {"plain": torch.empty_like(inputs)} if plain else {}
     sums = torch.zeros(inputs.shape, dtype=torch.float64, device=inputs.device) if noise is not None else None
@@ -231,8 +251,10 @@ def _family_stream(
         difference = copy_inputs(copies).double() - ig_baseline
         # `(weights * group.double()).sum(0)` (captum's order), its float64 copy made in one reused
         # buffer and weighted in place: the same values, 7x faster on a CPU than fresh copies
-        weighted = scratch("weighted", (n_steps, *inputs.shape[1:]), torch.float64)
+        weighted = scratch("weighted", groups[0].shape, torch.float64)
         integrals = torch.stack([weighted.copy_(group).mul_(weights).sum(0) for group in groups])
+        if stem is not None:  # the points' gradients were taken at the stem's output: back to the input
+            integrals = stem.input_gradient(integrals, difference.shape)
         return first_copy, difference * integrals
 
     def collect(first: int, chunk: torch.Tensor) -> None:

@@ -1,0 +1,111 @@
+"""IG through a model's linear stem: the same attributions as point by point, found only where it is safe."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import advxai.explainers.gradients as gradients
+from advxai.explainers.engine import ExplainSettings, GradientSettings, explain_all
+from advxai.explainers.stem import MIN_KERNEL_VOLUME, find_linear_stem
+
+SIDE = 32
+
+
+def stem_model(kernel: int = 11, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """AlexNet's shape in small: a large strided first convolution, then an in-place ReLU."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 6, kernel, stride=4, padding=2), nn.ReLU(inplace=True), nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, 5),
+    ).to(dtype).eval()
+
+
+class ReadsItsInputTwice(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = stem_model()
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.body(inputs) + inputs.mean()
+
+
+class NormalisesFirst(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = stem_model()
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.body(inputs * 2.0 - 1.0)
+
+
+def example() -> torch.Tensor:
+    return torch.randn(1, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(1))
+
+
+def test_a_stem_is_found_only_where_the_model_reads_its_input_through_it_alone():
+    model = stem_model()
+    stem = find_linear_stem(model, example())
+    assert stem is not None and stem.conv is model[0]
+    assert 3 * 11 * 11 >= MIN_KERNEL_VOLUME > 3 * 7 * 7  # AlexNet's stem qualifies, ResNet's does not
+    assert find_linear_stem(stem_model(kernel=7), example()) is None
+    assert find_linear_stem(ReadsItsInputTwice(), example()) is None
+    assert find_linear_stem(NormalisesFirst(), example()) is None
+    assert "forward" not in vars(model[0])  # the check leaves the stem as it was
+
+
+def test_the_stem_is_restored_when_a_pass_fails():
+    model = stem_model()
+    stem = find_linear_stem(model, example())
+    with pytest.raises(RuntimeError, match="inside"):
+        with stem.replaced_by(torch.zeros(1)):
+            raise RuntimeError("inside")
+    assert "forward" not in vars(model[0])
+    torch.testing.assert_close(model(example()), stem_model()(example()))
+
+
+def ig_maps(model, inputs, targets, noise, *, through_stem: bool, monkeypatch, batch_size: int = 5) -> dict:
+    if not through_stem:
+        monkeypatch.setattr(gradients, "find_linear_stem", lambda *_: None)
+    maps = gradients._family_stream(model, "ig", inputs, targets, plain=True, noise=noise, ig_steps=6, ig_baseline=0.3,
+                                    batch_size=batch_size)
+    monkeypatch.undo()
+    return maps
+
+
+@pytest.mark.parametrize("batch_size", [1, 5, 64])
+def test_ig_through_the_stem_equals_ig_point_by_point(monkeypatch, batch_size):
+    """In float64 the two orders of the same sums agree to rounding; the plain map and the ensembles alike."""
+    model = stem_model(dtype=torch.float64)
+    inputs = torch.randn(3, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    targets = torch.tensor([0, 4, 2])
+    noise = gradients.draw_noise(["a", "b", "c"], inputs.shape[1:], 3, 0.5, seed=4).double()
+    assert find_linear_stem(model, inputs[:1]) is not None
+    point_by_point = ig_maps(model, inputs, targets, noise, through_stem=False, monkeypatch=monkeypatch, batch_size=batch_size)
+    through_stem = ig_maps(model, inputs, targets, noise, through_stem=True, monkeypatch=monkeypatch, batch_size=batch_size)
+    assert set(through_stem) == {"plain", "sg", "sg2", "vg"}
+    for name, expected in point_by_point.items():
+        torch.testing.assert_close(through_stem[name], expected, rtol=1e-10, atol=1e-12, msg=name)
+    assert not torch.equal(through_stem["plain"], point_by_point["plain"])  # another order of the sums, really taken
+
+
+def test_ig_through_the_stem_of_an_item_alone_equals_it_inside_a_batch():
+    model = stem_model()
+    inputs = torch.randn(3, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(3))
+    targets = torch.tensor([1, 3, 0])
+    masks = {"rect": (torch.arange(SIDE)[:, None] // 16 * 2 + torch.arange(SIDE)[None, :] // 16).expand(3, SIDE, SIDE)}
+    settings = ExplainSettings(gradients=GradientSettings(n_noise=2, ig_steps=5), seed=1, batch_size=4)
+
+    def scores(rows: slice) -> dict:
+        n = len(range(3)[rows])
+        return explain_all(model, inputs[rows], targets[rows], ["a", "b", "c"][rows], {"rect": masks["rect"][rows]},
+                           {"rect": np.full(n, 4)}, ["ig", "ig-sg", "ig-vg"], settings)
+
+    together = scores(slice(0, 3))
+    for row in (0, 2):
+        alone = scores(slice(row, row + 1))
+        for explainer in ("ig", "ig-sg", "ig-vg"):
+            for aggregation, values in alone[explainer]["rect"].items():
+                np.testing.assert_array_equal(values[0], together[explainer]["rect"][aggregation][row], err_msg=f"{explainer} {aggregation}")
