@@ -229,7 +229,7 @@ def _family_stream(
             copied = ig_rows(positions, copies) if method == "ig" else copy_inputs(copies)
             return _pass_gradients(model, copied, explained, method)
         at_stem = ig_rows(positions, copies).detach().requires_grad_(True)
-        ignored = scratch("ignored_inputs", (len(positions), *inputs.shape[1:]), inputs.dtype)  # read by the stem only
+        ignored = inputs[:1].expand(len(positions), *inputs.shape[1:])  # read by the stem only, which returns `at_stem`
         with torch.enable_grad(), stem.replaced_by(at_stem):
             selected = model(ignored).gather(1, explained.view(-1, 1)).sum()
             (gradient,) = torch.autograd.grad(selected, at_stem)
