@@ -64,7 +64,7 @@ from torch import nn
 
 from advxai.batching import CPU_CANDIDATES
 from advxai.names import FAMILIES, LIME_FAMILY
-from advxai.stages.image import lime_batch_size
+from advxai.stages.image import CAPTUM_LIME_ROWS, lime_batch_size
 
 PAPER = {"noise": 25, "ig_steps": 50, "lime_samples": 512}
 # On a CPU the paper's J = 25 is kept, so that captum's NoiseTunnel passes have the paper's shapes
@@ -78,7 +78,7 @@ PGD_EPSILON, PGD_STEP = 0.05, 0.01
 PGD_LOOP_IMAGES = 8  # the batch-1 loop's time per image does not depend on how many it attacks
 LABELFLIP = {"k": 3, "rect_ks": list(range(1, 17)), "slic_fractions": [i / 10 for i in range(1, 11)]}
 PASS_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128)
-IG_INTERNAL_BATCH, LIME_PER_EVAL = 10, 16  # the authors' captum settings
+IG_INTERNAL_BATCH, LIME_PER_EVAL = 10, CAPTUM_LIME_ROWS  # the authors' captum settings
 
 
 # ------------------------------------------------------------------------------------------------ timing

@@ -54,6 +54,11 @@ def test_a_stem_is_found_only_where_the_model_reads_its_input_through_it_alone()
     assert find_linear_stem(ReadsItsInputTwice(), example()) is None
     assert find_linear_stem(NormalisesFirst(), example()) is None
     assert "forward" not in vars(model[0])  # the check leaves the stem as it was
+    torch.manual_seed(5)
+    untouched = torch.rand(3)
+    torch.manual_seed(5)
+    find_linear_stem(model, example())
+    assert torch.equal(torch.rand(3), untouched)  # nor the global RNG
 
 
 def test_the_stem_is_restored_when_a_pass_fails():

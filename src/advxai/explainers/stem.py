@@ -90,10 +90,13 @@ def find_linear_stem(model: nn.Module, example: torch.Tensor) -> LinearStem | No
         return None
     conv = called[0]
     stem = LinearStem(conv)
+    # another input from a generator of its own: the check must not move the caller's global RNG
+    other = torch.randn(example.shape, generator=torch.Generator(example.device).manual_seed(0), dtype=example.dtype,
+                        device=example.device)
     with torch.no_grad():
         stem_outputs = conv(example)
         with stem.replaced_by(stem_outputs):
-            elsewhere = model(torch.randn_like(example))
+            elsewhere = model(other)
     return stem if torch.equal(elsewhere, expected) else None
 
 
