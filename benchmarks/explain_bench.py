@@ -64,7 +64,7 @@ from torch import nn
 
 from advxai.batching import CPU_CANDIDATES
 from advxai.names import FAMILIES, LIME_FAMILY
-from advxai.stages.image import CAPTUM_LIME_ROWS, lime_batch_size
+from advxai.stages.image import CAPTUM_LIME_ROWS, explanation_batch_size, lime_batch_size
 
 PAPER = {"noise": 25, "ig_steps": 50, "lime_samples": 512}
 # On a CPU the paper's J = 25 is kept, so that captum's NoiseTunnel passes have the paper's shapes
@@ -372,8 +372,12 @@ def engine_streams(family: str, n_images: int, settings: Mapping[str, int]) -> l
     return [(n_images * per_copy * (1 + settings["noise"]), True)]
 
 
-def family_batch_sizes(gradient_batch: int, lime_batch: int) -> dict[str, int]:
-    """Each family's batch size, as its job has it: LIME's jobs make forwards only (``lime_batch_size``)."""
+def job_family_batch_sizes(setting: int | str, backward_batch: int, forward_batch: int, device: torch.device) -> dict[str, int]:
+    """Each family's rows per pass as its job takes them from ``image.batch_size`` = ``setting`` and the
+    job's pass sizes: LIME's jobs make forwards only (``lime_batch_size``), the gradient families take
+    ``explanation_batch_size``."""
+    gradient_batch = explanation_batch_size(setting, backward_batch, device)
+    lime_batch = lime_batch_size(setting, forward_batch, device)
     return {family: lime_batch if family == LIME_FAMILY else gradient_batch for family in (*FAMILIES, LIME_FAMILY)}
 
 
@@ -684,11 +688,11 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
     # as `batch_size: auto` sizes each job: by the passes it makes (a number in the config: --batch-size)
     batch_size = args.batch_size or passes.backward_batch  # the gradient families and PGD
     forward_batch = args.batch_size or passes.forward_batch  # the label-flip stage, and LIME (as lime_batch_size sizes it)
-    batch_sizes = family_batch_sizes(batch_size, lime_batch_size(args.batch_size or "auto", forward_batch, device))
+    batch_sizes = job_family_batch_sizes(args.batch_size or "auto", batch_size, forward_batch, device)
     print(f"model passes: forward {passes.forward * 1e3:.2f} ms/row (best at batch {passes.forward_batch}), "
           f"forward+backward {passes.backward * 1e3:.2f} ms/row (best at batch {passes.backward_batch}); "
-          f"engine batch size {batch_size}, {batch_sizes[LIME_FAMILY]} for LIME and {forward_batch} for the label-flip stage "
-          "(forwards only)")
+          f"engine batch size {batch_sizes['saliency']} for the gradient families, {batch_sizes[LIME_FAMILY]} for LIME, {batch_size} "
+          f"for PGD and {forward_batch} for the label-flip stage (forwards only)")
 
     # The stage attacks a shard at its batch size: the batched attack is timed on one full batch of
     # images (the bundled photos repeated), the batch-1 loop on a few of them (--pgd-loop-images).
@@ -785,7 +789,7 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
     print(f"largest relative difference of segment scores, reference vs engine: {max_rel_diff:.2e} ({worst_scores})")
 
     for sweep_batch in args.sweep_batches:
-        sweep_sizes = family_batch_sizes(sweep_batch, lime_batch_size(sweep_batch, sweep_batch, device))  # as a job given the number
+        sweep_sizes = job_family_batch_sizes(sweep_batch, sweep_batch, sweep_batch, device)  # as a job given the number
         sweep_times: dict[str, float] = {}
         for _ in range(max(1, args.repeats)):
             sweep_times = fastest_parts(sweep_times, engine_parts(model, adversarial, explained, ids, masks, counts, run, args.seed,

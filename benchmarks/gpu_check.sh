@@ -12,6 +12,7 @@
 #   unit     the pytest tests marked cuda, except the end-to-end ones
 #   bench    benchmarks/explain_bench.py on the device (paper settings; the SUMMARY lines)
 #   fast     explain_bench.py --arithmetic tf32,bf16 on ResNet-50 (the FAST lines: speed and agreement)
+#   sweep    explain_bench.py --sweep-batches on AlexNet (the SWEEP lines: is any family slower than captum's?)
 #   startup  benchmarks/job_startup.py (import time per job type)
 #   determinism  benchmarks/cuda_determinism.py (rerun, batch position and batch size: bitwise?)
 #   cudaflow the end-to-end cuda tests (three runs of the test preset)
@@ -22,6 +23,7 @@
 #   GPU_CHECK_BENCH_ARGS       arguments of explain_bench.py (default: its GPU defaults, all three models,
 #                              the reference on 2 images, PGD on one engine batch and its batch-1 loop on 8)
 #   GPU_CHECK_FAST_ARGS        arguments of the `fast` step (default: ResNet-50, 8 images, the reference on 1)
+#   GPU_CHECK_SWEEP_ARGS       arguments of the `sweep` step (default: AlexNet at batch 1, 16 and 128)
 #   GPU_CHECK_LIMIT_SCALE      multiplies every step's limit (a slow CPU rehearsal; default 1)
 set -uo pipefail
 
@@ -30,12 +32,13 @@ ROOT=$PWD
 WHEELS="${1:-.whl}"
 OUT="${OUT:-$ROOT/gpu_check_out}"
 DEVICE="${GPU_CHECK_DEVICE:-cuda}"
-STEPS="${GPU_CHECK_STEPS:-env preset default unit bench fast startup determinism cudaflow}"
+STEPS="${GPU_CHECK_STEPS:-env preset default unit bench fast sweep startup determinism cudaflow}"
 BUDGET="${GPU_CHECK_BUDGET:-560}"
 CORES="${GPU_CHECK_CORES:-all}"
 DEFAULT_CONFIGS="${GPU_CHECK_DEFAULT_CONFIGS:-config.yaml}"
 BENCH_ARGS="${GPU_CHECK_BENCH_ARGS:---reference-images 2}"
 FAST_ARGS="${GPU_CHECK_FAST_ARGS:---models resnet50 --images 8 --reference-images 1 --pgd-images 8 --no-labelflip-sweep}"
+SWEEP_ARGS="${GPU_CHECK_SWEEP_ARGS:---models alexnet --images 8 --reference-images 1 --pgd-images 8 --pgd-loop-images 1 --no-labelflip-sweep --sweep-batches 1,16,128}"
 PYTHON="${PYTHON:-python3}"
 LIMIT_SCALE="${GPU_CHECK_LIMIT_SCALE:-1}"
 # One script per kind of job: image model, segments, subsets, decoding, tables, audio model, audio features.
@@ -117,6 +120,8 @@ run_step unit 100 "${PYTEST[@]}" -m "cuda and not workflow" tests/test_cuda.py
 run_step bench 300 "$PYTHON" benchmarks/explain_bench.py --device "$DEVICE" $BENCH_ARGS
 # shellcheck disable=SC2086
 run_step fast 150 "$PYTHON" benchmarks/explain_bench.py --device "$DEVICE" --arithmetic tf32,bf16 $FAST_ARGS
+# shellcheck disable=SC2086
+run_step sweep 150 "$PYTHON" benchmarks/explain_bench.py --device "$DEVICE" $SWEEP_ARGS
 # shellcheck disable=SC2086
 run_step startup 60 "$PYTHON" benchmarks/job_startup.py --repeats 1 --json "$OUT/startup.json" $STARTUP_SCRIPTS
 run_step determinism 60 "$PYTHON" benchmarks/cuda_determinism.py --device "$DEVICE"

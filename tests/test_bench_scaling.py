@@ -92,15 +92,24 @@ def test_engine_computes_the_padded_rows_the_scaling_assumes(gradient_batch, lim
     model, images, targets, ids, masks, counts = inputs(2)
     settings = {"noise": 2, "ig_steps": 3, "lime_samples": 5}
     recorder = PassRecorder(model, monkeypatch)
-    batch_sizes = explain_bench.family_batch_sizes(gradient_batch, lime_batch)
+    families = (*explain_bench.FAMILIES, explain_bench.LIME_FAMILY)
+    batch_sizes = {family: lime_batch if family == explain_bench.LIME_FAMILY else gradient_batch for family in families}
     explain_bench.engine_parts(model, images, targets, ids, masks, counts, settings, 0, batch_sizes, torch.device("cpu"))
 
-    families = (*explain_bench.FAMILIES, explain_bench.LIME_FAMILY)
     assert len(recorder.calls) == len(families)
     for family, call in zip(families, recorder.calls):
         size = lime_batch if family == explain_bench.LIME_FAMILY else gradient_batch
         assert set(call) == {size}, family  # one batch shape: the last batch is padded
         assert sum(call) == sum(explain_bench.engine_rows(family, len(images), settings, size)), family
+
+
+@pytest.mark.parametrize(("setting", "device", "gradient_batch", "lime_batch"),
+                         [(2, "cpu", 2, 16), (32, "cpu", 32, 16), (2, "cuda", 16, 16), (64, "cuda", 64, 64), ("auto", "cpu", 4, 8), ("auto", "cuda", 4, 8)])
+def test_the_benchmark_runs_each_family_at_the_rows_its_job_takes(setting, device, gradient_batch, lime_batch):
+    """A job's measured sizes here: forward+backward 4, forward 8 (under ``auto``), or the number given."""
+    measured = (4, 8) if setting == "auto" else (setting, setting)
+    sizes = explain_bench.job_family_batch_sizes(setting, *measured, torch.device(device))
+    assert sizes == {**{family: gradient_batch for family in explain_bench.FAMILIES}, explain_bench.LIME_FAMILY: lime_batch}
 
 
 def test_engine_seconds_scale_with_padded_rows():

@@ -308,6 +308,52 @@ def test_lime_passes_hold_the_authors_16_rows_on_a_cpu_and_at_least_16_on_a_gpu_
         assert [relocalised.attrs[key] for key in ("batch_size", "forward_batch_size", "lime_batch_size")] == [2, 2, 16]
 
 
+def test_gradient_passes_hold_a_numbered_batch_size_on_a_cpu_and_at_least_16_rows_on_a_gpu():
+    """On a GPU a pass of a few rows costs about what one of 25 does: fewer rows than 16 would make more passes than captum."""
+    settings = ((1, 1), (4, 4), (16, 16), (64, 64), ("auto", 2), ("auto", 64))
+    assert [image_stages.explanation_batch_size(setting, rows, "cpu") for setting, rows in settings] == [1, 4, 16, 64, 2, 64]
+    assert [image_stages.explanation_batch_size(setting, rows, torch.device("cuda")) for setting, rows in settings] == [16, 16, 16, 64, 2, 64]
+    assert [image_stages.explanation_batch_size(setting, rows, "cuda:1") for setting, rows in settings] == [16, 16, 16, 64, 2, 64]
+
+
+def test_explanation_jobs_size_their_gradient_passes_by_explanation_batch_size(tmp_path, monkeypatch):
+    """The GPU floor reaches the jobs: here a stand-in rule that makes 3 rows of a configured 2."""
+    shard, segments_file = _planted_shard(tmp_path, [HALVES, QUADRANTS])
+    asked: list[tuple] = []
+
+    def three_rows(setting, backward_batch, device):
+        asked.append((setting, backward_batch, torch.device(device).type))
+        return 3
+
+    monkeypatch.setattr(image_stages, "explanation_batch_size", three_rows)
+    cpu = torch.device("cpu")
+    family = ExplainFamilySettings.from_params({"family": "saliency", "explainers": ["sal"], "seed": 0, "segmentations": ["slic"],
+                                                "keep_attributions": False, "noise_samples": 2, "noise_std": 1.0})
+    image_stages.explain_shard(shard, {"slic": segments_file}, str(tmp_path / "sal.h5"), model=PLANTED, explain=family, batch_size=2, device=cpu)
+    localised = LocalisedSettings.from_params({"explainers": ["sal", "lime"], "extra": [], "ks": [3], "segmentation": "slic", "seed": 0,
+                                               "lime_samples": 8, "lime_kernel_width": 0.25, "noise_samples": 2, "noise_std": 1.0, "ig_steps": 2})
+    localised_shard(shard, segments_file, str(tmp_path / "localised.h5"), model=PLANTED, localised=localised, batch_size=2, device=cpu)
+    assert asked == [(2, 2, "cpu")] * 2
+    with h5py.File(tmp_path / "sal.h5") as explained, h5py.File(tmp_path / "localised.h5") as relocalised:
+        assert explained.attrs["batch_size"] == 3
+        assert [relocalised.attrs[key] for key in ("batch_size", "forward_batch_size", "lime_batch_size")] == [3, 2, 16]
+
+
+@pytest.mark.cuda
+def test_explanation_jobs_on_a_gpu_raise_a_small_batch_size_to_16_rows_for_every_explainer(tmp_path):
+    shard, segments_file = _planted_shard(tmp_path, [HALVES, QUADRANTS])
+    cuda = torch.device("cuda")
+    family = ExplainFamilySettings.from_params({"family": "saliency", "explainers": ["sal", "sal-sg"], "seed": 0, "segmentations": ["slic"],
+                                                "keep_attributions": False, "noise_samples": 2, "noise_std": 1.0})
+    image_stages.explain_shard(shard, {"slic": segments_file}, str(tmp_path / "sal.h5"), model=PLANTED, explain=family, batch_size=2, device=cuda)
+    localised = LocalisedSettings.from_params({"explainers": ["sal", "lime"], "extra": [], "ks": [3], "segmentation": "slic", "seed": 0,
+                                               "lime_samples": 8, "lime_kernel_width": 0.25, "noise_samples": 2, "noise_std": 1.0, "ig_steps": 2})
+    localised_shard(shard, segments_file, str(tmp_path / "localised.h5"), model=PLANTED, localised=localised, batch_size=2, device=cuda)
+    with h5py.File(tmp_path / "sal.h5") as explained, h5py.File(tmp_path / "localised.h5") as relocalised:
+        assert explained.attrs["batch_size"] == 16
+        assert [relocalised.attrs[key] for key in ("batch_size", "forward_batch_size", "lime_batch_size")] == [16, 2, 16]
+
+
 def test_a_resumed_auto_job_keeps_the_batch_size_it_measured_first(tmp_path, monkeypatch):
     shard, segments_file = _planted_shard(tmp_path, [HALVES, QUADRANTS])
     output = str(tmp_path / "localised.h5")
