@@ -199,6 +199,49 @@ def test_guided_rule_known_answer(activation, inputs, weights, expected) -> None
     torch.testing.assert_close(attributions, torch.tensor([expected]))
 
 
+class SideEffect(nn.Module):
+    """f(x) = Σ v · act(x) through the activation's result, or through its side effect alone when in place."""
+
+    def __init__(self, weights: torch.Tensor, activation: nn.Module, inplace: bool) -> None:
+        super().__init__()
+        self.register_buffer("weights", weights)
+        self.activation, self.inplace = activation, inplace
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = x * 1.0  # not the leaf: an in-place activation may overwrite it
+        result = self.activation(hidden)
+        return ((hidden if self.inplace else result) * self.weights).sum(1, keepdim=True)
+
+
+RECTIFIERS = {  # name: (activation given inplace, upper clip, slope below zero)
+    "relu": (lambda inplace: nn.ReLU(inplace=inplace), None, None),
+    "relu6": (lambda inplace: nn.ReLU6(inplace=inplace), 6.0, None),
+    "hardtanh(0, 1)": (lambda inplace: nn.Hardtanh(0.0, 1.0, inplace=inplace), 1.0, None),
+    "leaky_relu(0.1)": (lambda inplace: nn.LeakyReLU(0.1, inplace=inplace), None, 0.1),
+    "leaky_relu(-0.5)": (lambda inplace: nn.LeakyReLU(-0.5, inplace=inplace), None, -0.5),
+}
+
+
+@pytest.mark.parametrize("inplace", [False, True], ids=["out_of_place", "in_place"])
+@pytest.mark.parametrize("kind", list(RECTIFIERS))
+def test_every_rectifier_in_place_or_not_has_the_guided_rule_and_its_plain_forward(kind, inplace) -> None:
+    """The closed-form rule at the clip points themselves (0 and the upper clip), with incoming gradients of both signs."""
+    make, upper, slope = RECTIFIERS[kind]
+    x = torch.tensor([[-2.0, -0.0, 0.0, 0.5, 1.0, 3.0, 6.0, 7.0] * 2])
+    weights = torch.tensor([1.0, -1.0, 2.0, -0.5, 1.5, 0.25, 3.0, 1.0] + [-1.0, 1.0, -2.0, 0.5, -1.5, -0.25, -3.0, -1.0])
+    model = SideEffect(weights, make(inplace), inplace)
+    passing = weights.clamp(min=0.0)
+    if slope is not None:
+        expected = passing * torch.where(x > 0, 1.0, slope)
+    else:
+        opened = (x > 0) if upper is None else (x > 0) & (x < upper)
+        expected = torch.where(opened, passing, 0.0)
+    torch.testing.assert_close(guided_gradients(model, x, 0), expected, rtol=0, atol=0)
+    with torch.no_grad(), guided_backprop(model):
+        guided_forward = model(x)
+    torch.testing.assert_close(guided_forward, model(x), rtol=0, atol=0)
+
+
 def test_calls_outside_the_model_are_not_guided() -> None:
     model = Scale([1.0, 1.0], nn.ReLU())
     x = torch.tensor([[1.0, 2.0]], requires_grad=True)

@@ -58,36 +58,58 @@ class UnguidableActivationError(RuntimeError):
 
 
 class _GuidedRectifier(torch.autograd.Function):
-    """``clamp(x, 0, upper)`` whose backward passes ``max(grad, 0)`` where the clamp is open."""
+    """``clamp(x, 0, upper)`` whose backward passes ``max(grad, 0)`` where the clamp is open.
+
+    It computes and saves what the native activation does: the clamp (in place for an in-place
+    call), and the result (ReLU, in-place calls) or the input (``hardtanh``) for the backward,
+    where one native kernel zeroes the gradient where the clamp is closed: ``0 < y < upper``
+    exactly where ``0 < x < upper``. No mask of its own, no copy (benchmarks/README.md, "Guided
+    Backprop at the native activations' cost").
+    """
 
     @staticmethod
-    def forward(ctx: Any, inputs: torch.Tensor, upper: float | None) -> torch.Tensor:
-        passes = inputs > 0
-        if upper is not None:
-            passes &= inputs < upper
-        # The mask, not the input, is saved: an in-place caller may overwrite the input.
-        ctx.save_for_backward(passes)
-        return inputs.clamp(min=0.0, max=upper)
+    def forward(ctx: Any, inputs: torch.Tensor, upper: float | None, inplace: bool) -> torch.Tensor:
+        if inplace:
+            ctx.mark_dirty(inputs)
+            outputs = inputs.clamp_(min=0.0, max=upper)
+        else:
+            outputs = inputs.clamp(min=0.0, max=upper)
+        ctx.upper = upper
+        ctx.save_for_backward(outputs if inplace or upper is None else inputs)
+        return outputs
 
     @staticmethod
-    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (passes,) = ctx.saved_tensors
-        return grad_output.clamp(min=0.0) * passes, None
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (opened_where,) = ctx.saved_tensors
+        guided = grad_output.clamp(min=0.0)
+        if ctx.upper is None:
+            return torch.ops.aten.threshold_backward(guided, opened_where, 0.0), None, None
+        return torch.ops.aten.hardtanh_backward(guided, opened_where, 0.0, ctx.upper), None, None
 
 
 class _GuidedLeakyRectifier(torch.autograd.Function):
-    """``leaky_relu(x, slope)`` whose backward passes ``max(grad, 0)`` times the local slope."""
+    """``leaky_relu(x, slope)`` whose backward passes ``max(grad, 0)`` times the local slope.
+
+    As the native activation: in place for an in-place call, saving the result where its sign is
+    the input's (a slope of at least 0), else the input.
+    """
 
     @staticmethod
-    def forward(ctx: Any, inputs: torch.Tensor, slope: float) -> torch.Tensor:
-        local = torch.where(inputs > 0, torch.ones_like(inputs), torch.full_like(inputs, slope))
-        ctx.save_for_backward(local)
-        return F.leaky_relu(inputs, slope)
+    def forward(ctx: Any, inputs: torch.Tensor, slope: float, inplace: bool) -> torch.Tensor:
+        ctx.slope, ctx.saved_result = slope, inplace and slope >= 0
+        saved = None if ctx.saved_result or not inplace else inputs.clone()
+        if inplace:
+            ctx.mark_dirty(inputs)
+            outputs = torch._C._nn.leaky_relu_(inputs, slope)
+        else:
+            outputs = torch._C._nn.leaky_relu(inputs, slope)
+        ctx.save_for_backward(outputs if ctx.saved_result else inputs if saved is None else saved)
+        return outputs
 
     @staticmethod
-    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (local,) = ctx.saved_tensors
-        return grad_output.clamp(min=0.0) * local, None
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (signs,) = ctx.saved_tensors
+        return torch.ops.aten.leaky_relu_backward(grad_output.clamp(min=0.0), signs, ctx.slope, ctx.saved_result), None, None
 
 
 @dataclass(frozen=True)
@@ -229,18 +251,14 @@ class _GuidedActivationMode(TorchFunctionMode):
 
     def _guided(self, bound: Mapping[str, Any]) -> torch.Tensor:
         inputs, upper = bound["input"], bound["max_val"]
+        # In place where the call is: its caller may rely on the side effect
+        inplace = bool(bound["inplace"])
         if "negative_slope" in bound:
             self.counts["leaky_relu"] += 1
-            outputs = _GuidedLeakyRectifier.apply(inputs, float(bound["negative_slope"]))
-        else:
-            kind = "relu" if upper is None else "relu6" if upper == 6 else "clipped_relu"
-            self.counts[kind] += 1
-            outputs = _GuidedRectifier.apply(inputs, None if upper is None else float(upper))
-        if bound["inplace"]:
-            # Callers of in-place activations may rely on the side effect; copy_ routes the
-            # gradient of the overwritten tensor to the guided output.
-            return inputs.copy_(outputs)
-        return outputs
+            return _GuidedLeakyRectifier.apply(inputs, float(bound["negative_slope"]), inplace)
+        kind = "relu" if upper is None else "relu6" if upper == 6 else "clipped_relu"
+        self.counts[kind] += 1
+        return _GuidedRectifier.apply(inputs, None if upper is None else float(upper), inplace)
 
     def _reject(self, activation: str) -> None:
         where = f"{activation} in {self.scope.current()}"
