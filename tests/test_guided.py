@@ -259,6 +259,9 @@ def test_unguidable_activation_raises(activation: nn.Module) -> None:
         audit_guided_activations(model, inputs)
     with pytest.raises(UnguidableActivationError, match=type(activation).__name__):
         guided_gradients(model, inputs, 0)
+    # the scope's global module hooks are gone with the context, raised or not
+    hooks = torch.nn.modules.module
+    assert not hooks._global_forward_pre_hooks and not hooks._global_forward_hooks
 
 
 def test_audit_lists_every_unguidable_activation() -> None:

