@@ -96,14 +96,16 @@ class _GuidedLeakyRectifier(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, inputs: torch.Tensor, slope: float, inplace: bool) -> torch.Tensor:
-        ctx.slope, ctx.saved_result = slope, inplace and slope >= 0
-        saved = None if ctx.saved_result or not inplace else inputs.clone()
         if inplace:
+            # with a negative slope the result's sign is not the input's: keep the input
+            signs = inputs.clone() if slope < 0 else None
             ctx.mark_dirty(inputs)
-            outputs = torch._C._nn.leaky_relu_(inputs, slope)
+            outputs = F.leaky_relu_(inputs, slope)
+            signs = outputs if signs is None else signs
         else:
-            outputs = torch._C._nn.leaky_relu(inputs, slope)
-        ctx.save_for_backward(outputs if ctx.saved_result else inputs if saved is None else saved)
+            outputs, signs = F.leaky_relu(inputs, slope), inputs
+        ctx.slope, ctx.saved_result = slope, signs is outputs
+        ctx.save_for_backward(signs)
         return outputs
 
     @staticmethod

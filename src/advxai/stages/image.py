@@ -145,10 +145,6 @@ passes (docs/decisions.md, "On a GPU, image explanation passes hold at least 16 
 """
 
 
-def _on_gpu_at_least(rows: int, device: torch.device | str) -> int:
-    return rows if torch.device(device).type == "cpu" else max(rows, MIN_GPU_PASS_ROWS)
-
-
 def explanation_batch_size(setting: int | str, backward_batch: int, device: torch.device | str) -> int:
     """Rows per gradient-explainer pass (and items per call of an extra explainer): the job's size;
     for a number, at least 16 on a GPU (:data:`MIN_GPU_PASS_ROWS`).
@@ -157,7 +153,9 @@ def explanation_batch_size(setting: int | str, backward_batch: int, device: torc
     it is kept: measured on a GPU, it is the largest size that fits. Out of memory, a pass still
     halves (:func:`~advxai.batching.run_batched`).
     """
-    return backward_batch if setting == "auto" else _on_gpu_at_least(backward_batch, device)
+    if setting == "auto" or torch.device(device).type == "cpu":
+        return backward_batch
+    return max(backward_batch, MIN_GPU_PASS_ROWS)
 
 
 def lime_batch_size(setting: int | str, forward_batch: int, device: torch.device | str) -> int:
@@ -174,7 +172,7 @@ def lime_batch_size(setting: int | str, forward_batch: int, device: torch.device
     """
     if setting == "auto":
         return forward_batch
-    return CAPTUM_LIME_ROWS if torch.device(device).type == "cpu" else _on_gpu_at_least(forward_batch, device)
+    return CAPTUM_LIME_ROWS if torch.device(device).type == "cpu" else max(forward_batch, MIN_GPU_PASS_ROWS)
 
 
 def clean_predictions(images_path: str, output: str, *, model: ModelSpec, batch_size: int | str, device: torch.device) -> None:
