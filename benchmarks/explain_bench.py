@@ -498,7 +498,7 @@ def captum_guides_alike(model: nn.Module, example: torch.Tensor) -> bool:
     functional relu, ...; docs/decisions.md §10.22), so their GBP maps differ by design when the
     model has others (EfficientNet-Lite's ReLU6).
     """
-    from advxai.guided import audit_guided_activations
+    from advxai.explainers.guided import audit_guided_activations
 
     relu_calls = []
     hooks = [module.register_forward_hook(lambda *_: relu_calls.append(1))

@@ -20,7 +20,7 @@ from torch import nn
 
 from advxai import constants
 from advxai.explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all
-from advxai.guided import audit_guided_activations, guided_gradients
+from advxai.explainers.guided import audit_guided_activations, guided_gradients
 from advxai.models import FastArithmetic, load_model, with_arithmetic
 from advxai.runtime import CUDA_ARITHMETIC, EXACT_CUDA, cuda_arithmetic, use_device
 from advxai.segments import rectangles

@@ -23,7 +23,7 @@ from advxai.explainers.gradients import (
     noise_ensemble,
     target_gradients,
 )
-from advxai.guided import guided_gradients
+from advxai.explainers.guided import guided_gradients
 from advxai.seeding import torch_generator
 
 N_ITEMS, SIDE, N_CLASSES = 3, 12, 4

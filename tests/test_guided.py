@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from captum.attr import GuidedBackprop
 from torch import nn
 
-from advxai.guided import UnguidableActivationError, audit_guided_activations, guided_backprop, guided_gradients
+from advxai.explainers.guided import UnguidableActivationError, audit_guided_activations, guided_backprop, guided_gradients
 from advxai.models import load_model
 
 # The five paper architectures and EfficientNet-Lite0, at the smallest input each accepts.
@@ -52,7 +52,7 @@ def plain_gradients(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor
 
 
 class ReferenceGuidedClamp(torch.autograd.Function):
-    """Hook-free guided rectifier written independently of advxai.guided."""
+    """Hook-free guided rectifier written independently of advxai.explainers.guided."""
 
     @staticmethod
     def forward(ctx, inputs, upper):  # noqa: ANN001, ANN205

@@ -17,7 +17,7 @@ segmentation and aggregation in one go.
 Numerics follow captum: Saliency is the signed gradient of the target logit (``abs=False``); IG
 uses captum's Gauss–Legendre points and weights, ``(x - b) · Σ_i w_i ∇f(b + α_i (x - b))``
 with baseline ``b = 0`` in normalised space (docs/decisions.md §10.1); GBP uses
-``advxai.guided.guided_gradients``, which guides every ReLU-like activation. Noise is drawn per
+``advxai.explainers.guided.guided_gradients``, which guides every ReLU-like activation. Noise is drawn per
 item from ``advxai.seeding.torch_generator(seed, "noise", id)``, every gradient pass runs at the
 fixed batch shape of ``batch_size`` (``advxai.batching``) and every reduction (a copy's IG points,
 an item's J noisy maps) runs at a fixed shape once its rows are complete, so for a given
@@ -36,7 +36,7 @@ from torch import nn
 from advxai.explainers.aggregate import aggregate_segmentations, segment_bins
 from advxai.explainers.registry import split_gradient_explainer
 from advxai.explainers.stem import find_linear_stem
-from advxai.guided import guided_gradients
+from .guided import guided_gradients
 from advxai.batching import ScratchTensors, run_batched
 from advxai.seeding import torch_generator
 

@@ -25,7 +25,7 @@ from ..evaluation.labelflip import k_settings, label_flips
 from ..evaluation.localised import localised_experiment
 from ..evaluation.selection import pad_scores, selection_width
 from ..explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all, flatten_scores, unflatten_scores
-from ..guided import audit_guided_activations
+from ..explainers.guided import audit_guided_activations
 from ..models import ModelBundle, load_model, predict
 from ..store import BatchCheckpoint, dataset_names, read_h5, read_h5_rows, require_params, write_h5
 from .image_data import rows_of, shard_ids, shard_inputs_at, subset_ids

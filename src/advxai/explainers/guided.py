@@ -281,7 +281,7 @@ class _GuidedActivationMode(TorchFunctionMode):
 
 _GUIDABLE_HELP = (
     "Guided: ReLU, ReLU6, LeakyReLU and Hardtanh with min_val=0 (module or functional, in place or not); "
-    "see advxai.guided for the unguidable list. Replace the activation or drop GBP for this model."
+    "see advxai.explainers.guided for the unguidable list. Replace the activation or drop GBP for this model."
 )
 
 
