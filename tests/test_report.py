@@ -10,7 +10,7 @@ import pytest
 
 from advxai.names import BUILTIN_EXPLAINERS
 from advxai.report import plots, stages
-from advxai.report.stages import ImageFigure, ImageReportInputs, split_groups
+from advxai.stages.report import ImageFigure, ImageReportInputs, split_groups
 from advxai.store import write_h5
 
 # the config schema allows both `__` and `_` in a model label: neither may confuse the report

@@ -14,7 +14,7 @@ import pandas as pd
 from ..names import AUDIO_DIRECTIONS
 from ..segments import audio_grid
 from ..store import read_h5, write_csv, write_text
-from . import plots, tables
+from ..report import plots, tables
 
 
 Key = TypeVar("Key", bound=Hashable)
@@ -130,7 +130,7 @@ def write_audio_figures(inputs: Mapping[str, Any], outputs: Mapping[str, str]) -
 
 def write_excerpt_figure(excerpts: Sequence[str], explanations: Sequence[str], output: str) -> None:
     """The first adversarial excerpt that has a LIME explanation, over seeds and directions."""
-    from ..stages.audio import read_excerpts  # torch: only this figure needs it
+    from .audio import read_excerpts  # torch: only this figure needs it
 
     for excerpt_path, explanation_path in zip(excerpts, explanations):
         weights = read_h5(explanation_path)
