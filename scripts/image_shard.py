@@ -1,6 +1,6 @@
 """Rule image_shard: decode, resize and centre-crop one shard of the manifest's items."""
 from advxai import runtime
-from advxai.stages.image_data import build_image_shard
+from advxai.stages.image_shards import build_image_shard
 from advxai.stages.settings import ShardSettings
 
 with runtime.job(snakemake.log[0], snakemake.threads):

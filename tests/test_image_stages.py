@@ -17,8 +17,8 @@ from advxai.evaluation.selection import pad_scores
 from advxai.evaluation.subsets import subset_size
 from advxai.stages import image as image_stages
 from advxai.stages.image import ShardFiles, labelflip_shard, localised_shard
-from advxai.stages import image_data
-from advxai.stages.image_data import draw_subsets, segment_shard
+from advxai.stages import image_shards
+from advxai.stages.image_shards import draw_subsets, segment_shard
 from advxai.stages.settings import (ExplainerSettings, ExplainFamilySettings, LabelflipSettings, LocalisedSettings, ModelSpec, PgdSettings,
                                    SegmentationSettings, SubsetSettings)
 from advxai.segments import slic
@@ -387,7 +387,7 @@ def test_evaluation_jobs_read_their_inputs_a_batch_at_a_time(tmp_path, monkeypat
         return read_rows(path, names, rows)
 
     monkeypatch.setattr(image_stages, "read_h5_rows", recording)
-    monkeypatch.setattr(image_data, "read_h5_rows", recording)
+    monkeypatch.setattr(image_shards, "read_h5_rows", recording)
     explain = ExplainFamilySettings.from_params({"family": "saliency", "explainers": ["sal", "sal-sg"], "seed": 0, "segmentations": ["slic"],
                                                  "noise_samples": 2, "noise_std": 1.0, "keep_attributions": False})
     image_stages.explain_shard(shard, {"slic": segments_file}, str(tmp_path / "explain.h5"), model=PLANTED, explain=explain,
@@ -523,6 +523,6 @@ def test_labelflip_reads_the_scores_of_its_segmentation_and_no_pixel_maps(tmp_pa
 
 
 def test_an_item_missing_from_a_file_is_named_with_the_file():
-    np.testing.assert_array_equal(image_data.rows_of(["b", "c", "a"], ["a", "b", "c"], "x.h5"), [1, 2, 0])
+    np.testing.assert_array_equal(image_shards.rows_of(["b", "c", "a"], ["a", "b", "c"], "x.h5"), [1, 2, 0])
     with pytest.raises(ValueError, match=r"segments\.h5 holds no item \['d'\]"):
-        image_data.rows_of(["a", "d"], ["a", "b", "c"], "segments.h5")
+        image_shards.rows_of(["a", "d"], ["a", "b", "c"], "segments.h5")

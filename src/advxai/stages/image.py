@@ -1,4 +1,4 @@
-"""The image domain's model stages, one function per workflow rule (the others: :mod:`advxai.stages.image_data`).
+"""The image domain's model stages, one function per workflow rule (the others: :mod:`advxai.stages.image_shards`).
 
 Each function reads its input files, builds the inputs, calls the library (the evaluation
 algorithms live in :mod:`advxai.evaluation`) and writes one output file atomically with
@@ -28,7 +28,7 @@ from ..explainers.engine import ExplainSettings, GradientSettings, LimeSettings,
 from ..explainers.guided import audit_guided_activations
 from ..models import ModelBundle, load_model, predict
 from ..store import BatchCheckpoint, dataset_names, read_h5, read_h5_rows, require_params, write_h5
-from .image_data import rows_of, shard_ids, shard_inputs_at, subset_ids
+from .image_shards import rows_of, shard_ids, shard_inputs_at, subset_ids
 from .settings import ExplainerSettings, ExplainFamilySettings, LabelflipSettings, LocalisedSettings, ModelSpec, PgdSettings
 
 log = logging.getLogger("advxai")
