@@ -1,6 +1,6 @@
 """Rule segments: rectangles or SLIC segment maps of one shard's subset images."""
 from advxai import runtime
-from advxai.stages.image_shards import segment_shard
+from advxai.stages.image_segments import segment_shard
 from advxai.stages.settings import SegmentationSettings
 
 with runtime.job(snakemake.log[0], snakemake.threads):

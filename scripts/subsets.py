@@ -1,6 +1,6 @@
 """Rule subsets: the seeded label-flip and localised subsets of one model."""
 from advxai import runtime
-from advxai.stages.image_shards import draw_subsets
+from advxai.stages.image_subsets import draw_subsets
 from advxai.stages.settings import SubsetSettings
 
 with runtime.job(snakemake.log[0], snakemake.threads):

@@ -18,7 +18,8 @@ from advxai.evaluation.subsets import subset_size
 from advxai.stages import image as image_stages
 from advxai.stages.image import ShardFiles, labelflip_shard, localised_shard
 from advxai.stages import image_shards
-from advxai.stages.image_shards import draw_subsets, segment_shard
+from advxai.stages.image_segments import segment_shard
+from advxai.stages.image_subsets import draw_subsets
 from advxai.stages.settings import (ExplainerSettings, ExplainFamilySettings, LabelflipSettings, LocalisedSettings, ModelSpec, PgdSettings,
                                    SegmentationSettings, SubsetSettings)
 from advxai.segments import slic

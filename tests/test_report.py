@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from advxai.names import BUILTIN_EXPLAINERS
-from advxai.report import plots, stages
+from advxai.report import plots
+from advxai.stages import report as stages
 from advxai.stages.report import ImageFigure, ImageReportInputs, split_groups
 from advxai.store import write_h5
 

@@ -1,6 +1,6 @@
-"""The image stages that run no model: decode a shard, draw the evaluation subsets, segment adversaries.
+"""Image shards: decode a shard (rule image_shard), and read a shard's rows, ids and subsets for the other stages.
 
-One function per workflow rule, like :mod:`advxai.stages.image`, but without torch: these
+Like :mod:`advxai.stages.image_subsets` and :mod:`advxai.stages.image_segments`, without torch: these
 short jobs are the most numerous of a run (one per shard, model and segmentation), and a torch
 import would cost each of them several seconds of CPU (benchmarks/job_startup.py). The inputs
 they build are the same arrays the model stages turn into tensors (:func:`shard_inputs_at`).
@@ -13,12 +13,10 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from .. import segments
 from ..data.image_items import locate, read_image_manifest
 from ..data.images import load_image, normalized_pixels, preprocess
-from ..evaluation.subsets import LABELFLIP_STAGE, LOCALISED_STAGE, evaluation_subsets
-from ..store import dataset_shape, read_h5, read_h5_rows, write_h5
-from .settings import SegmentationSettings, ShardSettings, SubsetSettings
+from ..store import read_h5, read_h5_rows, write_h5
+from .settings import ShardSettings
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -78,57 +76,4 @@ def build_image_shard(manifest: str, root: str | None, output: str, settings: Sh
         {"ids": [i.id for i in shard], "sources": [i.source for i in shard], "labels": np.array([i.label for i in shard]), "images": images},
         stage="image_shard",
         params=settings.as_params(),
-    )
-
-
-def draw_subsets(adversary_paths: Sequence[str], output: str, *, subset: SubsetSettings) -> None:
-    """The evaluation subsets of one model: label flip and localised (docs/decisions.md §10.10), from successful adversaries."""
-    ids, success = [], []
-    for path in adversary_paths:
-        shard = read_h5(path, ["ids", "success"])
-        ids += list(shard["ids"])
-        success += list(shard["success"])
-    drawn = evaluation_subsets(ids, success, fraction=subset.fraction, localised_fraction=subset.localised_fraction, seed=subset.seed, model=subset.model)
-    write_h5(
-        output,
-        {"labelflip_ids": np.array(drawn.labelflip, dtype=str), "localised_ids": np.array(drawn.localised, dtype=str),
-         "n_images": drawn.n_items, "n_adversaries": drawn.n_adversaries},
-        stage="subsets",
-        params=subset.as_params(),
-        seeds={"seed": subset.seed, "stages": [LABELFLIP_STAGE, LOCALISED_STAGE]},
-    )
-
-
-def segment_shard(images_path: str, adversaries_path: str, subset_path: str, output: str, *, segmentation: SegmentationSettings) -> None:
-    """Segment id maps of the shard's subset images, and the segment count of every successful adversary.
-
-    4×4 rectangles, or SLIC on the normalised adversary. The maps feed the explanation and metric
-    jobs, which process the subsets only; the counts of all successful adversaries are Table 6, as
-    the paper counts the SLIC segments of all adversaries. SLIC runs once per adversary.
-    """
-    all_ids = shard_ids(images_path, adversaries_path)
-    chosen = set(subset_ids(subset_path, all_ids, "labelflip")) | set(subset_ids(subset_path, all_ids, "localised"))
-    success = read_h5(adversaries_path, ["success"])["success"]
-    adversary_ids = [i for i, ok in zip(all_ids, success) if ok]
-    height, width = dataset_shape(images_path, "images")[1:3]
-    if segmentation.method == "rect":
-        grid = segments.rectangles(height, width, segmentation.grid)
-        maps = (grid for _ in adversary_ids)
-    else:
-        adversarial = shard_inputs_at(images_path, adversaries_path, np.flatnonzero(success))[1]  # the rows of adversary_ids
-        maps = (segments.slic(x, n_segments=segmentation.n_segments, compactness=segmentation.compactness, sigma=segmentation.sigma)
-                for x in tqdm(adversarial, desc="slic"))
-    counts, masks, ids = [], [], []
-    for item_id, mask in zip(adversary_ids, maps):
-        counts.append(segments.n_segments(mask))
-        if item_id in chosen:
-            ids.append(item_id)
-            masks.append(mask.astype(np.int16))
-    counts = np.array(counts, dtype=np.int64)
-    write_h5(
-        output,
-        {"ids": np.array(ids, dtype=str), "masks": np.stack(masks) if masks else np.zeros((0, height, width), np.int16),
-         "n_segments": counts[[i in chosen for i in adversary_ids]], "adversary_ids": np.array(adversary_ids, dtype=str), "adversary_n_segments": counts},
-        stage="segments",
-        params=segmentation.as_params(),
     )
