@@ -261,7 +261,7 @@ def test_explanation_stages_on_cuda_match_the_cpu_given_its_adversaries(cpu_run,
     most 5 % of the rows, and there by at most one item (1/n); localised counts likewise."""
     workdir = tmp_path / "run"
     shutil.copytree(cpu_run, workdir)
-    rules = ["explain", "labelflip", "localised", "audio_explain", "audio_labelflip", "audio_localised"]
+    rules = ["image_explain", "image_labelflip", "image_localised", "audio_explain", "audio_labelflip", "audio_localised"]
     snakemake(workdir, "cuda", "--rerun-triggers", "mtime", "--forcerun", *rules, env={**os.environ, "NVIDIA_TF32_OVERRIDE": "0"})
     cpu, cuda = tables(cpu_run), tables(workdir)
     for name in ("image_accuracy", "audio_svds", "image_slic_segments"):

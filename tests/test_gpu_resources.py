@@ -45,7 +45,7 @@ def by_rule(jobs: collections.Counter) -> dict[str, set]:
     return found
 
 
-GPU_RULES = {"clean_predictions", "attack", "explain", "labelflip", "localised", "train_detector", "evaluate_detector",
+GPU_RULES = {"image_clean_predictions", "image_attack", "image_explain", "image_labelflip", "image_localised", "audio_train_detector", "audio_evaluate_detector",
              "audio_attack", "audio_excerpts", "audio_explain", "audio_labelflip", "audio_localised"}
 
 
@@ -67,7 +67,7 @@ def test_rules_that_touch_a_model_declare_the_device_the_gpu_and_a_benchmark():
         body = blocks[name]
         assert "gpu=job_gpus()" in body and "gpu_share=" in body and "benchmark:" in body, name
     # the heavy CPU stages time themselves too: decoding, segmentation, corpus synthesis, features
-    for name in ("image_shard", "segments", "synthetic_corpus", "audio_features"):
+    for name in ("image_shard", "image_segments", "audio_synthetic_corpus", "audio_features"):
         assert "benchmark:" in blocks[name], name
 
 
@@ -77,9 +77,9 @@ def test_cuda_jobs_request_one_gpu_and_share_it_by_memory(tmp_path, memory_mib, 
     rules = by_rule(job_resources(tmp_path, "cuda", memory_mib))
     assert GPU_RULES <= set(rules)
     for rule in GPU_RULES:
-        expected = audio_share if rule.startswith(("audio", "train", "evaluate")) else image_share
+        expected = audio_share if rule.startswith("audio") else image_share
         assert rules[rule] == {(1, expected)}, rule
-    assert rules["segments"] == rules["image_tables"] == {(None, None)}
+    assert rules["image_segments"] == rules["image_tables"] == {(None, None)}
 
 
 def test_cpu_jobs_hold_no_gpu(tmp_path):

@@ -93,7 +93,7 @@ class Canceller(threading.Thread):
                     continue
                 if job not in scripts:
                     scripts[job] = subprocess.run(["scontrol", "write", "batch_script", job, "-"], capture_output=True, text=True, env=self.environment).stdout
-                shard = re.search(r"clean_predictions:model=(\w+),shard=(\d+)", scripts[job])
+                shard = re.search(r"image_clean_predictions:model=(\w+),shard=(\d+)", scripts[job])
                 if shard and (self.workdir / "image" / shard.group(1) / "clean" / f"shard{shard.group(2)}.h5").exists():
                     subprocess.run(["scancel", job], check=True, env=self.environment)
                     self.cancelled_targets = target_jobs(scripts[job])
@@ -228,10 +228,10 @@ def test_sbatch_arguments_of_gpu_and_grouped_jobs(slurm_run):
         calls = calls_of(slurm_run, group)
         assert calls and all(option(call, "--gpus") is None and option(call, "--ntasks") == "1" for call in calls), (group, calls)
     # a group asks for the sum of the runtimes its jobs run in sequence
-    assert {option(call, "-t") for call in calls_of(slurm_run, "attack_chain")} == {str(runtime["clean_predictions"] + runtime["attack"])}
-    assert {option(call, "-t") for call in calls_of(slurm_run, "detector")} == {str(runtime["train_detector"] + runtime["evaluate_detector"])}
+    assert {option(call, "-t") for call in calls_of(slurm_run, "attack_chain")} == {str(runtime["image_clean_predictions"] + runtime["image_attack"])}
+    assert {option(call, "-t") for call in calls_of(slurm_run, "detector")} == {str(runtime["audio_train_detector"] + runtime["audio_evaluate_detector"])}
     # segments rect + slic side by side, then the six explanation families, two label flips, two localised, one by one
-    explain_chain = runtime["segments"] + 6 * runtime["explain"] + 2 * (runtime["labelflip"] + runtime["localised"])
+    explain_chain = runtime["image_segments"] + 6 * runtime["image_explain"] + 2 * (runtime["image_labelflip"] + runtime["image_localised"])
     assert {option(call, "-t") for call in calls_of(slurm_run, "explain_chain")} == {str(explain_chain)}
 
 

@@ -123,8 +123,8 @@ def test_config_change_reruns_only_dependent_jobs(run, tmp_path):
     overlay.write_text("image:\n  labelflip:\n    k: 2\n")
     dry = snakemake(run, "-n", "--quiet", "rules", overlay=str(overlay)).stdout
     rules = {line.split()[0] for line in dry.splitlines() if line.strip() and line.split()[0].islower() and "|" not in line}
-    assert "labelflip" in rules and "image_tables" in rules
-    assert not rules & {"attack", "explain", "train_detector", "audio_attack", "localised", "segments"}
+    assert "image_labelflip" in rules and "image_tables" in rules
+    assert not rules & {"image_attack", "image_explain", "audio_train_detector", "audio_attack", "image_localised", "image_segments"}
 
 
 def test_keeping_attributions_reruns_only_the_explanations(run, tmp_path):
@@ -134,8 +134,8 @@ def test_keeping_attributions_reruns_only_the_explanations(run, tmp_path):
     overlay.write_text("image:\n  explain:\n    keep_attributions: true\n")
     dry = snakemake(run, "-n", "--quiet", "rules", "--rerun-triggers", "params", overlay=str(overlay)).stdout
     rules = {line.split()[0] for line in dry.splitlines() if line.strip() and line.split()[0].islower() and "|" not in line}
-    assert "explain" in rules
-    assert not rules & {"localised", "attack", "segments", "audio_localised"}
+    assert "image_explain" in rules
+    assert not rules & {"image_localised", "image_attack", "image_segments", "audio_localised"}
 
 
 def test_fast_arithmetic_reaches_the_model_jobs_and_changing_it_reruns_them(tmp_path):
@@ -154,7 +154,7 @@ def test_fast_arithmetic_reaches_the_model_jobs_and_changing_it_reruns_them(tmp_
     assert 0 < np.abs(adversaries["perturbation"]).max() <= 0.5 + 1e-6  # test preset's epsilon
     dry = snakemake(workdir, target, "-n", "--quiet", "rules").stdout
     rules = {line.split()[0] for line in dry.splitlines() if line.strip() and line.split()[0].islower() and "|" not in line}
-    assert {"clean_predictions", "attack"} <= rules and not rules & {"image_manifest", "image_shard"}
+    assert {"image_clean_predictions", "image_attack"} <= rules and not rules & {"image_manifest", "image_shard"}
 
 
 ADVERSARY_ARRAYS = ("target", "perturbation", "success", "first_success_step", "final_prediction")

@@ -4,7 +4,7 @@
 # audio.experiment_seeds (the report rules in report.smk request only those).
 
 
-rule synthetic_corpus:
+rule audio_synthetic_corpus:
     output:
         directory("audio/corpus"),
     params:
@@ -16,7 +16,7 @@ rule synthetic_corpus:
     benchmark:
         "logs/benchmarks/audio/corpus.tsv"
     script:
-        "../../scripts/synthetic_corpus.py"
+        "../../scripts/audio_synthetic_corpus.py"
 
 
 rule audio_manifest:
@@ -50,7 +50,7 @@ rule audio_features:
         "../../scripts/audio_features.py"
 
 
-rule train_detector:
+rule audio_train_detector:
     input:
         train="audio/features/train.h5",
     output:
@@ -69,10 +69,10 @@ rule train_detector:
     benchmark:
         "logs/benchmarks/audio/svds/seed{seed}.tsv"
     script:
-        "../../scripts/train_detector.py"
+        "../../scripts/audio_train_detector.py"
 
 
-rule evaluate_detector:
+rule audio_evaluate_detector:
     input:
         detector="audio/svds/seed{seed}.h5",
         valid="audio/features/valid.h5",
@@ -93,7 +93,7 @@ rule evaluate_detector:
     benchmark:
         "logs/benchmarks/audio/svds/seed{seed}_eval.tsv"
     script:
-        "../../scripts/evaluate_detector.py"
+        "../../scripts/audio_evaluate_detector.py"
 
 
 rule audio_attack:

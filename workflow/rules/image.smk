@@ -6,7 +6,7 @@
 # submitting host. The manifest completes the DAG as soon as it is written; the subset draw is
 # re-created when the manifest checkpoint completes, and Snakemake 9 submits such a re-created
 # job twice when it is grouped (docs/cluster.md, "Local rules").
-localrules: image_manifest, subsets
+localrules: image_manifest, image_subsets
 
 
 checkpoint image_manifest:
@@ -41,7 +41,7 @@ rule image_shard:
         "../../scripts/image_shard.py"
 
 
-rule clean_predictions:
+rule image_clean_predictions:
     input:
         images=image_shard_file,
     output:
@@ -61,10 +61,10 @@ rule clean_predictions:
     benchmark:
         "logs/benchmarks/image/{model}/clean/shard{shard}.tsv"
     script:
-        "../../scripts/clean_predictions.py"
+        "../../scripts/image_clean_predictions.py"
 
 
-rule attack:
+rule image_attack:
     input:
         images=image_shard_file,
         clean="image/{model}/clean/shard{shard}.h5",
@@ -86,10 +86,10 @@ rule attack:
     benchmark:
         "logs/benchmarks/image/{model}/adversaries/shard{shard}.tsv"
     script:
-        "../../scripts/attack.py"
+        "../../scripts/image_attack.py"
 
 
-rule subsets:
+rule image_subsets:
     input:
         adversaries=adversary_shards,
     output:
@@ -101,10 +101,10 @@ rule subsets:
     log:
         "logs/image/{model}/subset.log",
     script:
-        "../../scripts/subsets.py"
+        "../../scripts/image_subsets.py"
 
 
-rule segments:
+rule image_segments:
     input:
         images=image_shard_file,
         adversaries="image/{model}/adversaries/shard{shard}.h5",
@@ -120,10 +120,10 @@ rule segments:
     benchmark:
         "logs/benchmarks/image/{model}/segments/{seg}/shard{shard}.tsv"
     script:
-        "../../scripts/segments.py"
+        "../../scripts/image_segments.py"
 
 
-rule explain:
+rule image_explain:
     input:
         images=image_shard_file,
         adversaries="image/{model}/adversaries/shard{shard}.h5",
@@ -147,10 +147,10 @@ rule explain:
     benchmark:
         "logs/benchmarks/image/{model}/explanations/{family}/shard{shard}.tsv"
     script:
-        "../../scripts/explain.py"
+        "../../scripts/image_explain.py"
 
 
-rule labelflip:
+rule image_labelflip:
     input:
         images=image_shard_file,
         adversaries="image/{model}/adversaries/shard{shard}.h5",
@@ -175,10 +175,10 @@ rule labelflip:
     benchmark:
         "logs/benchmarks/image/{model}/labelflip/{seg}/shard{shard}.tsv"
     script:
-        "../../scripts/labelflip.py"
+        "../../scripts/image_labelflip.py"
 
 
-rule localised:
+rule image_localised:
     input:
         images=image_shard_file,
         adversaries="image/{model}/adversaries/shard{shard}.h5",
@@ -202,4 +202,4 @@ rule localised:
     benchmark:
         "logs/benchmarks/image/{model}/localised/{seg}/shard{shard}.tsv"
     script:
-        "../../scripts/localised.py"
+        "../../scripts/image_localised.py"

@@ -1,17 +1,16 @@
-"""Rule explain: see advxai.stages.image.explain_shard."""
+"""Rule image_localised: see advxai.stages.image.localised_shard."""
 from advxai import runtime
-from advxai.stages.image import ShardFiles, explain_shard
-from advxai.stages.settings import ExplainFamilySettings, ModelSpec
+from advxai.stages.image import ShardFiles, localised_shard
+from advxai.stages.settings import LocalisedSettings, ModelSpec
 
 with runtime.job(snakemake.log[0], snakemake.threads):
     model = ModelSpec.from_params(snakemake.params.model)
-    explain = ExplainFamilySettings.from_params(snakemake.params.explain)
-    explain_shard(
+    localised_shard(
         ShardFiles(images=snakemake.input.images, adversaries=snakemake.input.adversaries, subset=snakemake.input.subset),
-        dict(zip(explain.segmentations, snakemake.input.segments, strict=True)),
+        snakemake.input.segments,
         snakemake.output[0],
         model=model,
-        explain=explain,
+        localised=LocalisedSettings.from_params(snakemake.params.localised),
         batch_size=snakemake.params.batch_size,
         device=runtime.use_device(snakemake.params.device, model.arithmetic),
     )

@@ -1,4 +1,4 @@
-"""Rule attack: targeted PGD on one shard (resumes from finished batches)."""
+"""Rule image_attack: targeted PGD on one shard (resumes from finished batches)."""
 from advxai import runtime
 from advxai.stages.image import attack_shard
 from advxai.stages.settings import ModelSpec, PgdSettings

@@ -1,4 +1,4 @@
-"""Rule labelflip: see advxai.stages.image.labelflip_shard."""
+"""Rule image_labelflip: see advxai.stages.image.labelflip_shard."""
 from advxai import runtime
 from advxai.stages.image import ShardFiles, labelflip_shard
 from advxai.stages.settings import LabelflipSettings, ModelSpec

@@ -1,16 +1,17 @@
-"""Rule localised: see advxai.stages.image.localised_shard."""
+"""Rule image_explain: see advxai.stages.image.explain_shard."""
 from advxai import runtime
-from advxai.stages.image import ShardFiles, localised_shard
-from advxai.stages.settings import LocalisedSettings, ModelSpec
+from advxai.stages.image import ShardFiles, explain_shard
+from advxai.stages.settings import ExplainFamilySettings, ModelSpec
 
 with runtime.job(snakemake.log[0], snakemake.threads):
     model = ModelSpec.from_params(snakemake.params.model)
-    localised_shard(
+    explain = ExplainFamilySettings.from_params(snakemake.params.explain)
+    explain_shard(
         ShardFiles(images=snakemake.input.images, adversaries=snakemake.input.adversaries, subset=snakemake.input.subset),
-        snakemake.input.segments,
+        dict(zip(explain.segmentations, snakemake.input.segments, strict=True)),
         snakemake.output[0],
         model=model,
-        localised=LocalisedSettings.from_params(snakemake.params.localised),
+        explain=explain,
         batch_size=snakemake.params.batch_size,
         device=runtime.use_device(snakemake.params.device, model.arithmetic),
     )

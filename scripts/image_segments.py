@@ -1,4 +1,4 @@
-"""Rule segments: rectangles or SLIC segment maps of one shard's subset images."""
+"""Rule image_segments: rectangles or SLIC segment maps of one shard's subset images."""
 from advxai import runtime
 from advxai.stages.image_segments import segment_shard
 from advxai.stages.settings import SegmentationSettings

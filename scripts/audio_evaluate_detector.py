@@ -1,4 +1,4 @@
-"""Rule evaluate_detector: tune the threshold on validation, score the test songs."""
+"""Rule audio_evaluate_detector: tune the threshold on validation, score the test songs."""
 from advxai import runtime
 from advxai.stages.audio import evaluate
 

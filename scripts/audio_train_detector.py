@@ -1,4 +1,4 @@
-"""Rule train_detector: train one singing-voice detector (resumes from finished epochs)."""
+"""Rule audio_train_detector: train one singing-voice detector (resumes from finished epochs)."""
 from advxai import runtime
 from advxai.stages.audio import train
 from advxai.stages.settings import TrainSettings

@@ -1,4 +1,4 @@
-"""Rule subsets: the seeded label-flip and localised subsets of one model."""
+"""Rule image_subsets: the seeded label-flip and localised subsets of one model."""
 from advxai import runtime
 from advxai.stages.image_subsets import draw_subsets
 from advxai.stages.settings import SubsetSettings

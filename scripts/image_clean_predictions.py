@@ -1,4 +1,4 @@
-"""Rule clean_predictions: clean top-1/top-5 predictions of one shard."""
+"""Rule image_clean_predictions: clean top-1/top-5 predictions of one shard."""
 from advxai import runtime
 from advxai.stages.image import clean_predictions
 from advxai.stages.settings import ModelSpec

@@ -1,4 +1,4 @@
-"""Rule synthetic_corpus: generate the synthetic corpus in Jamendo's layout."""
+"""Rule audio_synthetic_corpus: generate the synthetic corpus in Jamendo's layout."""
 from advxai import runtime
 from advxai.stages.audio_data import write_corpus
 from advxai.stages.settings import CorpusSettings
