@@ -119,6 +119,19 @@ def test_jobs_that_run_no_model_import_no_torch():
     assert result.returncode == 0, result.stderr[-3000:]
 
 
+# Library modules that model-free jobs import, down to the file readers the report reads excerpts with.
+TORCH_FREE_MODULES = ["advxai.stages.audio_files", "advxai.stages.report", "advxai.stages.image_shards",
+                      "advxai.stages.image_subsets", "advxai.stages.image_segments", "advxai.stages.audio_data"]
+
+
+def test_file_readers_and_model_free_stages_import_no_torch():
+    check = "import importlib, sys\n" + "".join(
+        f"importlib.import_module({name!r})\nif 'torch' in sys.modules: sys.exit({name!r} + ' imports torch')\n" for name in TORCH_FREE_MODULES)
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])})
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
 def test_the_pinned_torch_release_satisfies_both():
     env = environment()
     assert "2.14.1" in env["torch"] and "0.29.1" in env["torchvision"]

@@ -1,4 +1,4 @@
-"""The audio domain's stages from features on, one function per workflow rule (the corpus: :mod:`advxai.stages.audio_data`).
+"""The audio domain's stages from features on, one function per workflow rule (the corpus: :mod:`advxai.stages.audio_data`; file readers: :mod:`advxai.stages.audio_files`).
 
 Each function reads its input files, computes, and writes its output atomically with provenance;
 the thin scripts in ``scripts/`` call them, and they are usable without Snakemake.
@@ -30,6 +30,7 @@ from ..svds.evaluate import binary_metrics, median_smooth, tune_threshold
 from ..svds.features import mel_filterbank, stft_magnitude
 from ..svds.model import CONTEXT, load_detector, predict_song, save_detector
 from ..svds.train import train_detector
+from .audio_files import detector_threshold, read_attacks, read_excerpts, read_songs
 from .settings import AttackSettings, AudioExplainSettings, ExcerptSettings, TrainSettings
 
 log = logging.getLogger("advxai")
@@ -54,13 +55,6 @@ def write_features(manifest: str, root: str, split: str, output: str) -> None:
         stage="audio_features",
         params={"split": split, "sample_rate": 22050, "n_fft": 1024, "hop": 315},
     )
-
-
-def read_songs(path: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, spectrogram, frame labels) of every song in a features file."""
-    data = read_h5(path)
-    bounds = zip(data["offsets"][:-1], data["offsets"][1:])
-    return [(name, data["spec"][a:b], data["labels"][a:b]) for name, (a, b) in zip(data["names"], bounds)]
 
 
 # ------------------------------------------------------------------------------------ detector
@@ -91,11 +85,6 @@ def evaluate(detector: str, valid: str, test: str, output: str, *, median_filter
     threshold = tune_threshold(song_probabilities(model, valid_songs, median_filter), [labels for *_, labels in valid_songs])
     scores = binary_metrics(song_probabilities(model, test_songs, median_filter), [labels for *_, labels in test_songs], threshold)
     write_csv(pd.DataFrame([{"seed": seed, "threshold": threshold, **scores}]), output)
-
-
-def detector_threshold(evaluation_csv: str) -> float:
-    """The seed's validation-tuned threshold (docs/decisions.md §10.16)."""
-    return float(pd.read_csv(evaluation_csv)["threshold"].iloc[0])
 
 
 # ------------------------------------------------------------------------------------ attack
@@ -132,20 +121,6 @@ def attack(detector: str, evaluation: str, test: str, output: str, *, settings: 
     checkpoint.remove()
 
 
-def read_attacks(test: str, adversaries: str) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
-    """(name, clean spectrogram, padded adversarial spectrogram, flipped frames) per test song."""
-    songs = read_songs(test)
-    adv = read_h5(adversaries)
-    out = []
-    for index, (name, spec, _) in enumerate(songs):
-        if adv["names"][index] != name:
-            raise ValueError(f"{adversaries} does not hold the songs of {test} in order; rerun its rule")
-        a, b = adv["offsets"][index : index + 2]
-        pa, pb = adv["padded_offsets"][index : index + 2]
-        out.append((name, spec, adv["adversarial_padded"][pa:pb], adv["flipped"][a:b]))
-    return out
-
-
 # ------------------------------------------------------------------------------------ excerpts
 def select(detector: str, evaluation: str, test: str, adversaries: str, output: str, *, excerpts: ExcerptSettings, device: torch.device) -> None:
     """Clean/adversarial excerpt pairs for both attack directions (docs/method.md §2.1), judged on ``device``."""
@@ -163,12 +138,6 @@ def select(detector: str, evaluation: str, test: str, adversaries: str, output: 
             arrays[f"{AUDIO_DIRECTIONS[direction]}/{field}"] = getattr(chosen, field)
     write_h5(output, {**arrays, "threshold": threshold}, stage="audio_excerpts", params={**excerpts.as_params(), "threshold": threshold},
              seeds={"seed": excerpts.seed, "stages": ["excerpts-1", "excerpts-0"]})
-
-
-def read_excerpts(path: str) -> dict[int, dict[str, np.ndarray]]:
-    """Excerpts per attack target (1: no sing → sing, 0: sing → no sing)."""
-    data = read_h5(path)
-    return {target: {k.split("/", 1)[1]: v for k, v in data.items() if k.startswith(name + "/")} for target, name in AUDIO_DIRECTIONS.items()}
 
 
 def _explain_function(model: torch.nn.Module, explain: AudioExplainSettings):

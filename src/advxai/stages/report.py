@@ -1,7 +1,7 @@
 """The report stages, one function per workflow rule: per-shard and per-detector files → CSV
 tables, their Markdown beside the paper's values, and the figures. Inputs come as lists whose
 groups the rule's params name (models, (model, segmentation) pairs, seeds, figure records).
-Torch-free (but the audio excerpt figure): the report jobs start fast.
+Torch-free, the audio excerpt figure included: the report jobs start fast.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from ..names import AUDIO_DIRECTIONS
 from ..segments import audio_grid
 from ..store import read_h5, write_csv, write_text
 from ..report import plots, tables
+from .audio_files import read_excerpts
 
 
 Key = TypeVar("Key", bound=Hashable)
@@ -130,8 +131,6 @@ def write_audio_figures(inputs: Mapping[str, Any], outputs: Mapping[str, str]) -
 
 def write_excerpt_figure(excerpts: Sequence[str], explanations: Sequence[str], output: str) -> None:
     """The first adversarial excerpt that has a LIME explanation, over seeds and directions."""
-    from .audio import read_excerpts  # torch: only this figure needs it
-
     for excerpt_path, explanation_path in zip(excerpts, explanations):
         weights = read_h5(explanation_path)
         for target, data in read_excerpts(excerpt_path).items():
