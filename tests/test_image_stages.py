@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from advxai import batching
 from advxai.batching import CPU_CANDIDATES
 from advxai.data.model_inputs import to_model_input
 from advxai.evaluation.flips import ClassChange
@@ -236,7 +237,7 @@ def test_auto_sizes_forward_only_jobs_by_forward_passes(tmp_path, monkeypatch):
         measured[job] = backward
         return 2
 
-    monkeypatch.setattr(image_stages, "choose_batch_size", recording)
+    monkeypatch.setattr(batching, "choose_batch_size", recording)
     cpu = torch.device("cpu")
     for job in ("saliency", "lime_slic"):
         family = ExplainFamilySettings.from_params({"family": job, "explainers": ["sal"] if job == "saliency" else ["lime"], "seed": 0,
@@ -255,7 +256,7 @@ def test_auto_sizes_the_localised_jobs_forwards_and_gradient_passes_apart(tmp_pa
     """Its hybrid predictions and LIME run at the forward size, its gradient explainers at the forward+backward size."""
     shard, segments_file = _planted_shard(tmp_path, [HALVES, QUADRANTS])
     sizes = {False: 4, True: 1}  # forward, forward+backward
-    monkeypatch.setattr(image_stages, "choose_batch_size", lambda setting, module, shape, device, *, backward: sizes[backward])
+    monkeypatch.setattr(batching, "choose_batch_size", lambda setting, module, shape, device, *, backward: sizes[backward])
     batches: dict[str, set[int]] = {"lime": set(), "gradients": set(), "hybrids": set()}
     real_explain, real_experiment = image_stages.explain_all, image_stages.localised_experiment
 
@@ -285,8 +286,8 @@ def test_auto_sizes_the_localised_jobs_forwards_and_gradient_passes_apart(tmp_pa
 def test_lime_passes_hold_the_authors_16_rows_on_a_cpu_and_at_least_16_on_a_gpu_where_the_config_gives_a_number(tmp_path, monkeypatch):
     """Other pass sizes can slow LIME below captum's pattern on a CPU; ``auto`` keeps the size it measured (the fastest)."""
     settings = ((1, 1), (8, 8), (16, 16), (64, 64), ("auto", 2), ("auto", 64))
-    assert [image_stages.lime_batch_size(setting, rows, "cpu") for setting, rows in settings] == [16, 16, 16, 16, 2, 64]
-    assert [image_stages.lime_batch_size(setting, rows, torch.device("cuda")) for setting, rows in settings] == [16, 16, 16, 64, 2, 64]
+    assert [batching.lime_batch_size(setting, rows, "cpu") for setting, rows in settings] == [16, 16, 16, 16, 2, 64]
+    assert [batching.lime_batch_size(setting, rows, torch.device("cuda")) for setting, rows in settings] == [16, 16, 16, 64, 2, 64]
     shard, segments_file = _planted_shard(tmp_path, [HALVES, QUADRANTS])
     lime_rows: list[int] = []
     real_explain = image_stages.explain_all
@@ -312,9 +313,9 @@ def test_lime_passes_hold_the_authors_16_rows_on_a_cpu_and_at_least_16_on_a_gpu_
 def test_gradient_passes_hold_a_numbered_batch_size_on_a_cpu_and_at_least_16_rows_on_a_gpu():
     """On a GPU a pass of a few rows costs about what one of 25 does: fewer rows than 16 would make more passes than captum."""
     settings = ((1, 1), (4, 4), (16, 16), (64, 64), ("auto", 2), ("auto", 64))
-    assert [image_stages.explanation_batch_size(setting, rows, "cpu") for setting, rows in settings] == [1, 4, 16, 64, 2, 64]
-    assert [image_stages.explanation_batch_size(setting, rows, torch.device("cuda")) for setting, rows in settings] == [16, 16, 16, 64, 2, 64]
-    assert [image_stages.explanation_batch_size(setting, rows, "cuda:1") for setting, rows in settings] == [16, 16, 16, 64, 2, 64]
+    assert [batching.explanation_batch_size(setting, rows, "cpu") for setting, rows in settings] == [1, 4, 16, 64, 2, 64]
+    assert [batching.explanation_batch_size(setting, rows, torch.device("cuda")) for setting, rows in settings] == [16, 16, 16, 64, 2, 64]
+    assert [batching.explanation_batch_size(setting, rows, "cuda:1") for setting, rows in settings] == [16, 16, 16, 64, 2, 64]
 
 
 def test_explanation_jobs_size_their_gradient_passes_by_explanation_batch_size(tmp_path, monkeypatch):
@@ -366,7 +367,7 @@ def test_a_resumed_auto_job_keeps_the_batch_size_it_measured_first(tmp_path, mon
     def measure_again(*args, **kwargs):
         raise AssertionError("a resumed job must not measure again")
 
-    monkeypatch.setattr(image_stages, "choose_batch_size", measure_again)
+    monkeypatch.setattr(batching, "choose_batch_size", measure_again)
     localised_shard(shard, segments_file, output, model=PLANTED, localised=settings, batch_size="auto", device=torch.device("cpu"))
     with h5py.File(output) as handle:
         assert (handle.attrs["batch_size"], handle.attrs["forward_batch_size"]) == (2, 4)

@@ -16,15 +16,25 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:  # annotations only: models.py imports this module
+    from .models import ModelBundle
+    from .store import BatchCheckpoint
 
 __all__ = [
     "Batched",
     "ScratchTensors",
     "batch_from_memory",
+    "CAPTUM_LIME_ROWS",
+    "MIN_GPU_PASS_ROWS",
     "choose_batch_size",
+    "explanation_batch_size",
     "fastest_batch_size",
+    "job_batch_size",
+    "lime_batch_size",
     "pad_rows",
     "run_batched",
 ]
@@ -268,3 +278,70 @@ def choose_batch_size(
         size = fastest_batch_size(seconds)
     log.info("batch size %d (measured on %s, %s)", size, device, "forward and backward" if backward else "forward")
     return size
+
+
+# ------------------------------------------------------------------------------------ the image jobs' policy
+def job_batch_size(
+    setting: int | str, bundle: ModelBundle, device: torch.device, *, backward: bool, checkpoint: BatchCheckpoint | None = None,
+) -> int:
+    """Rows per model pass: ``image.batch_size`` if it is a number, else (``auto``) measured for this job.
+
+    ``auto`` sizes the batch to the device (:func:`choose_batch_size`; docs/exactness.md):
+    for a forward and backward pass where ``backward``, else a forward. A job with a checkpoint
+    keeps each size it measured first, so that a resumed job continues in the same batches.
+    """
+    if setting != "auto":
+        return int(setting)
+
+    def measure() -> int:
+        return choose_batch_size("auto", bundle.module, (3, bundle.input_size, bundle.input_size), device, backward=backward)
+
+    kind = "batch_size" if backward else "forward_batch_size"
+    size = checkpoint.kept(kind, measure) if checkpoint is not None else measure()
+    log.info("batch_size auto: %d rows per %s pass", size, "forward and backward" if backward else "forward")
+    return size
+
+
+CAPTUM_LIME_ROWS = 16
+"""The authors' ``perturbations_per_eval``: the rows of each LIME forward in their captum calls."""
+
+MIN_GPU_PASS_ROWS = 16
+"""On a GPU, the fewest rows of an image explanation pass when ``image.batch_size`` is a number.
+
+A GPU runs a pass of a few rows in about the time of a pass of 25, so there the engine is faster
+than captum's pattern only if it makes fewer passes. Per image and segmentation, captum makes 4
+Saliency (or GBP) passes of 1 and 25 rows, 155 IG passes of 10 and 25 rows and 32 LIME passes of
+16 at the paper's settings; the engine, sharing both segmentations, makes 26 / b and 1 300 / b
+passes of b rows for a family, and LIME's 512. At 16 rows that is under a quarter of captum's
+passes (docs/decisions.md, "On a GPU, image explanation passes hold at least 16 rows").
+"""
+
+
+def explanation_batch_size(setting: int | str, backward_batch: int, device: torch.device | str) -> int:
+    """Rows per gradient-explainer pass (and items per call of an extra explainer): the job's size;
+    for a number, at least 16 on a GPU (:data:`MIN_GPU_PASS_ROWS`).
+
+    ``backward_batch`` is the job's forward+backward size (:func:`job_batch_size`). Under ``auto``
+    it is kept: measured on a GPU, it is the largest size that fits. Out of memory, a pass still
+    halves (:func:`run_batched`).
+    """
+    if setting == "auto" or torch.device(device).type == "cpu":
+        return backward_batch
+    return max(backward_batch, MIN_GPU_PASS_ROWS)
+
+
+def lime_batch_size(setting: int | str, forward_batch: int, device: torch.device | str) -> int:
+    """Rows per LIME forward: the measured forward size under ``auto``; for a number, captum's 16 rows
+    on a CPU and ``max(batch_size, 16)`` on a GPU.
+
+    LIME makes as many forwards as the authors' captum calls, which send 16 samples per pass, so it
+    gains on them only by what it does around the model, and loses if its passes run slower per
+    row. On a CPU they do at other sizes: AlexNet at 1-4 rows took 1.8-2x captum's time, and
+    EfficientNet-Lite0 at 32 rows 1.16x (benchmarks/README.md); at 16 rows both make the same passes.
+    A GPU runs larger passes faster per row (ResNet-50's LIME: 2.95x captum at 128 rows, 1.91x at
+    16). A forward holds no activations for a backward, so 16 of them need less memory than a few
+    rows of the gradient passes that ``batch_size`` is set for; out of memory, the pass still halves.
+    """
+    if setting == "auto":
+        return forward_batch
+    return CAPTUM_LIME_ROWS if torch.device(device).type == "cpu" else max(forward_batch, MIN_GPU_PASS_ROWS)

@@ -50,10 +50,10 @@ class ExplainSettings:
     """What :func:`explain_all` runs with.
 
     ``batch_size`` is the rows per forward+backward pass of the gradient families and extras (the
-    image jobs: at least 16 on a GPU, ``advxai.stages.image.explanation_batch_size``);
+    image jobs: at least 16 on a GPU, ``advxai.batching.explanation_batch_size``);
     ``lime_batch_size`` the rows per LIME forward (``None``: ``batch_size``): a device may run
     forwards fastest, or fit them, at another size, and the image jobs give LIME captum's 16 rows
-    on a CPU, at least 16 on a GPU (``advxai.stages.image.lime_batch_size``).
+    on a CPU, at least 16 on a GPU (``advxai.batching.lime_batch_size``).
     """
 
     lime: LimeSettings = field(default_factory=LimeSettings)
