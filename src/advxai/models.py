@@ -12,8 +12,6 @@ import dataclasses
 import importlib
 import os
 import pickle
-import sys
-import types
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,6 +28,7 @@ from .batching import run_batched
 from .constants import ARITHMETICS, BUNDLED_MODELS, architecture_sizes, check_arithmetic
 from .data.images import IMAGENET_MEAN, IMAGENET_STD
 from .seeding import item_seed
+from .torchvision_import import import_torchvision
 
 __all__ = [
     "BUNDLED_MODELS",
@@ -42,38 +41,6 @@ __all__ = [
     "predict",
     "with_arithmetic",
 ]
-
-
-def import_torchvision() -> types.ModuleType:
-    """``import torchvision``, without importing ``torch._dynamo`` on the way.
-
-    torchvision 0.29's ``ops/roi_align.py`` imports ``is_compile_supported`` from
-    ``torch._dynamo.utils`` at module level, which loads the whole compiler stack: 2.4 s of CPU in
-    every job that builds a torchvision model, for an operator no classifier uses. While torchvision
-    is imported, that name comes from a stand-in module whose function imports the real one on its
-    first call; the stand-in leaves ``sys.modules`` before this returns, so ``torch._dynamo``
-    imports as usual afterwards. Where torchvision or ``torch._dynamo`` is already loaded this is a
-    plain import.
-    """
-    if "torchvision" in sys.modules or "torch._dynamo" in sys.modules:
-        import torchvision
-
-        return torchvision
-
-    def is_compile_supported(device_type: str) -> bool:
-        from torch._dynamo.utils import is_compile_supported as compiler_check
-
-        return compiler_check(device_type)
-
-    stand_in = types.ModuleType("torch._dynamo.utils", "stand-in while torchvision is imported (advxai.models)")
-    stand_in.is_compile_supported = is_compile_supported
-    sys.modules[stand_in.__name__] = stand_in
-    try:
-        import torchvision
-    finally:
-        if sys.modules.get(stand_in.__name__) is stand_in:
-            del sys.modules[stand_in.__name__]
-    return torchvision
 
 
 # TF EfficientNet-Lite: (pixel - 127) / 128 on 0..255 pixels, i.e. roughly [-1, 1]
