@@ -14,15 +14,8 @@ import torch
 from torch import nn
 
 from advxai.explainers.aggregate import aggregate
-from advxai.explainers.gradients import (
-    _GroupQueue,
-    draw_noise,
-    explain_gradient_family,
-    gradient_attributions,
-    integration_points,
-    noise_ensemble,
-    target_gradients,
-)
+from advxai.explainers.gradient_stream import GroupQueue, integration_points, target_gradients
+from advxai.explainers.gradients import draw_noise, explain_gradient_family, gradient_attributions, noise_ensemble
 from advxai.explainers.guided import guided_gradients
 from advxai.seeding import torch_generator
 
@@ -99,7 +92,7 @@ def test_group_queue_hands_out_the_streams_groups_whatever_the_pushes(size):
     intact while later pushes arrive (a group spanning pushes has a buffer of its own)."""
     stream = torch.arange(60.0).view(30, 2)
     pushes = [1, 4, 2, 7, 1, 1, 9, 5]
-    queue, handed, first_expected, start = _GroupQueue(size), [], 0, 0
+    queue, handed, first_expected, start = GroupQueue(size), [], 0, 0
     for length in pushes:
         first, groups = queue.push(stream[start : start + length].clone())  # the caller's rows are its own
         start += length

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+import advxai.explainers.gradient_stream as gradient_stream
 import advxai.explainers.gradients as gradients
 from advxai.explainers.engine import ExplainSettings, GradientSettings, explain_all
 from advxai.explainers.stem import MIN_KERNEL_VOLUME, find_linear_stem
@@ -73,9 +74,9 @@ def test_the_stem_is_restored_when_a_pass_fails():
 
 def ig_maps(model, inputs, targets, noise, *, through_stem: bool, monkeypatch, batch_size: int = 5) -> dict:
     if not through_stem:
-        monkeypatch.setattr(gradients, "find_linear_stem", lambda *_: None)
-    maps = gradients._family_stream(model, "ig", inputs, targets, plain=True, noise=noise, ig_steps=6, ig_baseline=0.3,
-                                    batch_size=batch_size)
+        monkeypatch.setattr(gradient_stream, "find_linear_stem", lambda *_: None)
+    maps = gradient_stream.family_maps(model, "ig", inputs, targets, plain=True, noise=noise, ig_steps=6, ig_baseline=0.3,
+                                       batch_size=batch_size)
     monkeypatch.undo()
     return maps
 

@@ -2,7 +2,7 @@
 ensembles), plug-in explainers, and aggregation of pixel maps to segment scores.
 
 Modules: ``registry`` (names, families, plug-ins), ``gradients`` (gradient families sharing
-their passes), ``lime`` (batched per-item LIME for images and audio), ``aggregate`` (pixel maps
+their passes, through ``gradient_stream``), ``lime`` (batched per-item LIME for images and audio), ``aggregate`` (pixel maps
 to per-segment ``mean``/``mean_abs``/``mean_pos``).
 """
 
@@ -16,7 +16,8 @@ from advxai.explainers.aggregate import AGGREGATIONS, aggregate, aggregate_segme
 # at parse time and the audio jobs need no captum, so importing the package stays light.
 _SOURCES = {
     "gradients": ("METHODS", "FamilyResult", "draw_noise", "explain_gradient_family", "gradient_attributions",
-                  "integration_points", "noise_ensemble", "target_gradients"),
+                  "noise_ensemble"),
+    "gradient_stream": ("integration_points", "target_gradients"),
     "lime": ("LimeResult", "lime_coefficients", "lime_explain"),
     "registry": ("BUILTIN_EXPLAINERS", "ENSEMBLES", "FAMILIES", "GRADIENT_METHODS", "LIME_FAMILY", "family_of",
                  "make_extra_explainer", "split_gradient_explainer", "validate_explainers"),

@@ -13,6 +13,14 @@ output value: AlexNet's 11×11 convolution over 3 channels (363 products per val
 forward+backward pass on a CPU; ResNet-50's 7×7 (147) and EfficientNet-Lite0's 3×3 (27) stems are
 cheap against the float64 sums over their larger outputs, so they are left alone
 (:data:`MIN_KERNEL_VOLUME`).
+
+How the passes skip the stem: :meth:`LinearStem.replaced_by` sets the convolution's ``forward``
+on the instance, for the duration of a ``with`` block, to return the precomputed stem outputs
+(Python finds an instance attribute before the class's method; the block restores the module on
+exit, error or not). This is the only place advxai replaces a module's behaviour at run time. A
+forward hook could replace the output too, but only after the convolution has run on the
+ignored input, which is the cost the stem saves; nothing else in PyTorch skips a module's
+forward while the rest of the model runs unchanged.
 """
 
 from __future__ import annotations
@@ -48,9 +56,10 @@ class LinearStem:
 
     @contextmanager
     def replaced_by(self, outputs: torch.Tensor) -> Iterator[None]:
-        """The stem returns a copy of ``outputs`` instead of computing them (the model's input is then
-        ignored); a copy, because the next layer may work in place (AlexNet's ``ReLU(inplace=True)``),
-        and gradients still reach ``outputs`` through it."""
+        """Within the block, the stem returns a copy of ``outputs`` instead of computing them (the
+        model's input is then ignored; the module docstring says how and why). A copy, because the
+        next layer may work in place (AlexNet's ``ReLU(inplace=True)``); gradients still reach
+        ``outputs`` through it."""
         conv = self.conv
         own = conv.__dict__.get("forward")
         conv.forward = lambda *_: outputs.clone()
