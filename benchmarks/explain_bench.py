@@ -62,9 +62,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from advxai.batching import CPU_CANDIDATES
+from advxai.batching import CAPTUM_LIME_ROWS, CPU_CANDIDATES, explanation_batch_size, lime_batch_size
 from advxai.names import FAMILIES, LIME_FAMILY
-from advxai.batching import CAPTUM_LIME_ROWS, explanation_batch_size, lime_batch_size
 
 PAPER = {"noise": 25, "ig_steps": 50, "lime_samples": 512}
 # On a CPU the paper's J = 25 is kept, so that captum's NoiseTunnel passes have the paper's shapes

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import soundfile
 
-from advxai.data.jamendo import frame_labels, jamendo_split, load_audio, loudness_separability, read_lab, validate_jamendo
+from advxai.data.jamendo import (
+    frame_labels,
+    jamendo_split,
+    load_audio,
+    loudness_separability,
+    read_lab,
+    validate_jamendo,
+)
 from advxai.data.synthetic_audio import SongSynthesizer, write_synthetic_corpus
 from advxai.seeding import numpy_rng
 

@@ -13,8 +13,8 @@ import torch
 
 from advxai.attacks.pgd import targeted_pgd
 from advxai.data.model_inputs import pixel_bounds
-from advxai.explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all
 from advxai.evaluation.labelflip import predict_hybrids
+from advxai.explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all
 from advxai.models import load_model
 from advxai.segments import rectangles
 

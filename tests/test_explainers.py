@@ -10,6 +10,7 @@ import torch
 from captum.attr import GuidedBackprop, IntegratedGradients, KernelShap, NoiseTunnel, Occlusion, Saliency
 from torch import nn
 
+from advxai.evaluation.baselines import segment_reduce
 from advxai.explainers import (
     AGGREGATIONS,
     BUILTIN_EXPLAINERS,
@@ -23,7 +24,6 @@ from advxai.explainers import (
     noise_ensemble,
     validate_explainers,
 )
-from advxai.evaluation.baselines import segment_reduce
 from advxai.segments import ABSENT
 
 N_ITEMS, SIDE, N_CLASSES = 3, 16, 5

@@ -9,7 +9,12 @@ import torch.nn.functional as F
 from captum.attr import GuidedBackprop
 from torch import nn
 
-from advxai.explainers.guided import UnguidableActivationError, audit_guided_activations, guided_backprop, guided_gradients
+from advxai.explainers.guided import (
+    UnguidableActivationError,
+    audit_guided_activations,
+    guided_backprop,
+    guided_gradients,
+)
 from advxai.models import load_model
 
 # The five paper architectures and EfficientNet-Lite0, at the smallest input each accepts.

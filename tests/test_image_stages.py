@@ -16,16 +16,24 @@ from advxai.evaluation.flips import ClassChange
 from advxai.evaluation.labelflip import k_settings, label_flips
 from advxai.evaluation.selection import pad_scores
 from advxai.evaluation.subsets import subset_size
+from advxai.report.tables import slic_segments_table
+from advxai.segments import slic
 from advxai.stages import image as image_stages
-from advxai.stages.image import ShardFiles, labelflip_shard, localised_shard
 from advxai.stages import image_shards
+from advxai.stages.image import ShardFiles, labelflip_shard, localised_shard
 from advxai.stages.image_segments import segment_shard
 from advxai.stages.image_subsets import draw_subsets
-from advxai.stages.settings import (ExplainerSettings, ExplainFamilySettings, LabelflipSettings, LocalisedSettings, ModelSpec, PgdSettings,
-                                   SegmentationSettings, SubsetSettings)
-from advxai.segments import slic
+from advxai.stages.settings import (
+    ExplainerSettings,
+    ExplainFamilySettings,
+    LabelflipSettings,
+    LocalisedSettings,
+    ModelSpec,
+    PgdSettings,
+    SegmentationSettings,
+    SubsetSettings,
+)
 from advxai.store import BatchCheckpoint, ProvenanceError, read_h5, require_params, write_h5
-from advxai.report.tables import slic_segments_table
 
 
 def _adversary_shards(tmp_path, n_images: int, shard_size: int) -> list[str]:

@@ -11,9 +11,18 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
+from advxai.data.image_items import (
+    IMAGE_EXTENSIONS,
+    ImageItem,
+    bundled_items,
+    imagenet_val_items,
+    locate,
+    manifest_length,
+    read_image_manifest,
+    write_image_manifest,
+)
 from advxai.data.images import IMAGENET_MEAN, IMAGENET_STD, load_image, normalized_pixels, preprocess
 from advxai.data.model_inputs import denormalize, normalize, pixel_bounds, to_model_input
-from advxai.data.image_items import IMAGE_EXTENSIONS, ImageItem, bundled_items, imagenet_val_items, locate, manifest_length, read_image_manifest, write_image_manifest
 from advxai.data.roots import link_data_root
 
 WNIDS = ["n01440764", "n01443537", "n02102040"]

@@ -9,13 +9,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from advxai.attacks.pgd import targeted_pgd
+from advxai.data.model_inputs import pixel_bounds
 from advxai.evaluation.baselines import magnitude_scores, segment_reduce
 from advxai.evaluation.flips import ClassChange
 from advxai.evaluation.labelflip import label_flips
 from advxai.evaluation.localised import NOT_KEPT, localised_experiment
 from advxai.evaluation.selection import hybrid, recovered, top_k
-from advxai.attacks.pgd import targeted_pgd
-from advxai.data.model_inputs import pixel_bounds
 from advxai.explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all
 from advxai.segments import ABSENT, rectangles
 

@@ -58,7 +58,7 @@ def test_image_tables_from_grouped_inputs_keep_every_model_label(tmp_path):
     """Two models (one labelled with `__` and `_`) × two segmentations, two shards each, listed as
     the rule lists them; every table row lands on its own model and segmentation."""
     inputs = {"adversaries": [], "labelflip": [], "localised": [], "slic_segments": []}
-    for m, (model, architecture) in enumerate(zip(MODELS, ["resnet50", "alexnet"])):
+    for m, (_model, architecture) in enumerate(zip(MODELS, ["resnet50", "alexnet"])):
         successes = [[True, True], [False, m == 1]]  # model 0: 2 adversaries of 4 images, model 1: 3
         inputs["adversaries"] += _shards(tmp_path, "adversaries", m, None, [
             {"labels": np.array([1, 2]), "clean_prediction": np.array([1, 2]), "final_prediction": np.array([5, 5]), "success": np.array(s)}
@@ -68,7 +68,7 @@ def test_image_tables_from_grouped_inputs_keep_every_model_label(tmp_path):
             flipped = (model == ODD_MODEL) == (seg == "slic")  # a distinct pattern per (model, segmentation)
             inputs["labelflip"] += _shards(tmp_path, "labelflip", m, seg, [_labelflip_arrays(flipped), _labelflip_arrays(True)], "-")
             inputs["localised"] += _shards(tmp_path, "localised", m, seg, [_localised_arrays(int(flipped)), _localised_arrays(1)], "-")
-    for m, model in enumerate(MODELS):
+    for m in range(len(MODELS)):
         inputs["slic_segments"] += _shards(tmp_path, "segments", m, "slic", [{"adversary_n_segments": np.array([10 + m, 20 + m])},
                                                                              {"adversary_n_segments": np.array([30 + m])}], "-")
     pairs = [[model, seg] for model in MODELS for seg in SEGMENTATIONS]  # lists, as Snakemake hands params over

@@ -6,9 +6,8 @@ every function that accepts "a tensor or an array" converts through :func:`to_nu
 
 from __future__ import annotations
 
-from typing import Any
-
 import sys
+from typing import Any
 
 import numpy as np
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.util
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .constants import BUNDLED_MODELS, ModelSizes, architecture_sizes
 from .names import BUILTIN_EXPLAINERS

@@ -8,7 +8,8 @@ and report jobs that use this import no torch.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 from scipy import stats

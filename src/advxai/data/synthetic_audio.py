@@ -7,9 +7,9 @@ writes a whole corpus that the real data set's loader reads.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import scipy.signal
@@ -19,7 +19,6 @@ from ..constants import SAMPLE_RATE, SPLITS
 from ..seeding import numpy_rng
 from .jamendo import Segment, Song, jamendo_split, write_lab
 from .oscillators import attack_release, midi_to_hz, polyblep_sawtooth, read_wavetable, wavetable
-
 
 # Vowel formants (Hz) of a sung voice: F1, F2, F3 and their bandwidths.
 VOWELS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {

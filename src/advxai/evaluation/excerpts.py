@@ -13,8 +13,8 @@ localised experiments judge excerpts with :class:`advxai.evaluation.flips.Thresh
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -8,8 +8,8 @@ hybrids are predicted once, and the hybrids of all items share fixed-shape forwa
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch

@@ -7,8 +7,8 @@ class they are now assigned, and each explainer's recovered count is ``|S ∩ to
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import torch

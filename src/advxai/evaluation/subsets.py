@@ -7,8 +7,8 @@ A draw depends only on the seed, the stage name, the model and the candidates, n
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from ..seeding import numpy_rng
 

@@ -8,18 +8,19 @@ attribution class or ``module:function``) give pixel maps aggregated like the gr
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..batching import run_batched
+from ..segments import ABSENT
 from .aggregate import aggregate
 from .gradients import explain_gradient_family
 from .lime import lime_coefficients
 from .registry import FAMILIES, GRADIENT_METHODS, make_extra_explainer, validate_explainers
-from ..segments import ABSENT
 
 Scores = dict[str, dict[str, dict[str, np.ndarray]]]  # explainer -> segmentation -> aggregation -> (N, S)
 

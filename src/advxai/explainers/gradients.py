@@ -26,8 +26,8 @@ an item's J noisy maps) runs at a fixed shape once its rows are complete, so for
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch

@@ -26,15 +26,15 @@ they do not depend on batch composition.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from advxai.batching import ScratchTensors, run_batched
-from advxai.segments import ABSENT
 from advxai.seeding import numpy_rng
+from advxai.segments import ABSENT
 
 KERNELS = ("input_cosine", "binary_cosine")
 SURROGATES = ("ols", "ridge")

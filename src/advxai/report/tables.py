@@ -5,14 +5,14 @@ Markdown tables put the paper's value beside ours wherever the model is one of t
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..names import AUDIO_DIRECTIONS
-from . import paper_values
 from ..store import read_h5, read_provenance
+from . import paper_values
 
 ACCURACY_COLUMNS = ["model", "n_images", "clean_top1", "adv_top1", "n_adversaries"]
 LABELFLIP_COLUMNS = ["model", "segmentation", "explainer", "aggregation", "k", "fraction", "n", "label_flip_rate"]

@@ -7,9 +7,9 @@ the thin scripts in ``scripts/`` call them, and they are usable without Snakemak
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd

@@ -10,8 +10,9 @@ per-batch checkpoints beside their output.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,12 +25,26 @@ from ..evaluation.flips import ClassChange
 from ..evaluation.labelflip import k_settings, label_flips
 from ..evaluation.localised import localised_experiment
 from ..evaluation.selection import pad_scores, selection_width
-from ..explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all, flatten_scores, unflatten_scores
+from ..explainers.engine import (
+    ExplainSettings,
+    GradientSettings,
+    LimeSettings,
+    explain_all,
+    flatten_scores,
+    unflatten_scores,
+)
 from ..explainers.guided import audit_guided_activations
 from ..models import ModelBundle, load_model, predict
 from ..store import BatchCheckpoint, dataset_names, read_h5, read_h5_rows, require_params, write_h5
 from .image_shards import rows_of, shard_ids, shard_inputs_at, subset_ids
-from .settings import ExplainerSettings, ExplainFamilySettings, LabelflipSettings, LocalisedSettings, ModelSpec, PgdSettings
+from .settings import (
+    ExplainerSettings,
+    ExplainFamilySettings,
+    LabelflipSettings,
+    LocalisedSettings,
+    ModelSpec,
+    PgdSettings,
+)
 
 log = logging.getLogger("advxai")
 

@@ -8,7 +8,7 @@ they build are the same arrays the model stages turn into tensors (:func:`shard_
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from tqdm import tqdm

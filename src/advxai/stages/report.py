@@ -6,17 +6,17 @@ Torch-free, the audio excerpt figure included: the report jobs start fast.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Hashable, Mapping, Sequence, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import pandas as pd
 
 from ..names import AUDIO_DIRECTIONS
+from ..report import plots, tables
 from ..segments import audio_grid
 from ..store import read_h5, write_csv, write_text
-from ..report import plots, tables
 from .audio_files import read_excerpts
-
 
 Key = TypeVar("Key", bound=Hashable)
 
@@ -51,7 +51,7 @@ class ImageReportInputs:
 
     @classmethod
     def from_lists(cls, inputs: Mapping[str, Sequence[str]], *, models: Sequence[str], pairs: Sequence[Sequence[str]],
-                   slic_models: Sequence[str]) -> "ImageReportInputs":
+                   slic_models: Sequence[str]) -> ImageReportInputs:
         """From the rule's inputs, one list per stage, in the order of ``models``, ``pairs`` and ``slic_models``."""
         pairs = [tuple(pair) for pair in pairs]
         return cls(adversaries=split_groups(inputs["adversaries"], models), labelflip=split_groups(inputs["labelflip"], pairs),

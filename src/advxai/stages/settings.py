@@ -7,8 +7,9 @@ silent defaults. :meth:`StageSettings.as_params` is what the stage records as pr
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any, ClassVar, Mapping, Sequence, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from ..names import ENSEMBLES, FAMILIES, GRADIENT_METHODS, LIME_FAMILY
 

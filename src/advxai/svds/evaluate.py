@@ -8,7 +8,7 @@ them first. A frame is predicted "sing" when its probability is strictly above t
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.ndimage

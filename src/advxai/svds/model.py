@@ -9,8 +9,9 @@ excerpt-wise network; on a longer input it scores every 115-frame window in one 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import h5py
 import numpy as np

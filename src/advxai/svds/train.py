@@ -15,7 +15,8 @@ from an uninterrupted one by about 1e-4 in the weights after six steps).
 from __future__ import annotations
 
 import warnings
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.ndimage
