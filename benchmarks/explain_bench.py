@@ -494,7 +494,7 @@ def captum_guides_alike(model: nn.Module, example: torch.Tensor) -> bool:
     """Whether captum's GuidedBackprop guides every activation advxai guides.
 
     captum guides only ``nn.ReLU`` modules; advxai guides every ReLU-like activation (ReLU6,
-    functional relu, ...; docs/decisions.md §10.22), so their GBP maps differ by design when the
+    functional relu, ...; docs/decisions.md, decision 22), so their GBP maps differ by design when the
     model has others (EfficientNet-Lite's ReLU6).
     """
     from advxai.explainers.guided import audit_guided_activations
@@ -783,7 +783,7 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> li
         gbp_difference, gbp_where = max_relative_difference(
             {e: v for e, v in reference_scores.items() if e.startswith("gbp")}, engine_rows_scores)
         print(f"GBP left out of max_rel_diff: the model has activations other than nn.ReLU, which advxai guides "
-              f"and captum does not (docs/decisions.md §10.22); GBP differs by {gbp_difference:.2e} ({gbp_where})")
+              f"and captum does not (docs/decisions.md, decision 22); GBP differs by {gbp_difference:.2e} ({gbp_where})")
     max_rel_diff, worst_scores = max_relative_difference(reference_scores, engine_rows_scores, skip)
     print(f"largest relative difference of segment scores, reference vs engine: {max_rel_diff:.2e} ({worst_scores})")
 

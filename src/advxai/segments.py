@@ -47,7 +47,7 @@ def slic(
 ) -> np.ndarray:
     """SLIC superpixels of one channel-first image, as the authors computed them.
 
-    The caller passes the adversary in normalised space (docs/method.md §6; docs/decisions.md §10.12): values lie
+    The caller passes the adversary in normalised space (docs/method.md §6; docs/decisions.md, decision 12): values lie
     outside ``[0, 1]`` and rgb2lab is still applied (``convert2lab`` default for 3 channels).
     The remaining arguments are skimage 0.19's defaults, pinned so that newer skimage versions
     cannot change them: connectivity enforced, size factors 0.5 and 3, no SLIC-zero.

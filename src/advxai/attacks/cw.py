@@ -1,4 +1,4 @@
-"""C&W-style attack on the singing voice detector's linear spectrogram (docs/method.md §2; docs/decisions.md §10.4).
+"""C&W-style attack on the singing voice detector's linear spectrogram (docs/method.md §2; docs/decisions.md, decision 4).
 
 The authors' procedure: the *whole song's* linear-magnitude STFT, padded with 57 zero frames at
 both ends, is perturbed by δ (same shape, padding included). Every frame is pushed towards the

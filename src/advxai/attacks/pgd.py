@@ -1,7 +1,7 @@
 """Targeted L-infinity PGD on images, step for step as ``captum.robust.PGD`` (docs/method.md §5.3).
 
 Differences from captum, all deliberate: clamp bounds may be per-channel tensors (captum takes
-scalars; docs/decisions.md §10.2), the attack is batched with each example's own gradient at a fixed
+scalars; docs/decisions.md, decision 2), the attack is batched with each example's own gradient at a fixed
 batch shape (so an adversary does not depend on its batch), and it reports per-example success
 and the first step that reached the target.
 """
@@ -116,7 +116,7 @@ def targeted_pgd(
     Per step: ``x~ <- clamp(x + clip_eps(x~ - step_size * sign(grad CE(f(x~), t)) - x), lower, upper)``
     with elements of (near) zero gradient left in place, exactly as ``captum.robust.PGD`` with
     ``CrossEntropyLoss(reduction='none')`` and ``targeted=True``. Like the authors, all
-    ``n_steps`` steps are taken (docs/decisions.md §10.3) unless ``early_stop``, which freezes each
+    ``n_steps`` steps are taken (docs/decisions.md, decision 3) unless ``early_stop``, which freezes each
     example at the first step where it reaches its target.
 
     Args:

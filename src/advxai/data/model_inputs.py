@@ -34,7 +34,7 @@ def pixel_bounds() -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel valid range of normalised images, as two ``(3, 1, 1)`` tensors.
 
     These are the normalised images of pixel values 0 and 1. The authors clamped to the scalar
-    min/max of the first validation image instead (docs/decisions.md §10.2); per-channel bounds keep
+    min/max of the first validation image instead (docs/decisions.md, decision 2); per-channel bounds keep
     every adversary a valid image.
     """
     lower = normalize(torch.zeros(3, 1, 1))

@@ -1,4 +1,4 @@
-"""The perturbation-magnitude baselines (docs/method.md §4, §8; docs/decisions.md §10.6).
+"""The perturbation-magnitude baselines (docs/method.md §4, §8; docs/decisions.md, decision 6).
 
 ``magnitude`` ranks segments by the sum of the squared perturbation over their pixels (and
 channels), ``magnitude-mean`` by its mean. The audio domain's norm baseline, ``Σ Δ²`` per

@@ -6,7 +6,7 @@
   (LIME on class probabilities with audioLIME's kernel; gradient maps of the target logit).
 
 Excerpts are log-mel ``(N, 115, 80)`` (time × mel): ``X`` clean, ``X̃`` adversarial, their
-difference the perturbation in the log-mel domain (docs/decisions.md §10.5). A target is the class
+difference the perturbation in the log-mel domain (docs/decisions.md, decision 5). A target is the class
 the adversary was pushed to: 1 = "no sing → sing", 0 = "sing → no sing"; the label-flip and
 localised experiments judge excerpts with :class:`advxai.evaluation.flips.ThresholdCrossing`.
 """
@@ -169,7 +169,7 @@ def select_excerpts(
     seed: int,
     batch_size: int = 256,
 ) -> ExcerptSet:
-    """Adversarial excerpt pairs of one attack direction (docs/method.md §2.1; docs/decisions.md §10.17).
+    """Adversarial excerpt pairs of one attack direction (docs/method.md §2.1; docs/decisions.md, decision 17).
 
     For each song, frames that flipped towards ``direction`` are drawn with replacement from
     ``numpy_rng(seed, f"excerpts-{direction}", song name)``. A draw of frame ``f`` gives the

@@ -4,7 +4,7 @@ A flip test turns model outputs into one decision per input (:meth:`FlipTest.dec
 decisions count as a flip (:meth:`FlipTest.flipped`), and which class a flipped input is explained
 for (:meth:`FlipTest.explained_class`). The label-flip and localised experiments take one.
 
-* Images (docs/decisions.md §10.11): any change of the argmax from the clean prediction.
+* Images (docs/decisions.md, decision 11): any change of the argmax from the clean prediction.
 * Audio (docs/method.md §4): P(sing) on the target's side of the threshold τ, ``P > τ`` for
   target 1 ("no sing → sing") and ``P < τ`` for target 0 ("sing → no sing").
 """

@@ -1,4 +1,4 @@
-"""Seeded evaluation subsets (docs/decisions.md §10.10).
+"""Seeded evaluation subsets (docs/decisions.md, decision 10).
 
 The paper evaluates a fraction of all images (10 % of 50 000 = 5 000), drawn from the
 successful adversaries; the localised experiment draws its own, separately seeded subset.

@@ -16,7 +16,7 @@ resulting map is aggregated for every segmentation and aggregation in one go.
 
 Numerics follow captum: Saliency is the signed gradient of the target logit (``abs=False``); IG
 uses captum's Gauss–Legendre points and weights, ``(x - b) · Σ_i w_i ∇f(b + α_i (x - b))``
-with baseline ``b = 0`` in normalised space (docs/decisions.md §10.1); GBP uses
+with baseline ``b = 0`` in normalised space (docs/decisions.md, decision 1); GBP uses
 ``advxai.explainers.guided.guided_gradients``, which guides every ReLU-like activation. Noise is drawn per
 item from ``advxai.seeding.torch_generator(seed, "noise", id)``, every gradient pass runs at the
 fixed batch shape of ``batch_size`` (``advxai.batching``) and every reduction (a copy's IG points,

@@ -1,6 +1,6 @@
 """LIME with segments as interpretable features, one implementation for both domains.
 
-The two domains differ only in settings (docs/method.md §3, §7; docs/decisions.md §10.7):
+The two domains differ only in settings (docs/method.md §3, §7; docs/decisions.md, decision 7):
 
 ========================  =================================  ==================================
 setting                   images (captum ``Lime``)           audio (audioLIME)
@@ -20,7 +20,7 @@ of ``batch_size``; the input-space cosine distance is computed from three per-se
 images; the surrogates are weighted least-squares solves in torch (:func:`weighted_linear_fits`,
 equal to scikit-learn's fits without its per-call overhead); each item gets its own surrogate
 over its *own* segments (no dummy features for ids it
-lacks, docs/decisions.md §10.19). Samples come from ``advxai.seeding.numpy_rng(seed, "lime", id)``, so
+lacks, docs/decisions.md, decision 19). Samples come from ``advxai.seeding.numpy_rng(seed, "lime", id)``, so
 they do not depend on batch composition.
 """
 

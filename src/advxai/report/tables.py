@@ -20,7 +20,7 @@ LOCALISED_COLUMNS = ["model", "segmentation", "explainer", "k", "recovered", "co
 SLIC_COLUMNS = ["model", "n", "mean", "std", "min", "max"]
 FEWER_SEGMENTS_COLUMNS = ["model", "segmentation", "experiment", "k", "n", "n_fewer_segments"]
 
-# The aggregation the paper reports per explainer (docs/method.md §8.1; docs/decisions.md §10.8).
+# The aggregation the paper reports per explainer (docs/method.md §8.1; docs/decisions.md, decision 8).
 REPORTED_AGGREGATION = {"lime": "mean"}
 DEFAULT_REPORTED_AGGREGATION = "mean_abs"
 

@@ -21,7 +21,7 @@ def read_songs(path: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
 
 
 def detector_threshold(evaluation_csv: str) -> float:
-    """The seed's validation-tuned threshold (docs/decisions.md §10.16)."""
+    """The seed's validation-tuned threshold (docs/decisions.md, decision 16)."""
     return float(pd.read_csv(evaluation_csv)["threshold"].iloc[0])
 
 

@@ -331,7 +331,7 @@ def localised_shard(
     settings = engine_settings(localised.explainer, localised.seed, gradient_batch, lime_rows)
 
     def explain_refined(inputs: torch.Tensor, classes: torch.Tensor, item_ids: Sequence[str], item_masks: torch.Tensor, n_segments: np.ndarray):
-        # §10.8: every explainer, LIME included, ranks by mean_abs here, as the authors' runner did
+        # Decision 8: every explainer, LIME included, ranks by mean_abs here, as the authors' runner did
         scores = explain_all(bundle.module, inputs, classes, item_ids, {segmentation: item_masks}, {segmentation: n_segments},
                              list(localised.explainers), settings, extras=localised.extra)
         return {name: scores[name][segmentation]["mean_abs"] for name in names}

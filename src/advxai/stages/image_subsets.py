@@ -12,7 +12,7 @@ from .settings import SubsetSettings
 
 
 def draw_subsets(adversary_paths: Sequence[str], output: str, *, subset: SubsetSettings) -> None:
-    """The evaluation subsets of one model: label flip and localised (docs/decisions.md §10.10), from successful adversaries."""
+    """The evaluation subsets of one model: label flip and localised (docs/decisions.md, decision 10), from successful adversaries."""
     ids, success = [], []
     for path in adversary_paths:
         shard = read_h5(path, ["ids", "success"])

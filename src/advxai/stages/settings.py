@@ -89,7 +89,7 @@ class PgdSettings(StageSettings):
 
 @dataclass(frozen=True)
 class SubsetSettings(StageSettings):
-    """The evaluation subsets of one model (docs/decisions.md §10.10)."""
+    """The evaluation subsets of one model (docs/decisions.md, decision 10)."""
 
     SECTION = "image.subset"
     fraction: float

@@ -35,7 +35,7 @@ SPLINE_ORDER = 2
 FILTER_STD_SEMITONES = (5.0, 2.0)  # mean and spread of the filter width (Schlüter: 5 + N(0,1)·(7 − 5))
 TARGET_SMOOTHING = (0.02, 0.96)  # y' = 0.02 + 0.96·y
 
-# docs/decisions.md §10.14: the filter centre is drawn between 150 Hz and 8 kHz (Schlüter's intent) and
+# docs/decisions.md, decision 14: the filter centre is drawn between 150 Hz and 8 kHz (Schlüter's intent) and
 # mapped to the 513 kept bins with their true spacing of 22050/1024 Hz. veracity's port instead
 # draws centres up to its batch size (32 Hz) and maps with 8000/513 Hz per bin; pass
 # {"filter_max_hz": 32.0, "filter_hz_per_bin": 8000 / 513} to reproduce it.
