@@ -136,6 +136,15 @@ def test_experiment_seeds_must_be_trained_detectors():
     assert "audio.experiment_seeds" in message and "7" in message
 
 
+def test_the_paper_preset_turns_on_every_behaviour_of_the_authors_code_and_the_default_none():
+    """authors_code is the one place for the authors' code's behaviour (docs/decisions.md, decision 35)."""
+    schema = yaml.safe_load(Path(SCHEMA).read_text())["properties"]["authors_code"]["properties"]
+    default, paper = load("config.yaml")["authors_code"], load("config.yaml", "presets/paper.yaml")["authors_code"]
+    assert set(default) == set(paper) == set(schema) == {"unguided_functional_relu", "empty_fraction_selects_all"}
+    assert not any(default.values()) and all(paper.values())
+    assert all(schema[key]["default"] is False for key in schema)
+
+
 def test_paper_preset_attacks_one_detector_and_trains_five():
     config = load("config.yaml", "presets/paper.yaml")
     assert config["audio"]["seeds"] == [0, 1, 2, 3, 4] and len(config["audio"]["experiment_seeds"]) == 1

@@ -307,3 +307,36 @@ def test_singing_voice_detector_is_guided() -> None:
     x = inputs.clone().requires_grad_(True)
     (plain,) = torch.autograd.grad(wrapped(x)[:, 1].sum(), x)
     assert not torch.allclose(guided, plain, atol=1e-6)
+
+
+class _FinalReluAsWhere(nn.Module):
+    """DenseNet's forward with its functional last ReLU written as ``torch.where``, which Guided
+    Backprop does not recognise: the model's every other activation is one of its nn.ReLU modules."""
+
+    def __init__(self, densenet: nn.Module) -> None:
+        super().__init__()
+        self.densenet = densenet
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.densenet.features(x)
+        out = torch.where(features > 0, features, 0.0)
+        return self.densenet.classifier(torch.flatten(F.adaptive_avg_pool2d(out, (1, 1)), 1))
+
+
+def test_authors_setting_leaves_exactly_densenets_final_functional_relu_unguided() -> None:
+    """authors_code.unguided_functional_relu (captum's rule, nn.ReLU modules only) and the default
+    differ on DenseNet161, and only at its last ReLU: with that ReLU unguided by construction,
+    guiding everything gives the authors' setting bit for bit."""
+    from advxai.torchvision_import import import_torchvision
+
+    torch.manual_seed(0)
+    model = import_torchvision().models.densenet161(weights=None).eval()
+    inputs = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        target = model(inputs).argmax(1)
+    every_relu = guided_gradients(model, inputs, target)
+    modules_only = guided_gradients(model, inputs, target, relu_modules_only=True)
+    assert not torch.equal(every_relu, modules_only)
+    assert torch.equal(modules_only, guided_gradients(_FinalReluAsWhere(model), inputs, target))
+    assert audit_guided_activations(model, inputs)["relu"] == 161
+    assert audit_guided_activations(model, inputs, relu_modules_only=True)["relu"] == 160

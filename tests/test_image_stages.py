@@ -87,6 +87,13 @@ def test_settings_name_the_missing_key():
     assert saliency.explainer == ExplainerSettings() and saliency.segmentations == ("rect",)
     with pytest.raises(ValueError, match=r"'image\.explain\.lime_samples'"):
         LocalisedSettings.from_params({"segmentation": "slic", "ks": [1], "explainers": ["lime"], "extra": [], "seed": 0})
+    # the authors' code's switches come from their own section
+    with pytest.raises(ValueError, match=r"'authors_code\.empty_fraction_selects_all'"):
+        LabelflipSettings.from_params({"segmentation": "slic", "k": 3, "ks": [], "fractions": [0.1]})
+    with pytest.raises(ValueError, match=r"'authors_code\.unguided_functional_relu'"):
+        ExplainFamilySettings.from_params({**gradient, "family": "gbp", "explainers": ["gbp"]})
+    guided = ExplainFamilySettings.from_params({**gradient, "family": "gbp", "explainers": ["gbp"], "unguided_functional_relu": True})
+    assert guided.explainer.unguided_functional_relu is True and guided.as_params()["unguided_functional_relu"] is True
 
 
 def test_stale_input_is_refused(tmp_path):
@@ -149,6 +156,29 @@ def test_labelflip_keeps_images_with_fewer_segments_than_k(tmp_path):
     for baseline in ("magnitude", "magnitude-mean"):
         np.testing.assert_array_equal(stored[f"flips/{baseline}/-"], [[True, False], [True, False]])  # 3 quadrants = 75 % > 60 %
     np.testing.assert_array_equal(stored["fewer_segments"], [[True, False], [False, False]])
+
+
+def test_an_empty_fraction_selects_no_segment_or_as_the_authors_every_segment():
+    """⌊p · n⌋ = 0 (p = 0.1 of 5 segments, 0.2 of 4): k = 0 by default; k = n with the authors' seg[-0:]."""
+    n_segments, fractions = np.array([5, 4, 12, 20]), [0.1, 0.2, 1.0]
+    ours = k_settings([3], fractions, n_segments)
+    authors = k_settings([3], fractions, n_segments, empty_fraction_selects_all=True)
+    np.testing.assert_array_equal(ours.per_item, [[3, 0, 1, 5], [3, 0, 0, 4], [3, 1, 2, 12], [3, 2, 4, 20]])
+    np.testing.assert_array_equal(authors.per_item, [[3, 5, 1, 5], [3, 4, 4, 4], [3, 1, 2, 12], [3, 2, 4, 20]])
+    np.testing.assert_array_equal(ours.k, authors.k)
+
+
+@pytest.mark.parametrize("authors_code", [False, True])
+def test_an_empty_fraction_is_no_flip_or_as_the_authors_the_whole_adversary(tmp_path, authors_code):
+    """p = 0.1 of 2 or 4 segments adds back nothing (no flip), or with the authors' behaviour the whole adversary (a flip)."""
+    shard, segments_file = _planted_shard(tmp_path, [HALVES, QUADRANTS])
+    output = str(tmp_path / "labelflip.h5")
+    settings = LabelflipSettings(segmentation="slic", k=1, ks=(), fractions=(0.1, 1.0), empty_fraction_selects_all=authors_code)
+    labelflip_shard(shard, segments_file, [], output, model=PLANTED, labelflip=settings, batch_size=4, device=torch.device("cpu"))
+    stored = read_h5(output)
+    flips = stored["flips/magnitude/-"]  # settings: k = 1, p = 0.1, p = 1.0
+    np.testing.assert_array_equal(flips[:, 1], [authors_code, authors_code])
+    np.testing.assert_array_equal(flips[:, 2], [True, True])  # p = 1.0: the whole adversary either way
 
 
 def test_label_flips_select_from_rankings_wider_than_their_items_need():

@@ -14,6 +14,7 @@ config_checks.check_config(config)
 
 IMAGE = config["image"]
 AUDIO = config["audio"]
+AUTHORS_CODE = config["authors_code"]
 
 # Every rule runs in this environment under `--sdm conda` (relative to workflow/rules/). Its
 # post-deploy script installs advxai from this repository, which it finds through ADVXAI_SOURCE.
@@ -161,6 +162,8 @@ def explain_params(wildcards):
         params.update(noise_samples=settings["noise_samples"], noise_std=settings["noise_std"])
         if family == "ig":
             params.update(ig_steps=settings["ig_steps"])
+        if family == "gbp":
+            params.update(unguided_functional_relu=AUTHORS_CODE["unguided_functional_relu"])
     params["keep_attributions"] = settings["keep_attributions"]
     return params
 
@@ -176,7 +179,8 @@ def labelflip_params(wildcards):
     flip = IMAGE["labelflip"]
     ks = flip["rect_ks"] if wildcards.seg == "rect" else []
     fractions = flip["slic_fractions"] if wildcards.seg == "slic" else []
-    return {"segmentation": wildcards.seg, "k": flip["k"], "ks": ks, "fractions": fractions}
+    return {"segmentation": wildcards.seg, "k": flip["k"], "ks": ks, "fractions": fractions,
+            "empty_fraction_selects_all": AUTHORS_CODE["empty_fraction_selects_all"]}
 
 
 def explain_segment_files(wildcards):
@@ -204,6 +208,8 @@ def localised_params(wildcards):
         "ks": IMAGE["localised"]["ks"],
         "segmentation": wildcards.seg,
         "seed": config["seed"],
+        **({"unguided_functional_relu": AUTHORS_CODE["unguided_functional_relu"]}
+           if any(name.startswith("gbp") for name in IMAGE["explainers"]) else {}),
     }
 
 

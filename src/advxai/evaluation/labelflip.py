@@ -37,10 +37,18 @@ class KSettings:
     per_item: np.ndarray
 
 
-def k_settings(fixed: Sequence[int], fractions: Sequence[float], n_segments: np.ndarray) -> KSettings:
-    """Fixed k values, then fractions of each item's segment count (``⌊p · n⌋``; the SLIC sweep of Fig. 7)."""
+def k_settings(fixed: Sequence[int], fractions: Sequence[float], n_segments: np.ndarray, *,
+               empty_fraction_selects_all: bool = False) -> KSettings:
+    """Fixed k values, then fractions of each item's segment count (``⌊p · n⌋``; the SLIC sweep of Fig. 7).
+
+    Where ``⌊p · n⌋ = 0`` the hybrid adds back no segment; with ``empty_fraction_selects_all`` it adds
+    back every segment (k = n), as the authors' ``seg[-0:]`` did (docs/decisions.md, decision 35).
+    """
     n_segments = np.asarray(n_segments)
-    per_item = [np.full(len(n_segments), k) for k in fixed] + [np.floor(p * n_segments + 1e-9).astype(int) for p in fractions]
+    fraction_ks = [np.floor(p * n_segments + 1e-9).astype(int) for p in fractions]
+    if empty_fraction_selects_all:
+        fraction_ks = [np.where(k == 0, n_segments, k) for k in fraction_ks]
+    per_item = [np.full(len(n_segments), k) for k in fixed] + fraction_ks
     return KSettings(
         k=np.array([*fixed, *[0] * len(fractions)]),
         fraction=np.array([np.nan] * len(fixed) + list(fractions), dtype=float),

@@ -44,6 +44,7 @@ class GradientSettings:
     n_noise: int = 25
     noise_std: float = 1.0
     ig_steps: int = 50
+    relu_modules_only: bool = False  # GBP as the authors' captum: only nn.ReLU modules guided
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def explain_all(
             explainers=wanted, masks=dict(masks), n_segments=width,
             n_noise=settings.gradients.n_noise, noise_std=settings.gradients.noise_std,
             ig_steps=settings.gradients.ig_steps, seed=settings.seed, batch_size=settings.batch_size,
-            keep_attributions=pixel_maps is not None,
+            keep_attributions=pixel_maps is not None, relu_modules_only=settings.gradients.relu_modules_only,
         )
         scores.update(result.scores)
         if pixel_maps is not None:

@@ -47,10 +47,11 @@ def target_gradients(model: nn.Module, inputs: torch.Tensor, targets: torch.Tens
     return gradients
 
 
-def pass_gradients(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, method: str) -> torch.Tensor:
-    """One backward pass: guided for GBP, plain for Saliency and IG."""
+def pass_gradients(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, method: str,
+                   relu_modules_only: bool = False) -> torch.Tensor:
+    """One backward pass: guided for GBP (only ``nn.ReLU`` modules with ``relu_modules_only``), plain for Saliency and IG."""
     if method == "gbp":
-        return guided_gradients(model, inputs, targets)
+        return guided_gradients(model, inputs, targets, relu_modules_only)
     return target_gradients(model, inputs, targets)
 
 
@@ -101,8 +102,10 @@ class FamilyStream:
     """
 
     def __init__(self, model: nn.Module, method: str, inputs: torch.Tensor, targets: torch.Tensor, *,
-                 plain: bool, noise: torch.Tensor | None, ig_steps: int, ig_baseline: float, batch_size: int | None) -> None:
+                 plain: bool, noise: torch.Tensor | None, ig_steps: int, ig_baseline: float, batch_size: int | None,
+                 relu_modules_only: bool = False) -> None:
         self.model, self.method, self.inputs, self.targets = model, method, inputs, targets
+        self.relu_modules_only = relu_modules_only
         self.ig_baseline, self.batch_size = ig_baseline, batch_size
         n_items = inputs.shape[0]
         self.n_plain = n_items if plain else 0
@@ -175,7 +178,7 @@ class FamilyStream:
         explained = self.targets[self.copy_items(copies)]
         if self.stem is None:
             copied = self.ig_rows(positions, copies) if self.method == "ig" else self.copy_inputs(copies)
-            return pass_gradients(self.model, copied, explained, self.method)
+            return pass_gradients(self.model, copied, explained, self.method, self.relu_modules_only)
         at_stem = self.ig_rows(positions, copies).detach().requires_grad_(True)
         ignored = self.inputs[:1].expand(len(positions), *self.inputs.shape[1:])  # read by the stem only, which returns `at_stem`
         with torch.enable_grad(), self.stem.replaced_by(at_stem):
@@ -229,12 +232,14 @@ class FamilyStream:
 
 
 def family_maps(model: nn.Module, method: str, inputs: torch.Tensor, targets: torch.Tensor, *, plain: bool,
-                noise: torch.Tensor | None, ig_steps: int, ig_baseline: float, batch_size: int | None) -> dict[str, torch.Tensor]:
-    """The plain maps and the noise ensembles of one method from ONE stream of gradient passes.
+                noise: torch.Tensor | None, ig_steps: int, ig_baseline: float, batch_size: int | None,
+                relu_modules_only: bool = False) -> dict[str, torch.Tensor]:
+    """The plain maps and the noise ensembles of one method from ONE stream of gradient passes
+    (GBP guides only ``nn.ReLU`` modules with ``relu_modules_only``: :mod:`advxai.explainers.guided`).
 
     Returns:
         dict[str, Tensor]: ``"plain"`` (if ``plain``) and ``"sg"``, ``"sg2"``, ``"vg"`` (if
         ``noise`` is given), shaped like ``inputs`` in its dtype.
     """
     return FamilyStream(model, method, inputs, targets, plain=plain, noise=noise, ig_steps=ig_steps,
-                        ig_baseline=ig_baseline, batch_size=batch_size).run()
+                        ig_baseline=ig_baseline, batch_size=batch_size, relu_modules_only=relu_modules_only).run()

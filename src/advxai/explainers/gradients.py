@@ -192,6 +192,7 @@ def explain_gradient_family(
     seed: int = 0,
     batch_size: int | None = None,
     keep_attributions: bool = False,
+    relu_modules_only: bool = False,
 ) -> FamilyResult:
     """Per-segment scores of the requested explainers of one gradient family, sharing all work.
 
@@ -206,12 +207,11 @@ def explain_gradient_family(
         explainers (sequence of str): requested members of the family, e.g. ``["sal", "sal-vg"]``.
         masks (Mapping): segmentation name → ``(N, *spatial)`` segment ids.
         n_segments (Mapping): segmentation name → score width ``S``.
-        n_noise (int): noisy copies J per item.
-        noise_std (float): absolute noise standard deviation (normalised units).
+        n_noise, noise_std: noisy copies J per item; their absolute standard deviation (normalised units).
         ig_steps, ig_baseline: IG's Gauss–Legendre points and baseline value.
         seed (int): global seed (stage ``"noise"``).
-        batch_size (int, optional): examples per forward/backward, see ``gradient_attributions``.
-        keep_attributions (bool): also return the float16 pixel maps.
+        batch_size, keep_attributions: rows per pass (see ``gradient_attributions``); also return float16 pixel maps.
+        relu_modules_only (bool): GBP guides only ``nn.ReLU`` modules, as the authors' captum.
 
     Returns:
         FamilyResult: scores and (optionally) pixel maps, keyed by explainer in request order.
@@ -224,7 +224,7 @@ def explain_gradient_family(
     noise = draw_noise(ids, inputs.shape[1:], n_noise, noise_std, seed) if ensembles_wanted else None
     streamed = family_maps(
         model, method, inputs.detach(), targets, plain=method in explainers, noise=noise,
-        ig_steps=ig_steps, ig_baseline=ig_baseline, batch_size=batch_size,
+        ig_steps=ig_steps, ig_baseline=ig_baseline, batch_size=batch_size, relu_modules_only=relu_modules_only,
     )
     maps = {method: streamed["plain"]} if "plain" in streamed else {}
     maps.update({f"{method}-{ensemble}": streamed[ensemble] for ensemble in ensembles_wanted})

@@ -23,6 +23,11 @@ Unguidable (raise :class:`UnguidableActivationError`): rectifier-like activation
 zero floor, whose guided rule is not defined — SiLU, GELU, ELU, SELU, CELU, PReLU,
 RReLU, Hardswish, Mish, Softplus, Threshold, and Hardtanh with ``min_val != 0``.
 
+The authors' code (captum's ``GuidedBackprop``) guides ``nn.ReLU`` modules only. With
+``relu_modules_only`` (the ``authors_code.unguided_functional_relu`` key; docs/decisions.md,
+decision 22) a call is guided only where an ``nn.ReLU`` module makes it, and every other
+rectifier call keeps its plain gradient: DenseNet's functional last ReLU, ReLU6, LeakyReLU.
+
 Left with their plain gradient, as in the original method: squashing and gating functions
 (sigmoid, tanh, hardsigmoid, softmax, GLU), which are not rectifiers. Activations written as
 arithmetic (``x * torch.sigmoid(x)``), ``clamp``, or custom autograd functions cannot be told apart
@@ -225,6 +230,11 @@ class _ModuleScope:
         """Whether a forward of the model (or one of its submodules) is running."""
         return bool(self._stack)
 
+    @property
+    def in_relu_module(self) -> bool:
+        """Whether the running submodule is an ``nn.ReLU`` (the only activation captum guides)."""
+        return bool(self._stack) and isinstance(self._stack[-1], nn.ReLU)
+
     def current(self) -> str:
         """The running submodule as ``"path (ClassName)"``."""
         module = self._stack[-1]
@@ -238,12 +248,14 @@ class _GuidedActivationMode(TorchFunctionMode):
     Args:
         scope: tells whether a call happens inside the model and in which submodule.
         strict: raise at the first unguidable activation (else only record it).
+        relu_modules_only: guide only the calls that ``nn.ReLU`` modules make, as captum does.
     """
 
-    def __init__(self, scope: _ModuleScope, strict: bool) -> None:
+    def __init__(self, scope: _ModuleScope, strict: bool, relu_modules_only: bool = False) -> None:
         super().__init__()
         self.scope = scope
         self.strict = strict
+        self.relu_modules_only = relu_modules_only
         self.counts: collections.Counter[str] = collections.Counter({kind: 0 for kind in GUIDED_KINDS})
         self.unguidable: collections.Counter[str] = collections.Counter()
 
@@ -255,6 +267,8 @@ class _GuidedActivationMode(TorchFunctionMode):
         if call is not None:
             bound = call.bind(args, kwargs)
             if bound["min_val"] == 0:
+                if self.relu_modules_only and not self.scope.in_relu_module:
+                    return func(*args, **kwargs)  # captum's GuidedBackprop leaves it with its plain gradient
                 return self._guided(bound)
             self._reject(f"{call.name}(min_val={bound['min_val']})")
         elif func in _UNGUIDABLE:
@@ -286,13 +300,13 @@ _GUIDABLE_HELP = (
 
 
 @contextlib.contextmanager
-def _guided_mode(model: nn.Module, strict: bool) -> Iterator[_GuidedActivationMode]:
-    with _ModuleScope(model) as scope, _GuidedActivationMode(scope, strict) as mode:
+def _guided_mode(model: nn.Module, strict: bool, relu_modules_only: bool = False) -> Iterator[_GuidedActivationMode]:
+    with _ModuleScope(model) as scope, _GuidedActivationMode(scope, strict, relu_modules_only) as mode:
         yield mode
 
 
 @contextlib.contextmanager
-def guided_backprop(model: nn.Module) -> Iterator[collections.Counter[str]]:
+def guided_backprop(model: nn.Module, relu_modules_only: bool = False) -> Iterator[collections.Counter[str]]:
     """Context in which every ReLU-like activation of ``model``'s forward has the guided backward.
 
     Only calls made while ``model`` (or one of its submodules) is running are replaced; the
@@ -300,6 +314,7 @@ def guided_backprop(model: nn.Module) -> Iterator[collections.Counter[str]]:
 
     Args:
         model: the network whose forward passes are guided.
+        relu_modules_only: guide only ``nn.ReLU`` modules' calls, as captum (module docstring).
 
     Yields:
         collections.Counter: the number of guided activation calls so far, by kind.
@@ -307,16 +322,17 @@ def guided_backprop(model: nn.Module) -> Iterator[collections.Counter[str]]:
     Raises:
         UnguidableActivationError: at the first unguidable activation the forward evaluates.
     """
-    with _guided_mode(model, strict=True) as mode:
+    with _guided_mode(model, strict=True, relu_modules_only=relu_modules_only) as mode:
         yield mode.counts
 
 
-def audit_guided_activations(model: nn.Module, example_input: torch.Tensor) -> dict[str, int]:
+def audit_guided_activations(model: nn.Module, example_input: torch.Tensor, relu_modules_only: bool = False) -> dict[str, int]:
     """Runs one forward of ``model`` under Guided Backprop and counts what was guided.
 
     Args:
         model: the network to audit.
         example_input: one input batch ``(N, C, *spatial)`` for the forward.
+        relu_modules_only: count as :func:`guided_backprop` with this setting guides.
 
     Returns:
         dict[str, int]: guided activation calls by kind (every kind of ``GUIDED_KINDS`` present).
@@ -324,7 +340,7 @@ def audit_guided_activations(model: nn.Module, example_input: torch.Tensor) -> d
     Raises:
         UnguidableActivationError: listing every unguidable activation call found, by module.
     """
-    with torch.no_grad(), _guided_mode(model, strict=False) as mode:
+    with torch.no_grad(), _guided_mode(model, strict=False, relu_modules_only=relu_modules_only) as mode:
         model(example_input)
     if mode.unguidable:
         found = "; ".join(f"{where} x{count}" for where, count in mode.unguidable.items())
@@ -334,13 +350,16 @@ def audit_guided_activations(model: nn.Module, example_input: torch.Tensor) -> d
     return dict(mode.counts)
 
 
-def guided_gradients(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | Sequence[int] | int) -> torch.Tensor:
+def guided_gradients(
+    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | Sequence[int] | int, relu_modules_only: bool = False,
+) -> torch.Tensor:
     """Guided Backprop attributions: the guided gradient of each item's target logit.
 
     Args:
         model: the network, returning logits ``(N, n_classes)``.
         inputs: the batch ``(N, C, *spatial)``.
         targets: one class index per item ``(N,)``, or one index for all items.
+        relu_modules_only: guide only ``nn.ReLU`` modules' calls, as captum (module docstring).
 
     Returns:
         torch.Tensor: attributions with the shape of ``inputs``, detached.
@@ -355,7 +374,7 @@ def guided_gradients(model: nn.Module, inputs: torch.Tensor, targets: torch.Tens
     if targets.shape != (inputs.shape[0],):
         raise ValueError(f"targets: expected one class per item, shape ({inputs.shape[0]},), got {tuple(targets.shape)}")
     inputs = inputs.detach().requires_grad_(True)
-    with torch.enable_grad(), guided_backprop(model):
+    with torch.enable_grad(), guided_backprop(model, relu_modules_only):
         logits = model(inputs)
     if targets.min() < 0 or targets.max() >= logits.shape[1]:
         raise ValueError(f"targets: class indices must lie in [0, {logits.shape[1]}), got {targets.tolist()}")

@@ -193,7 +193,8 @@ def engine_settings(explainer: ExplainerSettings, seed: int, batch_size: int, li
     return ExplainSettings(
         lime=LimeSettings(n_samples=given(explainer.lime_samples, lime.n_samples), kernel_width=given(explainer.lime_kernel_width, lime.kernel_width)),
         gradients=GradientSettings(n_noise=given(explainer.noise_samples, gradients.n_noise), noise_std=given(explainer.noise_std, gradients.noise_std),
-                                   ig_steps=given(explainer.ig_steps, gradients.ig_steps)),
+                                   ig_steps=given(explainer.ig_steps, gradients.ig_steps),
+                                   relu_modules_only=bool(explainer.unguided_functional_relu)),
         seed=seed,
         batch_size=batch_size,
         lime_batch_size=lime_rows,
@@ -212,7 +213,9 @@ def explain_shard(
     subset = open_subset(shard, "labelflip", model, segment_files)
     ids, counts = subset.ids, subset.counts
     if explain.family == "gbp" and len(ids):
-        log.info("guided activations: %s", audit_guided_activations(bundle.module, subset.inputs(slice(0, 1))["adversarial"].to(device)))
+        example = subset.inputs(slice(0, 1))["adversarial"].to(device)
+        guided = audit_guided_activations(bundle.module, example, relu_modules_only=bool(explain.explainer.unguided_functional_relu))
+        log.info("guided activations: %s", guided)
     builtin = [] if explain.family == "extra" else list(explain.explainers)
     params = {"model": model.as_params(), "explain": explain.as_params()}
     checkpoint = BatchCheckpoint(output, params, inputs=[*shard.paths, *segment_files.values()])
@@ -280,7 +283,8 @@ def labelflip_shard(
     segmentation = labelflip.segmentation
     subset = open_subset(shard, "labelflip", model, {segmentation: segments_file})
     ids, counts = subset.ids, subset.counts[segmentation]
-    settings = k_settings([labelflip.k, *labelflip.ks], labelflip.fractions, counts)
+    settings = k_settings([labelflip.k, *labelflip.ks], labelflip.fractions, counts,
+                          empty_fraction_selects_all=labelflip.empty_fraction_selects_all)
     fewer_segments = settings.per_item > counts[:, None]
     if fewer_segments.any():
         log.info("%d of %d images have fewer segments than some k: they get their full adversary back", int(fewer_segments.any(1).sum()), len(ids))

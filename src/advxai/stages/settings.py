@@ -20,6 +20,10 @@ def missing_key(section: str, key: str) -> ValueError:
     return ValueError(f"params: missing key '{section}.{key}' (the rule's params must carry it; see workflow/rules/common.smk)")
 
 
+AUTHORS_CODE = "authors_code"
+"""The config section that switches on the authors' code's behaviour (docs/decisions.md, decision 35)."""
+
+
 def take(params: Mapping[str, Any], section: str, keys: Sequence[str]) -> dict[str, Any]:
     """``keys`` of ``params``; the first missing one raises :func:`missing_key`."""
     for key in keys:
@@ -127,6 +131,15 @@ class ExplainerSettings(StageSettings):
     noise_samples: int | None = None
     noise_std: float | None = None
     ig_steps: int | None = None
+    unguided_functional_relu: bool | None = None  # authors_code: GBP guides nn.ReLU modules only
+
+    @classmethod
+    def for_explainers(cls, params: Mapping[str, Any], explainers: Sequence[str]) -> ExplainerSettings:
+        """The settings ``explainers`` use, from ``image.explain`` and (for GBP) ``authors_code``."""
+        values = take(params, cls.SECTION, cls.keys_for(explainers))
+        if GRADIENT_METHODS["gbp"] in {name.partition("-")[0] for name in explainers}:
+            values.update(take(params, AUTHORS_CODE, ["unguided_functional_relu"]))
+        return cls(**values)
 
     @staticmethod
     def keys_for(explainers: Sequence[str]) -> list[str]:
@@ -171,7 +184,7 @@ class ExplainFamilySettings(StageSettings):
         else:
             raise ValueError(f"params: unknown explanation family '{family}'")
         extra = tuple(take(params, "image.extra_explainers", ["extra"])["extra"]) if family == "extra" else ()
-        explainer = ExplainerSettings(**take(params, cls.SECTION, ExplainerSettings.keys_for(explainers)))
+        explainer = ExplainerSettings.for_explainers(params, explainers)
         return cls(family=family, explainers=tuple(base["explainers"]), seed=base["seed"], keep_attributions=base["keep_attributions"],
                    segmentations=tuple(base["segmentations"]), explainer=explainer, extra=extra)
 
@@ -194,6 +207,12 @@ class LabelflipSettings(StageSettings):
     k: int
     ks: tuple[int, ...]
     fractions: tuple[float, ...]
+    empty_fraction_selects_all: bool = False  # authors_code: ⌊p · n⌋ = 0 adds back every segment
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> LabelflipSettings:
+        return cls(**take(params, cls.SECTION, ["segmentation", "k", "ks", "fractions"]),
+                   **take(params, AUTHORS_CODE, ["empty_fraction_selects_all"]))
 
 
 @dataclass(frozen=True)
@@ -211,7 +230,7 @@ class LocalisedSettings(StageSettings):
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> LocalisedSettings:
         base = take(params, cls.SECTION, ["segmentation", "ks", "explainers", "extra", "seed"])
-        explainer = ExplainerSettings(**take(params, "image.explain", ExplainerSettings.keys_for(base["explainers"])))
+        explainer = ExplainerSettings.for_explainers(params, base["explainers"])
         return cls(segmentation=base["segmentation"], ks=tuple(base["ks"]), explainers=tuple(base["explainers"]), extra=tuple(base["extra"]),
                    seed=base["seed"], explainer=explainer)
 
