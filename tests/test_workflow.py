@@ -121,7 +121,7 @@ def test_figures_and_markdown(run):
 def test_config_change_reruns_only_dependent_jobs(run, tmp_path):
     overlay = tmp_path / "k.yaml"
     overlay.write_text("image:\n  labelflip:\n    k: 2\n")
-    dry = snakemake(run, "-n", "--quiet", "rules", overlay=str(overlay)).stdout
+    dry = snakemake(run, "-n", "--nolock", "--quiet", "rules", overlay=str(overlay)).stdout
     rules = {line.split()[0] for line in dry.splitlines() if line.strip() and line.split()[0].islower() and "|" not in line}
     assert "labelflip" in rules and "image_tables" in rules
     assert not rules & {"attack", "explain", "train_detector", "audio_attack", "localised", "segments"}
@@ -132,7 +132,7 @@ def test_keeping_attributions_reruns_only_the_explanations(run, tmp_path):
     which keep no attributions, stay done."""
     overlay = tmp_path / "keep.yaml"
     overlay.write_text("image:\n  explain:\n    keep_attributions: true\n")
-    dry = snakemake(run, "-n", "--quiet", "rules", "--rerun-triggers", "params", overlay=str(overlay)).stdout
+    dry = snakemake(run, "-n", "--nolock", "--quiet", "rules", "--rerun-triggers", "params", overlay=str(overlay)).stdout
     rules = {line.split()[0] for line in dry.splitlines() if line.strip() and line.split()[0].islower() and "|" not in line}
     assert "explain" in rules
     assert not rules & {"localised", "attack", "segments", "audio_localised"}
@@ -184,11 +184,12 @@ def image_run_in_shards(workdir: Path, shard_size: int) -> Path:
     return workdir
 
 
-@pytest.fixture(scope="module")
-def in_shards_of_two(tmp_path_factory) -> Path:
-    return image_run_in_shards(tmp_path_factory.mktemp("shards_of_2"), 2)
+@pytest.fixture(scope="session")
+def in_shards_of_two(shared_runs) -> Path:
+    return shared_runs.get("shards-of-2", lambda workdir: image_run_in_shards(workdir, 2))
 
 
+@pytest.mark.slow  # each runs its own workflow besides the shared one in shards of two
 @pytest.mark.parametrize("shard_size", [1, 3])
 def test_shard_size_does_not_change_results(in_shards_of_two, tmp_path, shard_size):
     """Three images in shards of 1 (every image attacked and explained alone) and of 3 (one shard)
