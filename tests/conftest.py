@@ -4,9 +4,9 @@
 - Under xdist, torch threads per worker: the worker's share of the cores.
 - The strict host-conversion check (see strict_host/): ``np.asarray(tensor)`` raises on the CPU as
   it does for a CUDA tensor.
-- The end-to-end helpers: Snakemake on presets/test.yaml, and one local run per session that the
-  workflow tests read and the SLURM tests compare against; the tests that read it share an xdist
-  group (one worker), so it runs once.
+- The end-to-end helpers: Snakemake on presets/test.yaml, and the session runs (the local run
+  that the workflow tests read and the SLURM tests compare against, ...), each built once per
+  pytest invocation however many workers read it (tests/shared_runs.py).
 """
 
 from __future__ import annotations
@@ -19,21 +19,21 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from shared_runs import SharedRuns, invocation_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 STRICT_HOST = Path(__file__).resolve().parent / "strict_host"
 
 
-SESSION_RUNS = ("run", "slurm_run")
-"""Session fixtures that run the workflow: the tests that read them form one xdist group."""
+SESSION_RUNS = ("run", "slurm_run", "in_shards_of_two", "parse_time_runs", "cpu_run")
+"""Session fixtures that run the workflow once per invocation (tests/shared_runs.py)."""
 
 
 def xdist_group(item: pytest.Item) -> str | None:
-    """The worker group of a test under ``--dist=loadgroup`` (pyproject.toml): a fixture is built
-    once per worker, so the tests that read a session run share one group, and the tests that use
-    a module-scoped fixture share their module's; the rest go wherever a worker is free."""
-    if any(name in SESSION_RUNS for name in getattr(item, "fixturenames", ())):
-        return "reference_run"
+    """The worker group of a test under ``--dist=loadgroup`` (pyproject.toml): a module-scoped
+    fixture is built once per worker, so the tests that use one share their module's group; the
+    rest go wherever a worker is free. Only an optimisation: pytest 9.2 with xdist 3.8 ignores
+    the marks, and the session runs are shared by a file lock instead (tests/shared_runs.py)."""
     definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
     if any(definition.scope == "module" for chain in definitions.values() for definition in chain):
         return item.module.__name__
@@ -58,6 +58,24 @@ def dispatch_rank(item: pytest.Item) -> int:
     return next((rank for rank, marker in enumerate(DISPATCH_ORDER) if item.get_closest_marker(marker)), len(DISPATCH_ORDER))
 
 
+def dispatch_order(items: list[pytest.Item]) -> list[pytest.Item]:
+    """Longest kind first (DISPATCH_ORDER), stable within a kind. The first test to read a session
+    run builds it, so it goes no later than the ``slow`` tests; the tests that only read a run an
+    earlier test builds (not marked ``slow``: no long work of their own) go last, since a worker
+    that took one early would wait on the run's lock while other tests wait for a worker."""
+    slow = DISPATCH_ORDER.index("slow")
+    built: set[str] = set()
+    keys = {}
+    for item in sorted(items, key=dispatch_rank):
+        runs = {name for name in getattr(item, "fixturenames", ()) if name in SESSION_RUNS}
+        if runs and runs <= built and item.get_closest_marker("slow") is None:
+            keys[item.nodeid] = len(DISPATCH_ORDER) + 1
+        else:
+            keys[item.nodeid] = min(dispatch_rank(item), slow) if runs - built else dispatch_rank(item)
+        built |= runs
+    return sorted(items, key=lambda item: keys[item.nodeid])
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """Tests join their xdist group; the long ones come first; tests marked ``cuda`` are skipped,
@@ -65,14 +83,14 @@ def pytest_collection_modifyitems(config, items):
 
     xdist (``--no-loadscope-reorder``, pyproject.toml) hands out groups and single tests in the
     order of their first test here. Longest first keeps both workers busy to the end: in
-    alphabetical order the SLURM and local runs, the shard-size group and the long single tests
+    alphabetical order the SLURM and local runs, the shard-size runs and the long single tests
     (kill and resume, the ImageNet layout, the README example) ended on one worker while the other,
     done, left a core idle for two minutes.
     """
     for item in items:
         if group := xdist_group(item):
             item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=dispatch_rank)  # stable: the collection order within a rank
+    items[:] = dispatch_order(items)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False); benchmarks/gpu_check.sh runs them")
@@ -114,11 +132,18 @@ def snakemake(workdir: Path, *args: str, overlay: str | None = None, check: bool
 
 
 @pytest.fixture(scope="session")
-def run(tmp_path_factory) -> Path:
-    """The workflow on presets/test.yaml, run locally once per session."""
-    workdir = tmp_path_factory.mktemp("workflow")
-    snakemake(workdir)
-    return workdir
+def shared_runs(request, tmp_path_factory) -> SharedRuns:
+    """Session runs built once per pytest invocation, shared by every xdist worker."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    folder = invocation_folder(tmp_path_factory.getbasetemp(), worker, os.environ.get("PYTEST_XDIST_TESTRUNUID"))
+    return SharedRuns(folder, worker or "main", request.session)
+
+
+@pytest.fixture(scope="session")
+def run(shared_runs) -> Path:
+    """The workflow on presets/test.yaml, run locally once per pytest invocation. Tests that run
+    Snakemake in it pass --nolock: another worker may be reading it at the same time."""
+    return shared_runs.get("test-preset", lambda workdir: snakemake(workdir))
 
 
 def table(run: Path, name: str) -> pd.DataFrame:

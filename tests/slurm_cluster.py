@@ -7,6 +7,11 @@ environment of its inner `srun`. A slurm.conf there that this module did not wri
 replaced. The node declares fake GPUs (gres.conf over character devices made with mknod) so that
 GPU rules can be scheduled; their jobs fall back to the CPU. Daemons are stopped by the pids in
 their pid files, never by name.
+
+Once per machine, however many test processes start: the installation runs under a machine-wide
+file lock and checks again inside it, and a cluster holds a second machine-wide lock from its
+start to its stop, so a second cluster (another xdist worker, another pytest) waits for the first
+to stop instead of fighting it for the dpkg lock, munged's socket or slurmctld's port.
 """
 
 from __future__ import annotations
@@ -19,11 +24,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 PACKAGES = ["slurm-wlm", "munge"]
 MUNGE_SOCKET = Path("/run/munge/munge.socket.2")
 SYSTEM_CONF_DIR = Path("/etc/slurm")
 MARKER = "# written by advxai tests/slurm_cluster.py"
 PARTITION = "debug"
+SETUP_LOCK = Path("/tmp/advxai-slurm-setup.lock")  # /tmp: one per machine, writable by everyone
+CLUSTER_LOCK = Path("/tmp/advxai-slurm-cluster.lock")
+CLUSTER_WAIT_S = 3000  # another test process's SLURM run (RUN_TIMEOUT_S in tests/test_slurm.py) and its stop
 
 
 class ClusterUnavailable(RuntimeError):
@@ -34,19 +44,27 @@ def _run(command: list[str], timeout: float = 120, **kwargs) -> subprocess.Compl
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
-def ensure_installed() -> None:
-    """Install slurm-wlm and munge with apt-get where slurmctld or munged is missing."""
-    if shutil.which("slurmctld") and shutil.which("slurmd") and shutil.which("munged"):
+def _installed() -> bool:
+    return all(shutil.which(program) for program in ("slurmctld", "slurmd", "munged"))
+
+
+def ensure_installed(lock: Path = SETUP_LOCK) -> None:
+    """Install slurm-wlm and munge with apt-get where slurmctld, slurmd or munged is missing; once
+    per machine: under the machine-wide `lock`, a process that waited finds them installed."""
+    if _installed():
         return
-    if os.geteuid() != 0:
-        raise ClusterUnavailable(f"slurm-wlm/munge are not installed and installing them needs root (uid {os.geteuid()})")
-    if not shutil.which("apt-get"):
-        raise ClusterUnavailable("slurm-wlm/munge are not installed and there is no apt-get to install them")
-    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES]):
-        result = _run(command, timeout=600, env=environment)
-        if result.returncode != 0:
-            raise ClusterUnavailable(f"{' '.join(command)} failed ({result.returncode}): {result.stderr[-2000:]}")
+    with FileLock(lock, timeout=1200):
+        if _installed():
+            return
+        if os.geteuid() != 0:
+            raise ClusterUnavailable(f"slurm-wlm/munge are not installed and installing them needs root (uid {os.geteuid()})")
+        if not shutil.which("apt-get"):
+            raise ClusterUnavailable("slurm-wlm/munge are not installed and there is no apt-get to install them")
+        environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for command in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES]):
+            result = _run(command, timeout=600, env=environment)
+            if result.returncode != 0:
+                raise ClusterUnavailable(f"{' '.join(command)} failed ({result.returncode}): {result.stderr[-2000:]}")
 
 
 def node_hardware() -> dict[str, str]:
@@ -138,6 +156,7 @@ class OneNodeCluster:
     cpu_factor: int = 2  # declared CPUs per real core (declared_hardware)
     pid_files: list[Path] = field(default_factory=list)
     links: list[Path] = field(default_factory=list)
+    machine_lock: FileLock = field(default_factory=lambda: FileLock(CLUSTER_LOCK))
 
     @property
     def conf(self) -> Path:
@@ -148,9 +167,15 @@ class OneNodeCluster:
         return {**os.environ, "SLURM_CONF": str(self.conf)}
 
     def start(self, timeout: float = 60) -> None:
+        """Install where needed, then start munged (unless one works), slurmctld and slurmd; holds
+        the machine-wide cluster lock until `stop()`."""
         ensure_installed()
         if os.geteuid() != 0:
             raise ClusterUnavailable(f"the SLURM daemons of the test cluster run as root (uid {os.geteuid()})")
+        try:
+            self.machine_lock.acquire(timeout=CLUSTER_WAIT_S)
+        except Timeout:
+            raise ClusterUnavailable(f"another test cluster held {CLUSTER_LOCK} for {CLUSTER_WAIT_S} s") from None
         self.folder.mkdir(parents=True, exist_ok=True)
         for sub in ("state", "spool"):
             (self.folder / sub).mkdir(exist_ok=True)
@@ -258,3 +283,5 @@ class OneNodeCluster:
         for link in self.links:
             link.unlink(missing_ok=True)
         self.links.clear()
+        if self.machine_lock.is_locked:
+            self.machine_lock.release()

@@ -216,11 +216,9 @@ def snakemake(workdir: Path, device: str, *args: str, env: dict | None = None) -
         raise AssertionError(f"snakemake on {device} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
 
 
-@pytest.fixture(scope="module")
-def cpu_run(tmp_path_factory, strict_host_env) -> Path:
-    workdir = tmp_path_factory.mktemp("cpu")
-    snakemake(workdir, "cpu", env=strict_host_env)
-    return workdir
+@pytest.fixture(scope="session")
+def cpu_run(shared_runs, strict_host_env) -> Path:
+    return shared_runs.get("test-preset-strict-cpu", lambda workdir: snakemake(workdir, "cpu", env=strict_host_env))
 
 
 TABLES = ["image_accuracy", "image_labelflip", "image_localised", "image_slic_segments", "audio_svds", "audio_labelflip", "audio_localised"]

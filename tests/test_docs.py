@@ -66,16 +66,34 @@ def test_ci_runs_the_readme_install_and_test_commands():
     assert commands == [install, test]
 
 
-@pytest.mark.slow
-def test_readme_python_example_runs(tmp_path):
-    """The README's "Use it from Python" block runs as printed: both print lines give one value per explainer / k."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Use it from Python", 1)[1]
-    code = section.split("```python\n", 1)[1].split("```", 1)[0]
-    script = tmp_path / "example.py"
+def readme_snippet(heading: str, readme: Path = ROOT / "README.md") -> str:
+    """The first ```python block after the line `heading` of the README."""
+    section = readme.read_text().split(f"\n{heading}\n", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def printed_values(code: str, folder: Path, lines: int) -> list:
+    """Run `code` as a script in `folder`; its last `lines` printed lines, read as Python literals
+    (NumPy reprs reduced to plain numbers and lists)."""
+    script = folder / "example.py"
     script.write_text(code)
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=900, cwd=folder)
     assert result.returncode == 0, result.stderr[-3000:]
-    rates, recovered = (ast.literal_eval(line.replace("np.float64", "").replace("array", "")) for line in result.stdout.strip().splitlines()[-2:])
-    assert sorted(rates) == sorted(BUILTIN_EXPLAINERS) and all(0.0 <= rate <= 1.0 for rate in rates.values())
-    assert sorted(recovered) == [1, 3] and all(-1 <= count <= k for k, counts in recovered.items() for count in counts)
+    printed = result.stdout.strip().splitlines()[-lines:]
+    return [ast.literal_eval(line.replace("np.float64", "").replace("array", "")) for line in printed]
+
+
+# The README's Python example and what it prints, pinned: the example is deterministic on the
+# CPU (seeded targets, LIME samples and noise; bundled weights and photos). Where the README's
+# example changes, point README_EXAMPLE at its heading and pin its new output here.
+README_EXAMPLE = "## Use it from Python"
+README_EXAMPLE_OUTPUT = None  # pinned below, once measured
+
+
+@pytest.mark.slow
+def test_readme_python_example_prints_its_pinned_output(tmp_path):
+    """The README's Python block runs as printed and prints the pinned label-flip rates per
+    explainer and recovered counts per k (not only keys and 0-1 bounds)."""
+    rates, recovered = printed_values(readme_snippet(README_EXAMPLE), tmp_path, lines=2)
+    assert sorted(rates) == sorted(BUILTIN_EXPLAINERS)
+    assert [rates, {k: list(counts) for k, counts in recovered.items()}] == README_EXAMPLE_OUTPUT

@@ -15,6 +15,7 @@ from advxai.explainers import (
     AGGREGATIONS,
     BUILTIN_EXPLAINERS,
     aggregate,
+    draw_noise,
     explain_gradient_family,
     family_of,
     gradient_attributions,
@@ -124,6 +125,32 @@ def test_noise_tunnel_matches_captum(model, batch, method, captum_class, extra):
     ours = noise_ensemble(model, inputs, targets, method, noise, ig_steps=8, batch_size=16)
     for name in ("sg", "sg2", "vg"):
         torch.testing.assert_close(ours[name], expected[name], **TOLERANCE, msg=f"{method}-{name}")
+
+
+@pytest.mark.parametrize("sigma", [0.3, 2.0])
+def test_noise_tunnel_at_a_standard_deviation_other_than_one_matches_captum(model, batch, monkeypatch, sigma):
+    """The whole path, draw_noise at σ included: captum's NoiseTunnel with stdevs=σ given our unit
+    draws (its torch.normal(0, σ) returns σ · unit) equals explain_gradient_family(noise_std=σ).
+    At σ = 1 a σ-versus-σ² slip cannot show; here it does."""
+    inputs, targets = batch
+    ids, n_noise = ["a", "b", "c"], 3
+    unit = draw_noise(ids, inputs.shape[1:], n_noise, 1.0, seed=4).reshape(N_ITEMS * n_noise, *inputs.shape[1:])
+    real_normal = torch.normal
+
+    def ours_scaled(mean, std, *args, **kwargs):
+        if isinstance(std, torch.Tensor) and std.shape == unit.shape:
+            return mean + std * unit  # captum asks for normal(0, σ) in its item-major order
+        return real_normal(mean, std, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "normal", ours_scaled)
+    expected = {name: NoiseTunnel(Saliency(model)).attribute(inputs, nt_type=nt_type, nt_samples=n_noise, stdevs=sigma, target=targets, abs=False)
+                for name, nt_type in (("sal-sg", "smoothgrad"), ("sal-sg2", "smoothgrad_sq"), ("sal-vg", "vargrad"))}
+    monkeypatch.setattr(torch, "normal", real_normal)
+    masks = {"rect": rectangles(N_ITEMS)}
+    result = explain_gradient_family(model, inputs, targets, ids, "sal", explainers=list(expected), masks=masks, n_segments={"rect": 16},
+                                     n_noise=n_noise, noise_std=sigma, seed=4, batch_size=8, keep_attributions=True)
+    for name, attributions in expected.items():
+        np.testing.assert_allclose(result.attributions[name], attributions.numpy().astype(np.float16), rtol=2e-3, atol=1e-5, err_msg=name)
 
 
 def test_family_shares_gradient_passes(model, batch):

@@ -181,6 +181,22 @@ def test_an_empty_fraction_is_no_flip_or_as_the_authors_the_whole_adversary(tmp_
     np.testing.assert_array_equal(flips[:, 2], [True, True])  # p = 1.0: the whole adversary either way
 
 
+def test_the_fewer_segments_flag_is_strictly_fewer_than_k(tmp_path):
+    """An image with exactly k segments is not flagged; one with fewer is, in both experiments.
+    Fails if either stage flags ``n_segments <= k``."""
+    shard, segments_file = _planted_shard(tmp_path, [HALVES, QUADRANTS])
+    output = str(tmp_path / "labelflip.h5")
+    labelflip_shard(shard, segments_file, [], output, model=PLANTED, labelflip=LabelflipSettings(segmentation="slic", k=2, ks=(4,), fractions=()),
+                    batch_size=4, device=torch.device("cpu"))
+    np.testing.assert_array_equal(read_h5(output)["fewer_segments"], [[False, True], [False, False]])
+    output = str(tmp_path / "localised.h5")
+    params = {"explainers": ["sal"], "extra": [], "ks": [2, 4], "segmentation": "slic", "seed": 0}
+    localised_shard(shard, segments_file, output, model=PLANTED, localised=LocalisedSettings.from_params(params), batch_size=4, device=torch.device("cpu"))
+    stored = read_h5(output)
+    np.testing.assert_array_equal(stored["k2/fewer_segments"], [False, False])
+    np.testing.assert_array_equal(stored["k4/fewer_segments"], [True, False])
+
+
 def test_label_flips_select_from_rankings_wider_than_their_items_need():
     """A slice of a shard may hold only items with few segments, while its rankings keep the shard's width."""
     clean = to_model_input(np.full((2, SIDE, SIDE, 3), GRAY, np.uint8))

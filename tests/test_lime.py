@@ -89,8 +89,9 @@ def audio_grid(n_items: int) -> torch.Tensor:
     return (4 * block[None, :] + band[:, None]).expand(n_items, 8, 10).clone()
 
 
-def reference_audio_lime(x: torch.Tensor, mask: torch.Tensor, rows: np.ndarray, target: int) -> np.ndarray:
-    """audioLIME's recipe, one sample at a time: mean occlusion, binary cosine kernel, weighted Ridge."""
+def reference_audio_lime(x: torch.Tensor, mask: torch.Tensor, rows: np.ndarray, target: int) -> tuple[np.ndarray, float]:
+    """audioLIME's recipe, one sample at a time: mean occlusion, binary cosine kernel, weighted
+    Ridge; its coefficients and its weighted R² on the samples (lime's ``score``)."""
     occlusion = x.mean()
     outputs = []
     for row in rows:
@@ -99,7 +100,8 @@ def reference_audio_lime(x: torch.Tensor, mask: torch.Tensor, rows: np.ndarray, 
         outputs.append(float(audio_forward(perturbed[None])[0, target]))
     distances = pairwise_distances(rows.astype(float), np.ones((1, rows.shape[1])), metric="cosine").ravel()
     weights = np.sqrt(np.exp(-(distances**2) / 0.25**2))
-    return Ridge(alpha=1.0).fit(rows, outputs, sample_weight=weights).coef_
+    ridge = Ridge(alpha=1.0).fit(rows, outputs, sample_weight=weights)
+    return ridge.coef_, ridge.score(rows, outputs, sample_weight=weights)
 
 
 def test_audio_lime_matches_weighted_ridge():
@@ -115,9 +117,9 @@ def test_audio_lime_matches_weighted_ridge():
         kernel_width=0.25, surrogate="ridge", batch_size=7,
     )
     for item in range(2):
-        expected = reference_audio_lime(inputs[item], masks[item], samples[item], 1)
-        np.testing.assert_allclose(ours.coefficients[item], expected, rtol=1e-6, atol=1e-9)
-    assert np.all(ours.r2 <= 1.0)
+        coefficients, r2 = reference_audio_lime(inputs[item], masks[item], samples[item], 1)
+        np.testing.assert_allclose(ours.coefficients[item], coefficients, rtol=1e-6, atol=1e-9)
+        assert ours.r2[item] == pytest.approx(r2, rel=1e-6)
 
 
 def test_seeded_samples_do_not_depend_on_batch_and_start_unperturbed():

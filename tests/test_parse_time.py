@@ -51,32 +51,48 @@ def total_reads(records: list[dict]) -> Counter:
 PARSING_IMPORTS_TORCH = any("import torch" in rules.read_text() for rules in (ROOT / "workflow" / "rules").glob("*.smk"))
 
 
-@pytest.fixture(scope="module")
-def imagenet_run(tmp_path_factory):
-    base = tmp_path_factory.mktemp("parse")
+RUN_STEPS = ("dry_run_before_manifest", "shard_run", "dry_run_with_manifest")
+
+
+def parse_time_steps(base: Path) -> None:
+    """In order, in one working directory: a dry run before the manifest exists, a real run of the
+    manifest and two image shards, and a dry run of the whole DAG built from the manifest; each
+    step's probe records in <step>.json."""
     data_root = imagenet_tree(base / "imagenet")
     overlay = base / "imagenet.yaml"
     overlay.write_text(f"image:\n  dataset: imagenet\n  imagenet_root: {data_root}\n  shard_size: 2\naudio:\n  enabled: false\n")
     workdir = base / "run"
     workdir.mkdir()
-    return workdir, data_root, overlay
+    shards = ("image/data/imagenet/72-64/shard0.h5", "image/data/imagenet/72-64/shard1.h5")
+    for step, args in zip(RUN_STEPS, (["-n"], shards, ["-n"])):
+        (base / f"{step}.json").write_text(json.dumps(probed_snakemake(workdir, data_root, overlay, *args)))
 
 
-@pytest.fixture(scope="module")
-def dry_run_before_manifest(imagenet_run) -> list[dict]:
-    return probed_snakemake(*imagenet_run, "-n")
+@pytest.fixture(scope="session")
+def parse_time_runs(shared_runs) -> Path:
+    return shared_runs.get("parse-time", parse_time_steps)
 
 
-@pytest.fixture(scope="module")
-def shard_run(imagenet_run, dry_run_before_manifest) -> list[dict]:
+@pytest.fixture
+def imagenet_run(parse_time_runs) -> tuple[Path]:
+    return (parse_time_runs / "run",)
+
+
+@pytest.fixture
+def dry_run_before_manifest(parse_time_runs) -> list[dict]:
+    return json.loads((parse_time_runs / "dry_run_before_manifest.json").read_text())
+
+
+@pytest.fixture
+def shard_run(parse_time_runs) -> list[dict]:
     """A real run of the manifest and two image shards (after the first dry run)."""
-    return probed_snakemake(*imagenet_run, "image/data/imagenet/72-64/shard0.h5", "image/data/imagenet/72-64/shard1.h5")
+    return json.loads((parse_time_runs / "shard_run.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def dry_run_with_manifest(imagenet_run, shard_run) -> list[dict]:
+@pytest.fixture
+def dry_run_with_manifest(parse_time_runs) -> list[dict]:
     """The whole DAG of the test preset's image stages, built from the manifest."""
-    return probed_snakemake(*imagenet_run, "-n")
+    return json.loads((parse_time_runs / "dry_run_with_manifest.json").read_text())
 
 
 def test_a_dry_run_before_the_manifest_exists_lists_nothing(dry_run_before_manifest):

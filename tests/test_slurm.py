@@ -121,28 +121,28 @@ class SlurmRun:
     wall_s: float
 
 
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory):
-    if reason := os.environ.get(SKIP_VARIABLE):
-        pytest.skip(f"{SKIP_VARIABLE}={reason}")
-    started = OneNodeCluster(tmp_path_factory.mktemp("slurm"))
-    try:
-        started.start()
-    except ClusterUnavailable as err:
-        started.stop()
-        pytest.fail(f"no one-node SLURM cluster for the SLURM tests: {err}\n(set {SKIP_VARIABLE}=<reason> to skip them)")
-    yield started
-    started.stop()
+def run_through_slurm(base: Path, run_locally) -> None:
+    """presets/test.yaml through profiles/slurm (+ test overlay) on a one-node cluster started for
+    it, one attack chain cancelled mid-run; what the tests read goes to base/slurm_run.json.
 
-
-@pytest.fixture(scope="session")
-def slurm_run(cluster, tmp_path_factory, request) -> SlurmRun:
-    """presets/test.yaml through profiles/slurm (+ test overlay), one attack chain cancelled mid-run.
-
-    The local run that the tables are compared with (conftest's `run`) goes on meanwhile: a GPU
-    group runs its jobs one after another, so the SLURM run alone leaves a core idle for minutes.
+    `run_locally()` builds the local run that the tables are compared with meanwhile: a GPU group
+    runs its jobs one after another, so the SLURM run alone leaves a core idle for minutes.
     """
-    base = tmp_path_factory.mktemp("slurm_run")
+    cluster = OneNodeCluster(base / "cluster")
+    try:
+        cluster.start()
+        calls, cancelled, wall_s = submit_and_wait(cluster, base, run_locally)
+    except ClusterUnavailable as err:
+        pytest.fail(f"no one-node SLURM cluster for the SLURM tests: {err}\n(set {SKIP_VARIABLE}=<reason> to skip them)")
+    finally:
+        cluster.stop()
+    record = {"sbatch_calls": calls, "cancelled_targets": cancelled, "wall_s": wall_s}
+    (base / "slurm_run.json").write_text(json.dumps(record))
+
+
+def submit_and_wait(cluster: OneNodeCluster, base: Path, run_locally) -> tuple[list[list[str]], str | None, float]:
+    """Snakemake through the test profile, sbatch logged; returns the sbatch calls, the targets of
+    the cancelled group job and the wall time."""
     workdir, log, output_file = base / "work", base / "sbatch-calls.jsonl", base / "snakemake-output.txt"
     workdir.mkdir()
     profile = slurm_test_profile(base / "profile")
@@ -155,20 +155,30 @@ def slurm_run(cluster, tmp_path_factory, request) -> SlurmRun:
     with open(output_file, "w") as output_handle:
         process = subprocess.Popen(command, stdout=output_handle, stderr=subprocess.STDOUT, text=True, env=environment, start_new_session=True)
         try:
-            request.getfixturevalue("run")
+            run_locally()
             returncode = process.wait(timeout=RUN_TIMEOUT_S + 30)
         finally:
-            if process.poll() is None:  # the local run failed: stop Snakemake (the cluster fixture cancels its jobs)
+            if process.poll() is None:  # the local run failed: stop Snakemake (cluster.stop() cancels its jobs)
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
             canceller.done.set()
     wall_s = time.monotonic() - start
-    output = output_file.read_text()
     print(f"SLURM run of presets/test.yaml (beside the local run): {wall_s:.0f} s")
     if returncode != 0:
-        raise AssertionError(f"snakemake with profiles/slurm failed ({returncode}) after {wall_s:.0f} s:\n{output[-6000:]}")
+        raise AssertionError(f"snakemake with profiles/slurm failed ({returncode}) after {wall_s:.0f} s:\n{output_file.read_text()[-6000:]}")
     calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    return SlurmRun(workdir, profile, calls, canceller.cancelled_targets, output, wall_s)
+    return calls, canceller.cancelled_targets, wall_s
+
+
+@pytest.fixture(scope="session")
+def slurm_run(shared_runs, request) -> SlurmRun:
+    """The SLURM run, once per pytest invocation (tests/shared_runs.py), beside the local run."""
+    if reason := os.environ.get(SKIP_VARIABLE):
+        pytest.skip(f"{SKIP_VARIABLE}={reason}")
+    base = shared_runs.get("slurm", lambda folder: run_through_slurm(folder, lambda: request.getfixturevalue("run")))
+    record = json.loads((base / "slurm_run.json").read_text())
+    return SlurmRun(base / "work", base / "profile", record["sbatch_calls"], record["cancelled_targets"],
+                    (base / "snakemake-output.txt").read_text(), record["wall_s"])
 
 
 def option(call: list[str], name: str) -> str | None:

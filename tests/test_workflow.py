@@ -24,12 +24,54 @@ pytestmark = pytest.mark.workflow
 BUILTIN = ["lime", "sal", "ig", "gbp", "sal-sg", "sal-sg2", "sal-vg", "ig-sg", "ig-sg2", "ig-vg", "gbp-sg", "gbp-sg2", "gbp-vg"]
 
 
-def test_image_accuracy_table(run):
+def shard_files(run: Path, folder: str) -> list[Path]:
+    """The per-shard files of `folder` (e.g. "image/tiny/labelflip/rect") in shard order."""
+    return sorted((run / folder).glob("shard*.h5"), key=lambda path: int(path.stem.removeprefix("shard")))
+
+
+def concatenated(run: Path, folder: str, names: list[str]) -> dict[str, np.ndarray]:
+    from advxai.store import read_h5
+
+    parts = [read_h5(path, names) for path in shard_files(run, folder)]
+    return {name: np.concatenate([part[name] for part in parts]) for name in names}
+
+
+def test_image_accuracy_table_recomputed_from_the_shards(run):
+    """Table 1 against the clean predictions' own file and the attack's: top-1 over the labelled
+    images, an image whose attack failed counted with its clean prediction."""
     accuracy = table(run, "image_accuracy")
     assert list(accuracy.columns) == ["model", "n_images", "clean_top1", "adv_top1", "n_adversaries"]
     assert accuracy.model.tolist() == ["tiny"]
-    assert accuracy.n_images.tolist() == [4]
-    assert 1 <= accuracy.n_adversaries.iloc[0] <= 4
+    clean = concatenated(run, "image/tiny/clean", ["ids", "labels", "top1"])
+    attack = concatenated(run, "image/tiny/adversaries", ["ids", "success", "final_prediction"])
+    assert clean["ids"].tolist() == attack["ids"].tolist() and len(clean["ids"]) == 4
+    labelled = clean["labels"] >= 0
+    assert labelled.any(), "the bundled photos carry ImageNet labels"
+    attacked = np.where(attack["success"], attack["final_prediction"], clean["top1"])
+    row = accuracy.iloc[0]
+    assert row.n_images == 4 and row.n_adversaries == attack["success"].sum() >= 1
+    assert row.clean_top1 == pytest.approx(100 * np.mean(clean["top1"][labelled] == clean["labels"][labelled]))
+    assert row.adv_top1 == pytest.approx(100 * np.mean(attacked[labelled] == clean["labels"][labelled]))
+
+
+def labelflip_rate_from_shards(run: Path, segmentation: str, ranking: str, *, k: int | None = None, fraction: float | None = None) -> tuple[int, float]:
+    """(n, rate) of one ranking ("explainer/aggregation") at a fixed k or a fraction, counted from
+    the per-shard label-flip files without the table code."""
+    from advxai.store import read_h5
+
+    flips = []
+    for path in shard_files(run, f"image/tiny/labelflip/{segmentation}"):
+        part = read_h5(path)
+        if not len(part["ids"]):
+            continue
+        settings = np.isnan(part["fraction"]) & (part["k"] == k) if k is not None else np.isclose(part["fraction"], fraction)
+        flips.append(part[f"flips/{ranking}"][:, np.flatnonzero(settings)[0]])
+    counted = np.concatenate(flips)
+    return len(counted), float(counted.mean())
+
+
+RECOUNTED_FLIPS = [("rect", "sal/mean_abs", {"k": 3}), ("rect", "lime/mean", {"k": 1}), ("rect", "gbp-vg/mean_pos", {"k": 3}),
+                   ("rect", "magnitude-mean/-", {"k": 1}), ("slic", "ig-sg/mean_abs", {"fraction": 0.5}), ("slic", "magnitude/-", {"k": 3})]
 
 
 def test_image_labelflip_table(run):
@@ -37,7 +79,13 @@ def test_image_labelflip_table(run):
     assert list(flips.columns) == ["model", "segmentation", "explainer", "aggregation", "k", "fraction", "n", "label_flip_rate"]
     assert set(flips.explainer) == set(BUILTIN) | {"magnitude", "magnitude-mean", "occlusion"}
     assert set(flips.segmentation) == {"rect", "slic"}
-    assert flips.label_flip_rate.between(0, 1).all()
+    for segmentation, ranking, setting in RECOUNTED_FLIPS:
+        explainer, aggregation = ranking.split("/")
+        rows = flips[(flips.segmentation == segmentation) & (flips.explainer == explainer) & (flips.aggregation == aggregation)]
+        row = rows[rows.k == setting["k"]] if "k" in setting else rows[np.isclose(rows.fraction, setting["fraction"])]
+        assert len(row) == 1, (segmentation, ranking, setting)
+        n, rate = labelflip_rate_from_shards(run, segmentation, ranking, **setting)
+        assert (row.n.iloc[0], row.label_flip_rate.iloc[0]) == (n, pytest.approx(rate)), (segmentation, ranking, setting)
     gradient = flips[(flips.explainer == "sal") & (flips.segmentation == "rect")]
     assert set(gradient.aggregation) == {"mean", "mean_abs", "mean_pos"}
     assert sorted(gradient[gradient.aggregation == "mean_abs"].k) == [1, 3, 16]
@@ -49,6 +97,16 @@ def test_image_labelflip_table(run):
     assert ((flips.segmentation == "slic") & (flips.k == 3)).any()
 
 
+def recovered_from_shards(run: Path, segmentation: str, explainer: str, k: int) -> list[int]:
+    """How many refined adversaries that still flip had r = 0..k segments recovered, counted from
+    the per-shard localised files without the table code."""
+    from advxai.store import read_h5
+
+    name = f"k{k}/recovered/{explainer}"
+    recovered = np.concatenate([part[name] for part in map(read_h5, shard_files(run, f"image/tiny/localised/{segmentation}")) if name in part])
+    return [int(np.sum(recovered == r)) for r in range(k + 1)]
+
+
 def test_image_localised_and_slic_tables(run):
     localised = table(run, "image_localised")
     assert list(localised.columns) == ["model", "segmentation", "explainer", "k", "recovered", "count", "fraction"]
@@ -56,9 +114,14 @@ def test_image_localised_and_slic_tables(run):
     for (_, _, _, k), rows in localised.groupby(["model", "segmentation", "explainer", "k"]):
         assert sorted(rows.recovered) == list(range(k + 1))
         assert rows.fraction.sum() == pytest.approx(1.0) or rows["count"].sum() == 0
+    for segmentation, explainer, k in (("rect", "sal", 3), ("slic", "lime", 1), ("rect", "ig-vg", 1)):
+        counted = recovered_from_shards(run, segmentation, explainer, k)
+        rows = localised[(localised.segmentation == segmentation) & (localised.explainer == explainer) & (localised.k == k)]
+        assert rows.sort_values("recovered")["count"].tolist() == counted, (segmentation, explainer, k)
     slic = table(run, "image_slic_segments")
     assert list(slic.columns) == ["model", "n", "mean", "std", "min", "max"]
-    assert 2 <= slic["mean"].iloc[0] <= 40
+    counts = concatenated(run, "image/tiny/segments/slic", ["adversary_n_segments"])["adversary_n_segments"]
+    assert slic[["n", "mean", "min", "max"]].iloc[0].tolist() == pytest.approx([len(counts), counts.mean(), counts.min(), counts.max()])
     assert slic.n.tolist() == table(run, "image_accuracy").n_adversaries.tolist()  # Table 6 counts every adversary
 
 
@@ -118,10 +181,44 @@ def test_figures_and_markdown(run):
     assert "## Images with fewer segments than k" in markdown
 
 
+def drawn_lines(axes) -> dict[str, tuple[list[float], list[float]]]:
+    return {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in axes.get_lines()}
+
+
+def test_figures_draw_the_rates_counted_from_the_shards(run, tmp_path):
+    """Figs 5, 8 and 2 drawn from the run's tables by the report's plotting functions: their series
+    are the rates and histograms counted from the per-shard files (not only files that exist)."""
+    from advxai.report import plots
+    from advxai.store import read_h5
+
+    fig5 = plots.figure_all_explainers(table(run, "image_labelflip"), "tiny", tmp_path / "fig5.png")
+    rect, slic = (drawn_lines(axes) for axes in fig5.axes[:2])
+    assert set(rect) == set(BUILTIN) | {"magnitude", "magnitude-mean", "occlusion"}
+    assert rect["sal"] == ([1 / 16, 3 / 16, 1.0], [labelflip_rate_from_shards(run, "rect", "sal/mean_abs", k=k)[1] for k in (1, 3, 16)])
+    assert rect["lime"][1] == [labelflip_rate_from_shards(run, "rect", "lime/mean", k=k)[1] for k in (1, 3, 16)]
+    assert rect["magnitude"][1] == [labelflip_rate_from_shards(run, "rect", "magnitude/-", k=k)[1] for k in (1, 3, 16)]
+    assert slic["gbp-sg"] == ([0.5, 1.0], [labelflip_rate_from_shards(run, "slic", "gbp-sg/mean_abs", fraction=f)[1] for f in (0.5, 1.0)])
+
+    localised = table(run, "image_localised")
+    fig8 = plots.figure_recovered(localised[localised.segmentation == "slic"], "tiny, slic", tmp_path / "fig8.png")
+    for axes, k in zip(fig8.axes, (1, 3)):
+        explainers = [label.get_text() for label in axes.get_xticklabels()]
+        heights = np.array([[bar.get_height() for bar in bars] for bars in axes.containers])  # (r, explainer)
+        counted = recovered_from_shards(run, "slic", "sal", k)
+        assert heights[:, explainers.index("sal")].tolist() == pytest.approx(np.array(counted) / max(sum(counted), 1))
+
+    fig2 = plots.figure_audio_labelflip(table(run, "audio_labelflip"), tmp_path / "fig2.png")
+    stored = read_h5(run / "audio" / "labelflip" / "seed1.h5")  # the one experiment seed: the mean is its rate
+    for axes, direction in zip(fig2.axes, ("nosing_to_sing", "sing_to_nosing")):
+        flips = stored[f"{direction}/flips/lime"]
+        if flips.shape[1]:
+            assert drawn_lines(axes)["lime"] == (AUDIO_KS, pytest.approx(flips.mean(axis=1).tolist()))
+
+
 def test_config_change_reruns_only_dependent_jobs(run, tmp_path):
     overlay = tmp_path / "k.yaml"
     overlay.write_text("image:\n  labelflip:\n    k: 2\n")
-    dry = snakemake(run, "-n", "--quiet", "rules", overlay=str(overlay)).stdout
+    dry = snakemake(run, "-n", "--nolock", "--quiet", "rules", overlay=str(overlay)).stdout
     rules = {line.split()[0] for line in dry.splitlines() if line.strip() and line.split()[0].islower() and "|" not in line}
     assert "image_labelflip" in rules and "image_tables" in rules
     assert not rules & {"image_attack", "image_explain", "audio_train_detector", "audio_attack", "image_localised", "image_segments"}
@@ -132,7 +229,7 @@ def test_keeping_attributions_reruns_only_the_explanations(run, tmp_path):
     which keep no attributions, stay done."""
     overlay = tmp_path / "keep.yaml"
     overlay.write_text("image:\n  explain:\n    keep_attributions: true\n")
-    dry = snakemake(run, "-n", "--quiet", "rules", "--rerun-triggers", "params", overlay=str(overlay)).stdout
+    dry = snakemake(run, "-n", "--nolock", "--quiet", "rules", "--rerun-triggers", "params", overlay=str(overlay)).stdout
     rules = {line.split()[0] for line in dry.splitlines() if line.strip() and line.split()[0].islower() and "|" not in line}
     assert "image_explain" in rules
     assert not rules & {"image_localised", "image_attack", "image_segments", "audio_localised"}
@@ -184,11 +281,12 @@ def image_run_in_shards(workdir: Path, shard_size: int) -> Path:
     return workdir
 
 
-@pytest.fixture(scope="module")
-def in_shards_of_two(tmp_path_factory) -> Path:
-    return image_run_in_shards(tmp_path_factory.mktemp("shards_of_2"), 2)
+@pytest.fixture(scope="session")
+def in_shards_of_two(shared_runs) -> Path:
+    return shared_runs.get("shards-of-2", lambda workdir: image_run_in_shards(workdir, 2))
 
 
+@pytest.mark.slow  # each runs its own workflow besides the shared one in shards of two
 @pytest.mark.parametrize("shard_size", [1, 3])
 def test_shard_size_does_not_change_results(in_shards_of_two, tmp_path, shard_size):
     """Three images in shards of 1 (every image attacked and explained alone) and of 3 (one shard)
