@@ -26,7 +26,9 @@ BUILTIN = ["lime", "sal", "ig", "gbp", "sal-sg", "sal-sg2", "sal-vg", "ig-sg", "
 
 def test_image_accuracy_table(run):
     accuracy = table(run, "image_accuracy")
-    assert list(accuracy.columns) == ["model", "n_images", "clean_top1", "adv_top1", "n_adversaries"]
+    # the contract's columns come first, unchanged; the 95 % intervals are added after them
+    assert list(accuracy.columns) == ["model", "n_images", "clean_top1", "adv_top1", "n_adversaries",
+                                      "clean_top1_ci_low", "clean_top1_ci_high", "adv_top1_ci_low", "adv_top1_ci_high"]
     assert accuracy.model.tolist() == ["tiny"]
     assert accuracy.n_images.tolist() == [4]
     assert 1 <= accuracy.n_adversaries.iloc[0] <= 4
@@ -34,7 +36,9 @@ def test_image_accuracy_table(run):
 
 def test_image_labelflip_table(run):
     flips = table(run, "image_labelflip")
-    assert list(flips.columns) == ["model", "segmentation", "explainer", "aggregation", "k", "fraction", "n", "label_flip_rate"]
+    assert list(flips.columns) == ["model", "segmentation", "explainer", "aggregation", "k", "fraction", "n",
+                                   "label_flip_rate", "ci_low", "ci_high"]
+    assert (flips.ci_low <= flips.label_flip_rate).all() and (flips.label_flip_rate <= flips.ci_high).all()
     assert set(flips.explainer) == set(BUILTIN) | {"magnitude", "magnitude-mean", "occlusion"}
     assert set(flips.segmentation) == {"rect", "slic"}
     assert flips.label_flip_rate.between(0, 1).all()
@@ -51,7 +55,8 @@ def test_image_labelflip_table(run):
 
 def test_image_localised_and_slic_tables(run):
     localised = table(run, "image_localised")
-    assert list(localised.columns) == ["model", "segmentation", "explainer", "k", "recovered", "count", "fraction"]
+    assert list(localised.columns) == ["model", "segmentation", "explainer", "k", "recovered", "count", "fraction",
+                                       "ci_low", "ci_high"]
     assert set(localised.k) == {1, 3}
     for (_, _, _, k), rows in localised.groupby(["model", "segmentation", "explainer", "k"]):
         assert sorted(rows.recovered) == list(range(k + 1))
@@ -74,7 +79,7 @@ def test_audio_tables(run):
     assert all(0 <= e <= 100 for e in errors[:2]) and errors[2] == pytest.approx((errors[0] + errors[1]) / 2)
 
     flips = table(run, "audio_labelflip")
-    assert list(flips.columns) == ["seed", "direction", "explainer", "k", "n", "label_flip_rate"]
+    assert list(flips.columns) == ["seed", "direction", "explainer", "k", "n", "label_flip_rate", "ci_low", "ci_high"]
     assert set(flips.seed.astype(str)) == {"1", "mean", "std"}  # both detectors trained, the experiments on audio.experiment_seeds
     detector = flips[flips.seed.astype(str) == "1"]
     assert len(detector) == 2 * len(AUDIO_EXPLAINERS) * len(AUDIO_KS)  # every direction, explainer and k
@@ -95,7 +100,8 @@ def test_audio_tables(run):
     assert (std[rates.index] == 0).all()
 
     localised = table(run, "audio_localised")
-    assert list(localised.columns) == ["seed", "direction", "explainer", "k", "recovered", "count", "fraction"]
+    assert list(localised.columns) == ["seed", "direction", "explainer", "k", "recovered", "count", "fraction",
+                                       "ci_low", "ci_high"]
     assert set(localised.seed.astype(str)) == {"1", "mean", "std"}
     histograms = localised[localised.seed.astype(str) == "1"].astype({"count": int})
     assert set(histograms.direction) == {"nosing_to_sing", "sing_to_nosing", "pooled"}
@@ -116,6 +122,23 @@ def test_figures_and_markdown(run):
     markdown = (run / "results" / "tables" / "image_tables.md").read_text()
     assert "Table 2" in markdown and "Table 8" in markdown
     assert "## Images with fewer segments than k" in markdown
+
+
+def test_comparisons_and_findings(run):
+    """Paired tests against the baselines from the per-shard outcomes, and the paper's five findings
+    decided on the test preset's few items: its one model is no AlexNet, so (iii) is not in this run."""
+    comparisons = table(run, "image_comparisons")
+    assert set(comparisons.versus[comparisons.experiment == "labelflip"]) == {"magnitude", "magnitude-mean"}
+    flips = table(run, "image_labelflip").set_index(["segmentation", "explainer", "aggregation", "k"])
+    sal = comparisons[(comparisons.explainer == "sal") & (comparisons.aggregation == "mean_abs") & (comparisons.k == 3)]
+    assert sal.rate.tolist() == [flips.label_flip_rate[(seg, "sal", "mean_abs", 3)] for seg in sal.segmentation]
+    assert set(table(run, "audio_comparisons").versus) == {"norm"}
+    findings = table(run, "findings")
+    verdicts = findings.drop_duplicates("finding").set_index("finding").verdict.to_dict()
+    assert list(verdicts) == ["i", "ii", "iii", "iv", "v"] and verdicts["iii"] == "not in this run"
+    assert set(verdicts.values()) <= {"holds", "contradicted", "undecided at this N", "not in this run"}
+    markdown = (run / "results" / "findings.md").read_text()
+    assert markdown.startswith("# The paper's findings (§7), checked on this run") and "| (iii) |" in markdown
 
 
 def test_config_change_reruns_only_dependent_jobs(run, tmp_path):

@@ -21,8 +21,19 @@ IMAGE_BASELINES = ("magnitude-mean", "magnitude")
 """Image baselines every explainer is compared with; ``magnitude-mean`` is the paper's Fig. 6 baseline."""
 AUDIO_BASELINE = "norm"
 
-COMPARISON_COLUMNS = ["explainer", "versus", "n", "rate", "versus_rate", "difference", "only_explainer", "only_versus",
-                      "p_value", "significant", "test"]
+COMPARISON_COLUMNS = [
+    "explainer",
+    "versus",
+    "n",
+    "rate",
+    "versus_rate",
+    "difference",
+    "only_explainer",
+    "only_versus",
+    "p_value",
+    "significant",
+    "test",
+]
 IMAGE_COMPARISON_COLUMNS = ["model", "segmentation", "experiment", "aggregation", "k", "fraction", *COMPARISON_COLUMNS]
 AUDIO_COMPARISON_COLUMNS = ["seed", "direction", "k", *COMPARISON_COLUMNS]
 
@@ -30,17 +41,37 @@ AUDIO_COMPARISON_COLUMNS = ["seed", "direction", "k", *COMPARISON_COLUMNS]
 def flip_comparison(explainer: str, versus: str, a: np.ndarray, b: np.ndarray) -> dict:
     """One row: exact McNemar test of flips ``a`` against ``b`` on the same items."""
     result = mcnemar_exact(a, b)
-    return {"explainer": explainer, "versus": versus, "n": len(a), "rate": float(np.mean(a)) if len(a) else np.nan,
-            "versus_rate": float(np.mean(b)) if len(b) else np.nan, "difference": result.difference, "only_explainer": result.only_a,
-            "only_versus": result.only_b, "p_value": result.p_value, "significant": result.significant, "test": "mcnemar_exact"}
+    return {
+        "explainer": explainer,
+        "versus": versus,
+        "n": len(a),
+        "rate": float(np.mean(a)) if len(a) else np.nan,
+        "versus_rate": float(np.mean(b)) if len(b) else np.nan,
+        "difference": result.difference,
+        "only_explainer": result.only_a,
+        "only_versus": result.only_b,
+        "p_value": result.p_value,
+        "significant": result.significant,
+        "test": "mcnemar_exact",
+    }
 
 
 def fraction_comparison(explainer: str, versus: str, a: np.ndarray, b: np.ndarray) -> dict:
     """One row: paired bootstrap test of per-item fractions ``a`` against ``b``."""
     result = paired_bootstrap(a, b)
-    return {"explainer": explainer, "versus": versus, "n": len(a), "rate": float(np.mean(a)) if len(a) else np.nan,
-            "versus_rate": float(np.mean(b)) if len(b) else np.nan, "difference": result.difference, "only_explainer": result.only_a,
-            "only_versus": result.only_b, "p_value": result.p_value, "significant": result.significant, "test": "paired_bootstrap"}
+    return {
+        "explainer": explainer,
+        "versus": versus,
+        "n": len(a),
+        "rate": float(np.mean(a)) if len(a) else np.nan,
+        "versus_rate": float(np.mean(b)) if len(b) else np.nan,
+        "difference": result.difference,
+        "only_explainer": result.only_a,
+        "only_versus": result.only_b,
+        "p_value": result.p_value,
+        "significant": result.significant,
+        "test": "paired_bootstrap",
+    }
 
 
 def _setting(result: outcomes.FlipOutcomes, j: int) -> dict:
@@ -56,8 +87,16 @@ def labelflip_vs_baselines(model: str, segmentation: str, result: outcomes.FlipO
             if explainer in IMAGE_BASELINES:
                 continue
             for j in range(flips.shape[1]):
-                key = {"model": model, "segmentation": segmentation, "experiment": "labelflip", "aggregation": aggregation, **_setting(result, j)}
-                rows.append({**key, **flip_comparison(explainer, baseline, flips[:, j], result.flips[(baseline, "-")][:, j])})
+                key = {
+                    "model": model,
+                    "segmentation": segmentation,
+                    "experiment": "labelflip",
+                    "aggregation": aggregation,
+                    **_setting(result, j),
+                }
+                rows.append(
+                    {**key, **flip_comparison(explainer, baseline, flips[:, j], result.flips[(baseline, "-")][:, j])}
+                )
     return rows
 
 
@@ -71,7 +110,9 @@ def standard_vs_ensembles(recovered: Mapping[str, np.ndarray], k: int) -> list[d
     return rows
 
 
-def image_comparisons(labelflips: Mapping[tuple[str, str], Sequence[str]], localised: Mapping[tuple[str, str], Sequence[str]]) -> pd.DataFrame:
+def image_comparisons(
+    labelflips: Mapping[tuple[str, str], Sequence[str]], localised: Mapping[tuple[str, str], Sequence[str]]
+) -> pd.DataFrame:
     """The image comparison table: label flips against the baselines, recovered fractions of the
     standard gradient explainers against their ensembles."""
     rows = []
@@ -81,7 +122,14 @@ def image_comparisons(labelflips: Mapping[tuple[str, str], Sequence[str]], local
             rows += labelflip_vs_baselines(model, seg, result)
     for (model, seg), paths in localised.items():
         for k, recovered in outcomes.image_recovered_outcomes(paths).items():
-            key = {"model": model, "segmentation": seg, "experiment": "localised", "aggregation": "mean_abs", "k": k, "fraction": np.nan}
+            key = {
+                "model": model,
+                "segmentation": seg,
+                "experiment": "localised",
+                "aggregation": "mean_abs",
+                "k": k,
+                "fraction": np.nan,
+            }
             rows += [{**key, **row} for row in standard_vs_ensembles(recovered, k)]
     return pd.DataFrame(rows, columns=IMAGE_COMPARISON_COLUMNS)
 

@@ -23,8 +23,19 @@ import numpy as np
 from ..names import ENSEMBLES, GRADIENT_METHODS, LIME_FAMILY
 from .comparisons import AUDIO_BASELINE, IMAGE_BASELINES
 from .paper_values import STANDARD
-from .verdicts import (ALL, MOST, Decision, Part, combine, decide, flips_greater, flips_on_par, fractions_greater,
-                       rate_below, rate_greater)
+from .verdicts import (
+    ALL,
+    MOST,
+    Decision,
+    Part,
+    combine,
+    decide,
+    flips_greater,
+    flips_on_par,
+    fractions_greater,
+    rate_below,
+    rate_greater,
+)
 
 FIG6_BASELINE = "magnitude-mean"
 RARELY = 0.5
@@ -70,8 +81,13 @@ def audio_lime_below_norm(evidence: Evidence) -> Part:
     flips = evidence.audio_flips
     if flips is None or not any(LIME_FAMILY in f and AUDIO_BASELINE in f for f in flips.values()):
         return Part(statement, MOST, missing="no audio label flips of LIME and the norm baseline in this run")
-    claims = [flips_greater(f"audio, k = {k}, detectors and directions pooled", by[AUDIO_BASELINE], by[LIME_FAMILY], ("norm", "LIME"))
-              for k, by in sorted(flips.items()) if LIME_FAMILY in by and AUDIO_BASELINE in by]
+    claims = [
+        flips_greater(
+            f"audio, k = {k}, detectors and directions pooled", by[AUDIO_BASELINE], by[LIME_FAMILY], ("norm", "LIME")
+        )
+        for k, by in sorted(flips.items())
+        if LIME_FAMILY in by and AUDIO_BASELINE in by
+    ]
     return Part(statement, MOST, tuple(claims))
 
 
@@ -81,8 +97,11 @@ def images_on_par(evidence: Evidence) -> Part:
     groups = {key: by for key, by in flips.items() if FIG6_BASELINE in by}
     if not groups:
         return Part(statement, ALL, missing=f"no image label flips with the {FIG6_BASELINE} baseline in this run")
-    claims = [flips_on_par(f"{model}, {seg}: {e}", by[e], by[FIG6_BASELINE], (e, FIG6_BASELINE))
-              for (model, seg), by in groups.items() for e in _explainers(by)]
+    claims = [
+        flips_on_par(f"{model}, {seg}: {e}", by[e], by[FIG6_BASELINE], (e, FIG6_BASELINE))
+        for (model, seg), by in groups.items()
+        for e in _explainers(by)
+    ]
     return Part(statement, ALL, tuple(claims))
 
 
@@ -97,10 +116,14 @@ def _rate(flips: np.ndarray) -> tuple[int, int]:
 def architecture_ranking(evidence: Evidence, architecture: str) -> Part:
     """Claims that ``architecture``'s models flip more than the models it is simpler than (any other for AlexNet)."""
     deeper = SIMPLER_THAN[architecture]
-    statement = f"{architecture}'s label-flip rates exceed those of " + ("every other model" if deeper is None else ", ".join(deeper))
+    statement = f"{architecture}'s label-flip rates exceed those of " + (
+        "every other model" if deeper is None else ", ".join(deeper)
+    )
     flips = evidence.image_flips or {}
     simple = _models_of(evidence, architecture)
-    others = [m for m in evidence.architectures if m not in simple and (deeper is None or evidence.architectures[m] in deeper)]
+    others = [
+        m for m in evidence.architectures if m not in simple and (deeper is None or evidence.architectures[m] in deeper)
+    ]
     if not simple or not others:
         present = ", ".join(f"{m} ({a})" for m, a in evidence.architectures.items()) or "no image model"
         return Part(statement, ALL, missing=f"needs {architecture} and a model to compare with; this run has {present}")
@@ -109,8 +132,14 @@ def architecture_ranking(evidence: Evidence, architecture: str) -> Part:
         for other in others:
             for seg in sorted({s for m, s in flips if m == model} & {s for m, s in flips if m == other}):
                 for e in (e for e in STANDARD if e in flips[(model, seg)] and e in flips[(other, seg)]):
-                    claims.append(rate_greater(f"{seg}, {e}: {model} vs {other}", _rate(flips[(model, seg)][e]),
-                                               _rate(flips[(other, seg)][e]), (model, other)))
+                    claims.append(
+                        rate_greater(
+                            f"{seg}, {e}: {model} vs {other}",
+                            _rate(flips[(model, seg)][e]),
+                            _rate(flips[(other, seg)][e]),
+                            (model, other),
+                        )
+                    )
     return Part(statement, ALL, tuple(claims))
 
 
@@ -119,46 +148,83 @@ def lime_best_with_slic(evidence: Evidence) -> Part:
     groups = {key: by for key, by in (evidence.image_flips or {}).items() if key[1] == "slic" and LIME_FAMILY in by}
     if not groups:
         return Part(statement, ALL, missing="no SLIC label flips of LIME in this run")
-    claims = [flips_greater(f"{model}, slic: lime vs {e}", by[LIME_FAMILY], by[e], (LIME_FAMILY, e))
-              for (model, _), by in groups.items() for e in _explainers(by) if e != LIME_FAMILY]
+    claims = [
+        flips_greater(f"{model}, slic: lime vs {e}", by[LIME_FAMILY], by[e], (LIME_FAMILY, e))
+        for (model, _), by in groups.items()
+        for e in _explainers(by)
+        if e != LIME_FAMILY
+    ]
     return Part(statement, ALL, tuple(claims))
 
 
 def standard_beat_ensembles(evidence: Evidence) -> Part:
-    statement = "standard gradient explainers usually recover more perturbed segments than their ensembles (localised experiment)"
+    statement = (
+        "standard gradient explainers usually recover more perturbed segments than their ensembles "
+        "(localised experiment)"
+    )
     claims = []
     for (model, seg), by_k in (evidence.image_recovered or {}).items():
         for k, recovered in sorted(by_k.items()):
             for method in GRADIENT_METHODS.values():
-                for ensemble in (f"{method}-{e}" for e in ENSEMBLES if f"{method}-{e}" in recovered and method in recovered):
-                    claims.append(fractions_greater(f"{model}, {seg}, k = {k}: {method} vs {ensemble}", recovered[method] / k,
-                                                    recovered[ensemble] / k, (method, ensemble)))
+                for ensemble in (
+                    f"{method}-{e}" for e in ENSEMBLES if f"{method}-{e}" in recovered and method in recovered
+                ):
+                    claims.append(
+                        fractions_greater(
+                            f"{model}, {seg}, k = {k}: {method} vs {ensemble}",
+                            recovered[method] / k,
+                            recovered[ensemble] / k,
+                            (method, ensemble),
+                        )
+                    )
     if not claims:
-        return Part(statement, MOST, missing="no image localised experiment with gradient explainers and their ensembles in this run")
+        return Part(
+            statement,
+            MOST,
+            missing="no image localised experiment with gradient explainers and their ensembles in this run",
+        )
     return Part(statement, MOST, tuple(claims))
 
 
 def rarely_all_recovered(domain: str, recovered: Mapping[str, Recovered] | None) -> Part:
-    statement = f"{domain}: explainers recover all k perturbed segments in fewer than {100 * RARELY:.0f} % of the refined inputs"
+    share = f"{100 * RARELY:.0f} %"
+    statement = f"{domain}: explainers recover all k perturbed segments in fewer than {share} of the refined inputs"
     if recovered is None:
         return Part(statement, MOST, missing=f"the {domain} domain is not in this run")
-    claims = [rate_below(f"{group}, k = {k}: {e}", int(np.sum(values == k)), len(values), RARELY)
-              for group, by_k in recovered.items() for k, by in sorted(by_k.items()) for e, values in by.items()]
+    claims = [
+        rate_below(f"{group}, k = {k}: {e}", int(np.sum(values == k)), len(values), RARELY)
+        for group, by_k in recovered.items()
+        for k, by in sorted(by_k.items())
+        for e, values in by.items()
+    ]
     return Part(statement, MOST, tuple(claims))
 
 
 def check_findings(evidence: Evidence) -> list[Finding]:
     """The five findings of the paper's §7, each decided on ``evidence``."""
-    images = {f"{m}, {s}": by for (m, s), by in evidence.image_recovered.items()} if evidence.image_recovered is not None else None
+    images = (
+        {f"{m}, {s}": by for (m, s), by in evidence.image_recovered.items()}
+        if evidence.image_recovered is not None
+        else None
+    )
     audio = {"audio, pooled": evidence.audio_recovered} if evidence.audio_recovered is not None else None
     parts = {
-        ("i", "Audio: LIME recovers perturbed segments worse than the norm baseline."): [audio_lime_below_norm(evidence)],
+        ("i", "Audio: LIME recovers perturbed segments worse than the norm baseline."): [
+            audio_lime_below_norm(evidence)
+        ],
         ("ii", "Images: every explainer is at least on par with the magnitude baseline."): [images_on_par(evidence)],
-        ("iii", "Images: simpler architectures are easier to explain; AlexNet's label-flip rates are the highest."):
-            [architecture_ranking(evidence, "alexnet"), architecture_ranking(evidence, "vgg16")],
-        ("iv", "Images: LIME is the best explainer, particularly with SLIC; standard gradient explainers beat their ensembles."):
-            [lime_best_with_slic(evidence), standard_beat_ensembles(evidence)],
-        ("v", "Explainers rarely recover all of the perturbed segments."):
-            [rarely_all_recovered("images", images), rarely_all_recovered("audio", audio)],
+        ("iii", "Images: simpler architectures are easier to explain; AlexNet's label-flip rates are the highest."): [
+            architecture_ranking(evidence, "alexnet"),
+            architecture_ranking(evidence, "vgg16"),
+        ],
+        (
+            "iv",
+            "Images: LIME is the best explainer, particularly with SLIC; "
+            "standard gradient explainers beat their ensembles.",
+        ): [lime_best_with_slic(evidence), standard_beat_ensembles(evidence)],
+        ("v", "Explainers rarely recover all of the perturbed segments."): [
+            rarely_all_recovered("images", images),
+            rarely_all_recovered("audio", audio),
+        ],
     }
     return [Finding(key, statement, tuple(decide(part) for part in group)) for (key, statement), group in parts.items()]

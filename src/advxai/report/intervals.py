@@ -28,7 +28,7 @@ def _wilson_bounds(successes: np.ndarray, totals: np.ndarray) -> tuple[np.ndarra
     low, high = np.full(len(totals), np.nan), np.full(len(totals), np.nan)
     for i, (successes_i, total) in enumerate(zip(successes, totals)):
         if np.isfinite(successes_i) and np.isfinite(total) and total > 0:
-            low[i], high[i] = wilson_interval(int(round(successes_i)), int(round(total)))[1:]
+            low[i], high[i] = wilson_interval(round(successes_i), round(total))[1:]
     return low, high
 
 
@@ -53,7 +53,9 @@ def with_histogram_interval(table: pd.DataFrame, group: Sequence[str]) -> pd.Dat
     row's ``fraction``: its count over the total count of its ``group``."""
     rows = _per_seed(table)
     counts = pd.to_numeric(table["count"], errors="coerce").astype(float)
-    totals = counts.groupby([table[column].astype(str) for column in group], sort=False).transform("sum").to_numpy(float)
+    totals = (
+        counts.groupby([table[column].astype(str) for column in group], sort=False).transform("sum").to_numpy(float)
+    )
     low, high = _wilson_bounds(counts.to_numpy(float), np.where(rows, totals, np.nan))
     return table.assign(ci_low=low, ci_high=high)
 
@@ -65,9 +67,15 @@ def accuracy_counts(paths: Sequence[str]) -> tuple[int, int, int]:
     if not len(labels):
         return 0, 0, 0
     clean = np.concatenate([p["clean_prediction"] for p in parts])
-    attacked = np.where(np.concatenate([p["success"] for p in parts]), np.concatenate([p["final_prediction"] for p in parts]), clean)
+    attacked = np.where(
+        np.concatenate([p["success"] for p in parts]), np.concatenate([p["final_prediction"] for p in parts]), clean
+    )
     labelled = labels >= 0
-    return int(labelled.sum()), int(np.sum(clean[labelled] == labels[labelled])), int(np.sum(attacked[labelled] == labels[labelled]))
+    return (
+        int(labelled.sum()),
+        int(np.sum(clean[labelled] == labels[labelled])),
+        int(np.sum(attacked[labelled] == labels[labelled])),
+    )
 
 
 def with_accuracy_interval(table: pd.DataFrame, adversaries: Mapping[str, Sequence[str]]) -> pd.DataFrame:

@@ -51,8 +51,11 @@ class FlipOutcomes:
         column = self.setting_of_k(k)
         if column is None:
             return {}
-        return {explainer: values[:, column] for (explainer, aggregation), values in self.flips.items()
-                if aggregation == reported_aggregation(explainer)}
+        return {
+            explainer: values[:, column]
+            for (explainer, aggregation), values in self.flips.items()
+            if aggregation == reported_aggregation(explainer)
+        }
 
 
 def image_flip_outcomes(paths: Sequence[str]) -> FlipOutcomes | None:
@@ -62,7 +65,9 @@ def image_flip_outcomes(paths: Sequence[str]) -> FlipOutcomes | None:
         return None
     names = sorted(name for name in parts[0] if name.startswith("flips/"))
     flips = {tuple(name.split("/")[1:]): np.concatenate([part[name] for part in parts]).astype(bool) for name in names}
-    return FlipOutcomes(k=np.asarray(parts[0]["k"]), fraction=np.asarray(parts[0]["fraction"], dtype=float), flips=flips)
+    return FlipOutcomes(
+        k=np.asarray(parts[0]["k"]), fraction=np.asarray(parts[0]["fraction"], dtype=float), flips=flips
+    )
 
 
 def image_recovered_outcomes(paths: Sequence[str]) -> dict[int, dict[str, np.ndarray]]:
@@ -86,7 +91,11 @@ def audio_flip_outcomes(path: str) -> tuple[np.ndarray, dict[str, dict[str, np.n
     flips = {}
     for direction in AUDIO_DIRECTIONS.values():
         prefix = f"{direction}/flips/"
-        flips[direction] = {name.removeprefix(prefix): np.asarray(data[name], bool).T for name in sorted(data) if name.startswith(prefix)}
+        flips[direction] = {
+            name.removeprefix(prefix): np.asarray(data[name], bool).T
+            for name in sorted(data)
+            if name.startswith(prefix)
+        }
     return np.asarray(data["ks"]), flips
 
 
@@ -98,7 +107,9 @@ def audio_recovered_outcomes(path: str) -> dict[int, dict[str, dict[str, np.ndar
         outcomes[k] = {}
         for direction in AUDIO_DIRECTIONS.values():
             prefix = f"{direction}/k{k}/recovered/"
-            outcomes[k][direction] = {name.removeprefix(prefix): np.asarray(data[name]) for name in sorted(data) if name.startswith(prefix)}
+            outcomes[k][direction] = {
+                name.removeprefix(prefix): np.asarray(data[name]) for name in sorted(data) if name.startswith(prefix)
+            }
     return outcomes
 
 

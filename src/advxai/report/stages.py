@@ -16,7 +16,6 @@ from ..segments import audio_grid
 from ..store import read_h5, write_csv, write_text
 from . import comparisons, findings, findings_report, intervals, outcomes, plots, tables
 
-
 Key = TypeVar("Key", bound=Hashable)
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from ..names import AUDIO_DIRECTIONS
-from . import paper_values
 from ..store import read_h5, read_provenance
+from . import paper_values
 from .comparisons import not_significant
 
 ACCURACY_COLUMNS = ["model", "n_images", "clean_top1", "adv_top1", "n_adversaries"]
@@ -145,11 +145,19 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def _with_interval(row, column: str) -> str:
+    """``column``'s value, with its ``<column>_ci_low`` / ``_ci_high`` interval where the table has one."""
+    cell = _fmt(getattr(row, column))
+    low, high = getattr(row, f"{column}_ci_low", np.nan), getattr(row, f"{column}_ci_high", np.nan)
+    return cell if np.isnan(low) else f"{cell} [{_fmt(low, 1)}, {_fmt(high, 1)}]"
+
+
 def accuracy_markdown(table: pd.DataFrame, architectures: Mapping[str, str]) -> str:
     rows = []
     for r in table.itertuples():
         paper = paper_values.ACCURACY.get(architectures.get(r.model, ""), (None, None, None))
-        rows.append([r.model, str(r.n_images), _fmt(r.clean_top1), _fmt(paper[0]), _fmt(r.adv_top1), _fmt(paper[1]), str(r.n_adversaries), str(paper[2] or "–")])
+        rows.append([r.model, str(r.n_images), _with_interval(r, "clean_top1"), _fmt(paper[0]),
+                     _with_interval(r, "adv_top1"), _fmt(paper[1]), str(r.n_adversaries), str(paper[2] or "–")])
     return markdown_table(["model", "images", "clean top-1", "paper", "adv top-1", "paper", "adversaries", "paper"], rows)
 
 
@@ -317,6 +325,11 @@ def recovered_mean_over_seeds(localised: pd.DataFrame) -> pd.DataFrame:
     return means.astype({"count": float, "fraction": float})
 
 
+AUDIO_RATE_LEGEND = (f"{NOT_SIGNIFICANT_MARK}: no detector's rate differs significantly from the norm baseline's "
+                     "on the same excerpts (exact McNemar, p ≥ 0.05; results/tables/audio_comparisons.csv). "
+                     "Each detector's 95 % Wilson interval: results/tables/audio_labelflip.csv.")
+
+
 def _mean_std(values: pd.Series, scale: float = 1.0) -> str:
     """``mean ± std`` over detectors (population std), NaN values left out."""
     values = values.astype(float) * scale
@@ -337,7 +350,9 @@ def audio_report(svds: pd.DataFrame, labelflip: pd.DataFrame, localised: pd.Data
         for direction in AUDIO_DIRECTIONS.values():
             rates = flips[(flips.explainer == explainer) & (flips.direction == direction)].label_flip_rate
             paper = paper_values.AUDIO_LIME_K3[direction] if explainer == "lime" else None
-            mark = NOT_SIGNIFICANT_MARK if comparisons is not None and not_significant(comparisons, explainer=explainer, direction=direction, k=k) else ""
+            tested = comparisons is not None and rates.notna().any()
+            tested = tested and not_significant(comparisons, explainer=explainer, direction=direction, k=k)
+            mark = NOT_SIGNIFICANT_MARK if tested else ""
             cells.append(f"{_mean_std(rates, 100) if rates.notna().any() else '–'}{mark} \\| {_fmt(paper)}")
         lfr_rows.append(cells)
     histograms = per_seed_rows(localised)
@@ -359,9 +374,7 @@ def audio_report(svds: pd.DataFrame, labelflip: pd.DataFrame, localised: pd.Data
         "Ours: mean ± std over detectors of each detector's result (docs/audio-detectors.md).", "",
         f"## Label-flip rate (%) at k = {k} (ours \\| paper)", "",
         markdown_table(["explainer", "no sing → sing", "sing → no sing"], lfr_rows), "",
-        *([f"{NOT_SIGNIFICANT_MARK}: no detector's rate differs significantly from the norm baseline's on the same excerpts "
-           "(exact McNemar, p ≥ 0.05; results/tables/audio_comparisons.csv). Each detector's 95 % Wilson interval: "
-           "results/tables/audio_labelflip.csv.", ""] if comparisons is not None else []),
+        *([AUDIO_RATE_LEGEND, ""] if comparisons is not None else []),
         "## Localised experiment, LIME, both directions pooled", "",
         markdown_table(["k", "refined excerpts that still flip, per detector (ours)", "paper", "all k recovered (%)"], local_rows),
     ]) + "\n"

@@ -22,8 +22,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..statistics import (ALPHA, binomial_one_sided, fisher_exact, holm, mcnemar_exact, non_inferiority_p, paired_bootstrap,
-                          paired_difference_interval, wilson_interval)
+from ..statistics import (
+    ALPHA,
+    binomial_one_sided,
+    fisher_exact,
+    holm,
+    mcnemar_exact,
+    non_inferiority_p,
+    paired_bootstrap,
+    paired_difference_interval,
+    wilson_interval,
+)
 
 HOLDS, CONTRADICTED, UNDECIDED, NOT_IN_RUN = "holds", "contradicted", "undecided at this N", "not in this run"
 ALL, MOST = "all", "most"
@@ -92,21 +101,34 @@ def _signed(p_value: float, difference: float) -> tuple[float, float]:
 def flips_greater(subject: str, a: np.ndarray, b: np.ndarray, names: tuple[str, str]) -> Claim:
     """Claim: ranking ``a`` flips more of the same items than ``b`` (exact McNemar, two-sided)."""
     result = mcnemar_exact(a, b)
-    numbers = (f"{names[0]} {_rate_with_interval(int(np.sum(a)), len(a))} vs {names[1]} {_rate_with_interval(int(np.sum(b)), len(b))}, "
-               f"n = {len(a)}, discordant {result.only_a} : {result.only_b}, p = {result.p_value:.3g}")
+    numbers = (
+        f"{names[0]} {_rate_with_interval(int(np.sum(a)), len(a))} "
+        f"vs {names[1]} {_rate_with_interval(int(np.sum(b)), len(b))}, "
+        f"n = {len(a)}, discordant {result.only_a} : {result.only_b}, p = {result.p_value:.3g}"
+    )
     return Claim(subject, numbers, "exact McNemar", *_signed(result.p_value, result.difference))
 
 
-def flips_on_par(subject: str, a: np.ndarray, b: np.ndarray, names: tuple[str, str], margin: float = NON_INFERIORITY_MARGIN) -> Claim:
+def flips_on_par(
+    subject: str, a: np.ndarray, b: np.ndarray, names: tuple[str, str], margin: float = NON_INFERIORITY_MARGIN
+) -> Claim:
     """Claim: ranking ``a`` flips at least as many items as ``b``, up to ``margin`` (non-inferiority by
     Newcombe's score interval of the difference); against it: ``a`` flips significantly fewer (exact McNemar)."""
     result = mcnemar_exact(a, b)
     difference = paired_difference_interval(a, b)
-    numbers = (f"{names[0]} {_percent(a)} vs {names[1]} {_percent(b)}, n = {len(a)}, difference "
-               f"{100 * difference.estimate:+.1f} points [{100 * difference.low:+.1f}, {100 * difference.high:+.1f}], McNemar p = {result.p_value:.3g}")
+    numbers = (
+        f"{names[0]} {_percent(a)} vs {names[1]} {_percent(b)}, n = {len(a)}, difference "
+        f"{100 * difference.estimate:+.1f} points [{100 * difference.low:+.1f}, {100 * difference.high:+.1f}], "
+        f"McNemar p = {result.p_value:.3g}"
+    )
     against = result.p_value if result.difference < 0 else 1.0
-    return Claim(subject, numbers, f"score-interval non-inferiority (margin {100 * margin:.0f} points); exact McNemar",
-                 non_inferiority_p(a, b, margin), against)
+    return Claim(
+        subject,
+        numbers,
+        f"score-interval non-inferiority (margin {100 * margin:.0f} points); exact McNemar",
+        non_inferiority_p(a, b, margin),
+        against,
+    )
 
 
 def fractions_greater(subject: str, a: np.ndarray, b: np.ndarray, names: tuple[str, str]) -> Claim:
@@ -119,7 +141,10 @@ def fractions_greater(subject: str, a: np.ndarray, b: np.ndarray, names: tuple[s
 def rate_greater(subject: str, a: tuple[int, int], b: tuple[int, int], names: tuple[str, str]) -> Claim:
     """Claim: the rate ``a = (successes, n)`` exceeds ``b`` on different items (Fisher's exact test)."""
     result = fisher_exact(*a, *b)
-    numbers = f"{names[0]} {_rate_with_interval(*a)} (n = {a[1]}) vs {names[1]} {_rate_with_interval(*b)} (n = {b[1]}), p = {result.p_value:.3g}"
+    numbers = (
+        f"{names[0]} {_rate_with_interval(*a)} (n = {a[1]}) vs {names[1]} {_rate_with_interval(*b)} (n = {b[1]}), "
+        f"p = {result.p_value:.3g}"
+    )
     return Claim(subject, numbers, "Fisher's exact", *_signed(result.p_value, result.difference))
 
 
