@@ -217,3 +217,25 @@ def test_audio_band_holds_every_detector_s_interval():
     ]
     envelope = plots.detector_envelope(pd.DataFrame(rows), "nosing_to_sing", "lime")
     assert envelope.loc[3].tolist() == [0.1, 0.7]
+
+
+def test_write_findings_reads_the_shards_and_says_what_did_not_run(tmp_path):
+    from advxai.report import stages
+
+    adversaries = tmp_path / "adv.h5"
+    write_h5(adversaries, {"labels": np.array([1]), "clean_prediction": np.array([1]), "final_prediction": np.array([2]),
+                           "success": np.array([True])}, stage="adversaries", params={"model": {"architecture": "resnet50"}})
+    inputs = {"adversaries": [str(adversaries)], "labelflip": [_labelflip_shard(tmp_path / "lf.h5", _flips())],
+              "localised": [_localised_shard(tmp_path / "lo.h5", {"sal": [3, 3, 0, -1], "sal-sg": [0, 0, 0, -1]})],
+              "audio_labelflips": [], "audio_localised": []}
+    outputs = {"markdown": str(tmp_path / "findings.md"), "table": str(tmp_path / "findings.csv")}
+    stages.write_findings(inputs, outputs, models=["m"], pairs=[["m", "rect"]], experiment_seeds=[], k=3)
+    table = pd.read_csv(outputs["table"])
+    verdicts = table.drop_duplicates("finding").set_index("finding").verdict.to_dict()
+    assert verdicts == {"i": "not in this run", "ii": "undecided at this N", "iii": "not in this run",
+                        "iv": "undecided at this N", "v": "undecided at this N"}
+    # (ii): sal flips 11 of 12 images against the baseline's 1, lime 3 of 12: both compared on the same 12
+    on_par = table[(table.finding == "ii")].set_index("subject")
+    assert set(on_par.index) == {"m, rect: sal", "m, rect: lime"}
+    assert "n = 12" in on_par.loc["m, rect: sal", "numbers"]
+    assert "# The paper's findings (§7), checked on this run" in open(outputs["markdown"]).read()
