@@ -130,7 +130,8 @@ def test_comparisons_and_findings(run):
     comparisons = table(run, "image_comparisons")
     assert set(comparisons.versus[comparisons.experiment == "labelflip"]) == {"magnitude", "magnitude-mean"}
     flips = table(run, "image_labelflip").set_index(["segmentation", "explainer", "aggregation", "k"])
-    sal = comparisons[(comparisons.explainer == "sal") & (comparisons.aggregation == "mean_abs") & (comparisons.k == 3)]
+    labelflip = comparisons[comparisons.experiment == "labelflip"]
+    sal = labelflip[(labelflip.explainer == "sal") & (labelflip.aggregation == "mean_abs") & (labelflip.k == 3)]
     assert sal.rate.tolist() == [flips.label_flip_rate[(seg, "sal", "mean_abs", 3)] for seg in sal.segmentation]
     assert set(table(run, "audio_comparisons").versus) == {"norm"}
     findings = table(run, "findings")
