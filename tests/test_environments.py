@@ -105,7 +105,7 @@ except ImportError:
 
 # Jobs that run no model: the most numerous of a run. Each would pay seconds of CPU to import torch.
 MODEL_FREE_SCRIPTS = ["image_manifest", "image_shard", "image_subsets", "image_segments", "audio_synthetic_corpus", "audio_manifest",
-                      "image_tables", "image_figures", "audio_tables", "audio_figures"]
+                      "image_tables", "image_figures", "audio_tables", "audio_figures", "findings"]
 
 
 def test_jobs_that_run_no_model_import_no_torch():

@@ -73,7 +73,8 @@ def test_image_tables_from_grouped_inputs_keep_every_model_label(tmp_path):
                                                                              {"adversary_n_segments": np.array([30 + m])}], "-")
     pairs = [[model, seg] for model in MODELS for seg in SEGMENTATIONS]  # lists, as Snakemake hands params over
     grouped = ImageReportInputs.from_lists(inputs, models=MODELS, pairs=pairs, slic_models=MODELS)
-    outputs = {name: str(tmp_path / f"{name}.out") for name in ("accuracy", "labelflip", "localised", "slic", "markdown")}
+    names = ("accuracy", "labelflip", "localised", "slic", "comparisons", "markdown")
+    outputs = {name: str(tmp_path / f"{name}.out") for name in names}
     stages.write_image_tables(grouped, outputs, k=3)
 
     accuracy = pd.read_csv(outputs["accuracy"])

@@ -6,7 +6,17 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from advxai.statistics import bootstrap_interval, mcnemar_exact, paired_bootstrap, wilson_interval
+from advxai.statistics import (
+    binomial_one_sided,
+    bootstrap_interval,
+    fisher_exact,
+    holm,
+    mcnemar_exact,
+    non_inferiority_p,
+    paired_bootstrap,
+    paired_difference_interval,
+    wilson_interval,
+)
 
 
 def test_wilson_matches_hand_computed_values():
@@ -61,3 +71,37 @@ def test_paired_bootstrap_detects_a_shift_and_not_noise():
     noise = paired_bootstrap(base + rng.normal(0, 0.1, 60), base)
     assert noise.p_value > 0.05
     assert paired_bootstrap(base, base).p_value == 1.0
+
+
+def test_holm_matches_its_step_down_definition():
+    # sorted 0.01, 0.02, 0.04 over m = 3: 0.03, max(0.03, 0.04), max(0.04, 0.04), back in input order
+    assert holm(np.array([0.04, 0.01, 0.02])) == pytest.approx([0.04, 0.03, 0.04])
+    assert holm(np.array([0.5, 0.9])) == pytest.approx([1.0, 1.0])
+    assert holm(np.array([])).size == 0
+
+
+def test_fisher_and_binomial_equal_scipy_and_handle_empty_sides():
+    result = fisher_exact(8, 10, 2, 10)
+    assert result.difference == pytest.approx(0.6)
+    assert result.p_value == pytest.approx(stats.fisher_exact([[8, 2], [2, 8]]).pvalue) and result.significant
+    assert fisher_exact(0, 0, 3, 4).p_value == 1.0
+    below, above = binomial_one_sided(2, 20, 0.5)
+    assert below == pytest.approx(sum(math.comb(20, i) for i in range(3)) / 2**20)
+    assert above == pytest.approx(sum(math.comb(20, i) for i in range(2, 21)) / 2**20)
+    assert binomial_one_sided(0, 0, 0.5) == (1.0, 1.0)
+
+
+def test_non_inferiority_p_inverts_the_score_interval_by_hand():
+    # both rankings flip all 100 items: the bound is -(1 - 100 / (100 + z²)), -0.05 at z² = 5 / 0.95
+    ones = np.ones(100, bool)
+    assert non_inferiority_p(ones, ones, 0.05) == pytest.approx(stats.norm.sf(math.sqrt(5 / 0.95)), rel=1e-6)
+    # four items in agreement prove nothing (z² = 4 · 0.05 / 0.95); a ranking 10 points below the other is not on par
+    four = non_inferiority_p(np.ones(4, bool), np.ones(4, bool), 0.05)
+    assert four == pytest.approx(stats.norm.sf(math.sqrt(0.2 / 0.95)), rel=1e-6)
+    assert non_inferiority_p(np.arange(100) < 40, np.arange(100) < 50, 0.05) == 1.0
+
+
+def test_paired_bootstrap_is_never_surer_than_the_exact_sign_test():
+    assert paired_bootstrap(np.ones(4), np.zeros(4)).p_value == pytest.approx(2 * 0.5**4)
+    assert paired_bootstrap(np.array([1.0, 1.0, 0.5, 0.0]), np.zeros(4)).p_value >= 2 * 0.5**3
+    assert paired_difference_interval(np.ones(5), np.zeros(5)) == (1.0, 1.0, 1.0)

@@ -40,7 +40,9 @@ def test_image_accuracy_table_recomputed_from_the_shards(run):
     """Table 1 against the clean predictions' own file and the attack's: top-1 over the labelled
     images, an image whose attack failed counted with its clean prediction."""
     accuracy = table(run, "image_accuracy")
-    assert list(accuracy.columns) == ["model", "n_images", "clean_top1", "adv_top1", "n_adversaries"]
+    # the contract's columns come first, unchanged; the 95 % intervals are added after them
+    assert list(accuracy.columns) == ["model", "n_images", "clean_top1", "adv_top1", "n_adversaries",
+                                      "clean_top1_ci_low", "clean_top1_ci_high", "adv_top1_ci_low", "adv_top1_ci_high"]
     assert accuracy.model.tolist() == ["tiny"]
     clean = concatenated(run, "image/tiny/clean", ["ids", "labels", "top1"])
     attack = concatenated(run, "image/tiny/adversaries", ["ids", "success", "final_prediction"])
@@ -76,7 +78,9 @@ RECOUNTED_FLIPS = [("rect", "sal/mean_abs", {"k": 3}), ("rect", "lime/mean", {"k
 
 def test_image_labelflip_table(run):
     flips = table(run, "image_labelflip")
-    assert list(flips.columns) == ["model", "segmentation", "explainer", "aggregation", "k", "fraction", "n", "label_flip_rate"]
+    assert list(flips.columns) == ["model", "segmentation", "explainer", "aggregation", "k", "fraction", "n",
+                                   "label_flip_rate", "ci_low", "ci_high"]
+    assert (flips.ci_low <= flips.label_flip_rate).all() and (flips.label_flip_rate <= flips.ci_high).all()
     assert set(flips.explainer) == set(BUILTIN) | {"magnitude", "magnitude-mean", "occlusion"}
     assert set(flips.segmentation) == {"rect", "slic"}
     for segmentation, ranking, setting in RECOUNTED_FLIPS:
@@ -109,7 +113,8 @@ def recovered_from_shards(run: Path, segmentation: str, explainer: str, k: int) 
 
 def test_image_localised_and_slic_tables(run):
     localised = table(run, "image_localised")
-    assert list(localised.columns) == ["model", "segmentation", "explainer", "k", "recovered", "count", "fraction"]
+    assert list(localised.columns) == ["model", "segmentation", "explainer", "k", "recovered", "count", "fraction",
+                                       "ci_low", "ci_high"]
     assert set(localised.k) == {1, 3}
     for (_, _, _, k), rows in localised.groupby(["model", "segmentation", "explainer", "k"]):
         assert sorted(rows.recovered) == list(range(k + 1))
@@ -137,7 +142,7 @@ def test_audio_tables(run):
     assert all(0 <= e <= 100 for e in errors[:2]) and errors[2] == pytest.approx((errors[0] + errors[1]) / 2)
 
     flips = table(run, "audio_labelflip")
-    assert list(flips.columns) == ["seed", "direction", "explainer", "k", "n", "label_flip_rate"]
+    assert list(flips.columns) == ["seed", "direction", "explainer", "k", "n", "label_flip_rate", "ci_low", "ci_high"]
     assert set(flips.seed.astype(str)) == {"1", "mean", "std"}  # both detectors trained, the experiments on audio.experiment_seeds
     detector = flips[flips.seed.astype(str) == "1"]
     assert len(detector) == 2 * len(AUDIO_EXPLAINERS) * len(AUDIO_KS)  # every direction, explainer and k
@@ -158,7 +163,8 @@ def test_audio_tables(run):
     assert (std[rates.index] == 0).all()
 
     localised = table(run, "audio_localised")
-    assert list(localised.columns) == ["seed", "direction", "explainer", "k", "recovered", "count", "fraction"]
+    assert list(localised.columns) == ["seed", "direction", "explainer", "k", "recovered", "count", "fraction",
+                                       "ci_low", "ci_high"]
     assert set(localised.seed.astype(str)) == {"1", "mean", "std"}
     histograms = localised[localised.seed.astype(str) == "1"].astype({"count": int})
     assert set(histograms.direction) == {"nosing_to_sing", "sing_to_nosing", "pooled"}
@@ -213,6 +219,24 @@ def test_figures_draw_the_rates_counted_from_the_shards(run, tmp_path):
         flips = stored[f"{direction}/flips/lime"]
         if flips.shape[1]:
             assert drawn_lines(axes)["lime"] == (AUDIO_KS, pytest.approx(flips.mean(axis=1).tolist()))
+
+
+def test_comparisons_and_findings(run):
+    """Paired tests against the baselines from the per-shard outcomes, and the paper's five findings
+    decided on the test preset's few items: its one model is no AlexNet, so (iii) is not in this run."""
+    comparisons = table(run, "image_comparisons")
+    assert set(comparisons.versus[comparisons.experiment == "labelflip"]) == {"magnitude", "magnitude-mean"}
+    flips = table(run, "image_labelflip").set_index(["segmentation", "explainer", "aggregation", "k"])
+    labelflip = comparisons[comparisons.experiment == "labelflip"]
+    sal = labelflip[(labelflip.explainer == "sal") & (labelflip.aggregation == "mean_abs") & (labelflip.k == 3)]
+    assert sal.rate.tolist() == [flips.label_flip_rate[(seg, "sal", "mean_abs", 3)] for seg in sal.segmentation]
+    assert set(table(run, "audio_comparisons").versus) == {"norm"}
+    findings = table(run, "findings")
+    verdicts = findings.drop_duplicates("finding").set_index("finding").verdict.to_dict()
+    assert list(verdicts) == ["i", "ii", "iii", "iv", "v"] and verdicts["iii"] == "not in this run"
+    assert set(verdicts.values()) <= {"holds", "contradicted", "undecided at this N", "not in this run"}
+    markdown = (run / "results" / "findings.md").read_text()
+    assert markdown.startswith("# The paper's findings (§7), checked on this run") and "| (iii) |" in markdown
 
 
 def test_config_change_reruns_only_dependent_jobs(run, tmp_path):

@@ -248,6 +248,16 @@ def image_report_inputs(wildcards):
     }
 
 
+def findings_inputs(wildcards):
+    """The per-item files the findings read: the image tables' shards (without SLIC counts) and
+    the audio experiments' per-detector files; a domain that does not run contributes none."""
+    image = image_report_inputs(wildcards) if image_models() else {"adversaries": [], "labelflip": [], "localised": []}
+    audio = AUDIO["enabled"]
+    return {"adversaries": image["adversaries"], "labelflip": image["labelflip"], "localised": image["localised"],
+            "audio_labelflips": audio_experiment_files("labelflip") if audio else [],
+            "audio_localised": audio_experiment_files("localised") if audio else []}
+
+
 def image_figures():
     """Figs 5-8 as records (figure, model, segmentation), in the order of image_figure_files()."""
     models, segmentations = image_models(), IMAGE["segmentations"]
@@ -299,7 +309,7 @@ def audio_explain_params(wildcards):
 def audio_outputs():
     if not AUDIO["enabled"]:
         return []
-    tables = [f"results/tables/audio_{t}.csv" for t in ("svds", "labelflip", "localised")]
+    tables = [f"results/tables/audio_{t}.csv" for t in ("svds", "labelflip", "localised", "comparisons")]
     figures = [f"results/figures/audio_{f}.png" for f in ("fig2", "fig3", "excerpt")]
     return tables + ["results/tables/audio_tables.md"] + figures
 
@@ -318,9 +328,14 @@ def audio_gpu_share():
 def image_outputs():
     if not image_models():
         return []
-    tables = ["image_accuracy", "image_labelflip", "image_localised", "image_slic_segments"]
+    tables = ["image_accuracy", "image_labelflip", "image_localised", "image_slic_segments", "image_comparisons"]
     return [f"results/tables/{t}.csv" for t in tables] + ["results/tables/image_tables.md"] + image_figure_files()
 
 
+def findings_outputs():
+    """The paper's findings checked on this run, wherever a domain runs."""
+    return ["results/findings.md", "results/tables/findings.csv"] if image_models() or AUDIO["enabled"] else []
+
+
 def all_outputs():
-    return image_outputs() + audio_outputs()
+    return image_outputs() + audio_outputs() + findings_outputs()

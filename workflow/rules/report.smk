@@ -4,7 +4,7 @@
 # They read small per-shard summaries and draw figures: on a cluster they run on the submitting
 # host (docs/cluster.md, "Local rules").
 
-localrules: image_tables, image_figures, audio_tables, audio_figures
+localrules: image_tables, image_figures, audio_tables, audio_figures, findings
 
 
 rule image_tables:
@@ -15,6 +15,7 @@ rule image_tables:
         labelflip=report("results/tables/image_labelflip.csv", category="Image", subcategory="Tables", caption="../report/image_labelflip.rst"),
         localised=report("results/tables/image_localised.csv", category="Image", subcategory="Tables", caption="../report/image_localised.rst"),
         slic=report("results/tables/image_slic_segments.csv", category="Image", subcategory="Tables", caption="../report/image_slic.rst"),
+        comparisons=report("results/tables/image_comparisons.csv", category="Image", subcategory="Tables", caption="../report/image_comparisons.rst"),
         markdown=report("results/tables/image_tables.md", category="Image", subcategory="Tables", caption="../report/image_markdown.rst"),
     params:
         models=image_models(),
@@ -54,6 +55,7 @@ rule audio_tables:
         svds=report("results/tables/audio_svds.csv", category="Audio", subcategory="Tables", caption="../report/audio_svds.rst"),
         labelflip=report("results/tables/audio_labelflip.csv", category="Audio", subcategory="Tables", caption="../report/audio_labelflip.rst"),
         localised=report("results/tables/audio_localised.csv", category="Audio", subcategory="Tables", caption="../report/audio_localised.rst"),
+        comparisons=report("results/tables/audio_comparisons.csv", category="Audio", subcategory="Tables", caption="../report/audio_comparisons.rst"),
         markdown=report("results/tables/audio_tables.md", category="Audio", subcategory="Tables", caption="../report/audio_markdown.rst"),
     params:
         experiment_seeds=audio_experiment_seeds(),
@@ -81,3 +83,23 @@ rule audio_figures:
         "logs/report/audio_figures.log",
     script:
         "../../scripts/audio_figures.py"
+
+
+# The paper's conclusions (§7), each decided on this run's per-item outcomes (docs/findings.md).
+rule findings:
+    input:
+        unpack(findings_inputs),
+    output:
+        markdown=report("results/findings.md", category="Findings", caption="../report/findings_markdown.rst"),
+        table=report("results/tables/findings.csv", category="Findings", caption="../report/findings_table.rst"),
+    params:
+        models=image_models(),
+        pairs=image_model_segmentations(),
+        experiment_seeds=audio_experiment_seeds() if AUDIO["enabled"] else [],
+        k=IMAGE["labelflip"]["k"],
+    conda:
+        ADVXAI_ENV
+    log:
+        "logs/report/findings.log",
+    script:
+        "../../scripts/findings.py"

@@ -71,12 +71,31 @@ def sweep(table: pd.DataFrame, model: str, segmentation: str) -> pd.DataFrame:
     return rows.sort_values("fraction")
 
 
+BAND_OPACITY = 0.5
+"""How dark the bands of all lines of a panel get where they all overlap (small N: every band is wide)."""
+
+
+def band_alpha(n_lines: int) -> float:
+    """Each band's alpha, so that ``n_lines`` overlapping bands reach BAND_OPACITY and one alone stays light."""
+    return min(0.15, 1 - (1 - BAND_OPACITY) ** (1 / max(n_lines, 1)))
+
+
+def interval_band(ax, x, low, high, colour, alpha: float = 0.15) -> None:
+    """A rate's 95 % interval as a shaded band behind its line (nothing where the table has no interval)."""
+    low, high = np.asarray(low, float), np.asarray(high, float)
+    if np.isfinite(low).any():
+        ax.fill_between(np.asarray(x, float), low, high, color=colour, alpha=alpha, linewidth=0)
+
+
 def _curves(ax, rows: pd.DataFrame, explainers: Sequence[str]) -> None:
     styles = explainer_styles(explainers)
     for explainer in explainers:
         line = rows[rows.explainer == explainer]
         if len(line):
             ax.plot(line.fraction, line.label_flip_rate, marker="o", ms=3, label=explainer, **styles[explainer])
+            if "ci_low" in line:
+                colour, alpha = styles[explainer]["color"], band_alpha(len(explainers))
+                interval_band(ax, line.fraction, line.ci_low, line.ci_high, colour, alpha)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("fraction of segments added")
     ax.set_ylabel("label-flip rate")
@@ -84,7 +103,8 @@ def _curves(ax, rows: pd.DataFrame, explainers: Sequence[str]) -> None:
 
 
 def figure_all_explainers(table: pd.DataFrame, model: str, path: str | Path) -> plt.Figure:
-    """Fig. 5: every explainer and the baselines, rectangles and SLIC side by side, for one model."""
+    """Fig. 5: every explainer and the baselines, rectangles and SLIC side by side, for one model;
+    bands: 95 % intervals."""
     segs = [s for s in ("rect", "slic") if (table.segmentation == s).any()]
     figure, axes = plt.subplots(1, len(segs), figsize=(6 * len(segs), 4.5), squeeze=False)
     for ax, seg in zip(axes[0], segs):
@@ -96,7 +116,7 @@ def figure_all_explainers(table: pd.DataFrame, model: str, path: str | Path) -> 
 
 
 def figure_standard_vs_baseline(table: pd.DataFrame, segmentation: str, path: str | Path) -> plt.Figure:
-    """Fig. 6: standard explainers vs the magnitude-mean baseline, one panel per model."""
+    """Fig. 6: standard explainers vs the magnitude-mean baseline, one panel per model; bands: 95 % intervals."""
     models = list(table.model.unique())
     figure, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 4), squeeze=False)
     for ax, model in zip(axes[0], models):
@@ -107,13 +127,16 @@ def figure_standard_vs_baseline(table: pd.DataFrame, segmentation: str, path: st
 
 
 def figure_models(table: pd.DataFrame, segmentation: str, path: str | Path) -> plt.Figure:
-    """Fig. 7: each standard explainer across models."""
+    """Fig. 7: each standard explainer across models; bands: 95 % intervals."""
     figure, axes = plt.subplots(1, len(STANDARD), figsize=(4.5 * len(STANDARD), 4), squeeze=False)
     for ax, explainer in zip(axes[0], STANDARD):
         for model in table.model.unique():
             rows = sweep(table, model, segmentation)
             line = rows[rows.explainer == explainer]
-            ax.plot(line.fraction, line.label_flip_rate, marker="o", ms=3, label=model)
+            drawn = ax.plot(line.fraction, line.label_flip_rate, marker="o", ms=3, label=model)[0]
+            if "ci_low" in line:
+                alpha = band_alpha(table.model.nunique())
+                interval_band(ax, line.fraction, line.ci_low, line.ci_high, drawn.get_color(), alpha)
         ax.set_title(f"{explainer}, {segmentation}")
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("fraction of segments added")
@@ -146,8 +169,18 @@ def figure_recovered(table: pd.DataFrame, title: str, path: str | Path) -> plt.F
     return save(figure, path)
 
 
+def detector_envelope(table: pd.DataFrame, direction: str, explainer: str) -> pd.DataFrame:
+    """Per k, the lowest ``ci_low`` and highest ``ci_high`` over detectors: every detector's 95 %
+    interval lies inside (one detector: its own interval)."""
+    detectors = ~table.seed.astype(str).isin(("mean", "std"))
+    rows = table[detectors & (table.direction == direction) & (table.explainer == explainer)]
+    rows = rows.astype({"ci_low": float, "ci_high": float})
+    return rows.groupby("k").agg(ci_low=("ci_low", "min"), ci_high=("ci_high", "max"))
+
+
 def figure_audio_labelflip(table: pd.DataFrame, path: str | Path) -> plt.Figure:
-    """Fig. 2: label-flip rate vs k per direction, the mean over detectors of each detector's rate; LIME and the norm baseline in bold."""
+    """Fig. 2: label-flip rate vs k per direction, the mean over detectors of each detector's rate; LIME and the
+    norm baseline in bold, each with the band that holds every detector's 95 % interval."""
     directions = ("nosing_to_sing", "sing_to_nosing")
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), squeeze=False)
     means = table[table.seed.astype(str) == "mean"].astype({"label_flip_rate": float})
@@ -159,6 +192,10 @@ def figure_audio_labelflip(table: pd.DataFrame, path: str | Path) -> plt.Figure:
             bold = explainer in ("lime", "norm")
             ax.plot(line.k, line.label_flip_rate, lw=2.2 if bold else 1.0, alpha=1 if bold else 0.7,
                     marker="o" if bold else None, ms=3, label=explainer, **styles[explainer])
+            if bold and "ci_low" in table:
+                envelope = detector_envelope(table, direction, explainer)
+                colour = styles[explainer]["color"]
+                interval_band(ax, envelope.index, envelope.ci_low, envelope.ci_high, colour, band_alpha(2))
         ax.set_title(direction.replace("_", " ").replace("nosing", "no sing"))
         ax.set_xlabel("segments added (k)")
         ax.set_ylim(0, 1.02)

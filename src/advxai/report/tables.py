@@ -14,6 +14,9 @@ from ..names import AUDIO_DIRECTIONS
 from ..store import read_h5, read_provenance
 from . import paper_values
 
+
+from .comparisons import not_significant
+
 ACCURACY_COLUMNS = ["model", "n_images", "clean_top1", "adv_top1", "n_adversaries"]
 LABELFLIP_COLUMNS = ["model", "segmentation", "explainer", "aggregation", "k", "fraction", "n", "label_flip_rate"]
 LOCALISED_COLUMNS = ["model", "segmentation", "explainer", "k", "recovered", "count", "fraction"]
@@ -144,27 +147,60 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def _with_interval(row, column: str) -> str:
+    """``column``'s value, with its ``<column>_ci_low`` / ``_ci_high`` interval where the table has one."""
+    cell = _fmt(getattr(row, column))
+    low, high = getattr(row, f"{column}_ci_low", np.nan), getattr(row, f"{column}_ci_high", np.nan)
+    return cell if np.isnan(low) else f"{cell} [{_fmt(low, 1)}, {_fmt(high, 1)}]"
+
+
 def accuracy_markdown(table: pd.DataFrame, architectures: Mapping[str, str]) -> str:
     rows = []
     for r in table.itertuples():
         paper = paper_values.ACCURACY.get(architectures.get(r.model, ""), (None, None, None))
-        rows.append([r.model, str(r.n_images), _fmt(r.clean_top1), _fmt(paper[0]), _fmt(r.adv_top1), _fmt(paper[1]), str(r.n_adversaries), str(paper[2] or "–")])
+        rows.append([r.model, str(r.n_images), _with_interval(r, "clean_top1"), _fmt(paper[0]),
+                     _with_interval(r, "adv_top1"), _fmt(paper[1]), str(r.n_adversaries), str(paper[2] or "–")])
     return markdown_table(["model", "images", "clean top-1", "paper", "adv top-1", "paper", "adversaries", "paper"], rows)
 
 
-def labelflip_k3_markdown(table: pd.DataFrame, segmentation: str, explainers: Sequence[str], architectures: Mapping[str, str], k: int = 3) -> str:
-    """One of Tables 2, 3, 7, 8: label-flip rate (%) at k, ours | paper per explainer."""
+NOT_SIGNIFICANT_MARK = "°"
+MARKDOWN_BASELINE = "magnitude-mean"  # the paper's Fig. 6 baseline; the comparison table holds `magnitude` too
+RATE_LEGEND = (f"Ours: rate [95 % Wilson interval]; {NOT_SIGNIFICANT_MARK} marks a rate not significantly different from the "
+               f"{MARKDOWN_BASELINE} baseline's on the same images (exact McNemar, p ≥ 0.05; results/tables/image_comparisons.csv).")
+
+
+def rate_cell(hit: pd.DataFrame, comparisons: pd.DataFrame | None, **key) -> str:
+    """A rate (%) with its interval where the table has one, marked where its comparison with the
+    baseline (the ``comparisons`` row matching ``key``) is not significant."""
+    if not len(hit):
+        return "–"
+    row = hit.iloc[0]
+    cell = _fmt(100 * row.label_flip_rate)
+    if "ci_low" in hit and not np.isnan(row.ci_low):
+        cell += f" [{_fmt(100 * row.ci_low, 1)}, {_fmt(100 * row.ci_high, 1)}]"
+    if comparisons is not None and not_significant(comparisons, **key):
+        cell += NOT_SIGNIFICANT_MARK
+    return cell
+
+
+def labelflip_k3_markdown(table: pd.DataFrame, segmentation: str, explainers: Sequence[str], architectures: Mapping[str, str], k: int = 3,
+                          comparisons: pd.DataFrame | None = None) -> str:
+    """One of Tables 2, 3, 7, 8: label-flip rate (%) at k, ours | paper per explainer; with ``comparisons``,
+    the baseline's own rate in a last column and each rate marked where it is not significantly different."""
     rows = []
+    baseline = [MARKDOWN_BASELINE] if comparisons is not None and (table.explainer == MARKDOWN_BASELINE).any() else []
     for model in table["model"].unique():
         paper = paper_values.LABELFLIP_K3.get(segmentation, {}).get(architectures.get(model, ""), {})
         cells = [model]
-        for explainer in explainers:
-            aggregation = REPORTED_AGGREGATION.get(explainer, DEFAULT_REPORTED_AGGREGATION)
+        for explainer in [*explainers, *baseline]:
+            aggregation = REPORTED_AGGREGATION.get(explainer, "-" if explainer in baseline else DEFAULT_REPORTED_AGGREGATION)
             hit = table[(table.model == model) & (table.segmentation == segmentation) & (table.explainer == explainer)
                         & (table.aggregation == aggregation) & (table.k == k)]
-            cells.append(f"{_fmt(100 * hit.label_flip_rate.iloc[0]) if len(hit) else '–'} \\| {_fmt(paper.get(explainer))}")
+            key = {"model": model, "segmentation": segmentation, "experiment": "labelflip", "explainer": explainer,
+                   "aggregation": aggregation, "k": k, "versus": MARKDOWN_BASELINE}
+            cells.append(f"{rate_cell(hit, comparisons, **key)} \\| {_fmt(paper.get(explainer))}")
         rows.append(cells)
-    return markdown_table(["model"] + [f"{e} (ours \\| paper)" for e in explainers], rows)
+    return markdown_table(["model"] + [f"{e} (ours \\| paper)" for e in [*explainers, *baseline]], rows)
 
 
 def slic_markdown(table: pd.DataFrame, architectures: Mapping[str, str]) -> str:
@@ -181,7 +217,7 @@ def fewer_segments_markdown(table: pd.DataFrame) -> str:
 
 
 def image_report(accuracy: pd.DataFrame, labelflip: pd.DataFrame, slic: pd.DataFrame | None, architectures: Mapping[str, str], k: int,
-                 fewer_segments: pd.DataFrame | None = None) -> str:
+                 fewer_segments: pd.DataFrame | None = None, comparisons: pd.DataFrame | None = None) -> str:
     """Tables 1, 2, 3, 6, 7, 8 in Markdown, and how many images had fewer segments than k."""
     explainers = set(labelflip.explainer)
     standard = [e for e in paper_values.STANDARD if e in explainers]
@@ -190,7 +226,8 @@ def image_report(accuracy: pd.DataFrame, labelflip: pd.DataFrame, slic: pd.DataF
     for number, seg, names, title in ((2, "slic", standard, "SLIC, standard explainers"), (3, "slic", ensembles, "SLIC, ensembles"),
                                       (7, "rect", standard, "rectangles, standard explainers"), (8, "rect", ensembles, "rectangles, ensembles")):
         if names and (labelflip.segmentation == seg).any():
-            parts += ["", f"## Table {number}: label-flip rate (%), {title}, k = {k}", "", labelflip_k3_markdown(labelflip, seg, names, architectures, k)]
+            parts += ["", f"## Table {number}: label-flip rate (%), {title}, k = {k}", "", labelflip_k3_markdown(labelflip, seg, names, architectures, k, comparisons)]
+            parts += ["", RATE_LEGEND] if comparisons is not None else []
     if slic is not None:
         parts += ["", "## Table 6: SLIC segments per adversary", "", slic_markdown(slic, architectures)]
     if fewer_segments is not None and len(fewer_segments):
@@ -290,14 +327,20 @@ def recovered_mean_over_seeds(localised: pd.DataFrame) -> pd.DataFrame:
     return means.astype({"count": float, "fraction": float})
 
 
+AUDIO_RATE_LEGEND = (f"{NOT_SIGNIFICANT_MARK}: no detector's rate differs significantly from the norm baseline's "
+                     "on the same excerpts (exact McNemar, p ≥ 0.05; results/tables/audio_comparisons.csv). "
+                     "Each detector's 95 % Wilson interval: results/tables/audio_labelflip.csv.")
+
+
 def _mean_std(values: pd.Series, scale: float = 1.0) -> str:
     """``mean ± std`` over detectors (population std), NaN values left out."""
     values = values.astype(float) * scale
     return f"{_fmt(values.mean())} ± {_fmt(values.std(ddof=0))}"
 
 
-def audio_report(svds: pd.DataFrame, labelflip: pd.DataFrame, localised: pd.DataFrame, k: int = 3) -> str:
-    """Audio tables in Markdown: each detector's result as mean ± std over detectors, beside the paper's one detector."""
+def audio_report(svds: pd.DataFrame, labelflip: pd.DataFrame, localised: pd.DataFrame, k: int = 3, comparisons: pd.DataFrame | None = None) -> str:
+    """Audio tables in Markdown: each detector's result as mean ± std over detectors, beside the paper's one detector;
+    with ``comparisons``, a rate is marked where no detector's differs significantly from the norm baseline's."""
     summary = svds.set_index(svds.seed.astype(str))
     svds_rows = [[metric, f"{_fmt(summary.loc['mean', metric])} ± {_fmt(summary.loc['std', metric])}", f"{mean:.2f} ± {std:.2f}"]
                  for metric, (mean, std) in paper_values.SVDS_TEST.items()]
@@ -309,7 +352,10 @@ def audio_report(svds: pd.DataFrame, labelflip: pd.DataFrame, localised: pd.Data
         for direction in AUDIO_DIRECTIONS.values():
             rates = flips[(flips.explainer == explainer) & (flips.direction == direction)].label_flip_rate
             paper = paper_values.AUDIO_LIME_K3[direction] if explainer == "lime" else None
-            cells.append(f"{_mean_std(rates, 100) if rates.notna().any() else '–'} \\| {_fmt(paper)}")
+            tested = comparisons is not None and rates.notna().any()
+            tested = tested and not_significant(comparisons, explainer=explainer, direction=direction, k=k)
+            mark = NOT_SIGNIFICANT_MARK if tested else ""
+            cells.append(f"{_mean_std(rates, 100) if rates.notna().any() else '–'}{mark} \\| {_fmt(paper)}")
         lfr_rows.append(cells)
     histograms = per_seed_rows(localised)
     lime = histograms[(histograms.explainer == "lime") & (histograms.direction == "pooled")]
@@ -330,6 +376,7 @@ def audio_report(svds: pd.DataFrame, labelflip: pd.DataFrame, localised: pd.Data
         "Ours: mean ± std over detectors of each detector's result (docs/audio-detectors.md).", "",
         f"## Label-flip rate (%) at k = {k} (ours \\| paper)", "",
         markdown_table(["explainer", "no sing → sing", "sing → no sing"], lfr_rows), "",
+        *([AUDIO_RATE_LEGEND, ""] if comparisons is not None else []),
         "## Localised experiment, LIME, both directions pooled", "",
         markdown_table(["k", "refined excerpts that still flip, per detector (ours)", "paper", "all k recovered (%)"], local_rows),
     ]) + "\n"

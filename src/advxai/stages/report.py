@@ -13,7 +13,7 @@ from typing import Any, ClassVar, TypeVar
 import pandas as pd
 
 from ..names import AUDIO_DIRECTIONS
-from ..report import plots, tables
+from ..report import comparisons, findings, findings_report, intervals, outcomes, plots, tables
 from ..segments import audio_grid
 from ..store import read_h5, write_csv, write_text
 from .audio_files import read_excerpts
@@ -59,16 +59,19 @@ class ImageReportInputs:
 
 
 def write_image_tables(inputs: ImageReportInputs, outputs: Mapping[str, str], *, k: int) -> None:
-    """The image CSV tables and their Markdown version (docs/method.md §9 values beside ours)."""
-    accuracy = tables.accuracy_table(inputs.adversaries)
-    labelflip = tables.labelflip_table(inputs.labelflip)
-    localised = tables.localised_table(inputs.localised)
+    """The image CSV tables with their 95 % intervals, the paired comparisons, and their Markdown
+    version (docs/method.md §9 values beside ours)."""
+    accuracy = intervals.with_accuracy_interval(tables.accuracy_table(inputs.adversaries), inputs.adversaries)
+    labelflip = intervals.with_rate_interval(tables.labelflip_table(inputs.labelflip))
+    localised = intervals.with_histogram_interval(tables.localised_table(inputs.localised), ["model", "segmentation", "explainer", "k"])
     slic = tables.slic_segments_table(inputs.slic_segments)
+    paired = comparisons.image_comparisons(inputs.labelflip, inputs.localised)
     architectures = tables.model_architectures(inputs.adversaries)
-    for name, frame in (("accuracy", accuracy), ("labelflip", labelflip), ("localised", localised), ("slic", slic)):
+    for name, frame in (("accuracy", accuracy), ("labelflip", labelflip), ("localised", localised), ("slic", slic), ("comparisons", paired)):
         write_csv(frame, outputs[name])
     fewer_segments = tables.fewer_segments_table(inputs.labelflip, inputs.localised)
-    write_text(tables.image_report(accuracy, labelflip, slic if inputs.slic_segments else None, architectures, k, fewer_segments), outputs["markdown"])
+    write_text(tables.image_report(accuracy, labelflip, slic if inputs.slic_segments else None, architectures, k, fewer_segments, paired),
+               outputs["markdown"])
 
 
 @dataclass(frozen=True)
@@ -107,18 +110,23 @@ def write_image_figures(labelflip_csv: str, localised_csv: str, figures: Sequenc
 
 
 def write_audio_tables(inputs: Mapping[str, Sequence[str]], outputs: Mapping[str, str], *, experiment_seeds: Sequence[int]) -> None:
-    """audio_svds / audio_labelflip / audio_localised CSVs and their Markdown.
+    """audio_svds / audio_labelflip / audio_localised CSVs (rates with 95 % intervals), the paired
+    comparisons with the norm baseline, and their Markdown.
 
     ``evaluations`` hold every trained detector; ``labelflips`` and ``localised`` hold the
     ``experiment_seeds`` detectors, in that order.
     """
     svds = tables.audio_svds_table(list(inputs["evaluations"]))
-    labelflip = tables.audio_labelflip_table(dict(zip(experiment_seeds, inputs["labelflips"], strict=True)))
-    localised_rows = tables.audio_localised_table(dict(zip(experiment_seeds, inputs["localised"], strict=True)))
+    labelflips = dict(zip(experiment_seeds, inputs["labelflips"], strict=True))
+    labelflip = intervals.with_rate_interval(tables.audio_labelflip_table(labelflips))
+    localised_rows = intervals.with_histogram_interval(tables.audio_localised_table(dict(zip(experiment_seeds, inputs["localised"], strict=True))),
+                                                       ["seed", "direction", "explainer", "k"])
+    paired = comparisons.audio_comparisons(labelflips)
     write_csv(svds, outputs["svds"])
     write_csv(labelflip, outputs["labelflip"])
     write_csv(localised_rows, outputs["localised"])
-    write_text(tables.audio_report(svds, labelflip, localised_rows), outputs["markdown"])
+    write_csv(paired, outputs["comparisons"])
+    write_text(tables.audio_report(svds, labelflip, localised_rows, comparisons=paired), outputs["markdown"])
 
 
 def write_audio_figures(inputs: Mapping[str, Any], outputs: Mapping[str, str]) -> None:
@@ -140,3 +148,33 @@ def write_excerpt_figure(excerpts: Sequence[str], explanations: Sequence[str], o
                                            weights[f"{name}/scores/lime"][0], audio_grid(), f"{data['ids'][0]} ({name})", output)
                 return
     raise ValueError(f"{list(excerpts)}: no adversarial excerpt with a LIME explanation to draw")
+
+
+def image_evidence(inputs: ImageReportInputs, k: int) -> dict[str, Any]:
+    """The per-item image outcomes the findings read: flips at the fixed k, recovered counts, architectures."""
+    flips = {}
+    for pair, paths in inputs.labelflip.items():
+        result = outcomes.image_flip_outcomes(paths)
+        flips[pair] = result.at_k(k) if result is not None else {}
+    recovered = {pair: outcomes.image_recovered_outcomes(paths) for pair, paths in inputs.localised.items()}
+    return {"image_flips": flips, "image_recovered": recovered, "architectures": tables.model_architectures(inputs.adversaries)}
+
+
+def write_findings(inputs: Mapping[str, Sequence[str]], outputs: Mapping[str, str], *, models: Sequence[str], pairs: Sequence[Sequence[str]],
+                   experiment_seeds: Sequence[int], k: int) -> None:
+    """The findings of the paper's §7 decided on this run: Markdown, and one CSV row per claim.
+
+    ``inputs`` as the rule lists them: the image ``adversaries``, ``labelflip`` and ``localised``
+    shards in the order of ``models`` and ``pairs``, and the ``audio_labelflips`` and
+    ``audio_localised`` files of ``experiment_seeds``. A domain without models or seeds did not run.
+    """
+    evidence: dict[str, Any] = {}
+    if models:
+        image = ImageReportInputs.from_lists({**inputs, "slic_segments": []}, models=models, pairs=pairs, slic_models=[])
+        evidence.update(image_evidence(image, k))
+    if experiment_seeds:
+        evidence["audio_flips"] = outcomes.pooled_audio_flips(dict(zip(experiment_seeds, inputs["audio_labelflips"], strict=True)))
+        evidence["audio_recovered"] = outcomes.pooled_audio_recovered(dict(zip(experiment_seeds, inputs["audio_localised"], strict=True)))
+    checked = findings.check_findings(findings.Evidence(k=k, **evidence))
+    write_csv(findings_report.findings_table(checked), outputs["table"])
+    write_text(findings_report.findings_markdown(checked), outputs["markdown"])
