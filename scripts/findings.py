@@ -1,7 +1,7 @@
 """Rule findings: the paper's conclusions (§7) checked on this run's per-item outcomes, as Markdown and CSV."""
 
 from advxai import runtime
-from advxai.report.stages import write_findings
+from advxai.stages.report import write_findings
 
 with runtime.job(snakemake.log[0], snakemake.threads):
     write_findings(
