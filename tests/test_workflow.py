@@ -26,7 +26,7 @@ BUILTIN = ["lime", "sal", "ig", "gbp", "sal-sg", "sal-sg2", "sal-vg", "ig-sg", "
 
 def test_image_accuracy_table(run):
     accuracy = table(run, "image_accuracy")
-    assert list(accuracy.columns) == ["model", "n_images", "clean_top1", "adv_top1", "n_adversaries"]
+    assert list(accuracy.columns) == ["model", "n_images", "n_labelled", "clean_top1", "adv_top1", "n_adversaries"]
     assert accuracy.model.tolist() == ["tiny"]
     assert accuracy.n_images.tolist() == [4]
     assert 1 <= accuracy.n_adversaries.iloc[0] <= 4
