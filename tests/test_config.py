@@ -145,6 +145,34 @@ def test_the_paper_preset_turns_on_every_behaviour_of_the_authors_code_and_the_d
     assert all(schema[key]["default"] is False for key in schema)
 
 
+def comments_at(path: str, key: str) -> str:
+    """The comment lines right above the first line that sets ``key`` (e.g. ``"  segmentations:"``), and its own comment."""
+    lines = (ROOT / path).read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith(key))
+    above = []
+    for line in reversed(lines[:at]):
+        if not line.strip().startswith("#"):
+            break
+        above.append(line)
+    return "\n".join([*reversed(above), lines[at].partition("#")[2]])
+
+
+@pytest.mark.parametrize("path, key, cited", [
+    ("config.yaml", "  segmentations:", "Decision 13"),  # the whole grid runs
+    ("config.yaml", "  models:", "Decision 21"),  # no PGD hyper-parameter search
+    ("config.yaml", "  attack:", "Decision 21"),
+    ("config.yaml", "authors_code:", "decision 35"),
+    ("config.yaml", "  unguided_functional_relu:", "Decision 22"),
+])
+def test_decisions_stand_beside_the_config_keys_they_concern(path, key, cited):
+    assert cited in comments_at(path, key)
+
+
+def test_the_paper_presets_subset_is_a_fraction_of_all_images_drawn_from_the_successful_ones():
+    comment = comments_at("presets/paper.yaml", "    fraction:")
+    assert "of all 50 000 images" in comment and "drawn from the successful adversaries" in comment
+
+
 def test_paper_preset_attacks_one_detector_and_trains_five():
     config = load("config.yaml", "presets/paper.yaml")
     assert config["audio"]["seeds"] == [0, 1, 2, 3, 4] and len(config["audio"]["experiment_seeds"]) == 1

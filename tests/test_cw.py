@@ -84,6 +84,15 @@ def test_attack_is_deterministic(bank):
     assert first.iterations == second.iterations == 30
 
 
+def test_alpha_weights_the_classification_loss(bank):
+    """Eq. 8: loss = ‖δ‖² + α · BCE. With α = 0 only the penalty is left, whose gradient at δ = 0 is 0:
+    nothing moves; with the paper's α the classification term drives the flips."""
+    model = CentreBandDetector().eval()
+    without = spectrogram_attack(model, song(20), bank, threshold=0.5, alpha=0.0, max_iter=20)
+    assert not without.delta.any() and not without.flipped.any() and without.iterations == 20
+    assert spectrogram_attack(model, song(20), bank, threshold=0.5, max_iter=20).delta.any()
+
+
 def test_zero_iterations_flip_nothing(bank):
     result = spectrogram_attack(CentreBandDetector().eval(), song(), bank, threshold=0.5, max_iter=0)
     assert result.iterations == 0 and not result.flipped.any()

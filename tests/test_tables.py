@@ -94,7 +94,33 @@ def test_audio_report_compares_each_detector_with_the_paper(tmp_path):
     assert fig3[fig3.recovered == 1].fraction.tolist() == [0.625]
 
 
+def test_audio_report_of_one_detector_shows_its_values_without_a_spread(tmp_path):
+    """With one trained and attacked detector there is no spread to show: no "± 0.00", and the report says n = 1."""
+    svds = tables.audio_svds_table([_svds_csv(tmp_path, 0, 10.0)])
+    labelflip = tables.audio_labelflip_table({0: _audio_labelflip(tmp_path / "f0.h5", [True, False])})
+    localised = tables.audio_localised_table({0: _audio_localised(tmp_path / "l0.h5", [1, 0])})
+    report = tables.audio_report(svds, labelflip, localised, k=3)
+    assert "± 0.00" not in report
+    assert "| error | 10.00 | 11.54 ± 0.96 |" in report and "| lime | 50.00 \\| 41.00 |" in report
+    assert "| 1 | 2.00 | 52 | 50.00 |" in report
+    assert report.count("one detector (n = 1), so no spread") == 2
+
+
 def _svds_csv(tmp_path, seed: int, error: float) -> str:
     path = tmp_path / f"svds{seed}.csv"
     pd.DataFrame([{"seed": seed, "threshold": 0.5, "error": error, "recall": 90.0, "specificity": 88.0}]).to_csv(path, index=False)
     return str(path)
+
+
+def test_table_1_says_over_how_many_labelled_images_top_1_is_computed(tmp_path):
+    """4 images, one without an ImageNet class (label -1): clean top-1 is 2 of the 3 labelled, and Table 1 says "3"."""
+    path = tmp_path / "adversaries.h5"
+    write_h5(path, {"labels": np.array([-1, 3, 5, 7]), "clean_prediction": np.array([3, 3, 5, 0]), "final_prediction": np.array([9, 9, 5, 0]),
+                    "success": np.array([True, True, False, False])}, stage="attack", params={})
+    accuracy = tables.accuracy_table({"m": [str(path)]})
+    row = accuracy.iloc[0]
+    assert (row.n_images, row.n_labelled, row.n_adversaries) == (4, 3, 2)
+    assert np.isclose(row.clean_top1, 100 * 2 / 3) and np.isclose(row.adv_top1, 100 / 3)
+    markdown = tables.accuracy_markdown(accuracy, {})
+    assert "| m | 4 | 3 | 66.67 | – | 33.33 | – | 2 | – |" in markdown
+    assert "over the labelled images" in markdown

@@ -40,8 +40,8 @@ def test_image_accuracy_table_recomputed_from_the_shards(run):
     """Table 1 against the clean predictions' own file and the attack's: top-1 over the labelled
     images, an image whose attack failed counted with its clean prediction."""
     accuracy = table(run, "image_accuracy")
-    # the contract's columns come first, unchanged; the 95 % intervals are added after them
-    assert list(accuracy.columns) == ["model", "n_images", "clean_top1", "adv_top1", "n_adversaries",
+    # the contract's columns come first, unchanged; the labelled count and the 95 % intervals are added after them
+    assert list(accuracy.columns) == ["model", "n_images", "clean_top1", "adv_top1", "n_adversaries", "n_labelled",
                                       "clean_top1_ci_low", "clean_top1_ci_high", "adv_top1_ci_low", "adv_top1_ci_high"]
     assert accuracy.model.tolist() == ["tiny"]
     clean = concatenated(run, "image/tiny/clean", ["ids", "labels", "top1"])

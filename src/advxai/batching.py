@@ -91,6 +91,25 @@ class ScratchTensors:
         return kept[:size].view(*shape)
 
 
+def _padded_call(fn: Callable[[torch.Tensor], Batched], chunk: torch.Tensor, batch_size: int) -> Batched | None:
+    """``fn`` of ``chunk`` padded to ``batch_size`` rows; ``None`` if it ran out of memory (raised at one row)."""
+    try:
+        return fn(pad_rows(chunk, batch_size))
+    except torch.OutOfMemoryError:
+        if batch_size == 1:
+            raise
+    return None  # outside the except block, so the exception's frames (and their tensors) are freed
+
+
+def _halved(batch_size: int) -> int:
+    """Half the batch size (at least 1), with the allocator's cached blocks released."""
+    batch_size = max(1, batch_size // 2)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    log.warning("out of memory: batch size halved to %d", batch_size)
+    return batch_size
+
+
 def run_batched(
     fn: Callable[[torch.Tensor], Batched],
     inputs: torch.Tensor,
@@ -132,20 +151,9 @@ def run_batched(
     start = 0
     while start < len(inputs):
         chunk = inputs[start : start + batch_size]
-        try:
-            result = fn(pad_rows(chunk, batch_size))
-        except torch.OutOfMemoryError:
-            if batch_size == 1:
-                raise
-            out_of_memory = True
-        else:
-            out_of_memory = False
-        # Outside the except block, so the exception's frames (and their tensors) are freed.
-        if out_of_memory:
-            batch_size = max(1, batch_size // 2)
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            log.warning("out of memory: batch size halved to %d", batch_size)
+        result = _padded_call(fn, chunk, batch_size)
+        if result is None:  # out of memory
+            batch_size = _halved(batch_size)
             continue
         result = _first_rows(result, len(chunk))
         if consume is not None:

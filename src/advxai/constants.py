@@ -97,7 +97,7 @@ AUDIO_LIME_SAMPLES = 8192
 """LIME perturbed samples per audio excerpt."""
 
 ATTACK_ALPHA = 15.0
-"""Weight of the perturbation penalty of the spectrogram attack (paper Table 5)."""
+"""α of the spectrogram attack's loss ‖δ‖² + α · BCE (paper Eq. 8, Table 5): it weights the classification loss."""
 
 ATTACK_EPSILON = 0.1
 """Radius of the spectrogram attack's perturbation (paper Table 5)."""

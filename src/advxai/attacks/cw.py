@@ -178,14 +178,17 @@ def spectrogram_attack(
         if checkpoint is not None and iteration % checkpoint.every == 0:
             _save(checkpoint, optimizer, delta, iteration)
 
-    delta_np = delta.detach().cpu().numpy()
-    clean_pred_np = clean_pred.cpu().numpy()
-    adv_pred_np = adv_pred.cpu().numpy()
+    return _result(clean, delta, clean_pred, adv_pred, iteration)
+
+
+def _result(clean: torch.Tensor, delta: torch.Tensor, clean_pred: torch.Tensor, adv_pred: torch.Tensor, iterations: int) -> CWResult:
+    """The attack's outcome as NumPy arrays."""
+    clean_pred_np, adv_pred_np = clean_pred.cpu().numpy(), adv_pred.cpu().numpy()
     return CWResult(
         adversarial_padded=(clean + delta).detach().cpu().numpy(),
-        delta=delta_np,
+        delta=delta.detach().cpu().numpy(),
         clean_pred=clean_pred_np,
         adv_pred=adv_pred_np,
         flipped=adv_pred_np != clean_pred_np,
-        iterations=iteration,
+        iterations=iterations,
     )

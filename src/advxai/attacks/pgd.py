@@ -98,6 +98,26 @@ def _loss_gradient(model: nn.Module, current: torch.Tensor, targets: torch.Tenso
     return logits.detach(), gradient
 
 
+def _check_settings(model: nn.Module, n_steps: int, epsilon: float, step_size: float) -> None:
+    if isinstance(model, nn.Module) and model.training:
+        raise ValueError(
+            "targeted_pgd needs the model in eval mode (call model.eval()): batch norm or dropout "
+            "in training mode would make each adversary depend on its batch"
+        )
+    if n_steps < 0 or epsilon < 0 or step_size <= 0:
+        raise ValueError(f"need n_steps >= 0, epsilon >= 0, step_size > 0; got {n_steps}, {epsilon}, {step_size}")
+
+
+def _checked_targets(targets: np.ndarray | Sequence[int] | torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """``targets`` as a long tensor on the inputs' device, one per input."""
+    if not isinstance(targets, torch.Tensor):
+        targets = torch.as_tensor(np.asarray(targets))
+    targets = targets.to(device=inputs.device, dtype=torch.long)
+    if targets.shape != (inputs.shape[0],):
+        raise ValueError(f"targets has shape {tuple(targets.shape)}, expected ({inputs.shape[0]},) like inputs")
+    return targets
+
+
 def targeted_pgd(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -138,19 +158,9 @@ def targeted_pgd(
         PGDResult: adversaries (normalised, detached), success flags, first success steps and
         final predictions.
     """
-    if isinstance(model, nn.Module) and model.training:
-        raise ValueError(
-            "targeted_pgd needs the model in eval mode (call model.eval()): batch norm or dropout "
-            "in training mode would make each adversary depend on its batch"
-        )
-    if n_steps < 0 or epsilon < 0 or step_size <= 0:
-        raise ValueError(f"need n_steps >= 0, epsilon >= 0, step_size > 0; got {n_steps}, {epsilon}, {step_size}")
+    _check_settings(model, n_steps, epsilon, step_size)
     inputs = inputs.detach()
-    if not isinstance(targets, torch.Tensor):
-        targets = torch.as_tensor(np.asarray(targets))
-    targets = targets.to(device=inputs.device, dtype=torch.long)
-    if targets.shape != (inputs.shape[0],):
-        raise ValueError(f"targets has shape {tuple(targets.shape)}, expected ({inputs.shape[0]},) like inputs")
+    targets = _checked_targets(targets, inputs)
     lower = lower.to(device=inputs.device, dtype=inputs.dtype)
     upper = upper.to(device=inputs.device, dtype=inputs.dtype)
 

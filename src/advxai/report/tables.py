@@ -17,7 +17,7 @@ from . import paper_values
 
 from .comparisons import not_significant
 
-ACCURACY_COLUMNS = ["model", "n_images", "clean_top1", "adv_top1", "n_adversaries"]
+ACCURACY_COLUMNS = ["model", "n_images", "clean_top1", "adv_top1", "n_adversaries", "n_labelled"]
 LABELFLIP_COLUMNS = ["model", "segmentation", "explainer", "aggregation", "k", "fraction", "n", "label_flip_rate"]
 LOCALISED_COLUMNS = ["model", "segmentation", "explainer", "k", "recovered", "count", "fraction"]
 SLIC_COLUMNS = ["model", "n", "mean", "std", "min", "max"]
@@ -35,14 +35,19 @@ def _concat(paths: Sequence[str], names: Sequence[str] | None = None) -> dict[st
 
 
 def accuracy_table(adversaries: Mapping[str, Sequence[str]]) -> pd.DataFrame:
-    """Table 1: clean top-1, top-1 with each image replaced by its adversary where one exists, #adversaries."""
+    """Table 1: clean top-1, top-1 with each image replaced by its adversary where one exists, #adversaries.
+
+    The accuracies are over the labelled images (``n_labelled``): the bundled photographs without
+    an ImageNet class carry label -1 and are attacked, but count in no accuracy.
+    """
     rows = []
     for model, paths in adversaries.items():
         data = _concat(paths, ["labels", "clean_prediction", "final_prediction", "success"])
         labelled = data["labels"] >= 0
         attacked = np.where(data["success"], data["final_prediction"], data["clean_prediction"])
         percent = lambda predictions: 100.0 * float(np.mean(predictions[labelled] == data["labels"][labelled])) if labelled.any() else np.nan  # noqa: E731
-        rows.append({"model": model, "n_images": len(data["labels"]), "clean_top1": percent(data["clean_prediction"]),
+        rows.append({"model": model, "n_images": len(data["labels"]), "n_labelled": int(labelled.sum()),
+                     "clean_top1": percent(data["clean_prediction"]),
                      "adv_top1": percent(attacked), "n_adversaries": int(data["success"].sum())})
     return pd.DataFrame(rows, columns=ACCURACY_COLUMNS)
 
@@ -158,9 +163,11 @@ def accuracy_markdown(table: pd.DataFrame, architectures: Mapping[str, str]) -> 
     rows = []
     for r in table.itertuples():
         paper = paper_values.ACCURACY.get(architectures.get(r.model, ""), (None, None, None))
-        rows.append([r.model, str(r.n_images), _with_interval(r, "clean_top1"), _fmt(paper[0]),
+        rows.append([r.model, str(r.n_images), str(r.n_labelled), _with_interval(r, "clean_top1"), _fmt(paper[0]),
                      _with_interval(r, "adv_top1"), _fmt(paper[1]), str(r.n_adversaries), str(paper[2] or "–")])
-    return markdown_table(["model", "images", "clean top-1", "paper", "adv top-1", "paper", "adversaries", "paper"], rows)
+    header = ["model", "images", "labelled", "clean top-1", "paper", "adv top-1", "paper", "adversaries", "paper"]
+    note = "Top-1 accuracies are over the labelled images (those with an ImageNet class); adversaries over all images."
+    return markdown_table(header, rows) + "\n\n" + note
 
 
 NOT_SIGNIFICANT_MARK = "°"
@@ -333,16 +340,24 @@ AUDIO_RATE_LEGEND = (f"{NOT_SIGNIFICANT_MARK}: no detector's rate differs signif
 
 
 def _mean_std(values: pd.Series, scale: float = 1.0) -> str:
-    """``mean ± std`` over detectors (population std), NaN values left out."""
-    values = values.astype(float) * scale
+    """``mean ± std`` over detectors (population std), NaN values left out; a single value alone: it has no spread."""
+    values = values.astype(float).dropna() * scale
+    if len(values) == 1:
+        return _fmt(values.iloc[0])
     return f"{_fmt(values.mean())} ± {_fmt(values.std(ddof=0))}"
 
 
-def audio_report(svds: pd.DataFrame, labelflip: pd.DataFrame, localised: pd.DataFrame, k: int = 3, comparisons: pd.DataFrame | None = None) -> str:
+def _over_detectors(n: int) -> str:
+    """What an ``ours`` cell shows: a mean ± std over ``n`` detectors, or one detector's value (no spread)."""
+    return f"mean ± std over {n} detectors" if n > 1 else "one detector (n = 1), so no spread"
+
+
+def audio_report(svds: pd.DataFrame, labelflip: pd.DataFrame, localised: pd.DataFrame, k: int = 3,
+                 comparisons: pd.DataFrame | None = None) -> str:
     """Audio tables in Markdown: each detector's result as mean ± std over detectors, beside the paper's one detector;
     with ``comparisons``, a rate is marked where no detector's differs significantly from the norm baseline's."""
-    summary = svds.set_index(svds.seed.astype(str))
-    svds_rows = [[metric, f"{_fmt(summary.loc['mean', metric])} ± {_fmt(summary.loc['std', metric])}", f"{mean:.2f} ± {std:.2f}"]
+    per_detector = per_seed_rows(svds)
+    svds_rows = [[metric, _mean_std(per_detector[metric]), f"{mean:.2f} ± {std:.2f}"]
                  for metric, (mean, std) in paper_values.SVDS_TEST.items()]
     flips = per_seed_rows(labelflip)
     flips = flips[flips.k == k]
@@ -366,14 +381,14 @@ def audio_report(svds: pd.DataFrame, labelflip: pd.DataFrame, localised: pd.Data
             kept = rows.groupby("seed", sort=False)["count"].sum()
             all_found = rows[rows.recovered == k_value].set_index("seed").fraction
             local_rows.append([str(k_value), _mean_std(kept), str(paper_n), _mean_std(all_found, 100) if all_found.notna().any() else "–"])
-    n_detectors = per_seed_rows(svds).seed.nunique()
+    n_detectors = per_detector.seed.nunique()
     n_attacked = per_seed_rows(labelflip).seed.nunique()
     return "\n".join([
         "# Audio domain: results beside the paper's (docs/method.md §1.6, §4, §9)", "",
-        f"## Singing-voice detector, test set (%; mean ± std over {n_detectors} detectors)", "",
+        f"## Singing-voice detector, test set (%; {_over_detectors(n_detectors)})", "",
         markdown_table(["metric", "ours", "paper (Jamendo)"], svds_rows), "",
         f"The experiments below ran on {n_attacked} detector(s), each on its own; the paper ran them on one detector.",
-        "Ours: mean ± std over detectors of each detector's result (docs/audio-detectors.md).", "",
+        f"Ours: {_over_detectors(n_attacked)}, of each detector's result (docs/audio-detectors.md).", "",
         f"## Label-flip rate (%) at k = {k} (ours \\| paper)", "",
         markdown_table(["explainer", "no sing → sing", "sing → no sing"], lfr_rows), "",
         *([AUDIO_RATE_LEGEND, ""] if comparisons is not None else []),

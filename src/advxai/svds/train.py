@@ -205,6 +205,35 @@ def _latest_checkpoint(checkpoint: BatchCheckpoint) -> dict[str, np.ndarray] | N
     return max(slots, key=lambda arrays: int(arrays["epoch"]), default=None)
 
 
+def _resume(checkpoint: BatchCheckpoint | None, model: SVDS, optimiser: torch.optim.Optimizer) -> tuple[int, dict[str, list]]:
+    """(the first epoch to run, the history so far): after the latest saved epoch, or from scratch."""
+    saved = _latest_checkpoint(checkpoint) if checkpoint is not None else None
+    if saved is None:
+        return 0, {"train_loss": [], "lr": [], "batch_loss": []}
+    done, history = _restore_checkpoint(saved, model, optimiser)
+    return done + 1, history
+
+
+def _check_schedule(epochs: int, batches_per_epoch: int, batch_size: int) -> None:
+    if epochs < 1 or batches_per_epoch < 1:
+        raise ValueError(f"train_detector: epochs and batches_per_epoch must be ≥ 1, got {epochs}, {batches_per_epoch}")
+    if batch_size < 2:
+        raise ValueError(f"train_detector: batch_size must be ≥ 2 (the dense BatchNorm layers see one value per example), got {batch_size}")
+
+
+def _update(model: SVDS, optimiser: torch.optim.Optimizer, inputs: torch.Tensor, targets: torch.Tensor, dropout_seed: int,
+            device: torch.device) -> float:
+    """One Adam update on a batch; its dropout drawn from ``dropout_seed`` without moving the global generators."""
+    rng_devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=rng_devices, device_type=device.type), exact_cuda_arithmetic():
+        torch.manual_seed(dropout_seed)
+        loss = F.binary_cross_entropy_with_logits(model(inputs)[:, 0], targets)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+    optimiser.step()
+    return loss.item()
+
+
 def train_detector(
     train_specs: Sequence[Song],
     *,
@@ -237,42 +266,26 @@ def train_detector(
         ``(model in eval mode, history)`` with ``history`` holding ``train_loss`` and ``lr`` per
         epoch and ``batch_loss`` per update.
     """
-    if epochs < 1 or batches_per_epoch < 1:
-        raise ValueError(f"train_detector: epochs and batches_per_epoch must be ≥ 1, got {epochs}, {batches_per_epoch}")
-    if batch_size < 2:
-        raise ValueError(f"train_detector: batch_size must be ≥ 2 (the dense BatchNorm layers see one value per example), got {batch_size}")
+    _check_schedule(epochs, batches_per_epoch, batch_size)
     augment = resolve_augment(augment)
     device = torch.device(device)
     sampler = ExcerptSampler(train_specs, window_frames(augment), seed)
     filterbank = torch.as_tensor(mel_filterbank(), device=device)
     model = SVDS(generator=torch_generator(seed, STAGE, "init")).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
-    history: dict[str, list] = {"train_loss": [], "lr": [], "batch_loss": []}
-    start_epoch = 0
-    saved = _latest_checkpoint(checkpoint) if checkpoint is not None else None
-    if saved is not None:
-        start_epoch, history = _restore_checkpoint(saved, model, optimiser)
-        start_epoch += 1
+    start_epoch, history = _resume(checkpoint, model, optimiser)
     smoothing_floor, smoothing_scale = TARGET_SMOOTHING
-    rng_devices = [device] if device.type == "cuda" else []
     bar = tqdm(total=epochs * batches_per_epoch, initial=start_epoch * batches_per_epoch, disable=not progress, desc="svds")
     model.train()
     for epoch in range(start_epoch, epochs):
         for group in optimiser.param_groups:
             group["lr"] = lr * lr_decay**epoch
         losses = []
-        for batch in range(batches_per_epoch):
-            batch_index = epoch * batches_per_epoch + batch
+        for batch_index in range(epoch * batches_per_epoch, (epoch + 1) * batches_per_epoch):
             excerpts, labels = training_batch(sampler, batch_index, batch_size, seed, augment)
             inputs = log_mel(torch.from_numpy(excerpts).to(device), filterbank)
             targets = smoothing_floor + smoothing_scale * torch.from_numpy(labels).to(device=device, dtype=torch.float32)
-            with torch.random.fork_rng(devices=rng_devices, device_type=device.type), exact_cuda_arithmetic():
-                torch.manual_seed(item_seed(seed, STAGE, f"dropout-{batch_index}"))
-                loss = F.binary_cross_entropy_with_logits(model(inputs)[:, 0], targets)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-            optimiser.step()
-            losses.append(loss.item())
+            losses.append(_update(model, optimiser, inputs, targets, item_seed(seed, STAGE, f"dropout-{batch_index}"), device))
             bar.update(1)
         history["train_loss"].append(float(np.mean(losses)))
         history["lr"].append(lr * lr_decay**epoch)
