@@ -119,10 +119,13 @@ def test_image_localised_and_slic_tables(run):
     for (_, _, _, k), rows in localised.groupby(["model", "segmentation", "explainer", "k"]):
         assert sorted(rows.recovered) == list(range(k + 1))
         assert rows.fraction.sum() == pytest.approx(1.0) or rows["count"].sum() == 0
-    for segmentation, explainer, k in (("rect", "sal", 3), ("slic", "lime", 1), ("rect", "ig-vg", 1)):
+    kept = 0
+    for segmentation, explainer, k in (("slic", "sal", 1), ("slic", "lime", 1), ("slic", "ig-vg", 3), ("rect", "gbp", 3)):
         counted = recovered_from_shards(run, segmentation, explainer, k)
         rows = localised[(localised.segmentation == segmentation) & (localised.explainer == explainer) & (localised.k == k)]
         assert rows.sort_values("recovered")["count"].tolist() == counted, (segmentation, explainer, k)
+        kept += sum(counted)
+    assert kept, "no refined adversary still flips: the recounts compare empty histograms"
     slic = table(run, "image_slic_segments")
     assert list(slic.columns) == ["model", "n", "mean", "std", "min", "max"]
     counts = concatenated(run, "image/tiny/segments/slic", ["adversary_n_segments"])["adversary_n_segments"]
@@ -135,6 +138,8 @@ AUDIO_KS = [1, 3, 20]  # presets/test.yaml: audio.labelflip_ks; 20 segments = th
 
 
 def test_audio_tables(run):
+    from advxai.store import read_h5
+
     svds = table(run, "audio_svds")
     assert list(svds.columns) == ["seed", "threshold", "error", "recall", "specificity"]
     assert svds.seed.astype(str).tolist() == ["0", "1", "mean", "std"]
@@ -151,7 +156,13 @@ def test_audio_tables(run):
     directions = set(attacked.direction)
     assert directions, "no adversarial excerpt in either direction: the label-flip table is empty"
     assert len(attacked) == len(directions) * len(AUDIO_EXPLAINERS) * len(AUDIO_KS)
-    assert attacked.label_flip_rate.between(0, 1).all()
+    stored = read_h5(run / "audio" / "labelflip" / "seed1.h5")  # recounted without the table code
+    for direction in directions:
+        for explainer in ("lime", "norm", "sal-sg"):
+            counted = stored[f"{direction}/flips/{explainer}"]  # (k, excerpts)
+            rows = attacked[(attacked.direction == direction) & (attacked.explainer == explainer)].sort_values("k")
+            assert rows.n.tolist() == [counted.shape[1]] * len(AUDIO_KS)
+            assert rows.label_flip_rate.tolist() == pytest.approx(counted.mean(axis=1).tolist()), (direction, explainer)
     whole = attacked[attacked.k == 20]
     assert len(whole) == len(directions) * len(AUDIO_EXPLAINERS) and (whole.label_flip_rate == 1.0).all()
     assert detector[detector.n == 0].label_flip_rate.isna().all()  # a direction without excerpts has no rate, not 0
@@ -200,18 +211,21 @@ def test_figures_draw_the_rates_counted_from_the_shards(run, tmp_path):
     fig5 = plots.figure_all_explainers(table(run, "image_labelflip"), "tiny", tmp_path / "fig5.png")
     rect, slic = (drawn_lines(axes) for axes in fig5.axes[:2])
     assert set(rect) == set(BUILTIN) | {"magnitude", "magnitude-mean", "occlusion"}
-    assert rect["sal"] == ([1 / 16, 3 / 16, 1.0], [labelflip_rate_from_shards(run, "rect", "sal/mean_abs", k=k)[1] for k in (1, 3, 16)])
-    assert rect["lime"][1] == [labelflip_rate_from_shards(run, "rect", "lime/mean", k=k)[1] for k in (1, 3, 16)]
-    assert rect["magnitude"][1] == [labelflip_rate_from_shards(run, "rect", "magnitude/-", k=k)[1] for k in (1, 3, 16)]
-    assert slic["gbp-sg"] == ([0.5, 1.0], [labelflip_rate_from_shards(run, "slic", "gbp-sg/mean_abs", fraction=f)[1] for f in (0.5, 1.0)])
+    for name, ranking in (("sal", "sal/mean_abs"), ("lime", "lime/mean"), ("magnitude", "magnitude/-")):
+        assert rect[name] == ([1 / 16, 3 / 16, 1.0], [labelflip_rate_from_shards(run, "rect", ranking, k=k)[1] for k in (1, 3, 16)]), name
+    points = dict(zip(*slic["gbp-sg"]))  # the fraction sweep, and k = 3 too where every image has as many segments
+    assert [points[fraction] for fraction in (0.5, 1.0)] == [labelflip_rate_from_shards(run, "slic", "gbp-sg/mean_abs", fraction=f)[1]
+                                                             for f in (0.5, 1.0)]
 
     localised = table(run, "image_localised")
-    fig8 = plots.figure_recovered(localised[localised.segmentation == "slic"], "tiny, slic", tmp_path / "fig8.png")
-    for axes, k in zip(fig8.axes, (1, 3)):
-        explainers = [label.get_text() for label in axes.get_xticklabels()]
+    slic_rows = localised[localised.segmentation == "slic"]
+    fig8 = plots.figure_recovered(slic_rows, "tiny, slic", tmp_path / "fig8.png")
+    for axes, k in zip(fig8.axes, (1, 3), strict=True):
+        explainers = list(dict.fromkeys(slic_rows[slic_rows.k == k].explainer))  # the bars' order
         heights = np.array([[bar.get_height() for bar in bars] for bars in axes.containers])  # (r, explainer)
-        counted = recovered_from_shards(run, "slic", "sal", k)
-        assert heights[:, explainers.index("sal")].tolist() == pytest.approx(np.array(counted) / max(sum(counted), 1))
+        for explainer in ("sal", "lime"):
+            counted = np.array(recovered_from_shards(run, "slic", explainer, k))
+            assert heights[:, explainers.index(explainer)].tolist() == pytest.approx(counted / max(counted.sum(), 1)), (explainer, k)
 
     fig2 = plots.figure_audio_labelflip(table(run, "audio_labelflip"), tmp_path / "fig2.png")
     stored = read_h5(run / "audio" / "labelflip" / "seed1.h5")  # the one experiment seed: the mean is its rate
