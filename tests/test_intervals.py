@@ -220,7 +220,7 @@ def test_audio_band_holds_every_detector_s_interval():
 
 
 def test_write_findings_reads_the_shards_and_says_what_did_not_run(tmp_path):
-    from advxai.report import stages
+    from advxai.stages import report as stages
 
     adversaries = tmp_path / "adv.h5"
     write_h5(adversaries, {"labels": np.array([1]), "clean_prediction": np.array([1]), "final_prediction": np.array([2]),
