@@ -50,6 +50,10 @@ class Refinement:
         """``(N, k)`` the selected segment ids per item, ascending (ids ≥ an item's count: it has fewer than k)."""
         return np.sort(np.nonzero(self.truth)[1].reshape(len(self.truth), -1), axis=1)
 
+    def rows(self, index: slice | np.ndarray) -> Refinement:
+        """The refinement of some of the items."""
+        return Refinement(truth=self.truth[index], decisions=self.decisions[index], kept=self.kept[index])
+
     @classmethod
     def from_segment_ids(cls, segment_ids: np.ndarray, width: int, decisions: np.ndarray, kept: np.ndarray) -> Refinement:
         """The refinement back from its stored form (:meth:`segment_ids`, the width, decisions, kept)."""
@@ -71,6 +75,12 @@ class LocalisedResult:
     decisions: np.ndarray
     kept: np.ndarray
     recovered: dict[str, np.ndarray]
+
+    def arrays(self, k: int, n_segments: np.ndarray) -> dict[str, np.ndarray]:
+        """What an image localised file stores of this k: the refinement's fields again (the tables read this file
+        only) and the recovered counts."""
+        return {f"k{k}/prediction": self.decisions, f"k{k}/kept": self.kept, f"k{k}/fewer_segments": np.asarray(n_segments) < k,
+                **{f"k{k}/recovered/{name}": values for name, values in self.recovered.items()}}
 
 
 @torch.no_grad()

@@ -22,14 +22,14 @@ from ..data.model_inputs import pixel_bounds, to_model_input
 from ..evaluation.baselines import magnitude_scores
 from ..evaluation.flips import ClassChange
 from ..evaluation.labelflip import k_settings, label_flips
-from ..evaluation.localised import Refinement, explain_refined
+from ..evaluation.localised import explain_refined
 from ..evaluation.selection import pad_scores, selection_width
 from ..explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all, flatten_scores, unflatten_scores
 from ..guided import audit_guided_activations
 from ..models import ModelBundle, load_model, predict
 from ..store import BatchCheckpoint, dataset_names, read_h5, read_h5_rows, require_params, write_h5
-from .refine import read_refinements, require_refined
 from .image_data import rows_of, shard_ids, shard_inputs_at, subset_ids
+from .refine import read_refinements, require_refined
 from .settings import ExplainerSettings, ExplainFamilySettings, LabelflipSettings, LocalisedSettings, ModelSpec, PgdSettings
 
 log = logging.getLogger("advxai")
@@ -364,43 +364,33 @@ def labelflip_shard(
     checkpoint.remove()
 
 
-def localised_shard(
-    shard: ShardFiles, segments_file: str, refined_file: str, output: str, *, model: ModelSpec, localised: LocalisedSettings,
-    batch_size: int | str, device: torch.device,
-) -> None:
+def localised_shard(shard: ShardFiles, segments_file: str, refined_file: str, output: str, *, model: ModelSpec, localised: LocalisedSettings,
+                    batch_size: int | str, device: torch.device) -> None:
     """Explain the refined adversaries of the refine stage that still flip, count recovered segments (docs/method.md §8.3)."""
-    bundle = model_from_spec(model, device)
-    segmentation = localised.segmentation
+    bundle, segmentation = model_from_spec(model, device), localised.segmentation
     subset = open_subset(shard, "localised", model, {segmentation: segments_file})
     ids, counts = subset.ids, subset.counts[segmentation]
     require_refined(refined_file, model, segmentation, localised.ks)
-    refinements = read_refinements(refined_file, localised.ks, ids)
-    names = list(localised.explainers) + [e["name"] for e in localised.extra]
+    refinements, names = read_refinements(refined_file, localised.ks, ids), list(localised.explainers) + [e["name"] for e in localised.extra]
     params = {"model": model.as_params(), "localised": localised.as_params()}
     checkpoint = BatchCheckpoint(output, params, inputs=[*shard.paths, segments_file, refined_file])
-    # LIME makes forwards, the gradient explainers forward+backward passes
     forward_batch = job_batch_size(batch_size, bundle, device, backward=False, checkpoint=checkpoint)
-    lime_rows = lime_batch_size(batch_size, forward_batch, device)
+    lime_rows = lime_batch_size(batch_size, forward_batch, device)  # LIME makes forwards, the other explainers backward passes too
     gradient_batch = (explanation_batch_size(batch_size, job_batch_size(batch_size, bundle, device, backward=True, checkpoint=checkpoint), device)
                       if localised.makes_gradients else forward_batch)
     settings = engine_settings(localised.explainer, localised.seed, gradient_batch, lime_rows)
 
     def explain(inputs: torch.Tensor, classes: torch.Tensor, item_ids: Sequence[str], item_masks: torch.Tensor, n_segments: np.ndarray):
-        # §10.8: every explainer, LIME included, ranks by mean_abs here, as the authors' runner did
         scores = explain_all(bundle.module, inputs, classes, item_ids, {segmentation: item_masks}, {segmentation: n_segments},
                              list(localised.explainers), settings, extras=localised.extra)
-        return {name: scores[name][segmentation]["mean_abs"] for name in names}
+        return {name: scores[name][segmentation]["mean_abs"] for name in names}  # §10.8: all by mean_abs, as the authors' runner
 
     def run(batch: slice) -> dict[str, np.ndarray]:
         inputs = subset.inputs(batch)
-        sliced = {k: Refinement(r.truth[batch], r.decisions[batch], r.kept[batch]) for k, r in refinements.items()}
         experiment = explain_refined(ClassChange(subset.clean_prediction[batch]), inputs["clean"].to(device), inputs["adversarial"].to(device),
-                                     subset.masks(batch)[segmentation].to(device), counts[batch], list(ids[batch]), sliced, explain, names)
-        out: dict[str, np.ndarray] = {}
-        for k, result in experiment.items():
-            out.update({f"k{k}/prediction": result.decisions, f"k{k}/kept": result.kept, f"k{k}/fewer_segments": counts[batch] < k})
-            out.update({f"k{k}/recovered/{name}": values for name, values in result.recovered.items()})
-        return out
+                                     subset.masks(batch)[segmentation].to(device), counts[batch], list(ids[batch]),
+                                     {k: r.rows(batch) for k, r in refinements.items()}, explain, names)
+        return {name: values for k, result in experiment.items() for name, values in result.arrays(k, counts[batch]).items()}
 
     arrays = checkpoint.run(len(ids), gradient_batch, run) if len(ids) else {}
     write_h5(output, {"ids": np.array(ids, dtype=str), "ks": np.array(localised.ks), **arrays}, stage="localised", params=params,
