@@ -26,6 +26,7 @@ ENSEMBLE_EXPLAINERS = tuple(f"{m}-{e}" for m in GRADIENT_METHODS.values() for e 
 AGGREGATION_TITLES = {"mean": "mean", "mean_abs": "mean |·|", "mean_pos": "mean of positives"}
 TOP_PIXEL_SHARE = 0.1  # Fig. 4's binarised map: the 10 % most relevant pixels (by |IG| summed over channels)
 TRUTH_COLOUR, FOUND_COLOUR = "lime", "red"
+EXPLAINERS_PER_ROW = 7
 
 
 def reported_aggregation(explainer: str) -> str:
@@ -142,40 +143,56 @@ def _magnified(delta: np.ndarray, scale: float) -> np.ndarray:
     return np.clip(0.5 + delta / (2 * scale), 0, 1)
 
 
+def most_flipping(examples: Mapping[str, np.ndarray], segmentation: str, ks: Sequence[int]) -> int:
+    """The example whose refined inputs still flip at the most k (the first on ties): the experiment explains only those."""
+    flips = sum(np.asarray(examples[f"refined/{segmentation}/k{k}/flipped"], dtype=int) for k in ks)
+    return int(np.argmax(flips))
+
+
+def _explainer_rows(explainers: Sequence[str]) -> tuple[int, int]:
+    """Rows and columns of one k's explainer panels, at most EXPLAINERS_PER_ROW wide."""
+    columns = min(len(explainers), EXPLAINERS_PER_ROW) or 1
+    return -(-len(explainers) // columns), columns
+
+
 def figure_refined_image(examples: Mapping[str, np.ndarray], segmentation: str, ks: Sequence[int], explainers: Sequence[str],
                          title: str, path: str | Path) -> plt.Figure:
-    """The refined perturbations of the first example: clean, adversary, full and refined perturbations (top-k
-    magnitude segments outlined), then per k the refined input with each explainer's top-k outlined beside the truth."""
-    clean, adversarial = examples["clean_pixels"][0], examples["adversarial_pixels"][0]
-    mask = examples[f"masks/{segmentation}"][0]
+    """The refined perturbations of the example that flips at the most k: clean, adversary, full and refined perturbations
+    (top-k magnitude segments outlined), then per k the refined input with each explainer's top-k outlined beside the truth."""
+    i = most_flipping(examples, segmentation, ks)
+    clean, adversarial = examples["clean_pixels"][i], examples["adversarial_pixels"][i]
+    mask = examples[f"masks/{segmentation}"][i]
     scale = np.abs(adversarial.astype(np.float64) - clean).max() or 1.0
-    columns = max(3 + len(ks), len(explainers))
-    figure, axes = plt.subplots(1 + len(ks), columns, figsize=(2.2 * columns, 2.5 * (1 + len(ks))), squeeze=False)
-    panels = [(clean, f"clean: class {examples['clean_prediction'][0]}"), (adversarial, f"adversary: class {examples['final_prediction'][0]}"),
-              (_magnified(adversarial - clean, scale), "full perturbation (magnified)")]
+    per_k, explainer_columns = _explainer_rows(explainers)
+    columns = max(3 + len(ks), explainer_columns)
+    figure, axes = plt.subplots(1 + per_k * len(ks), columns, figsize=(2.2 * columns, 2.5 * (1 + per_k * len(ks))), squeeze=False)
+    panels = [(clean, f"{examples['ids'][i]}\nclean: class {examples['clean_prediction'][i]}"),
+              (adversarial, f"adversary: class {examples['final_prediction'][i]}"),
+              (_magnified(adversarial - clean, scale), f"full perturbation ×{0.5 / scale:.0f}")]
     for ax, (image, label) in zip(axes[0], panels):
         ax.imshow(image)
         ax.set_title(label, fontsize=7)
     for ax, k in zip(axes[0, 3:], ks):
         base = f"refined/{segmentation}/k{k}"
-        ax.imshow(_magnified(examples[f"{base}/pixels"][0] - clean, scale))
-        _selected_outline(ax, mask, examples[f"{base}/segment_ids"][0], TRUTH_COLOUR)
-        flipped = "flips" if examples[f"{base}/flipped"][0] else "no flip"
-        ax.set_title(f"refined k={k}: class {examples[f'{base}/prediction'][0]} ({flipped})", fontsize=7)
-    for row, k in enumerate(ks, start=1):
+        ax.imshow(_magnified(examples[f"{base}/pixels"][i] - clean, scale))
+        _selected_outline(ax, mask, examples[f"{base}/segment_ids"][i], TRUTH_COLOUR)
+        flipped = "still flips" if examples[f"{base}/flipped"][i] else "no flip"
+        ax.set_title(f"refined perturbation, k={k}\nclass {examples[f'{base}/prediction'][i]}: {flipped}", fontsize=7)
+    for number, k in enumerate(ks):
         base = f"refined/{segmentation}/k{k}"
-        for ax, explainer in zip(axes[row], explainers):
-            ax.imshow(examples[f"{base}/pixels"][0])
-            _selected_outline(ax, mask, examples[f"{base}/segment_ids"][0], TRUTH_COLOUR)
-            found = np.argsort(examples[f"{base}/scores/{explainer}"][0], kind="stable")[-k:]
+        truth = examples[f"{base}/segment_ids"][i]
+        for j, explainer in enumerate(explainers):
+            ax = axes[1 + number * per_k + j // explainer_columns, j % explainer_columns]
+            ax.imshow(examples[f"{base}/pixels"][i])
+            _selected_outline(ax, mask, truth, TRUTH_COLOUR)
+            found = np.argsort(examples[f"{base}/scores/{explainer}"][i], kind="stable")[-k:]
             _selected_outline(ax, mask, found, FOUND_COLOUR)
-            hits = len(set(found.tolist()) & set(examples[f"{base}/segment_ids"][0].tolist()))
-            ax.set_title(f"k={k}, {explainer}: {hits}/{k}", fontsize=7)
+            ax.set_title(f"k={k}, {explainer}: {len(set(found.tolist()) & set(truth.tolist()))} of {k} found", fontsize=7)
     for ax in axes.ravel():
         _off(ax)
         if not ax.images:
             ax.axis("off")
-    figure.suptitle(f"{title} (green: the k refined segments; red: the explainer's top k)", fontsize=10)
+    figure.suptitle(f"{title}\ngreen: the k segments of largest perturbation (the truth); red: the explainer's top k", fontsize=10)
     return save(figure, path)
 
 
@@ -186,8 +203,9 @@ def figure_refined_audio(example: Mapping[str, np.ndarray], explainers: Sequence
     grid, clean = example["grid"], example["clean_logmel"]
     delta = example["adv_logmel"] - clean
     limit = np.abs(delta).max() or 1.0
-    columns = max(3 + len(ks), len(explainers))
-    figure, axes = plt.subplots(1 + len(ks), columns, figsize=(2.4 * columns, 2.4 * (1 + len(ks))), squeeze=False)
+    per_k, explainer_columns = _explainer_rows(explainers)
+    columns = max(3 + len(ks), explainer_columns)
+    figure, axes = plt.subplots(1 + per_k * len(ks), columns, figsize=(2.4 * columns, 2.4 * (1 + per_k * len(ks))), squeeze=False)
 
     def show(ax, image, label, diverging=False):
         kwargs = {"cmap": "coolwarm", "vmin": -limit, "vmax": limit} if diverging else {"cmap": "magma"}
@@ -199,25 +217,27 @@ def figure_refined_audio(example: Mapping[str, np.ndarray], explainers: Sequence
     show(axes[0, 1], example["adv_logmel"], "adversarial log-mel")
     figure.colorbar(show(axes[0, 2], delta, "full perturbation Δ", True), ax=axes[0, 2], fraction=0.046)
     for ax, k in zip(axes[0, 3:], ks):
-        flipped = "flips" if example[f"k{k}/flipped"] else "no flip"
-        show(ax, example[f"k{k}/refined_logmel"] - clean, f"refined Δ, k={k}: P(sing)={float(example[f'k{k}/prediction']):.2f} ({flipped})", True)
+        flipped = "still flips" if example[f"k{k}/flipped"] else "no flip"
+        show(ax, example[f"k{k}/refined_logmel"] - clean, f"refined Δ, k={k}\nP(sing) = {float(example[f'k{k}/prediction']):.2f}: {flipped}", True)
         _selected_outline(ax, grid.T, example[f"k{k}/segment_ids"], TRUTH_COLOUR)
-    for row, k in enumerate(ks, start=1):
-        for ax, explainer in zip(axes[row], explainers):
+    for number, k in enumerate(ks):
+        for j, explainer in enumerate(explainers):
+            ax = axes[1 + number * per_k + j // explainer_columns, j % explainer_columns]
             show(ax, example[f"k{k}/refined_logmel"], "")
             _selected_outline(ax, grid.T, example[f"k{k}/segment_ids"], TRUTH_COLOUR)
             found = np.argsort(example[f"k{k}/scores/{explainer}"], kind="stable")[-k:]
             _selected_outline(ax, grid.T, found, FOUND_COLOUR)
             hits = len(set(found.tolist()) & set(example[f"k{k}/segment_ids"].tolist()))
-            ax.set_title(f"k={k}, {explainer}: {hits}/{k}", fontsize=7)
+            ax.set_title(f"k={k}, {explainer}: {hits} of {k} found", fontsize=7)
     for ax in axes.ravel():
         _off(ax)
         if not ax.images:
             ax.axis("off")
-    axes[0, 0].set_ylabel("mel band")
-    axes[0, 0].set_xlabel("frame")
+    axes[0, 0].set_ylabel("mel band (low to high)")
+    axes[0, 0].set_xlabel("frame (time)")
     direction = str(example["direction"][0]).replace("_", " ").replace("nosing", "no sing")
-    figure.suptitle(f"{title}, excerpt {example['ids'][0]} ({direction}); green: the k refined tiles, red: the explainer's top k", fontsize=10)
+    figure.suptitle(f"{title}, excerpt {example['ids'][0]} ({direction})\ngreen: the k tiles of largest Σ Δ² (the truth); "
+                    "red: the explainer's top k", fontsize=10)
     return save(figure, path)
 
 

@@ -49,8 +49,8 @@ def choose_examples(candidates: Sequence[str], count: int, seed: int, scope: str
         if missing:
             raise ValueError(f"image.examples.ids: {missing} are not in the localised subset of {scope} "
                              "(successful adversaries drawn for the localised experiment)")
-        return list(wanted)
-    return sorted(candidates, key=lambda item: item_seed(seed, f"{EXAMPLES_STAGE}-{scope}", item))[:count]
+        return [str(item) for item in wanted]
+    return [str(item) for item in sorted(candidates, key=lambda item: item_seed(seed, f"{EXAMPLES_STAGE}-{scope}", item))[:count]]
 
 
 @dataclass(frozen=True)
