@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -45,8 +46,14 @@ def _scores_panel(figure, ax, image: np.ndarray, mask: np.ndarray, scores: np.nd
     ax.imshow(image, alpha=0.35)
     shown = ax.imshow(score_map(scores, mask), cmap="viridis", alpha=0.75)
     _outline(ax, mask, "white", 0.3)
-    figure.colorbar(shown, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
+    _colour_bar(figure, shown, ax)
     ax.set_title(title, fontsize=8)
+
+
+def _colour_bar(figure, shown, ax) -> None:
+    """A narrow colour bar whose ticks carry their own exponent: a shared offset label would sit on the next title."""
+    bar = figure.colorbar(shown, ax=ax, fraction=0.046, pad=0.02, format=matplotlib.ticker.FormatStrFormatter("%.2g"))
+    bar.ax.tick_params(labelsize=6)
 
 
 def _outline(ax, labels: np.ndarray, colour: str, width: float) -> None:
@@ -103,8 +110,7 @@ def figure_aggregations(examples: Mapping[str, np.ndarray], segmentations: Seque
     axes[0, 0].imshow(image)
     axes[0, 0].set_title(f"input {examples['ids'][0]}", fontsize=8)
     limit = np.abs(raw).max() or 1.0
-    shown = axes[0, 1].imshow(raw, cmap="coolwarm", vmin=-limit, vmax=limit)
-    figure.colorbar(shown, ax=axes[0, 1], fraction=0.046, pad=0.02)
+    _colour_bar(figure, axes[0, 1].imshow(raw, cmap="coolwarm", vmin=-limit, vmax=limit), axes[0, 1])
     axes[0, 1].set_title("raw IG (summed over channels)", fontsize=8)
     magnitude = np.abs(raw)
     axes[0, 2].imshow(magnitude >= np.quantile(magnitude, 1 - TOP_PIXEL_SHARE), cmap="gray")
@@ -215,7 +221,7 @@ def figure_refined_audio(example: Mapping[str, np.ndarray], explainers: Sequence
 
     show(axes[0, 0], clean, "clean log-mel")
     show(axes[0, 1], example["adv_logmel"], "adversarial log-mel")
-    figure.colorbar(show(axes[0, 2], delta, "full perturbation Δ", True), ax=axes[0, 2], fraction=0.046)
+    _colour_bar(figure, show(axes[0, 2], delta, "full perturbation Δ", True), axes[0, 2])
     for ax, k in zip(axes[0, 3:], ks):
         flipped = "still flips" if example[f"k{k}/flipped"] else "no flip"
         show(ax, example[f"k{k}/refined_logmel"] - clean, f"refined Δ, k={k}\nP(sing) = {float(example[f'k{k}/prediction']):.2f}: {flipped}", True)
