@@ -18,7 +18,7 @@ def _quadrant_inputs(magnitudes: list[list[float]]) -> tuple[torch.Tensor, torch
     """Clean zeros and adversaries that add ``magnitudes[i][q]`` to every pixel of quadrant ``q`` of item ``i``."""
     clean = torch.zeros(len(magnitudes), 1, 8, 8)
     masks = QUADRANTS.expand(len(magnitudes), 8, 8).clone()
-    adversarial = torch.tensor(magnitudes, dtype=torch.float32)[torch.arange(len(magnitudes))[:, None, None], masks].unsqueeze(1)
+    adversarial = torch.tensor(magnitudes, dtype=torch.float32).reshape(-1, 4)[torch.arange(len(magnitudes))[:, None, None], masks].unsqueeze(1)
     return clean, adversarial, masks
 
 
@@ -90,3 +90,15 @@ def test_example_choice_is_seeded_per_item_and_validated():
     assert choose_examples(candidates, 5, seed=3, scope="m", wanted=["img7", "img2"]) == ["img7", "img2"]
     with pytest.raises(ValueError, match=r"image\.examples\.ids.*'nope'"):
         choose_examples(candidates, 5, seed=3, scope="m", wanted=["nope"])
+
+
+def test_a_direction_without_excerpts_stores_empty_refinements(tmp_path):
+    """An attack direction may have no excerpt (the test preset's detector has none for one of them)."""
+    from advxai.stages.refine import read_refinements, refinement_arrays
+    from advxai.store import write_h5
+
+    empty = refine(_quadrant3_detector, ClassChange(np.zeros(0, int)), *_quadrant_inputs([]), np.zeros(0, int), [1, 3], 4)
+    arrays = refinement_arrays(empty, np.zeros(0, int), "d/")
+    assert arrays["d/k3/segment_ids"].shape == (0, 3)
+    write_h5(tmp_path / "r.h5", {"d/ids": np.zeros(0, str), "d/width": 3, **arrays}, stage="refine", params={})
+    assert read_refinements(str(tmp_path / "r.h5"), [1, 3], [], prefix="d/")[3].truth.shape == (0, 3)

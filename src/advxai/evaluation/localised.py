@@ -48,7 +48,8 @@ class Refinement:
 
     def segment_ids(self) -> np.ndarray:
         """``(N, k)`` the selected segment ids per item, ascending (ids ≥ an item's count: it has fewer than k)."""
-        return np.sort(np.nonzero(self.truth)[1].reshape(len(self.truth), -1), axis=1)
+        k = int(self.truth[0].sum()) if len(self.truth) else 0  # every row selects the same k
+        return np.sort(np.nonzero(self.truth)[1].reshape(len(self.truth), k), axis=1)
 
     def rows(self, index: slice | np.ndarray) -> Refinement:
         """The refinement of some of the items."""

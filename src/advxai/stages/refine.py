@@ -34,7 +34,7 @@ def refinement_arrays(refinements: Mapping[int, Refinement], n_segments: np.ndar
     """The stored form of the refinements of ``N`` items (the module's layout, under ``prefix``)."""
     arrays: dict[str, np.ndarray] = {}
     for k, refinement in refinements.items():
-        arrays[f"{prefix}k{k}/segment_ids"] = refinement.segment_ids().astype(np.int32)
+        arrays[f"{prefix}k{k}/segment_ids"] = refinement.segment_ids().astype(np.int32).reshape(-1, k)  # (0, k) without items
         arrays[f"{prefix}k{k}/prediction"] = refinement.decisions
         arrays[f"{prefix}k{k}/flipped"] = refinement.kept
         arrays[f"{prefix}k{k}/fewer_segments"] = np.asarray(n_segments) < k
