@@ -217,6 +217,9 @@ def refine_params(wildcards):
     return {"segmentation": wildcards.seg, "ks": IMAGE["localised"]["ks"]}
 
 
+EXPLAIN_SETTINGS = ("lime_samples", "lime_kernel_width", "noise_samples", "noise_std", "ig_steps")
+
+
 def examples_params(wildcards):
     """The example images of the method figures (image.examples) and the explainers that draw them:
     every configured one, and IG for Fig. 4's raw pixel map."""
@@ -229,12 +232,12 @@ def examples_params(wildcards):
         "ks": IMAGE["localised"]["ks"],
         "explainers": explainers,
         "extra": IMAGE["extra_explainers"],
-        **{key: settings[key] for key in ("lime_samples", "lime_kernel_width", "noise_samples", "noise_std", "ig_steps")},
+        **{key: settings[key] for key in EXPLAIN_SETTINGS},
     }
 
 
 def image_example_inputs(wildcards):
-    """Every shard of a model; segments and refine files segmentation after segmentation, as examples_params lists them."""
+    """Every shard of a model; segments and refine files segmentation after segmentation, as in examples_params."""
     model = wildcards.model
     return {
         "images": [image_shard_path(model, s) for s in image_shards()],
@@ -365,7 +368,8 @@ def image_outputs():
     if not image_models():
         return []
     tables = ["image_accuracy", "image_labelflip", "image_localised", "image_slic_segments"]
-    return [f"results/tables/{t}.csv" for t in tables] + ["results/tables/image_tables.md"] + image_figure_files() + image_method_figure_files()
+    figures = image_figure_files() + image_method_figure_files()
+    return [f"results/tables/{t}.csv" for t in tables] + ["results/tables/image_tables.md"] + figures
 
 
 def all_outputs():

@@ -89,8 +89,14 @@ rule image_explanation_figures:
     input:
         examples="image/{model}/examples.h5",
     output:
-        fig1=report("results/figures/image_fig1_{model}_{seg}.png", category="Image", subcategory="Examples", caption="../report/image_fig1.rst"),
-        fig9=report("results/figures/image_fig9_{model}_{seg}.png", category="Image", subcategory="Examples", caption="../report/image_fig9.rst"),
+        fig1=report(
+            "results/figures/image_fig1_{model}_{seg}.png", category="Image", subcategory="Examples",
+            caption="../report/image_fig1.rst",
+        ),
+        fig9=report(
+            "results/figures/image_fig9_{model}_{seg}.png", category="Image", subcategory="Examples",
+            caption="../report/image_fig9.rst",
+        ),
     wildcard_constraints:
         seg="rect|slic",
     params:
@@ -109,8 +115,14 @@ rule image_example_figures:
     input:
         examples="image/{model}/examples.h5",
     output:
-        fig4=report("results/figures/image_fig4_{model}.png", category="Image", subcategory="Examples", caption="../report/image_fig4.rst"),
-        fig10=report("results/figures/image_fig10_{model}.png", category="Image", subcategory="Examples", caption="../report/image_fig10.rst"),
+        fig4=report(
+            "results/figures/image_fig4_{model}.png", category="Image", subcategory="Examples",
+            caption="../report/image_fig4.rst",
+        ),
+        fig10=report(
+            "results/figures/image_fig10_{model}.png", category="Image", subcategory="Examples",
+            caption="../report/image_fig10.rst",
+        ),
     params:
         figure="examples",
         model="{model}",
@@ -127,7 +139,10 @@ rule image_refined_figure:
     input:
         examples="image/{model}/examples.h5",
     output:
-        report("results/figures/image_refined_{model}_{seg}.png", category="Image", subcategory="Examples", caption="../report/image_refined.rst"),
+        report(
+            "results/figures/image_refined_{model}_{seg}.png", category="Image", subcategory="Examples",
+            caption="../report/image_refined.rst",
+        ),
     wildcard_constraints:
         seg="rect|slic",
     params:
@@ -148,7 +163,10 @@ rule audio_refined_figure:
     input:
         example="audio/examples/seed{seed}.h5",
     output:
-        report("results/figures/audio_refined_seed{seed}.png", category="Audio", subcategory="Figures", caption="../report/audio_refined.rst"),
+        report(
+            "results/figures/audio_refined_seed{seed}.png", category="Audio", subcategory="Figures",
+            caption="../report/audio_refined.rst",
+        ),
     params:
         explainers=AUDIO["explainers"],
         seed="{seed}",

@@ -1,4 +1,5 @@
-"""The localised-perturbation experiment: can explainers find the k segments that carry the perturbation? (docs/method.md §4, §8.3)
+"""The localised-perturbation experiment: can explainers find the k segments that carry the perturbation?
+(docs/method.md §4, §8.3)
 
 Two steps, two cached stages. :func:`refine` keeps, for each k, the perturbation only in the k
 segments of largest magnitude (the ground truth ``S``) and tests whether the refined adversary
@@ -56,7 +57,9 @@ class Refinement:
         return Refinement(truth=self.truth[index], decisions=self.decisions[index], kept=self.kept[index])
 
     @classmethod
-    def from_segment_ids(cls, segment_ids: np.ndarray, width: int, decisions: np.ndarray, kept: np.ndarray) -> Refinement:
+    def from_segment_ids(
+        cls, segment_ids: np.ndarray, width: int, decisions: np.ndarray, kept: np.ndarray
+    ) -> Refinement:
         """The refinement back from its stored form (:meth:`segment_ids`, the width, decisions, kept)."""
         truth = np.zeros((len(segment_ids), width), dtype=bool)
         np.put_along_axis(truth, np.asarray(segment_ids, dtype=np.int64), True, axis=1)
@@ -80,8 +83,12 @@ class LocalisedResult:
     def arrays(self, k: int, n_segments: np.ndarray) -> dict[str, np.ndarray]:
         """What an image localised file stores of this k: the refinement's fields again (the tables read this file
         only) and the recovered counts."""
-        return {f"k{k}/prediction": self.decisions, f"k{k}/kept": self.kept, f"k{k}/fewer_segments": np.asarray(n_segments) < k,
-                **{f"k{k}/recovered/{name}": values for name, values in self.recovered.items()}}
+        return {
+            f"k{k}/prediction": self.decisions,
+            f"k{k}/kept": self.kept,
+            f"k{k}/fewer_segments": np.asarray(n_segments) < k,
+            **{f"k{k}/recovered/{name}": values for name, values in self.recovered.items()},
+        }
 
 
 @torch.no_grad()
@@ -90,8 +97,15 @@ def _decisions(forward: Forward, flip_test: FlipTest, inputs: torch.Tensor, batc
 
 
 def refine(
-    forward: Forward, flip_test: FlipTest, clean: torch.Tensor, adversarial: torch.Tensor, masks: torch.Tensor,
-    n_segments: np.ndarray, ks: Sequence[int], batch_size: int, width: int | None = None,
+    forward: Forward,
+    flip_test: FlipTest,
+    clean: torch.Tensor,
+    adversarial: torch.Tensor,
+    masks: torch.Tensor,
+    n_segments: np.ndarray,
+    ks: Sequence[int],
+    batch_size: int,
+    width: int | None = None,
 ) -> dict[int, Refinement]:
     """The refined adversaries for every k and whether they still flip.
 
@@ -120,8 +134,15 @@ def refine(
 
 
 def explain_refined(
-    flip_test: FlipTest, clean: torch.Tensor, adversarial: torch.Tensor, masks: torch.Tensor, n_segments: np.ndarray,
-    ids: Sequence[str], refinements: Mapping[int, Refinement], explain: Explain, explainers: Sequence[str],
+    flip_test: FlipTest,
+    clean: torch.Tensor,
+    adversarial: torch.Tensor,
+    masks: torch.Tensor,
+    n_segments: np.ndarray,
+    ids: Sequence[str],
+    refinements: Mapping[int, Refinement],
+    explain: Explain,
+    explainers: Sequence[str],
 ) -> dict[int, LocalisedResult]:
     """Explain the refined adversaries of :func:`refine` that still flip and count recovered segments.
 
@@ -142,10 +163,15 @@ def explain_refined(
         if kept.any():
             rows = np.flatnonzero(kept)
             index = torch.from_numpy(rows).to(clean.device)
-            refined = hybrid(clean[index], adversarial[index], masks[index], torch.from_numpy(truth[rows]).to(clean.device))
+            refined = hybrid(
+                clean[index], adversarial[index], masks[index], torch.from_numpy(truth[rows]).to(clean.device)
+            )
             scores = explain(
-                refined, torch.as_tensor(flip_test.explained_class(refinement.decisions)[rows], device=clean.device),
-                [localised_id(ids[i], k) for i in rows], masks[index], n_segments[rows],
+                refined,
+                torch.as_tensor(flip_test.explained_class(refinement.decisions)[rows], device=clean.device),
+                [localised_id(ids[i], k) for i in rows],
+                masks[index],
+                n_segments[rows],
             )
             for name in explainers:
                 found[name][rows] = recovered(truth[rows], top_k(pad_scores(scores[name], truth.shape[1]), k))
@@ -154,8 +180,17 @@ def explain_refined(
 
 
 def localised_experiment(
-    forward: Forward, flip_test: FlipTest, clean: torch.Tensor, adversarial: torch.Tensor, masks: torch.Tensor,
-    n_segments: np.ndarray, ids: Sequence[str], ks: Sequence[int], explain: Explain, explainers: Sequence[str], batch_size: int,
+    forward: Forward,
+    flip_test: FlipTest,
+    clean: torch.Tensor,
+    adversarial: torch.Tensor,
+    masks: torch.Tensor,
+    n_segments: np.ndarray,
+    ids: Sequence[str],
+    ks: Sequence[int],
+    explain: Explain,
+    explainers: Sequence[str],
+    batch_size: int,
 ) -> dict[int, LocalisedResult]:
     """Both steps in one call, :func:`refine` then :func:`explain_refined` (the workflow caches the first)."""
     refinements = refine(forward, flip_test, clean, adversarial, masks, n_segments, ks, batch_size)

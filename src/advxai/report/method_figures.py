@@ -81,8 +81,9 @@ def _missing(ax, text: str) -> None:
     ax.axis("off")
 
 
-def figure_explanations(examples: Mapping[str, np.ndarray], explainers: Sequence[str], segmentation: str, title: str,
-                        path: str | Path) -> plt.Figure:
+def figure_explanations(
+    examples: Mapping[str, np.ndarray], explainers: Sequence[str], segmentation: str, title: str, path: str | Path
+) -> plt.Figure:
     """Figs 1 and 9: each example (row) and each explainer's segment scores of it for its clean prediction."""
     n = len(examples["ids"])
     figure, axes = plt.subplots(n, len(explainers) + 1, figsize=(2.3 * (len(explainers) + 1), 2.3 * n), squeeze=False)
@@ -93,7 +94,9 @@ def figure_explanations(examples: Mapping[str, np.ndarray], explainers: Sequence
         for ax, explainer in zip(axes[row, 1:], explainers):
             key = f"scores/{explainer}/{segmentation}/{reported_aggregation(explainer)}"
             if key in examples:
-                _scores_panel(figure, ax, image, mask, examples[key][row], f"{explainer} ({reported_aggregation(explainer)})")
+                _scores_panel(
+                    figure, ax, image, mask, examples[key][row], f"{explainer} ({reported_aggregation(explainer)})"
+                )
             else:
                 _missing(ax, f"{explainer}\nnot configured")
         for ax in axes[row]:
@@ -102,10 +105,14 @@ def figure_explanations(examples: Mapping[str, np.ndarray], explainers: Sequence
     return save(figure, path)
 
 
-def figure_aggregations(examples: Mapping[str, np.ndarray], segmentations: Sequence[str], title: str, path: str | Path) -> plt.Figure:
-    """Fig. 4 on the first example: input, raw IG, its top pixels binarised; IG's three aggregations per segmentation."""
+def figure_aggregations(
+    examples: Mapping[str, np.ndarray], segmentations: Sequence[str], title: str, path: str | Path
+) -> plt.Figure:
+    """Fig. 4 on the first example: input, raw IG, its top pixels binarised; IG's aggregations per segmentation."""
     image = examples["clean_pixels"][0]
-    raw = examples[f"attributions/{GRADIENT_METHODS['ig']}"][0].astype(np.float64).sum(axis=0)  # (H, W), channels summed
+    raw = (
+        examples[f"attributions/{GRADIENT_METHODS['ig']}"][0].astype(np.float64).sum(axis=0)
+    )  # (H, W), channels summed
     figure, axes = plt.subplots(1 + len(segmentations), 3, figsize=(10, 3.2 * (1 + len(segmentations))), squeeze=False)
     axes[0, 0].imshow(image)
     axes[0, 0].set_title(f"input {examples['ids'][0]}", fontsize=8)
@@ -118,7 +125,14 @@ def figure_aggregations(examples: Mapping[str, np.ndarray], segmentations: Seque
     for row, segmentation in enumerate(segmentations, start=1):
         for ax, aggregation in zip(axes[row], AGGREGATION_TITLES):
             scores = examples[f"scores/{GRADIENT_METHODS['ig']}/{segmentation}/{aggregation}"][0]
-            _scores_panel(figure, ax, image, examples[f"masks/{segmentation}"][0], scores, f"{segmentation}: {AGGREGATION_TITLES[aggregation]}")
+            _scores_panel(
+                figure,
+                ax,
+                image,
+                examples[f"masks/{segmentation}"][0],
+                scores,
+                f"{segmentation}: {AGGREGATION_TITLES[aggregation]}",
+            )
     for ax in axes.ravel():
         _off(ax)
     figure.suptitle(title, fontsize=10)
@@ -126,7 +140,7 @@ def figure_aggregations(examples: Mapping[str, np.ndarray], segmentations: Seque
 
 
 def figure_adversaries(examples: Mapping[str, np.ndarray], title: str, path: str | Path) -> plt.Figure:
-    """Figs 10–12: clean images above their adversaries, and the perturbation magnified with its L∞ in pixel units."""
+    """Figs 10–12: clean images above their adversaries, and the perturbation magnified with its L∞ in pixels."""
     n = len(examples["ids"])
     figure, axes = plt.subplots(3, n, figsize=(2.6 * n, 8.2), squeeze=False)
     for column in range(n):
@@ -134,11 +148,15 @@ def figure_adversaries(examples: Mapping[str, np.ndarray], title: str, path: str
         delta = adversarial.astype(np.float64) - clean
         linf = np.abs(delta).max()
         axes[0, column].imshow(clean)
-        axes[0, column].set_title(f"{examples['ids'][column]}\nclean: class {examples['clean_prediction'][column]}", fontsize=7)
+        axes[0, column].set_title(
+            f"{examples['ids'][column]}\nclean: class {examples['clean_prediction'][column]}", fontsize=7
+        )
         axes[1, column].imshow(adversarial)
         axes[1, column].set_title(f"adversary: class {examples['final_prediction'][column]}", fontsize=7)
         axes[2, column].imshow(np.clip(0.5 + delta / (2 * linf if linf else 1.0), 0, 1))
-        axes[2, column].set_title(f"perturbation ×{0.5 / linf if linf else 1:.0f}\nL∞ = {linf:.4f} ({linf * 255:.1f}/255)", fontsize=7)
+        axes[2, column].set_title(
+            f"perturbation ×{0.5 / linf if linf else 1:.0f}\nL∞ = {linf:.4f} ({linf * 255:.1f}/255)", fontsize=7
+        )
     for ax in axes.ravel():
         _off(ax)
     figure.suptitle(title, fontsize=10)
@@ -150,7 +168,7 @@ def _magnified(delta: np.ndarray, scale: float) -> np.ndarray:
 
 
 def most_flipping(examples: Mapping[str, np.ndarray], segmentation: str, ks: Sequence[int]) -> int:
-    """The example whose refined inputs still flip at the most k (the first on ties): the experiment explains only those."""
+    """The example whose refined inputs still flip at the most k (first on ties): the experiment explains only those."""
     flips = sum(np.asarray(examples[f"refined/{segmentation}/k{k}/flipped"], dtype=int) for k in ks)
     return int(np.argmax(flips))
 
@@ -161,20 +179,31 @@ def _explainer_rows(explainers: Sequence[str]) -> tuple[int, int]:
     return -(-len(explainers) // columns), columns
 
 
-def figure_refined_image(examples: Mapping[str, np.ndarray], segmentation: str, ks: Sequence[int], explainers: Sequence[str],
-                         title: str, path: str | Path) -> plt.Figure:
-    """The refined perturbations of the example that flips at the most k: clean, adversary, full and refined perturbations
-    (top-k magnitude segments outlined), then per k the refined input with each explainer's top-k outlined beside the truth."""
+def figure_refined_image(
+    examples: Mapping[str, np.ndarray],
+    segmentation: str,
+    ks: Sequence[int],
+    explainers: Sequence[str],
+    title: str,
+    path: str | Path,
+) -> plt.Figure:
+    """The refined perturbations of the example that flips at the most k: clean, adversary, full and refined
+    perturbations (top-k magnitude segments outlined), then per k the refined input with each explainer's top-k
+    outlined beside the truth."""
     i = most_flipping(examples, segmentation, ks)
     clean, adversarial = examples["clean_pixels"][i], examples["adversarial_pixels"][i]
     mask = examples[f"masks/{segmentation}"][i]
     scale = np.abs(adversarial.astype(np.float64) - clean).max() or 1.0
     per_k, explainer_columns = _explainer_rows(explainers)
     columns = max(3 + len(ks), explainer_columns)
-    figure, axes = plt.subplots(1 + per_k * len(ks), columns, figsize=(2.2 * columns, 2.5 * (1 + per_k * len(ks))), squeeze=False)
-    panels = [(clean, f"{examples['ids'][i]}\nclean: class {examples['clean_prediction'][i]}"),
-              (adversarial, f"adversary: class {examples['final_prediction'][i]}"),
-              (_magnified(adversarial - clean, scale), f"full perturbation ×{0.5 / scale:.0f}")]
+    figure, axes = plt.subplots(
+        1 + per_k * len(ks), columns, figsize=(2.2 * columns, 2.5 * (1 + per_k * len(ks))), squeeze=False
+    )
+    panels = [
+        (clean, f"{examples['ids'][i]}\nclean: class {examples['clean_prediction'][i]}"),
+        (adversarial, f"adversary: class {examples['final_prediction'][i]}"),
+        (_magnified(adversarial - clean, scale), f"full perturbation ×{0.5 / scale:.0f}"),
+    ]
     for ax, (image, label) in zip(axes[0], panels):
         ax.imshow(image)
         ax.set_title(label, fontsize=7)
@@ -193,16 +222,22 @@ def figure_refined_image(examples: Mapping[str, np.ndarray], segmentation: str, 
             _selected_outline(ax, mask, truth, TRUTH_COLOUR)
             found = np.argsort(examples[f"{base}/scores/{explainer}"][i], kind="stable")[-k:]
             _selected_outline(ax, mask, found, FOUND_COLOUR)
-            ax.set_title(f"k={k}, {explainer}: {len(set(found.tolist()) & set(truth.tolist()))} of {k} found", fontsize=7)
+            ax.set_title(
+                f"k={k}, {explainer}: {len(set(found.tolist()) & set(truth.tolist()))} of {k} found", fontsize=7
+            )
     for ax in axes.ravel():
         _off(ax)
         if not ax.images:
             ax.axis("off")
-    figure.suptitle(f"{title}\ngreen: the k segments of largest perturbation (the truth); red: the explainer's top k", fontsize=10)
+    figure.suptitle(
+        f"{title}\ngreen: the k segments of largest perturbation (the truth); red: the explainer's top k", fontsize=10
+    )
     return save(figure, path)
 
 
-def figure_refined_audio(example: Mapping[str, np.ndarray], explainers: Sequence[str], title: str, path: str | Path) -> plt.Figure:
+def figure_refined_audio(
+    example: Mapping[str, np.ndarray], explainers: Sequence[str], title: str, path: str | Path
+) -> plt.Figure:
     """The refined perturbations of one excerpt (time × mel): clean, adversary, full and refined Δ with the
     top-k norm tiles outlined, then per k each explainer's top-k tiles beside the truth on the refined excerpt."""
     ks = [int(k) for k in example["ks"]]
@@ -211,10 +246,18 @@ def figure_refined_audio(example: Mapping[str, np.ndarray], explainers: Sequence
     limit = np.abs(delta).max() or 1.0
     per_k, explainer_columns = _explainer_rows(explainers)
     columns = max(3 + len(ks), explainer_columns)
-    figure, axes = plt.subplots(1 + per_k * len(ks), columns, figsize=(2.4 * columns, 2.4 * (1 + per_k * len(ks))), squeeze=False)
+    figure, axes = plt.subplots(
+        1 + per_k * len(ks), columns, figsize=(2.4 * columns, 2.4 * (1 + per_k * len(ks))), squeeze=False
+    )
+
+    low, high = float(clean.min()), float(clean.max())  # one scale for every log-mel panel, the clean excerpt's
 
     def show(ax, image, label, diverging=False):
-        kwargs = {"cmap": "coolwarm", "vmin": -limit, "vmax": limit} if diverging else {"cmap": "magma"}
+        kwargs = (
+            {"cmap": "coolwarm", "vmin": -limit, "vmax": limit}
+            if diverging
+            else {"cmap": "magma", "vmin": low, "vmax": high}
+        )
         shown = ax.imshow(image.T, origin="lower", aspect="auto", **kwargs)
         ax.set_title(label, fontsize=7)
         return shown
@@ -224,7 +267,8 @@ def figure_refined_audio(example: Mapping[str, np.ndarray], explainers: Sequence
     _colour_bar(figure, show(axes[0, 2], delta, "full perturbation Δ", True), axes[0, 2])
     for ax, k in zip(axes[0, 3:], ks):
         flipped = "still flips" if example[f"k{k}/flipped"] else "no flip"
-        show(ax, example[f"k{k}/refined_logmel"] - clean, f"refined Δ, k={k}\nP(sing) = {float(example[f'k{k}/prediction']):.2f}: {flipped}", True)
+        probability = f"P(sing) = {float(example[f'k{k}/prediction']):.2f}, τ = {float(example['threshold']):.2f}"
+        show(ax, example[f"k{k}/refined_logmel"] - clean, f"refined Δ, k={k}\n{probability}: {flipped}", True)
         _selected_outline(ax, grid.T, example[f"k{k}/segment_ids"], TRUTH_COLOUR)
     for number, k in enumerate(ks):
         for j, explainer in enumerate(explainers):
@@ -240,10 +284,12 @@ def figure_refined_audio(example: Mapping[str, np.ndarray], explainers: Sequence
         if not ax.images:
             ax.axis("off")
     axes[0, 0].set_ylabel("mel band (low to high)")
-    axes[0, 0].set_xlabel("frame (time)")
     direction = str(example["direction"][0]).replace("_", " ").replace("nosing", "no sing")
-    figure.suptitle(f"{title}, excerpt {example['ids'][0]} ({direction})\ngreen: the k tiles of largest Σ Δ² (the truth); "
-                    "red: the explainer's top k", fontsize=10)
+    figure.suptitle(
+        f"{title}, excerpt {example['ids'][0]} ({direction}); time runs left to right, mel bands bottom to top\n"
+        "green: the k tiles of largest Σ Δ² (the truth); red: the explainer's top k",
+        fontsize=10,
+    )
     return save(figure, path)
 
 
@@ -257,22 +303,44 @@ def read_examples(path: str | Path) -> dict[str, np.ndarray]:
 def write_explanation_figures(examples_path: str, model: str, segmentation: str, outputs: Mapping[str, str]) -> None:
     """Figs 1 and 9 of one model and segmentation."""
     examples = read_examples(examples_path)
-    figure_explanations(examples, STANDARD, segmentation, f"{model}, {segmentation}: standard explainers (Fig. 1)", outputs["fig1"])
-    figure_explanations(examples, ENSEMBLE_EXPLAINERS, segmentation, f"{model}, {segmentation}: ensemble explainers (Fig. 9)", outputs["fig9"])
+    figure_explanations(
+        examples, STANDARD, segmentation, f"{model}, {segmentation}: standard explainers (Fig. 1)", outputs["fig1"]
+    )
+    figure_explanations(
+        examples,
+        ENSEMBLE_EXPLAINERS,
+        segmentation,
+        f"{model}, {segmentation}: ensemble explainers (Fig. 9)",
+        outputs["fig9"],
+    )
 
 
-def write_example_figures(examples_path: str, model: str, segmentations: Sequence[str], outputs: Mapping[str, str]) -> None:
+def write_example_figures(
+    examples_path: str, model: str, segmentations: Sequence[str], outputs: Mapping[str, str]
+) -> None:
     """Fig. 4 and Figs 10–12 of one model."""
     examples = read_examples(examples_path)
-    figure_aggregations(examples, segmentations, f"{model}: from IG pixel attributions to segment scores (Fig. 4)", outputs["fig4"])
-    figure_adversaries(examples, f"{model}: clean images (top), PGD adversaries (middle), perturbations (bottom) (Figs 10-12)",
-                       outputs["fig10"])
+    figure_aggregations(
+        examples, segmentations, f"{model}: from IG pixel attributions to segment scores (Fig. 4)", outputs["fig4"]
+    )
+    figure_adversaries(
+        examples,
+        f"{model}: clean images (top), PGD adversaries (middle), perturbations (bottom) (Figs 10-12)",
+        outputs["fig10"],
+    )
 
 
-def write_refined_image_figure(examples_path: str, model: str, segmentation: str, ks: Sequence[int], explainers: Sequence[str],
-                               output: str) -> None:
-    figure_refined_image(read_examples(examples_path), segmentation, ks, explainers, f"{model}, {segmentation}: refined perturbations",
-                         output)
+def write_refined_image_figure(
+    examples_path: str, model: str, segmentation: str, ks: Sequence[int], explainers: Sequence[str], output: str
+) -> None:
+    figure_refined_image(
+        read_examples(examples_path),
+        segmentation,
+        ks,
+        explainers,
+        f"{model}, {segmentation}: refined perturbations",
+        output,
+    )
 
 
 def write_refined_audio_figure(example_path: str, explainers: Sequence[str], seed: int, output: str) -> None:

@@ -252,9 +252,9 @@ def labelflip(detector: str, evaluation: str, excerpts: str, explanations: str, 
     write_h5(output, arrays, stage="audio_labelflip", params={"ks": list(ks), "threshold": threshold})
 
 
-def localised(detector: str, evaluation: str, excerpts: str, refined: str, output: str, *, explain: AudioExplainSettings, ks: Sequence[int],
-              device: torch.device) -> None:
-    """Re-explain the refined excerpts of the refine stage that still flip, count recovered tiles (docs/method.md §4)."""
+def localised(detector: str, evaluation: str, excerpts: str, refined: str, output: str, *, explain: AudioExplainSettings,
+              ks: Sequence[int], device: torch.device) -> None:
+    """Re-explain the refined excerpts of audio_refine that still flip, count recovered tiles (docs/method.md §4)."""
     from .refine import read_refinements  # the refine stage imports this module
 
     model = load_detector(detector, device=device)
@@ -267,8 +267,9 @@ def localised(detector: str, evaluation: str, excerpts: str, refined: str, outpu
         x = ExcerptTensors.of(data, device)
         refinements = read_refinements(refined, ks, list(data["ids"]), prefix=f"{name}/")
         result = explain_refined(
-            ThresholdCrossing(np.full(len(x.clean), target), threshold), x.clean, x.adversarial, x.masks, x.n_segments, list(data["ids"]),
-            refinements, lambda inputs, classes, ids, _masks, _counts: run(inputs, classes, ids), list(explain.explainers),
+            ThresholdCrossing(np.full(len(x.clean), target), threshold), x.clean, x.adversarial, x.masks, x.n_segments,
+            list(data["ids"]), refinements, lambda inputs, classes, ids, _masks, _counts: run(inputs, classes, ids),
+            list(explain.explainers),
         )
         for k, found in result.items():
             arrays[f"{name}/k{k}/kept"] = found.kept

@@ -38,7 +38,9 @@ EXAMPLES_STAGE = "examples"
 PIXEL_MAP_EXPLAINER = GRADIENT_METHODS["ig"]  # Fig. 4 shows the raw Integrated Gradients map
 
 
-def choose_examples(candidates: Sequence[str], count: int, seed: int, scope: str, wanted: Sequence[str] | None = None) -> list[str]:
+def choose_examples(
+    candidates: Sequence[str], count: int, seed: int, scope: str, wanted: Sequence[str] | None = None
+) -> list[str]:
     """``wanted`` if given (each must be a candidate), else the ``count`` candidates first in a per-item seeded order.
 
     The order depends on the seed, ``scope`` (the model or detector) and each id only, so the
@@ -47,10 +49,15 @@ def choose_examples(candidates: Sequence[str], count: int, seed: int, scope: str
     if wanted is not None:
         missing = [item for item in wanted if item not in set(candidates)]
         if missing:
-            raise ValueError(f"image.examples.ids: {missing} are not in the localised subset of {scope} "
-                             "(successful adversaries drawn for the localised experiment)")
+            raise ValueError(
+                f"image.examples.ids: {missing} are not in the localised subset of {scope} "
+                "(successful adversaries drawn for the localised experiment)"
+            )
         return [str(item) for item in wanted]
-    return [str(item) for item in sorted(candidates, key=lambda item: item_seed(seed, f"{EXAMPLES_STAGE}-{scope}", item))[:count]]
+    return [
+        str(item)
+        for item in sorted(candidates, key=lambda item: item_seed(seed, f"{EXAMPLES_STAGE}-{scope}", item))[:count]
+    ]
 
 
 @dataclass(frozen=True)
@@ -86,9 +93,14 @@ def _read_examples(shards: Sequence[ShardSources], wanted: Sequence[str], ks: Se
                 parts[item][f"n_segments/{seg}"] = masks["n_segments"][i]
                 row = refine_ids.index(item)
                 for k, r in refinements.items():
-                    parts[item].update({f"refined/{seg}/k{k}/segment_ids": r.segment_ids()[row],
-                                        f"refined/{seg}/k{k}/truth": r.truth[row], f"refined/{seg}/k{k}/prediction": r.decisions[row],
-                                        f"refined/{seg}/k{k}/flipped": r.kept[row]})
+                    parts[item].update(
+                        {
+                            f"refined/{seg}/k{k}/segment_ids": r.segment_ids()[row],
+                            f"refined/{seg}/k{k}/truth": r.truth[row],
+                            f"refined/{seg}/k{k}/prediction": r.decisions[row],
+                            f"refined/{seg}/k{k}/flipped": r.kept[row],
+                        }
+                    )
     lost = [item for item in wanted if item not in parts]
     if lost:
         raise ValueError(f"no shard holds the example items {lost}")
@@ -96,17 +108,43 @@ def _read_examples(shards: Sequence[ShardSources], wanted: Sequence[str], ks: Se
 
 
 def _explain(module, inputs, classes, ids, masks, counts, settings: ExamplesSettings, engine, pixel_maps=None):
-    return explain_all(module, inputs, classes, ids, masks, counts, list(settings.explainers), engine,
-                       extras=settings.extra, pixel_maps=pixel_maps)
+    return explain_all(
+        module,
+        inputs,
+        classes,
+        ids,
+        masks,
+        counts,
+        list(settings.explainers),
+        engine,
+        extras=settings.extra,
+        pixel_maps=pixel_maps,
+    )
 
 
-def image_examples(shards: Sequence[ShardSources], subset: str, output: str, *, model: ModelSpec, label: str,
-                   examples: ExamplesSettings, batch_size: int | str, device: torch.device) -> None:
+def image_examples(
+    shards: Sequence[ShardSources],
+    subset: str,
+    output: str,
+    *,
+    model: ModelSpec,
+    label: str,
+    examples: ExamplesSettings,
+    batch_size: int | str,
+    device: torch.device,
+) -> None:
     """Choose the model's example images and write what the method figures draw of them."""
-    from .image import engine_settings, job_batch_size, lime_batch_size, model_from_spec  # the image stages import refine
+    from .image import (
+        engine_settings,
+        job_batch_size,
+        lime_batch_size,
+        model_from_spec,
+    )  # the image stages import refine
 
     bundle = model_from_spec(model, device)
-    chosen = choose_examples(list(read_h5(subset, ["localised_ids"])["localised_ids"]), examples.count, examples.seed, label, examples.ids)
+    chosen = choose_examples(
+        list(read_h5(subset, ["localised_ids"])["localised_ids"]), examples.count, examples.seed, label, examples.ids
+    )
     log.info("example images of %s: %s", label, chosen)
     data = _read_examples(shards, chosen, examples.ks)
     rows = job_batch_size(batch_size, bundle, device, backward=True)
@@ -115,22 +153,49 @@ def image_examples(shards: Sequence[ShardSources], subset: str, output: str, *, 
     masks = {seg: torch.from_numpy(data[f"masks/{seg}"]).to(device) for seg in examples.segmentations}
     counts = {seg: data[f"n_segments/{seg}"] for seg in examples.segmentations}
     pixel_maps: dict[str, np.ndarray] = {}
-    scores = _explain(bundle.module, clean, torch.as_tensor(data["clean_prediction"], device=device), [f"{i}#example" for i in chosen],
-                      masks, counts, examples, engine, pixel_maps)
-    arrays = {"ids": np.array(chosen, dtype=str), **{k: v for k, v in data.items() if k not in ("clean", "adversarial")},
-              "clean_pixels": _pixels(clean), "adversarial_pixels": _pixels(adversarial), **flatten_scores(scores),
-              f"attributions/{PIXEL_MAP_EXPLAINER}": pixel_maps[PIXEL_MAP_EXPLAINER]}
+    scores = _explain(
+        bundle.module,
+        clean,
+        torch.as_tensor(data["clean_prediction"], device=device),
+        [f"{i}#example" for i in chosen],
+        masks,
+        counts,
+        examples,
+        engine,
+        pixel_maps,
+    )
+    arrays = {
+        "ids": np.array(chosen, dtype=str),
+        **{k: v for k, v in data.items() if k not in ("clean", "adversarial")},
+        "clean_pixels": _pixels(clean),
+        "adversarial_pixels": _pixels(adversarial),
+        **flatten_scores(scores),
+        f"attributions/{PIXEL_MAP_EXPLAINER}": pixel_maps[PIXEL_MAP_EXPLAINER],
+    }
     for seg in examples.segmentations:
         for k in examples.ks:
             truth = torch.from_numpy(data[f"refined/{seg}/k{k}/truth"]).to(device)
             refined = hybrid(clean, adversarial, masks[seg], truth)
             classes = torch.as_tensor(data[f"refined/{seg}/k{k}/prediction"], device=device)
-            found = _explain(bundle.module, refined, classes, [f"{i}#example-k{k}" for i in chosen], {seg: masks[seg]},
-                             {seg: counts[seg]}, examples, engine)
+            found = _explain(
+                bundle.module,
+                refined,
+                classes,
+                [f"{i}#example-k{k}" for i in chosen],
+                {seg: masks[seg]},
+                {seg: counts[seg]},
+                examples,
+                engine,
+            )
             arrays.update({f"refined/{seg}/k{k}/scores/{e}": by_seg[seg]["mean_abs"] for e, by_seg in found.items()})
             arrays[f"refined/{seg}/k{k}/pixels"] = _pixels(refined)
-    write_h5(output, arrays, stage="image_examples", params={"model": model.as_params(), "examples": examples.as_params()},
-             seeds={"seed": examples.seed, "stages": [EXAMPLES_STAGE, "noise", "lime"]})
+    write_h5(
+        output,
+        arrays,
+        stage="image_examples",
+        params={"model": model.as_params(), "examples": examples.as_params()},
+        seeds={"seed": examples.seed, "stages": [EXAMPLES_STAGE, "noise", "lime"]},
+    )
 
 
 def _pixels(inputs: torch.Tensor) -> np.ndarray:
@@ -139,8 +204,18 @@ def _pixels(inputs: torch.Tensor) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------ audio
-def audio_example(detector: str, evaluation: str, excerpts: str, refined: str, output: str, *, explain, ks: Sequence[int],
-                  seed: int, device: torch.device) -> None:
+def audio_example(
+    detector: str,
+    evaluation: str,
+    excerpts: str,
+    refined: str,
+    output: str,
+    *,
+    explain,
+    ks: Sequence[int],
+    seed: int,
+    device: torch.device,
+) -> None:
     """One seeded adversarial excerpt, its refinements and each explainer's scores of every refined excerpt.
 
     The excerpt is the first, in a per-item seeded order over both directions, whose refined
@@ -156,24 +231,45 @@ def audio_example(detector: str, evaluation: str, excerpts: str, refined: str, o
         name = AUDIO_DIRECTIONS[target]
         refinements = read_refinements(refined, ks, list(data["ids"]), prefix=f"{name}/")
         flips = sum(r.kept.astype(int) for r in refinements.values()) if len(data["ids"]) else []
-        candidates += [(-int(f), item_seed(seed, f"{EXAMPLES_STAGE}-audio", item), target, row)
-                       for row, (item, f) in enumerate(zip(data["ids"], flips))]
+        candidates += [
+            (-int(f), item_seed(seed, f"{EXAMPLES_STAGE}-audio", item), target, row)
+            for row, (item, f) in enumerate(zip(data["ids"], flips))
+        ]
     if not candidates:
         raise ValueError(f"{excerpts} holds no adversarial excerpt to draw")
     *_, target, row = min(candidates)
     name, everything = AUDIO_DIRECTIONS[target], read_excerpts(excerpts)[target]
-    data = {key: value[row:row + 1] for key, value in everything.items()}
+    data = {key: value[row : row + 1] for key, value in everything.items()}
     refinements = read_refinements(refined, ks, list(everything["ids"]), prefix=f"{name}/")
     flip_test = ThresholdCrossing(np.array([target]), float(read_provenance(refined)["params"]["threshold"]))
     x = ExcerptTensors.of(data, device)
-    arrays = {"ids": data["ids"], "direction": np.array([name]), "target": np.array([target]), "ks": np.array(ks),
-              "clean_logmel": data["clean_logmel"][0], "adv_logmel": data["adv_logmel"][0], "grid": x.masks[0].cpu().numpy()}
+    arrays = {
+        "ids": data["ids"],
+        "direction": np.array([name]),
+        "target": np.array([target]),
+        "ks": np.array(ks),
+        "threshold": flip_test.threshold,
+        "clean_logmel": data["clean_logmel"][0],
+        "adv_logmel": data["adv_logmel"][0],
+        "grid": x.masks[0].cpu().numpy(),
+    }
     for k, r in refinements.items():
-        inputs = hybrid(x.clean, x.adversarial, x.masks, torch.from_numpy(r.truth[row:row + 1]).to(device))
-        classes = torch.as_tensor(flip_test.explained_class(r.decisions[row:row + 1]), device=device)
+        inputs = hybrid(x.clean, x.adversarial, x.masks, torch.from_numpy(r.truth[row : row + 1]).to(device))
+        classes = torch.as_tensor(flip_test.explained_class(r.decisions[row : row + 1]), device=device)
         scores = run(inputs, classes, [f"{data['ids'][0]}#example-k{k}"])
-        arrays.update({f"k{k}/segment_ids": r.segment_ids()[row], f"k{k}/flipped": r.kept[row], f"k{k}/prediction": r.decisions[row],
-                       f"k{k}/refined_logmel": inputs[0].cpu().numpy(), **{f"k{k}/scores/{e}": v[0] for e, v in scores.items()}})
-    write_h5(output, arrays, stage="audio_examples", params={**explain.as_params(), "ks": list(ks), "seed": seed},
-             seeds={"seed": seed, "stages": [f"{EXAMPLES_STAGE}-audio", "noise", "lime"]})
-
+        arrays.update(
+            {
+                f"k{k}/segment_ids": r.segment_ids()[row],
+                f"k{k}/flipped": r.kept[row],
+                f"k{k}/prediction": r.decisions[row],
+                f"k{k}/refined_logmel": inputs[0].cpu().numpy(),
+                **{f"k{k}/scores/{e}": v[0] for e, v in scores.items()},
+            }
+        )
+    write_h5(
+        output,
+        arrays,
+        stage="audio_examples",
+        params={**explain.as_params(), "ks": list(ks), "seed": seed},
+        seeds={"seed": seed, "stages": [f"{EXAMPLES_STAGE}-audio", "noise", "lime"]},
+    )

@@ -30,11 +30,15 @@ from .audio import HYBRID_BATCH, ExcerptTensors, detector_threshold, read_excerp
 from .settings import ModelSpec, RefineSettings
 
 
-def refinement_arrays(refinements: Mapping[int, Refinement], n_segments: np.ndarray, prefix: str = "") -> dict[str, np.ndarray]:
+def refinement_arrays(
+    refinements: Mapping[int, Refinement], n_segments: np.ndarray, prefix: str = ""
+) -> dict[str, np.ndarray]:
     """The stored form of the refinements of ``N`` items (the module's layout, under ``prefix``)."""
     arrays: dict[str, np.ndarray] = {}
     for k, refinement in refinements.items():
-        arrays[f"{prefix}k{k}/segment_ids"] = refinement.segment_ids().astype(np.int32).reshape(-1, k)  # (0, k) without items
+        arrays[f"{prefix}k{k}/segment_ids"] = (
+            refinement.segment_ids().astype(np.int32).reshape(-1, k)
+        )  # (0, k) without items
         arrays[f"{prefix}k{k}/prediction"] = refinement.decisions
         arrays[f"{prefix}k{k}/flipped"] = refinement.kept
         arrays[f"{prefix}k{k}/fewer_segments"] = np.asarray(n_segments) < k
@@ -51,8 +55,12 @@ def read_refinements(path: str, ks: Sequence[int], ids: Sequence[str], prefix: s
         raise ValueError(f"{path} holds no refinement for k = {missing}; rerun its refine rule")
     width = int(stored[f"{prefix}width"])
     return {
-        k: Refinement.from_segment_ids(stored[f"{prefix}k{k}/segment_ids"], width, stored[f"{prefix}k{k}/prediction"],
-                                       stored[f"{prefix}k{k}/flipped"])
+        k: Refinement.from_segment_ids(
+            stored[f"{prefix}k{k}/segment_ids"],
+            width,
+            stored[f"{prefix}k{k}/prediction"],
+            stored[f"{prefix}k{k}/flipped"],
+        )
         for k in ks
     }
 
@@ -63,8 +71,16 @@ def refined_sources(path: str) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------ images
-def refine_shard(shard, segments_file: str, output: str, *, model: ModelSpec, refine_settings: RefineSettings,
-                 batch_size: int | str, device: torch.device) -> None:
+def refine_shard(
+    shard,
+    segments_file: str,
+    output: str,
+    *,
+    model: ModelSpec,
+    refine_settings: RefineSettings,
+    batch_size: int | str,
+    device: torch.device,
+) -> None:
     """Refine every adversary of the shard's localised subset at every k (docs/method.md §8.3).
 
     ``shard``: the shard's :class:`~advxai.stages.image.ShardFiles`. The ground truth has the
@@ -83,16 +99,33 @@ def refine_shard(shard, segments_file: str, output: str, *, model: ModelSpec, re
 
     def run(batch: slice) -> dict[str, np.ndarray]:
         inputs = subset.inputs(batch)
-        refinements = refine(bundle.module, ClassChange(subset.clean_prediction[batch]), inputs["clean"].to(device),
-                             inputs["adversarial"].to(device), subset.masks(batch)[segmentation].to(device), counts[batch],
-                             refine_settings.ks, forward_batch, width=width)
+        refinements = refine(
+            bundle.module,
+            ClassChange(subset.clean_prediction[batch]),
+            inputs["clean"].to(device),
+            inputs["adversarial"].to(device),
+            subset.masks(batch)[segmentation].to(device),
+            counts[batch],
+            refine_settings.ks,
+            forward_batch,
+            width=width,
+        )
         return refinement_arrays(refinements, counts[batch])
 
     arrays = checkpoint.run(len(ids), forward_batch, run) if len(ids) else _empty(refine_settings.ks)
-    write_h5(output, {"ids": np.array(ids, dtype=str), "ks": np.array(refine_settings.ks), "n_segments": counts,
-                      "width": width, **arrays},
-             stage="refine", params=params,
-             attrs={"batch_size": forward_batch, "refines": {"adversaries": shard.adversaries, "segments": segments_file}})
+    write_h5(
+        output,
+        {
+            "ids": np.array(ids, dtype=str),
+            "ks": np.array(refine_settings.ks),
+            "n_segments": counts,
+            "width": width,
+            **arrays,
+        },
+        stage="refine",
+        params=params,
+        attrs={"batch_size": forward_batch, "refines": {"adversaries": shard.adversaries, "segments": segments_file}},
+    )
     checkpoint.remove()
 
 
@@ -100,8 +133,14 @@ def _empty(ks: Sequence[int]) -> dict[str, np.ndarray]:
     """The layout of a refine file with no items (a shard whose localised subset is empty)."""
     arrays: dict[str, np.ndarray] = {}
     for k in ks:
-        arrays.update({f"k{k}/segment_ids": np.zeros((0, k), np.int32), f"k{k}/prediction": np.zeros(0, np.int64),
-                       f"k{k}/flipped": np.zeros(0, bool), f"k{k}/fewer_segments": np.zeros(0, bool)})
+        arrays.update(
+            {
+                f"k{k}/segment_ids": np.zeros((0, k), np.int32),
+                f"k{k}/prediction": np.zeros(0, np.int64),
+                f"k{k}/flipped": np.zeros(0, bool),
+                f"k{k}/fewer_segments": np.zeros(0, bool),
+            }
+        )
     return arrays
 
 
@@ -111,8 +150,10 @@ def require_refined(path: str, model: ModelSpec, segmentation: str, ks: Sequence
 
 
 # ------------------------------------------------------------------------------------ audio
-def refine_excerpts(detector: str, evaluation: str, excerpts: str, output: str, *, ks: Sequence[int], device: torch.device) -> None:
-    """Refine every adversarial excerpt of both directions at every k, on its time-frequency tiles (docs/method.md §4)."""
+def refine_excerpts(
+    detector: str, evaluation: str, excerpts: str, output: str, *, ks: Sequence[int], device: torch.device
+) -> None:
+    """Refine every adversarial excerpt of both directions at every k, on its time-frequency tiles (method.md §4)."""
     model = load_detector(detector, device=device)
     threshold = detector_threshold(evaluation)
     arrays: dict[str, np.ndarray] = {"ks": np.array(ks)}
@@ -120,9 +161,22 @@ def refine_excerpts(detector: str, evaluation: str, excerpts: str, output: str, 
         name = AUDIO_DIRECTIONS[target]
         x = ExcerptTensors.of(data, device)
         width = selection_width(x.n_segments, np.asarray(ks))
-        refinements = refine(model, ThresholdCrossing(np.full(len(x.clean), target), threshold), x.clean, x.adversarial, x.masks,
-                             x.n_segments, ks, HYBRID_BATCH)
+        refinements = refine(
+            model,
+            ThresholdCrossing(np.full(len(x.clean), target), threshold),
+            x.clean,
+            x.adversarial,
+            x.masks,
+            x.n_segments,
+            ks,
+            HYBRID_BATCH,
+        )
         arrays.update({f"{name}/ids": data["ids"], f"{name}/n_segments": x.n_segments, f"{name}/width": width})
         arrays.update(refinement_arrays(refinements, x.n_segments, f"{name}/"))
-    write_h5(output, arrays, stage="audio_refine", params={"ks": list(ks), "threshold": threshold},
-             attrs={"refines": {"excerpts": excerpts}})
+    write_h5(
+        output,
+        arrays,
+        stage="audio_refine",
+        params={"ks": list(ks), "threshold": threshold},
+        attrs={"refines": {"excerpts": excerpts}},
+    )

@@ -260,7 +260,8 @@ class ExamplesSettings(StageSettings):
         base = take(params, cls.SECTION, ["count", "ids", "seed", "segmentations", "ks", "explainers", "extra"])
         explainer = ExplainerSettings(**take(params, "image.explain", ExplainerSettings.keys_for(base["explainers"])))
         return cls(count=base["count"], ids=None if base["ids"] is None else tuple(base["ids"]), seed=base["seed"],
-                   segmentations=tuple(base["segmentations"]), ks=tuple(base["ks"]), explainers=tuple(base["explainers"]),
+                   segmentations=tuple(base["segmentations"]), ks=tuple(base["ks"]),
+                   explainers=tuple(base["explainers"]),
                    extra=tuple(base["extra"]), explainer=explainer)
 
     def as_params(self) -> dict[str, Any]:
