@@ -86,7 +86,8 @@ def figure_explanations(
 ) -> plt.Figure:
     """Figs 1 and 9: each example (row) and each explainer's segment scores of it for its clean prediction."""
     n = len(examples["ids"])
-    figure, axes = plt.subplots(n, len(explainers) + 1, figsize=(2.3 * (len(explainers) + 1), 2.3 * n), squeeze=False)
+    columns = len(explainers) + 1
+    figure, axes = plt.subplots(n, columns, figsize=(2.7 * columns, 2.4 * n), squeeze=False, gridspec_kw={"wspace": 0.45})
     for row in range(n):
         image, mask = examples["clean_pixels"][row], examples[f"masks/{segmentation}"][row]
         axes[row, 0].imshow(image)
