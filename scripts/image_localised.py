@@ -8,6 +8,7 @@ with runtime.job(snakemake.log[0], snakemake.threads):
     localised_shard(
         ShardFiles(images=snakemake.input.images, adversaries=snakemake.input.adversaries, subset=snakemake.input.subset),
         snakemake.input.segments,
+        snakemake.input.refined,
         snakemake.output[0],
         model=model,
         localised=LocalisedSettings.from_params(snakemake.params.localised),

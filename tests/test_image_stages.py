@@ -20,6 +20,7 @@ from advxai.report.tables import slic_segments_table
 from advxai.segments import slic
 from advxai.stages import image as image_stages
 from advxai.stages import image_shards
+from advxai.stages import refine as refine_stages
 from advxai.stages.image import ShardFiles, labelflip_shard, localised_shard
 from advxai.stages.image_segments import segment_shard
 from advxai.stages.image_subsets import draw_subsets
@@ -30,6 +31,7 @@ from advxai.stages.settings import (
     LocalisedSettings,
     ModelSpec,
     PgdSettings,
+    RefineSettings,
     SegmentationSettings,
     SubsetSettings,
 )
@@ -46,6 +48,21 @@ def _adversary_shards(tmp_path, n_images: int, shard_size: int) -> list[str]:
         paths.append(str(path))
     return paths
 
+
+
+def _refined(shard, segments_file, output, localised, batch_size=4):
+    """The refine stage's file that a localised job of these settings reads (at a fixed forward batch where the job's
+    is auto: the planted model's decisions do not depend on it)."""
+    path = f"{output}.refined.h5"
+    refine_stages.refine_shard(shard, segments_file, path, model=PLANTED, refine_settings=RefineSettings(localised.segmentation, localised.ks),
+                               batch_size=batch_size, device=torch.device("cpu"))
+    return path
+
+
+def _localise(shard, segments_file, output, **kwargs):
+    """Refine, then run the localised job on the refined file, as the workflow does."""
+    batch_size = kwargs["batch_size"] if isinstance(kwargs["batch_size"], int) else 4
+    localised_shard(shard, segments_file, _refined(shard, segments_file, output, kwargs["localised"], batch_size), output, **kwargs)
 
 def test_subsets_are_seeded_sized_and_independent_of_sharding(tmp_path):
     params = {"fraction": 0.1, "localised_fraction": 0.1, "seed": 3, "model": "m"}
@@ -230,7 +247,7 @@ def test_localised_keeps_images_with_fewer_segments_than_k(tmp_path):
     shard, segments_file = _planted_shard(tmp_path, [HALVES])
     output = str(tmp_path / "localised.h5")
     params = {"explainers": ["sal"], "extra": [], "ks": [1, 3], "segmentation": "slic", "seed": 0}
-    localised_shard(shard, segments_file, output, model=PLANTED, localised=LocalisedSettings.from_params(params), batch_size=4, device=torch.device("cpu"))
+    _localise(shard, segments_file, output, model=PLANTED, localised=LocalisedSettings.from_params(params), batch_size=4, device=torch.device("cpu"))
     stored = read_h5(output)
     np.testing.assert_array_equal(stored["k1/kept"], [False])  # one half: 50 % raised, no flip
     np.testing.assert_array_equal(stored["k3/kept"], [True])
@@ -238,6 +255,30 @@ def test_localised_keeps_images_with_fewer_segments_than_k(tmp_path):
     np.testing.assert_array_equal(stored["k3/fewer_segments"], [True])
     # Both real segments and the same absent id rank in the truth and in saliency's top 3 (absent ids rank last).
     np.testing.assert_array_equal(stored["k3/recovered/sal"], [3])
+
+
+def test_refine_stage_stores_the_planted_top_k_and_the_localised_stage_reads_it(tmp_path):
+    """Quadrants 3, 1, 0, 2 raised by 1, 0.9, 0.8, 0.7: k = 3 raises 67.5 % (a flip), k = 1 25 %. The halves tie: the
+    later id wins; at k = 3 they have fewer segments and the refined input is the full adversary."""
+    shard, segments_file = _planted_shard(tmp_path, [QUADRANTS, HALVES])
+    stored = read_h5(shard.adversaries)
+    stored["perturbation"][0, 0] = np.array([0.8, 0.9, 0.7, 1.0])[QUADRANTS]
+    write_h5(shard.adversaries, stored, stage="attack", params={"model": PLANTED.as_params()})
+    localised = LocalisedSettings.from_params({"explainers": ["sal"], "extra": [], "ks": [1, 3], "segmentation": "slic", "seed": 0})
+    output = str(tmp_path / "localised.h5")
+    refined = read_h5(_refined(shard, segments_file, output, localised))
+    assert refined["k1/segment_ids"].tolist() == [[3], [1]] and refined["k3/segment_ids"].tolist() == [[0, 1, 3], [0, 1, 3]]
+    assert refined["k1/prediction"].tolist() == [0, 0] and refined["k3/prediction"].tolist() == [1, 1]
+    assert refined["k1/flipped"].tolist() == [False, False] and refined["k3/flipped"].tolist() == [True, True]
+    assert refined["k3/fewer_segments"].tolist() == [False, True] and int(refined["width"]) == 4
+    assert refine_stages.refined_sources(f"{output}.refined.h5") == {"adversaries": shard.adversaries, "segments": segments_file}
+    localised_shard(shard, segments_file, f"{output}.refined.h5", output, model=PLANTED, localised=localised, batch_size=4,
+                    device=torch.device("cpu"))
+    assert read_h5(output)["k3/kept"].tolist() == [True, True] and read_h5(output)["k1/recovered/sal"].tolist() == [-1, -1]
+    other = LocalisedSettings.from_params({"explainers": ["sal"], "extra": [], "ks": [1, 2], "segmentation": "slic", "seed": 0})
+    with pytest.raises(ProvenanceError, match="refined.h5"):  # a refine file of other ks is stale
+        localised_shard(shard, segments_file, f"{output}.refined.h5", output, model=PLANTED, localised=other, batch_size=4,
+                        device=torch.device("cpu"))
 
 
 def test_table6_counts_the_slic_segments_of_every_successful_adversary(tmp_path):
@@ -271,7 +312,7 @@ def test_auto_batch_size_is_measured_recorded_and_gives_the_results_of_a_fixed_s
     params = {"explainers": ["sal", "lime"], "extra": [], "ks": [1, 3], "segmentation": "slic", "seed": 0, "lime_samples": 8, "lime_kernel_width": 0.25}
     outputs = {setting: str(tmp_path / f"localised-{setting}.h5") for setting in (4, "auto")}
     for setting, output in outputs.items():
-        localised_shard(shard, segments_file, output, model=PLANTED, localised=LocalisedSettings.from_params(params), batch_size=setting,
+        _localise(shard, segments_file, output, model=PLANTED, localised=LocalisedSettings.from_params(params), batch_size=setting,
                         device=torch.device("cpu"))
     with h5py.File(outputs["auto"]) as handle:
         assert handle.attrs["batch_size"] in CPU_CANDIDATES
@@ -312,7 +353,7 @@ def test_auto_sizes_the_localised_jobs_forwards_and_gradient_passes_apart(tmp_pa
     sizes = {False: 4, True: 1}  # forward, forward+backward
     monkeypatch.setattr(batching, "choose_batch_size", lambda setting, module, shape, device, *, backward: sizes[backward])
     batches: dict[str, set[int]] = {"lime": set(), "gradients": set(), "hybrids": set()}
-    real_explain, real_experiment = image_stages.explain_all, image_stages.localised_experiment
+    real_explain, real_refine = image_stages.explain_all, refine_stages.refine
 
     def explain_recording(*args, **kwargs):
         settings = args[7]  # explain_all(model, inputs, targets, ids, masks, n_segments, explainers, settings, ...)
@@ -320,17 +361,17 @@ def test_auto_sizes_the_localised_jobs_forwards_and_gradient_passes_apart(tmp_pa
         batches["gradients"].add(settings.batch_size)
         return real_explain(*args, **kwargs)
 
-    def experiment_recording(*args):
-        batches["hybrids"].add(args[-1])
-        return real_experiment(*args)
+    def refine_recording(*args, **kwargs):
+        batches["hybrids"].add(args[-1])  # refine(model, flip_test, clean, adversarial, masks, n_segments, ks, batch_size, width=)
+        return real_refine(*args, **kwargs)
 
     monkeypatch.setattr(image_stages, "explain_all", explain_recording)
-    monkeypatch.setattr(image_stages, "localised_experiment", experiment_recording)
+    monkeypatch.setattr(refine_stages, "refine", refine_recording)
     # k = 3 keeps 3 of 4 quadrants (75 % raised, a flip) and all of the halves: both items are re-explained
     settings = LocalisedSettings.from_params({"explainers": explainers, "extra": [], "ks": [3], "segmentation": "slic", "seed": 0,
                                               "lime_samples": 8, "lime_kernel_width": 0.25, "noise_samples": 2, "noise_std": 1.0, "ig_steps": 2})
     output = tmp_path / "localised.h5"
-    localised_shard(shard, segments_file, str(output), model=PLANTED, localised=settings, batch_size="auto", device=torch.device("cpu"))
+    _localise(shard, segments_file, str(output), model=PLANTED, localised=settings, batch_size="auto", device=torch.device("cpu"))
     gradient_batch = 1 if "sal" in explainers else 4  # LIME alone needs no forward+backward size
     assert batches == {"lime": {4}, "gradients": {gradient_batch}, "hybrids": {4}}
     with h5py.File(output) as handle:
@@ -357,7 +398,7 @@ def test_lime_passes_hold_the_authors_16_rows_on_a_cpu_and_at_least_16_on_a_gpu_
                                device=torch.device("cpu"))
     localised = LocalisedSettings.from_params({"explainers": ["lime"], "extra": [], "ks": [3], "segmentation": "slic", "seed": 0,
                                                "lime_samples": 8, "lime_kernel_width": 0.25})
-    localised_shard(shard, segments_file, str(tmp_path / "localised.h5"), model=PLANTED, localised=localised, batch_size=2, device=torch.device("cpu"))
+    _localise(shard, segments_file, str(tmp_path / "localised.h5"), model=PLANTED, localised=localised, batch_size=2, device=torch.device("cpu"))
     assert lime_rows and set(lime_rows) == {16}
     with h5py.File(tmp_path / "lime.h5") as explained, h5py.File(tmp_path / "localised.h5") as relocalised:
         assert (explained.attrs["batch_size"], explained.attrs["lime_batch_size"]) == (2, 16)
@@ -388,7 +429,7 @@ def test_explanation_jobs_size_their_gradient_passes_by_explanation_batch_size(t
     image_stages.explain_shard(shard, {"slic": segments_file}, str(tmp_path / "sal.h5"), model=PLANTED, explain=family, batch_size=2, device=cpu)
     localised = LocalisedSettings.from_params({"explainers": ["sal", "lime"], "extra": [], "ks": [3], "segmentation": "slic", "seed": 0,
                                                "lime_samples": 8, "lime_kernel_width": 0.25, "noise_samples": 2, "noise_std": 1.0, "ig_steps": 2})
-    localised_shard(shard, segments_file, str(tmp_path / "localised.h5"), model=PLANTED, localised=localised, batch_size=2, device=cpu)
+    _localise(shard, segments_file, str(tmp_path / "localised.h5"), model=PLANTED, localised=localised, batch_size=2, device=cpu)
     assert asked == [(2, 2, "cpu")] * 2
     with h5py.File(tmp_path / "sal.h5") as explained, h5py.File(tmp_path / "localised.h5") as relocalised:
         assert explained.attrs["batch_size"] == 3
@@ -404,7 +445,7 @@ def test_explanation_jobs_on_a_gpu_raise_a_small_batch_size_to_16_rows_for_every
     image_stages.explain_shard(shard, {"slic": segments_file}, str(tmp_path / "sal.h5"), model=PLANTED, explain=family, batch_size=2, device=cuda)
     localised = LocalisedSettings.from_params({"explainers": ["sal", "lime"], "extra": [], "ks": [3], "segmentation": "slic", "seed": 0,
                                                "lime_samples": 8, "lime_kernel_width": 0.25, "noise_samples": 2, "noise_std": 1.0, "ig_steps": 2})
-    localised_shard(shard, segments_file, str(tmp_path / "localised.h5"), model=PLANTED, localised=localised, batch_size=2, device=cuda)
+    _localise(shard, segments_file, str(tmp_path / "localised.h5"), model=PLANTED, localised=localised, batch_size=2, device=cuda)
     with h5py.File(tmp_path / "sal.h5") as explained, h5py.File(tmp_path / "localised.h5") as relocalised:
         assert explained.attrs["batch_size"] == 16
         assert [relocalised.attrs[key] for key in ("batch_size", "forward_batch_size", "lime_batch_size")] == [16, 2, 16]
@@ -414,7 +455,9 @@ def test_a_resumed_auto_job_keeps_the_batch_size_it_measured_first(tmp_path, mon
     shard, segments_file = _planted_shard(tmp_path, [HALVES, QUADRANTS])
     output = str(tmp_path / "localised.h5")
     settings = LocalisedSettings.from_params({"explainers": ["sal"], "extra": [], "ks": [1], "segmentation": "slic", "seed": 0})
-    checkpoint = BatchCheckpoint(output, {"model": PLANTED.as_params(), "localised": settings.as_params()}, inputs=[*shard.paths, segments_file])
+    refined = _refined(shard, segments_file, output, settings)
+    checkpoint = BatchCheckpoint(output, {"model": PLANTED.as_params(), "localised": settings.as_params()},
+                                 inputs=[*shard.paths, segments_file, refined])
     assert checkpoint.kept("batch_size", lambda: 2) == 2  # what the killed run measured
     assert checkpoint.kept("forward_batch_size", lambda: 4) == 4
 
@@ -422,7 +465,7 @@ def test_a_resumed_auto_job_keeps_the_batch_size_it_measured_first(tmp_path, mon
         raise AssertionError("a resumed job must not measure again")
 
     monkeypatch.setattr(batching, "choose_batch_size", measure_again)
-    localised_shard(shard, segments_file, output, model=PLANTED, localised=settings, batch_size="auto", device=torch.device("cpu"))
+    localised_shard(shard, segments_file, refined, output, model=PLANTED, localised=settings, batch_size="auto", device=torch.device("cpu"))
     with h5py.File(output) as handle:
         assert (handle.attrs["batch_size"], handle.attrs["forward_batch_size"]) == (2, 4)
     assert not checkpoint.path.exists()
@@ -449,7 +492,7 @@ def test_evaluation_jobs_read_their_inputs_a_batch_at_a_time(tmp_path, monkeypat
     image_stages.explain_shard(shard, {"slic": segments_file}, str(tmp_path / "explain.h5"), model=PLANTED, explain=explain,
                                batch_size=2, device=torch.device("cpu"))
     localised = LocalisedSettings.from_params({"explainers": ["sal"], "extra": [], "ks": [1], "segmentation": "slic", "seed": 0})
-    localised_shard(shard, segments_file, str(tmp_path / "localised.h5"), model=PLANTED, localised=localised, batch_size=2,
+    _localise(shard, segments_file, str(tmp_path / "localised.h5"), model=PLANTED, localised=localised, batch_size=2,
                     device=torch.device("cpu"))
     labelflip_shard(shard, segments_file, [str(tmp_path / "explain.h5")], str(tmp_path / "labelflip.h5"), model=PLANTED,
                     labelflip=LabelflipSettings(segmentation="slic", k=1, ks=(2,), fractions=()), batch_size=2, device=torch.device("cpu"))
@@ -533,15 +576,20 @@ def test_every_file_a_resumable_job_reads_is_bound_to_its_checkpoint(tmp_path, m
 
     monkeypatch.setattr(h5py, "File", recording_file)
     monkeypatch.setattr(image_stages, "BatchCheckpoint", recording_checkpoint)
+    monkeypatch.setattr(refine_stages, "BatchCheckpoint", recording_checkpoint)
     cpu = torch.device("cpu")
+    localised = LocalisedSettings.from_params({"explainers": ["sal"], "extra": [], "ks": [1], "segmentation": "slic", "seed": 0})
+    refine_settings = RefineSettings(localised.segmentation, localised.ks)
     explain = ExplainFamilySettings.from_params({"family": "saliency", "explainers": ["sal"], "seed": 0, "segmentations": ["slic"],
                                                  "noise_samples": 2, "noise_std": 1.0, "keep_attributions": False})
     pgd = PgdSettings.from_params({"epsilon": 0.1, "step_size": 0.05, "steps": 2, "early_stop": False, "seed": 0})
     jobs = {
         "attack": lambda out: image_stages.attack_shard(shard.images, clean, out, model=PLANTED, pgd=pgd, batch_size=2, device=cpu),
         "explain": lambda out: image_stages.explain_shard(shard, {"slic": segments_file}, out, model=PLANTED, explain=explain, batch_size=2, device=cpu),
-        "localised": lambda out: localised_shard(shard, segments_file, out, model=PLANTED, batch_size=2, device=cpu,
-                                                 localised=LocalisedSettings.from_params({"explainers": ["sal"], "extra": [], "ks": [1], "segmentation": "slic", "seed": 0})),
+        "refine": lambda out: refine_stages.refine_shard(shard, segments_file, out, model=PLANTED, refine_settings=refine_settings,
+                                                         batch_size=2, device=cpu),
+        "localised": lambda out: localised_shard(shard, segments_file, str(tmp_path / "refine.h5"), out, model=PLANTED, batch_size=2,
+                                                 device=cpu, localised=localised),
         "labelflip": lambda out: labelflip_shard(shard, segments_file, [str(tmp_path / "explain.h5")], out, model=PLANTED, batch_size=2, device=cpu,
                                                  labelflip=LabelflipSettings(segmentation="slic", k=1, ks=(), fractions=())),
     }

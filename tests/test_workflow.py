@@ -193,6 +193,8 @@ def test_figures_and_markdown(run):
     figures = sorted(p.name for p in (run / "results" / "figures").glob("*.png"))
     assert "audio_fig2.png" in figures and "audio_fig3.png" in figures and "audio_excerpt.png" in figures
     assert {"image_fig5_tiny.png", "image_fig6_slic.png", "image_fig7_rect.png", "image_fig8_tiny_slic.png"} <= set(figures)
+    method = {f"image_{name}_tiny_{seg}.png" for name in ("fig1", "fig9", "refined") for seg in ("rect", "slic")}
+    assert method | {"image_fig4_tiny.png", "image_fig10_tiny.png", "audio_refined_seed1.png"} <= set(figures)
     markdown = (run / "results" / "tables" / "image_tables.md").read_text()
     assert "Table 2" in markdown and "Table 8" in markdown
     assert "## Images with fewer segments than k" in markdown
@@ -260,6 +262,32 @@ def test_config_change_reruns_only_dependent_jobs(run, tmp_path):
     rules = {line.split()[0] for line in dry.splitlines() if line.strip() and line.split()[0].islower() and "|" not in line}
     assert "image_labelflip" in rules and "image_tables" in rules
     assert not rules & {"image_attack", "image_explain", "audio_train_detector", "audio_attack", "image_localised", "image_segments"}
+
+
+def test_refine_files_and_examples_of_the_test_preset(run):
+    """Both domains cache their refined perturbations; only the seeded example images keep pixel maps."""
+    from advxai.store import read_h5
+
+    refined = read_h5(run / "image" / "tiny" / "refined" / "rect" / "shard0.h5")
+    localised = read_h5(run / "image" / "tiny" / "localised" / "rect" / "shard0.h5")
+    for k in (1, 3):
+        assert refined[f"k{k}/segment_ids"].shape == (len(refined["ids"]), k)
+        np.testing.assert_array_equal(refined[f"k{k}/flipped"], localised[f"k{k}/kept"])
+    examples = read_h5(run / "image" / "tiny" / "examples.h5")
+    n = min(3, len(refined["ids"]))  # image.examples.count of the preset, or the whole localised subset where it is smaller
+    assert len(examples["ids"]) == n and set(examples["ids"]) <= set(refined["ids"])
+    assert examples["attributions/ig"].shape == (n, 3, 64, 64)  # pixel maps of the examples only
+    audio = read_h5(run / "audio" / "refined" / "seed1.h5")
+    assert {f"{d}/k3/segment_ids" for d in ("nosing_to_sing", "sing_to_nosing")} <= set(audio)
+
+
+def test_changing_the_localised_explainers_reruns_no_refine_job(run, tmp_path):
+    overlay = tmp_path / "explainers.yaml"
+    overlay.write_text("image:\n  explainers: [lime, sal]\naudio:\n  explainers: [lime, sal]\n")
+    dry = snakemake(run, "-n", "--quiet", "rules", "--rerun-triggers", "params", overlay=str(overlay)).stdout
+    rules = {line.split()[0] for line in dry.splitlines() if line.strip() and line.split()[0].islower() and "|" not in line}
+    assert {"localised", "audio_localised"} <= rules
+    assert not rules & {"image_refine", "audio_refine", "attack", "segments", "audio_attack"}
 
 
 def test_keeping_attributions_reruns_only_the_explanations(run, tmp_path):

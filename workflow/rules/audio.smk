@@ -193,11 +193,36 @@ rule audio_labelflip:
         "../../scripts/audio_labelflip.py"
 
 
+rule audio_refine:
+    input:
+        detector="audio/svds/seed{seed}.h5",
+        evaluation="audio/svds/seed{seed}_eval.csv",
+        excerpts="audio/excerpts/seed{seed}.h5",
+    output:
+        "audio/refined/seed{seed}.h5",
+    params:
+        ks=AUDIO["localised_ks"],
+        device=device_param(),
+    threads: 1
+    resources:
+        gpu=job_gpus(),
+        gpu_share=audio_gpu_share(),
+    conda:
+        ADVXAI_ENV
+    log:
+        "logs/audio/refined/seed{seed}.log",
+    benchmark:
+        "logs/benchmarks/audio/refined/seed{seed}.tsv"
+    script:
+        "../../scripts/audio_refine.py"
+
+
 rule audio_localised:
     input:
         detector="audio/svds/seed{seed}.h5",
         evaluation="audio/svds/seed{seed}_eval.csv",
         excerpts="audio/excerpts/seed{seed}.h5",
+        refined="audio/refined/seed{seed}.h5",
     output:
         "audio/localised/seed{seed}.h5",
     params:
@@ -217,3 +242,30 @@ rule audio_localised:
     script:
         "../../scripts/audio_localised.py"
 
+
+
+rule audio_examples:
+    input:
+        detector="audio/svds/seed{seed}.h5",
+        evaluation="audio/svds/seed{seed}_eval.csv",
+        excerpts="audio/excerpts/seed{seed}.h5",
+        refined="audio/refined/seed{seed}.h5",
+    output:
+        "audio/examples/seed{seed}.h5",
+    params:
+        explain=audio_explain_params,
+        ks=AUDIO["localised_ks"],
+        seed=config["seed"],
+        device=device_param(),
+    threads: 1
+    resources:
+        gpu=job_gpus(),
+        gpu_share=audio_gpu_share(),
+    conda:
+        ADVXAI_ENV
+    log:
+        "logs/audio/examples/seed{seed}.log",
+    benchmark:
+        "logs/benchmarks/audio/examples/seed{seed}.tsv"
+    script:
+        "../../scripts/audio_examples.py"

@@ -97,7 +97,11 @@ def model_resize(model):
 def image_shard_file(wildcards):
     """Decoded images live under image/data/ (the manifest beside them), each model's results under
     image/<model>/: the config schema reserves the model label `data`."""
-    return f"image/data/{IMAGE['dataset']}/{model_resize(wildcards.model)}-{model_crop(wildcards.model)}/shard{wildcards.shard}.h5"
+    return image_shard_path(wildcards.model, wildcards.shard)
+
+
+def image_shard_path(model, shard):
+    return f"image/data/{IMAGE['dataset']}/{model_resize(model)}-{model_crop(model)}/shard{shard}.h5"
 
 
 def dataset_params(wildcards):
@@ -213,6 +217,56 @@ def localised_params(wildcards):
     }
 
 
+def refine_params(wildcards):
+    """What the refine stage needs: the segmentation and the ks, not the explainers (changing them
+    reruns the localised jobs only)."""
+    return {"segmentation": wildcards.seg, "ks": IMAGE["localised"]["ks"]}
+
+
+EXPLAIN_SETTINGS = ("lime_samples", "lime_kernel_width", "noise_samples", "noise_std", "ig_steps")
+
+
+def examples_params(wildcards):
+    """The example images of the method figures (image.examples) and the explainers that draw them:
+    every configured one, and IG for Fig. 4's raw pixel map."""
+    settings = IMAGE["explain"]
+    explainers = list(dict.fromkeys([*IMAGE["explainers"], "ig"]))
+    return {
+        **IMAGE["examples"],
+        "seed": config["seed"],
+        "segmentations": IMAGE["segmentations"],
+        "ks": IMAGE["localised"]["ks"],
+        "explainers": explainers,
+        "extra": IMAGE["extra_explainers"],
+        **{key: settings[key] for key in EXPLAIN_SETTINGS},
+    }
+
+
+def image_example_inputs(wildcards):
+    """Every shard of a model; segments and refine files segmentation after segmentation, as in examples_params."""
+    model = wildcards.model
+    return {
+        "images": [image_shard_path(model, s) for s in image_shards()],
+        "adversaries": image_shard_outputs("adversaries", model),
+        "subset": f"image/{model}/subset.h5",
+        "segments": [p for seg in IMAGE["segmentations"] for p in image_shard_outputs(f"segments/{seg}", model)],
+        "refined": [p for seg in IMAGE["segmentations"] for p in image_shard_outputs(f"refined/{seg}", model)],
+    }
+
+
+def localised_explainer_names():
+    """The explainers of the localised experiment, plug-ins included, in the order of its files."""
+    return IMAGE["explainers"] + [e["name"] for e in IMAGE["extra_explainers"]]
+
+
+def image_method_figure_files():
+    """Figs 1, 9 and the refined perturbations per model and segmentation; Figs 4 and 10 per model."""
+    models, segmentations = image_models(), IMAGE["segmentations"]
+    per_pair = [f"results/figures/image_{name}_{model}_{seg}.png" for model in models for seg in segmentations
+                for name in ("fig1", "fig9", "refined")]
+    return per_pair + [f"results/figures/image_{name}_{model}.png" for model in models for name in ("fig4", "fig10")]
+
+
 def image_shard_outputs(stage, model):
     return [f"image/{model}/{stage}/shard{s}.h5" for s in image_shards()]
 
@@ -311,7 +365,8 @@ def audio_outputs():
         return []
     tables = [f"results/tables/audio_{t}.csv" for t in ("svds", "labelflip", "localised", "comparisons")]
     figures = [f"results/figures/audio_{f}.png" for f in ("fig2", "fig3", "excerpt")]
-    return tables + ["results/tables/audio_tables.md"] + figures
+    refined = [f"results/figures/audio_refined_seed{seed}.png" for seed in audio_experiment_seeds()]
+    return tables + ["results/tables/audio_tables.md"] + figures + refined
 
 
 def audio_experiment_files(stage):
@@ -329,7 +384,8 @@ def image_outputs():
     if not image_models():
         return []
     tables = ["image_accuracy", "image_labelflip", "image_localised", "image_slic_segments", "image_comparisons"]
-    return [f"results/tables/{t}.csv" for t in tables] + ["results/tables/image_tables.md"] + image_figure_files()
+    figures = image_figure_files() + image_method_figure_files()
+    return [f"results/tables/{t}.csv" for t in tables] + ["results/tables/image_tables.md"] + figures
 
 
 def findings_outputs():

@@ -178,12 +178,40 @@ rule image_labelflip:
         "../../scripts/image_labelflip.py"
 
 
+rule image_refine:
+    input:
+        images=image_shard_file,
+        adversaries="image/{model}/adversaries/shard{shard}.h5",
+        subset="image/{model}/subset.h5",
+        segments="image/{model}/segments/{seg}/shard{shard}.h5",
+    output:
+        "image/{model}/refined/{seg}/shard{shard}.h5",
+    params:
+        model=model_spec,
+        refine=refine_params,
+        batch_size=IMAGE["batch_size"],
+        device=device_param(),
+    threads: 1
+    resources:
+        gpu=job_gpus(),
+        gpu_share=image_gpu_share,
+    conda:
+        ADVXAI_ENV
+    log:
+        "logs/image/{model}/refined/{seg}/shard{shard}.log",
+    benchmark:
+        "logs/benchmarks/image/{model}/refined/{seg}/shard{shard}.tsv"
+    script:
+        "../../scripts/image_refine.py"
+
+
 rule image_localised:
     input:
         images=image_shard_file,
         adversaries="image/{model}/adversaries/shard{shard}.h5",
         subset="image/{model}/subset.h5",
         segments="image/{model}/segments/{seg}/shard{shard}.h5",
+        refined="image/{model}/refined/{seg}/shard{shard}.h5",
     output:
         "image/{model}/localised/{seg}/shard{shard}.h5",
     params:
@@ -203,3 +231,28 @@ rule image_localised:
         "logs/benchmarks/image/{model}/localised/{seg}/shard{shard}.tsv"
     script:
         "../../scripts/image_localised.py"
+
+
+rule image_examples:
+    input:
+        unpack(image_example_inputs),
+    output:
+        "image/{model}/examples.h5",
+    params:
+        model=model_spec,
+        label="{model}",
+        examples=examples_params,
+        batch_size=IMAGE["batch_size"],
+        device=device_param(),
+    threads: 1
+    resources:
+        gpu=job_gpus(),
+        gpu_share=image_gpu_share,
+    conda:
+        ADVXAI_ENV
+    log:
+        "logs/image/{model}/examples.log",
+    benchmark:
+        "logs/benchmarks/image/{model}/examples.tsv"
+    script:
+        "../../scripts/image_examples.py"

@@ -4,7 +4,8 @@
 # They read small per-shard summaries and draw figures: on a cluster they run on the submitting
 # host (docs/cluster.md, "Local rules").
 
-localrules: image_tables, image_figures, audio_tables, audio_figures, findings
+localrules: image_tables, image_figures, audio_tables, audio_figures, findings, image_explanation_figures, image_example_figures,
+    image_refined_figure, audio_refined_figure
 
 
 rule image_tables:
@@ -103,3 +104,95 @@ rule findings:
         "logs/report/findings.log",
     script:
         "../../scripts/findings.py"
+# The method figures draw the example items (image.examples) that image_examples / audio_examples chose and explained.
+rule image_explanation_figures:
+    input:
+        examples="image/{model}/examples.h5",
+    output:
+        fig1=report(
+            "results/figures/image_fig1_{model}_{seg}.png", category="Image", subcategory="Examples",
+            caption="../report/image_fig1.rst",
+        ),
+        fig9=report(
+            "results/figures/image_fig9_{model}_{seg}.png", category="Image", subcategory="Examples",
+            caption="../report/image_fig9.rst",
+        ),
+    wildcard_constraints:
+        seg="rect|slic",
+    params:
+        figure="explanations",
+        model="{model}",
+        segmentation="{seg}",
+    conda:
+        ADVXAI_ENV
+    log:
+        "logs/report/image_explanation_figures_{model}_{seg}.log",
+    script:
+        "../../scripts/image_method_figures.py"
+
+
+rule image_example_figures:
+    input:
+        examples="image/{model}/examples.h5",
+    output:
+        fig4=report(
+            "results/figures/image_fig4_{model}.png", category="Image", subcategory="Examples",
+            caption="../report/image_fig4.rst",
+        ),
+        fig10=report(
+            "results/figures/image_fig10_{model}.png", category="Image", subcategory="Examples",
+            caption="../report/image_fig10.rst",
+        ),
+    params:
+        figure="examples",
+        model="{model}",
+        segmentations=IMAGE["segmentations"],
+    conda:
+        ADVXAI_ENV
+    log:
+        "logs/report/image_example_figures_{model}.log",
+    script:
+        "../../scripts/image_method_figures.py"
+
+
+rule image_refined_figure:
+    input:
+        examples="image/{model}/examples.h5",
+    output:
+        report(
+            "results/figures/image_refined_{model}_{seg}.png", category="Image", subcategory="Examples",
+            caption="../report/image_refined.rst",
+        ),
+    wildcard_constraints:
+        seg="rect|slic",
+    params:
+        figure="refined",
+        model="{model}",
+        segmentation="{seg}",
+        ks=IMAGE["localised"]["ks"],
+        explainers=localised_explainer_names(),
+    conda:
+        ADVXAI_ENV
+    log:
+        "logs/report/image_refined_figure_{model}_{seg}.log",
+    script:
+        "../../scripts/image_method_figures.py"
+
+
+rule audio_refined_figure:
+    input:
+        example="audio/examples/seed{seed}.h5",
+    output:
+        report(
+            "results/figures/audio_refined_seed{seed}.png", category="Audio", subcategory="Figures",
+            caption="../report/audio_refined.rst",
+        ),
+    params:
+        explainers=AUDIO["explainers"],
+        seed="{seed}",
+    conda:
+        ADVXAI_ENV
+    log:
+        "logs/report/audio_refined_figure_seed{seed}.log",
+    script:
+        "../../scripts/audio_refined_figure.py"

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # what type checkers and editors see
     from .flips import ClassChange, FlipTest, ThresholdCrossing
     from .labelflip import k_settings, label_flips
-    from .localised import LocalisedResult, localised_experiment
+    from .localised import LocalisedResult, Refinement, explain_refined, localised_experiment, refine
 
 # The package's names load with their module on first use (PEP 562), so that a job which only
 # draws subsets (:mod:`.subsets`, NumPy) does not import torch through :mod:`.labelflip`.
@@ -29,6 +29,7 @@ _EXPORTS = {
     "ClassChange": "flips", "FlipTest": "flips", "ThresholdCrossing": "flips",
     "k_settings": "labelflip", "label_flips": "labelflip",
     "LocalisedResult": "localised", "localised_experiment": "localised",
+    "Refinement": "localised", "refine": "localised", "explain_refined": "localised",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -22,10 +22,10 @@ from ..evaluation.baselines import magnitude
 from ..evaluation.excerpts import explain_excerpts, select_excerpts
 from ..evaluation.flips import ThresholdCrossing
 from ..evaluation.labelflip import k_settings, label_flips
-from ..evaluation.localised import localised_experiment
+from ..evaluation.localised import explain_refined
 from ..names import AUDIO_DIRECTIONS
 from ..segments import audio_grid
-from ..store import BatchCheckpoint, read_h5, write_csv, write_h5
+from ..store import BatchCheckpoint, read_h5, require_params, write_csv, write_h5
 from ..svds.evaluate import binary_metrics, median_smooth, tune_threshold
 from ..svds.features import mel_filterbank, stft_magnitude
 from ..svds.model import CONTEXT, load_detector, predict_song, save_detector
@@ -221,18 +221,24 @@ def labelflip(detector: str, evaluation: str, excerpts: str, explanations: str, 
     write_h5(output, arrays, stage="audio_labelflip", params={"ks": list(ks), "threshold": threshold})
 
 
-def localised(detector: str, evaluation: str, excerpts: str, output: str, *, explain: AudioExplainSettings, ks: Sequence[int], device: torch.device) -> None:
-    """Refine with the top-k norm segments, keep what still flips, re-explain, count recovered (docs/method.md §4)."""
+def localised(detector: str, evaluation: str, excerpts: str, refined: str, output: str, *, explain: AudioExplainSettings,
+              ks: Sequence[int], device: torch.device) -> None:
+    """Re-explain the refined excerpts of audio_refine that still flip, count recovered tiles (docs/method.md §4)."""
+    from .refine import read_refinements  # the refine stage imports this module
+
     model = load_detector(detector, device=device)
     threshold = detector_threshold(evaluation)
+    require_params(refined, {"ks": list(ks), "threshold": threshold})
     run = _explain_function(model, explain)
     arrays: dict[str, np.ndarray] = {"ks": np.array(ks)}
     for target, data in read_excerpts(excerpts).items():
         name = AUDIO_DIRECTIONS[target]
         x = ExcerptTensors.of(data, device)
-        result = localised_experiment(
-            model, ThresholdCrossing(np.full(len(x.clean), target), threshold), x.clean, x.adversarial, x.masks, x.n_segments, list(data["ids"]), ks,
-            lambda inputs, classes, ids, _masks, _counts: run(inputs, classes, ids), list(explain.explainers), HYBRID_BATCH,
+        refinements = read_refinements(refined, ks, list(data["ids"]), prefix=f"{name}/")
+        result = explain_refined(
+            ThresholdCrossing(np.full(len(x.clean), target), threshold), x.clean, x.adversarial, x.masks, x.n_segments,
+            list(data["ids"]), refinements, lambda inputs, classes, ids, _masks, _counts: run(inputs, classes, ids),
+            list(explain.explainers),
         )
         for k, found in result.items():
             arrays[f"{name}/k{k}/kept"] = found.kept

@@ -23,7 +23,7 @@ from ..data.model_inputs import pixel_bounds, to_model_input
 from ..evaluation.baselines import magnitude_scores
 from ..evaluation.flips import ClassChange
 from ..evaluation.labelflip import k_settings, label_flips
-from ..evaluation.localised import localised_experiment
+from ..evaluation.localised import explain_refined
 from ..evaluation.selection import pad_scores, selection_width
 from ..explainers.engine import (
     ExplainSettings,
@@ -37,6 +37,7 @@ from ..explainers.guided import audit_guided_activations
 from ..models import ModelBundle, load_model, predict
 from ..store import BatchCheckpoint, dataset_names, read_h5, read_h5_rows, require_params, write_h5
 from .image_shards import rows_of, shard_ids, shard_inputs_at, subset_ids
+from .refine import read_refinements, require_refined
 from .settings import (
     ExplainerSettings,
     ExplainFamilySettings,
@@ -316,25 +317,23 @@ def labelflip_shard(
     checkpoint.remove()
 
 
-def localised_shard(
-    shard: ShardFiles, segments_file: str, output: str, *, model: ModelSpec, localised: LocalisedSettings, batch_size: int | str, device: torch.device,
-) -> None:
-    """Keep only the top-k magnitude segments of the perturbation, explain what still flips, count recovered segments (docs/method.md §8.3)."""
-    bundle = model_from_spec(model, device)
-    segmentation = localised.segmentation
+def localised_shard(shard: ShardFiles, segments_file: str, refined_file: str, output: str, *, model: ModelSpec, localised: LocalisedSettings,
+                    batch_size: int | str, device: torch.device) -> None:
+    """Explain the refined adversaries of the refine stage that still flip, count recovered segments (docs/method.md §8.3)."""
+    bundle, segmentation = model_from_spec(model, device), localised.segmentation
     subset = open_subset(shard, "localised", model, {segmentation: segments_file})
     ids, counts = subset.ids, subset.counts[segmentation]
-    names = list(localised.explainers) + [e["name"] for e in localised.extra]
+    require_refined(refined_file, model, segmentation, localised.ks)
+    refinements, names = read_refinements(refined_file, localised.ks, ids), list(localised.explainers) + [e["name"] for e in localised.extra]
     params = {"model": model.as_params(), "localised": localised.as_params()}
-    checkpoint = BatchCheckpoint(output, params, inputs=[*shard.paths, segments_file])
-    # The hybrid predictions and LIME make forwards, the gradient explainers forward+backward passes
+    checkpoint = BatchCheckpoint(output, params, inputs=[*shard.paths, segments_file, refined_file])
     forward_batch = job_batch_size(batch_size, bundle, device, backward=False, checkpoint=checkpoint)
-    lime_rows = lime_batch_size(batch_size, forward_batch, device)
+    lime_rows = lime_batch_size(batch_size, forward_batch, device)  # LIME makes forwards, the other explainers backward passes too
     gradient_batch = (explanation_batch_size(batch_size, job_batch_size(batch_size, bundle, device, backward=True, checkpoint=checkpoint), device)
                       if localised.makes_gradients else forward_batch)
     settings = engine_settings(localised.explainer, localised.seed, gradient_batch, lime_rows)
 
-    def explain_refined(inputs: torch.Tensor, classes: torch.Tensor, item_ids: Sequence[str], item_masks: torch.Tensor, n_segments: np.ndarray):
+    def explain(inputs: torch.Tensor, classes: torch.Tensor, item_ids: Sequence[str], item_masks: torch.Tensor, n_segments: np.ndarray):
         # Decision 8: every explainer, LIME included, ranks by mean_abs here, as the authors' runner did
         scores = explain_all(bundle.module, inputs, classes, item_ids, {segmentation: item_masks}, {segmentation: n_segments},
                              list(localised.explainers), settings, extras=localised.extra)
@@ -342,17 +341,10 @@ def localised_shard(
 
     def run(batch: slice) -> dict[str, np.ndarray]:
         inputs = subset.inputs(batch)
-        experiment = localised_experiment(
-            bundle.module, ClassChange(subset.clean_prediction[batch]), inputs["clean"].to(device), inputs["adversarial"].to(device),
-            subset.masks(batch)[segmentation].to(device), counts[batch], list(ids[batch]), localised.ks, explain_refined, names, forward_batch,
-        )
-        out: dict[str, np.ndarray] = {}
-        for k, result in experiment.items():
-            out[f"k{k}/prediction"] = result.decisions
-            out[f"k{k}/kept"] = result.kept
-            out[f"k{k}/fewer_segments"] = counts[batch] < k
-            out.update({f"k{k}/recovered/{name}": values for name, values in result.recovered.items()})
-        return out
+        experiment = explain_refined(ClassChange(subset.clean_prediction[batch]), inputs["clean"].to(device), inputs["adversarial"].to(device),
+                                     subset.masks(batch)[segmentation].to(device), counts[batch], list(ids[batch]),
+                                     {k: r.rows(batch) for k, r in refinements.items()}, explain, names)
+        return {name: values for k, result in experiment.items() for name, values in result.arrays(k, counts[batch]).items()}
 
     arrays = checkpoint.run(len(ids), gradient_batch, run) if len(ids) else {}
     write_h5(output, {"ids": np.array(ids, dtype=str), "ks": np.array(localised.ks), **arrays}, stage="localised", params=params,

@@ -244,6 +244,51 @@ class LocalisedSettings(StageSettings):
         return {**params, "extra": list(self.extra), **self.explainer.as_params()}
 
 
+@dataclass(frozen=True)
+class RefineSettings(StageSettings):
+    """The refine stage of one segmentation: the top-k magnitude segments of each adversary (docs/method.md §8.3)."""
+
+    SECTION = "image.localised"
+    segmentation: str
+    ks: tuple[int, ...]
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> RefineSettings:
+        base = take(params, cls.SECTION, ["segmentation", "ks"])
+        return cls(segmentation=base["segmentation"], ks=tuple(base["ks"]))
+
+    def as_params(self) -> dict[str, Any]:
+        return {"segmentation": self.segmentation, "ks": list(self.ks)}
+
+
+@dataclass(frozen=True)
+class ExamplesSettings(StageSettings):
+    """The example images of the method figures (``image.examples``) and how they are explained."""
+
+    SECTION = "image.examples"
+    count: int
+    ids: tuple[str, ...] | None
+    seed: int
+    segmentations: tuple[str, ...]
+    ks: tuple[int, ...]
+    explainers: tuple[str, ...]
+    extra: tuple[Mapping[str, Any], ...]
+    explainer: ExplainerSettings
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> ExamplesSettings:
+        base = take(params, cls.SECTION, ["count", "ids", "seed", "segmentations", "ks", "explainers", "extra"])
+        explainer = ExplainerSettings(**take(params, "image.explain", ExplainerSettings.keys_for(base["explainers"])))
+        return cls(count=base["count"], ids=None if base["ids"] is None else tuple(base["ids"]), seed=base["seed"],
+                   segmentations=tuple(base["segmentations"]), ks=tuple(base["ks"]),
+                   explainers=tuple(base["explainers"]),
+                   extra=tuple(base["extra"]), explainer=explainer)
+
+    def as_params(self) -> dict[str, Any]:
+        params = {key: value for key, value in asdict(self).items() if key != "explainer"}
+        return {**params, "extra": list(self.extra), **self.explainer.as_params()}
+
+
 # ------------------------------------------------------------------------------------ audio
 @dataclass(frozen=True)
 class CorpusSettings(StageSettings):
