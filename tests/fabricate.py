@@ -63,3 +63,53 @@ def odd_images(folder: Path, rng: np.random.Generator | None = None) -> dict[str
     exif[EXIF_ORIENTATION] = ROTATED_90_CLOCKWISE
     write("exif.png", Image.fromarray(rgb), np.rot90(rgb, k=-1), exif=exif)
     return files
+
+
+# ------------------------------------------------------------------------------------------------
+# Plug-in models, written as a module outside the repository (docs/plugins.md)
+# ------------------------------------------------------------------------------------------------
+PLUGIN_MODULE = "edge_models"
+PLUGIN_SOURCE = '''"""Plug-in models for advxai's edge-case tests (docs/plugins.md)."""
+import torch
+from torch import nn
+
+from advxai.models import ModelBundle
+
+
+class Constant(nn.Module):
+    """Logits that ignore the image: the prediction never changes, so no attack can succeed."""
+
+    def __init__(self, n_classes=1000):
+        super().__init__()
+        self.bias = nn.Parameter(torch.linspace(1.0, 0.0, n_classes))
+
+    def forward(self, x):
+        return self.bias.expand(x.shape[0], -1) + 0.0 * x.mean(dim=(1, 2, 3))[:, None]
+
+
+def fixed_size_net(side, n_classes):
+    """A network that takes only `side` x `side` inputs (a flatten before its classifier)."""
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AvgPool2d(4), nn.Flatten(),
+                         nn.Linear(4 * (side // 4) ** 2, n_classes))
+
+
+def never():
+    return Constant()
+
+
+def ten():
+    """10 classes at 32 px, declared in a ModelBundle."""
+    return ModelBundle("edge_models:ten", fixed_size_net(32, 10), input_size=32, resize_size=36, n_classes=10)
+
+
+def fixed48():
+    """A bare nn.Module that accepts only 48 px: its sizes come from the config."""
+    return fixed_size_net(48, 1000)
+'''
+
+
+def plugin_folder(folder: Path) -> Path:
+    """A folder outside the repository with the plug-in module; put it on PYTHONPATH."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{PLUGIN_MODULE}.py").write_text(PLUGIN_SOURCE)
+    return folder

@@ -26,6 +26,7 @@ from ..evaluation.localised import localised_experiment
 from ..evaluation.selection import pad_scores, selection_width
 from ..explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all, flatten_scores, unflatten_scores
 from ..guided import audit_guided_activations
+from ..constants import ModelSizes
 from ..models import ModelBundle, load_model, predict
 from ..store import BatchCheckpoint, dataset_names, read_h5, read_h5_rows, require_params, write_h5
 from .image_data import rows_of, shard_ids, shard_inputs_at, subset_ids
@@ -49,8 +50,20 @@ class ShardFiles:
 
 
 def model_from_spec(spec: ModelSpec, device: torch.device) -> ModelBundle:
-    """The model on ``device``, in the spec's arithmetic (its CUDA flags: :func:`advxai.runtime.use_device`)."""
-    return load_model(spec.architecture, weights=spec.weights, device=str(device), arithmetic=spec.arithmetic)
+    """The model on ``device``, in the spec's arithmetic (its CUDA flags: :func:`advxai.runtime.use_device`),
+    at the sizes its images were preprocessed at."""
+    return load_model(spec.architecture, weights=spec.weights, device=str(device), arithmetic=spec.arithmetic,
+                      sizes=ModelSizes(resize=spec.resize, crop=spec.crop))
+
+
+def check_labels_fit(labels: np.ndarray, ids: np.ndarray, bundle: ModelBundle, images_path: str) -> None:
+    """Every known label (``-1``: none) is one of the model's classes; else one error at the model's first job."""
+    outside = np.flatnonzero(np.asarray(labels) >= bundle.n_classes)
+    if outside.size:
+        first = outside[0]
+        raise ValueError(f"model {bundle.name!r} has {bundle.n_classes} classes, but {images_path} holds {outside.size} image(s) "
+                         f"labelled outside 0..{bundle.n_classes - 1}, e.g. {ids[first]!s} with label {labels[first]}: "
+                         "the model's class indices must be the data set's (ImageNet: 1000 classes)")
 
 
 @dataclass
@@ -178,8 +191,9 @@ def lime_batch_size(setting: int | str, forward_batch: int, device: torch.device
 def clean_predictions(images_path: str, output: str, *, model: ModelSpec, batch_size: int | str, device: torch.device) -> None:
     """Clean top-1 and top-5 predictions of one shard."""
     bundle = model_from_spec(model, device)
-    batch_size = job_batch_size(batch_size, bundle, device, backward=False)
     images = read_h5(images_path)
+    check_labels_fit(images["labels"], images["ids"], bundle, images_path)
+    batch_size = job_batch_size(batch_size, bundle, device, backward=False)
     logits = predict(bundle.module, to_model_input(images["images"]).to(device), batch_size)
     top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices.cpu().numpy()
     write_h5(
