@@ -74,3 +74,16 @@ def test_a_class_count_that_does_not_fit_the_labels_fails_at_the_first_job(tmp_p
     with pytest.raises(ValueError, match=r"'edge_models:ten' has 10 classes, but .*images\.h5 holds 1 image\(s\) labelled outside 0\.\.9, e\.g\. img1 with label 281"):
         clean_predictions(images, str(tmp_path / "clean.h5"), model=spec(f"{PLUGIN_MODULE}:ten", 36, 32), batch_size=2, device=torch.device("cpu"))
     assert not (tmp_path / "clean.h5").exists()
+
+
+def test_a_bare_plugin_module_at_a_size_it_cannot_take_names_the_config_key(plugins):
+    with pytest.raises(ValueError, match=r"'edge_models:fixed48' fails on a 64 px input .*image\.models\.<label>\.input_size"):
+        load_model(f"{PLUGIN_MODULE}:fixed48", weights=None, sizes=ModelSizes(resize=72, crop=64))
+
+
+@pytest.mark.slow
+def test_a_vit_at_another_input_size_fails_at_the_first_job_naming_the_config_key(tmp_path):
+    """torchvision's ViT takes 224 px only (random weights, nothing downloaded)."""
+    images = images_file(tmp_path / "images.h5", 64, labels=[1])
+    with pytest.raises(ValueError, match=r"'vit_b_16' cannot classify the 64 px images of .*Wrong image height.*input_size"):
+        clean_predictions(images, str(tmp_path / "clean.h5"), model=spec("vit_b_16", 72, 64), batch_size=1, device=torch.device("cpu"))

@@ -310,8 +310,12 @@ def _count_logits(module: nn.Module, input_size: int, name: str) -> int:
     parameter = next(module.parameters(), None)
     device = "cpu" if parameter is None else parameter.device
     module.eval()
-    with torch.no_grad():
-        logits = module(torch.zeros(1, 3, input_size, input_size, device=device))
+    try:
+        with torch.no_grad():
+            logits = module(torch.zeros(1, 3, input_size, input_size, device=device))
+    except (RuntimeError, AssertionError) as error:
+        raise ValueError(f"model {name!r} fails on a {input_size} px input ({error}); image.models.<label>.input_size "
+                         "sets the size (docs/plugins.md)") from error
     if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise ValueError(f"model {name!r} must return logits (N, n_classes), got {shape}")

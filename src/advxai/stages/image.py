@@ -194,7 +194,11 @@ def clean_predictions(images_path: str, output: str, *, model: ModelSpec, batch_
     images = read_h5(images_path)
     check_labels_fit(images["labels"], images["ids"], bundle, images_path)
     batch_size = job_batch_size(batch_size, bundle, device, backward=False)
-    logits = predict(bundle.module, to_model_input(images["images"]).to(device), batch_size)
+    try:
+        logits = predict(bundle.module, to_model_input(images["images"]).to(device), batch_size)
+    except (RuntimeError, AssertionError) as error:  # e.g. a ViT built for 224 px, or a fixed-size plug-in
+        raise ValueError(f"model {bundle.name!r} cannot classify the {model.crop} px images of {images_path}: {error} "
+                         "(image.models.<label>.input_size sets the size; docs/plugins.md)") from error
     top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices.cpu().numpy()
     write_h5(
         output,
