@@ -20,7 +20,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from count_submissions import count_submissions  # noqa: E402
+from count_submissions import count_submissions
 
 N_IMAGENET_VAL = 50_000
 IMAGES_PER_CLASS = 50
@@ -59,14 +59,14 @@ def paper_dry_run(tmp_path_factory) -> str:
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(base / "run"), "-n",
                "--workflow-profile", str(ROOT / "profiles" / "slurm"),
                "--configfile", str(ROOT / "config.yaml"), str(ROOT / "presets" / "paper.yaml"), str(roots)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=1800, cwd=ROOT)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1800, cwd=ROOT, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout + result.stderr
 
 
 def dag_total(dry_run: str) -> int:
     """The ``total`` of the last "Job stats" table (after the checkpoint's jobs are known)."""
-    return int(re.findall(r"^total\s+(\d+)$", dry_run, flags=re.M)[-1])
+    return int(re.findall(r"^total\s+(\d+)$", dry_run, flags=re.MULTILINE)[-1])
 
 
 @pytest.mark.slow
@@ -79,7 +79,7 @@ def test_the_sbatch_submission_counts_in_the_cluster_docs(paper_dry_run):
     counted = count_submissions(paper_dry_run)
     assert quoted("cluster.md", r"cost (\d[\d ]*) sbatch submissions") == [counted.jobs]
     assert quoted("cluster.md", r"\*\*(\d[\d ]*)\*\* submissions") == [counted.grouped]
-    table = dict(re.findall(r"^\| `(\w+)` \| [^|]+ \| (\d[\d ]*) \|$", (ROOT / "docs" / "cluster.md").read_text(), flags=re.M))
+    table = dict(re.findall(r"^\| `(\w+)` \| [^|]+ \| (\d[\d ]*) \|$", (ROOT / "docs" / "cluster.md").read_text(), flags=re.MULTILINE))
     assert {group: number(count) for group, count in table.items()} == counted.groups
 
 

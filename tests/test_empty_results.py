@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 
 from advxai.report import empty, plots
-from advxai.report.tables import AUDIO_LABELFLIP_COLUMNS, AUDIO_LOCALISED_COLUMNS, LABELFLIP_COLUMNS, LOCALISED_COLUMNS
+from advxai.report.tables import (
+    AUDIO_LABELFLIP_COLUMNS,
+    AUDIO_LOCALISED_COLUMNS,
+    LABELFLIP_COLUMNS,
+    LOCALISED_COLUMNS,
+)
 
 
 def panel_texts(figure) -> list[str]:

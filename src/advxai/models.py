@@ -281,8 +281,8 @@ def _plugin_model(name: str, weights: str | None, sizes: ModelSizes | None = Non
     try:
         factory = getattr(importlib.import_module(module_name), function_name)
     except ImportError as error:
-        raise ValueError(f"model plug-in {name!r}: cannot import module {module_name!r} (install its package, or put its "
-                         f"folder on PYTHONPATH for every job: docs/plugins.md): {error}") from error
+        raise ValueError(f"model plug-in {name!r}: cannot import module {module_name!r} (install its package, or "
+                         f"put its folder on PYTHONPATH for every job: docs/plugins.md): {error}") from error
     except AttributeError as error:
         raise ValueError(f"model plug-in {name!r}: module {module_name!r} has no {function_name!r}") from error
     built = factory()
@@ -299,8 +299,9 @@ def _declared_sizes_match(bundle: ModelBundle, sizes: ModelSizes | None) -> Mode
     refused, with the config keys that set them."""
     if sizes is not None and (bundle.resize_size, bundle.input_size) != (sizes.resize, sizes.crop):
         raise ValueError(
-            f"model plug-in {bundle.name!r} declares input_size {bundle.input_size} and resize_size {bundle.resize_size}, but "
-            f"the images are preprocessed to {sizes.crop} and {sizes.resize}: set image.models.<label>.input_size: "
+            f"model plug-in {bundle.name!r} declares input_size {bundle.input_size} and resize_size "
+            f"{bundle.resize_size}, but the images are preprocessed to {sizes.crop} and {sizes.resize}: "
+            f"set image.models.<label>.input_size: "
             f"{bundle.input_size} and resize_size: {bundle.resize_size} (docs/plugins.md)")
     return bundle
 

@@ -1,4 +1,6 @@
-"""Empty results, named: which tables and figures have nothing in them, and why (docs/decisions.md, "Empty is a result").
+"""Empty results, named: which tables and figures have nothing in them, and why.
+
+See docs/decisions.md, "Empty is a result".
 
 A legal run may leave a stage with nothing to do: a model that no adversary fooled, a subset with
 no item, a k at which no refined input still flips, a detector without an adversarial excerpt.
@@ -9,15 +11,16 @@ each empty result and its cause.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 
 from ..names import AUDIO_DIRECTIONS
 
 EMPTY_CAUSES = {
-    "no_adversaries": "no successful adversary: PGD fooled the model on none of its images at this epsilon and number of steps, "
-                      "so its label-flip and localised subsets, its SLIC counts and its figure panels are empty",
+    "no_adversaries": "no successful adversary: PGD fooled the model on none of its images at this epsilon and "
+                      "number of steps, so its label-flip and localised subsets, its SLIC counts and its figure "
+                      "panels are empty",
     "empty_subset": "the evaluation subset is empty",
     "nothing_flips": "no refined input still flips, so nothing was explained at this k (the histogram has n = 0)",
     "no_excerpts": "no adversarial excerpt: the C&W attack flipped no frame towards this target, or no flipped frame "
@@ -35,7 +38,9 @@ def section(notes: Sequence[str]) -> list[str]:
     return ["", SECTION_TITLE, "", *(f"- {note}" for note in notes)]
 
 
-def image_notes(accuracy: pd.DataFrame, labelflip: pd.DataFrame, localised: pd.DataFrame, pairs: Sequence[tuple[str, str]]) -> list[str]:
+def image_notes(
+    accuracy: pd.DataFrame, labelflip: pd.DataFrame, localised: pd.DataFrame, pairs: Sequence[tuple[str, str]],
+) -> list[str]:
     """The empty image results: a model without adversaries; else a (model, segmentation) without
     label-flip rows; a localised k at which no refined input still flips."""
     notes = []
@@ -64,9 +69,11 @@ def audio_notes(labelflip: pd.DataFrame, localised: pd.DataFrame) -> list[str]:
     for (seed, direction), rows in per_seed.groupby(["seed", "direction"], sort=False):
         if (rows.n.astype(int) == 0).all():
             notes.append(f"detector seed {seed}, {direction}: {EMPTY_CAUSES['no_excerpts']}.")
-    empty_directions = {(str(seed), d) for seed, d in per_seed[per_seed.n.astype(int) == 0][["seed", "direction"]].itertuples(index=False)}
+    without_excerpts = per_seed[per_seed.n.astype(int) == 0][["seed", "direction"]]
+    empty_directions = {(str(seed), d) for seed, d in without_excerpts.itertuples(index=False)}
     histograms = localised[~localised.seed.astype(str).isin(("mean", "std"))]
     for (seed, direction, k), rows in histograms.groupby(["seed", "direction", "k"], sort=False):
-        if direction in AUDIO_DIRECTIONS.values() and (str(seed), direction) not in empty_directions and rows["count"].astype(int).sum() == 0:
+        has_excerpts = direction in AUDIO_DIRECTIONS.values() and (str(seed), direction) not in empty_directions
+        if has_excerpts and rows["count"].astype(int).sum() == 0:
             notes.append(f"detector seed {seed}, {direction}, localised k = {k}: {EMPTY_CAUSES['nothing_flips']}.")
     return notes

@@ -56,7 +56,8 @@ NO_DATA = "no data"
 
 def label_empty(ax, reason: str) -> None:
     """Mark a panel that has nothing to draw: its title stays, the reason is written across it."""
-    ax.text(0.5, 0.5, f"{NO_DATA}:\n{reason}", ha="center", va="center", transform=ax.transAxes, fontsize=9, color="0.35", wrap=True)
+    ax.text(0.5, 0.5, f"{NO_DATA}:\n{reason}", ha="center", va="center", transform=ax.transAxes, fontsize=9,
+            color="0.35", wrap=True)
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -107,7 +108,9 @@ def _curves(ax, rows: pd.DataFrame, explainers: Sequence[str]) -> None:
     ax.grid(alpha=0.3)
 
 
-def figure_all_explainers(table: pd.DataFrame, model: str, path: str | Path, segmentations: Sequence[str] = ()) -> plt.Figure:
+def figure_all_explainers(
+    table: pd.DataFrame, model: str, path: str | Path, segmentations: Sequence[str] = (),
+) -> plt.Figure:
     """Fig. 5: every explainer and the baselines, one panel per segmentation (``segmentations``, else
     those in ``table``, else rectangles and SLIC), for one model; a panel without rows is labelled."""
     segs = list(segmentations) or [s for s in ("rect", "slic") if (table.segmentation == s).any()] or ["rect", "slic"]
@@ -123,7 +126,9 @@ def figure_all_explainers(table: pd.DataFrame, model: str, path: str | Path, seg
     return save(figure, path)
 
 
-def figure_standard_vs_baseline(table: pd.DataFrame, segmentation: str, path: str | Path, models: Sequence[str] = ()) -> plt.Figure:
+def figure_standard_vs_baseline(
+    table: pd.DataFrame, segmentation: str, path: str | Path, models: Sequence[str] = (),
+) -> plt.Figure:
     """Fig. 6: standard explainers vs the magnitude-mean baseline, one panel per model (``models``,
     else those in ``table``); a panel without rows is labelled."""
     models = list(models) or list(table.model.unique())

@@ -18,6 +18,7 @@ import torch
 
 from ..attacks.pgd import draw_targets, targeted_pgd
 from ..batching import choose_batch_size
+from ..constants import ModelSizes
 from ..data.model_inputs import pixel_bounds, to_model_input
 from ..evaluation.baselines import magnitude_scores
 from ..evaluation.flips import ClassChange
@@ -26,7 +27,6 @@ from ..evaluation.localised import localised_experiment
 from ..evaluation.selection import pad_scores, selection_width
 from ..explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all, flatten_scores, unflatten_scores
 from ..guided import audit_guided_activations
-from ..constants import ModelSizes
 from ..models import ModelBundle, load_model, predict
 from ..store import BatchCheckpoint, dataset_names, read_h5, read_h5_rows, require_params, write_h5
 from .image_data import rows_of, shard_ids, shard_inputs_at, subset_ids
@@ -61,8 +61,9 @@ def check_labels_fit(labels: np.ndarray, ids: np.ndarray, bundle: ModelBundle, i
     outside = np.flatnonzero(np.asarray(labels) >= bundle.n_classes)
     if outside.size:
         first = outside[0]
-        raise ValueError(f"model {bundle.name!r} has {bundle.n_classes} classes, but {images_path} holds {outside.size} image(s) "
-                         f"labelled outside 0..{bundle.n_classes - 1}, e.g. {ids[first]!s} with label {labels[first]}: "
+        raise ValueError(f"model {bundle.name!r} has {bundle.n_classes} classes, but {images_path} holds "
+                         f"{outside.size} image(s) labelled outside 0..{bundle.n_classes - 1}, "
+                         f"e.g. {ids[first]!s} with label {labels[first]}: "
                          "the model's class indices must be the data set's (ImageNet: 1000 classes)")
 
 
