@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +55,8 @@ def odd_images(folder: Path, rng: np.random.Generator | None = None) -> dict[str
     palette = Image.fromarray(rgb).quantize(16)
     write("palette.png", palette, np.asarray(palette.convert("RGB")))
     write("grey16.png", Image.fromarray(grey.astype(np.uint16) * 257), np.repeat(grey[..., None], 3, axis=2))
+    rgb16 = rng.integers(0, 65536, (40, 60, 3)).astype(np.uint16)
+    files["rgb16"] = (write_rgb16_png(folder / "rgb16.png", rgb16), (rgb16 >> 8).astype(np.uint8))
     write("cmyk.jpg", Image.fromarray(rgb).convert("CMYK"), None, quality=95)
     write("small.png", Image.fromarray(rgb[:6, :9]), rgb[:6, :9])
     wide = np.zeros((6, 900, 3), dtype=np.uint8)
@@ -106,6 +110,19 @@ def fixed48():
     """A bare nn.Module that accepts only 48 px: its sizes come from the config."""
     return fixed_size_net(48, 1000)
 '''
+
+
+def write_rgb16_png(path: Path, rgb16: np.ndarray) -> Path:
+    """A 48-bit RGB PNG (PIL writes none), chunk by chunk."""
+    height, width, _ = rgb16.shape
+    rows = b"".join(b"\x00" + rgb16[y].astype(">u2").tobytes() for y in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)  # 16 bits per sample, colour type 2 (RGB)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return path
 
 
 def plugin_folder(folder: Path) -> Path:

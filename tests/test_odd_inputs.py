@@ -25,10 +25,10 @@ def loaded(path) -> np.ndarray:
     return np.asarray(image)
 
 
-@pytest.mark.parametrize("kind", ["grey", "rgba", "palette", "grey16", "small", "wide", "tall", "exif"])
+@pytest.mark.parametrize("kind", ["grey", "rgba", "palette", "grey16", "rgb16", "small", "wide", "tall", "exif"])
 def test_odd_image_files_load_to_the_pixels_they_show(odd, kind):
-    """Grey, RGBA (alpha dropped as torchvision's loader drops it), palette, 16-bit grey (scaled,
-    not clipped at 255), tiny, very wide or tall, and EXIF-rotated (shown upright)."""
+    """Grey, RGBA (alpha dropped as torchvision's loader drops it), palette, 16-bit grey and RGB (their
+    high byte, not clipped at 255), tiny, very wide or tall, and EXIF-rotated (shown upright)."""
     path, expected = odd[kind]
     np.testing.assert_array_equal(loaded(path), expected)
 
@@ -42,7 +42,7 @@ def test_a_cmyk_jpeg_loads_as_rgb(odd):
     assert rgb_path.exists()
 
 
-@pytest.mark.parametrize("kind", ["grey", "rgba", "palette", "grey16", "cmyk", "small", "wide", "tall", "exif"])
+@pytest.mark.parametrize("kind", ["grey", "rgba", "palette", "grey16", "rgb16", "cmyk", "small", "wide", "tall", "exif"])
 def test_odd_image_files_preprocess_to_the_crop(odd, kind):
     path, _ = odd[kind]
     image = load_image(ImageItem(id=kind, source=str(path), label=-1))

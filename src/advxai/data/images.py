@@ -75,14 +75,14 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     """Any decoded image as 8-bit RGB, upright (docs/decisions.md, "Odd but legal image files").
 
     The EXIF orientation is applied first (``ImageOps.exif_transpose``), so a phone photo taken
-    sideways is seen as it is displayed. 16-bit grey values are scaled to 8 bits (``v / 257``,
-    rounded) instead of clipped; palette images go through RGBA so that PIL resolves their
+    sideways is seen as it is displayed. 16-bit grey values keep their high byte (``v >> 8``, as PIL
+    reduces 16-bit RGB PNGs) instead of being clipped at 255; palette images go through RGBA so that PIL resolves their
     transparency; alpha is dropped as torchvision's loader drops it (``convert("RGB")``: the colour
     under a transparent pixel stays); CMYK and grey convert as PIL converts them.
     """
     image = ImageOps.exif_transpose(image)
     if image.mode in HIGH_DEPTH_MODES:
-        grey = np.rint(np.asarray(image, dtype=np.float64) / 257.0).clip(0, 255).astype(np.uint8)
+        grey = (np.asarray(image, dtype=np.int64).clip(0, 65535) >> 8).astype(np.uint8)
         image = Image.fromarray(grey, mode="L")
     elif image.mode == "P":
         image = image.convert("RGBA")
