@@ -44,7 +44,7 @@ OVERLAY = """
 image:
   dataset: imagenet
   imagenet_root: {root}
-  shard_size: 9        # one shard: the fewest jobs
+  shard_size: 10       # one shard of the 10 odd files: the fewest jobs
   max_images: null
   models:
     tiny: {{enabled: false}}
@@ -82,7 +82,8 @@ def test_odd_images_and_a_10_class_plugin_run_end_to_end(edge_run):
     accuracy = pd.read_csv(workdir / "results" / "tables" / "image_accuracy.csv")
     assert accuracy.model.tolist() == ["ten", "never"] and accuracy.n_images.tolist() == [len(kinds)] * 2
     assert accuracy.clean_top1.notna().all()  # labels 3 and 8 are among the 10 classes
-    ids = [str(i) for i in read_h5(workdir / "image/data/imagenet/36-32/shard0.h5", ["ids"])["ids"]]
+    shards = sorted((workdir / "image/data/imagenet/36-32").glob("shard*.h5"))
+    ids = [str(i) for shard in shards for i in read_h5(shard, ["ids"])["ids"]]
     assert sorted(ids) == kinds
     ten = accuracy.set_index("model").loc["ten"]
     assert ten.n_adversaries > 0
