@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # torchvision is imported where a model is built, not by ever
     import torchvision
 
 from .batching import run_batched
-from .constants import ARITHMETICS, BUNDLED_MODELS, architecture_sizes, check_arithmetic
+from .constants import ARITHMETICS, BUNDLED_MODELS, ModelSizes, architecture_sizes, check_arithmetic
 from .data.images import IMAGENET_MEAN, IMAGENET_STD
 from .seeding import item_seed
 from .torchvision_import import import_torchvision
@@ -236,8 +236,10 @@ def _efficientnet_lite0(weights: str | None) -> ModelBundle:
     return ModelBundle("efficientnet_lite0", module, sizes.crop, sizes.resize, _TORCHVISION_DEFAULT_CLASSES)
 
 
-def _plugin_model(name: str, weights: str | None) -> ModelBundle:
-    """``package.module:function``; ``function()`` returns an ``nn.Module`` or a :class:`ModelBundle`."""
+def _plugin_model(name: str, weights: str | None, sizes: ModelSizes | None = None) -> ModelBundle:
+    """``package.module:function``; ``function()`` returns an ``nn.Module`` or a :class:`ModelBundle`
+    (docs/plugins.md). An ``nn.Module`` takes ``sizes`` (else 224/256), and its classes are counted
+    by one forward at that input size."""
     module_name, _, function_name = name.partition(":")
     if not module_name or not function_name:
         raise ValueError(f"model plug-in {name!r}: expected 'package.module:function'")
@@ -246,16 +248,29 @@ def _plugin_model(name: str, weights: str | None) -> ModelBundle:
     try:
         factory = getattr(importlib.import_module(module_name), function_name)
     except ImportError as error:
-        raise ValueError(f"model plug-in {name!r}: cannot import module {module_name!r}: {error}") from error
+        raise ValueError(f"model plug-in {name!r}: cannot import module {module_name!r} (install its package, or "
+                         f"put its folder on PYTHONPATH for every job: docs/plugins.md): {error}") from error
     except AttributeError as error:
         raise ValueError(f"model plug-in {name!r}: module {module_name!r} has no {function_name!r}") from error
     built = factory()
     if isinstance(built, ModelBundle):
-        return built
+        return _declared_sizes_match(built, sizes)
     if not isinstance(built, nn.Module):
         raise ValueError(f"model plug-in {name!r} returned {type(built).__name__}, not an nn.Module or ModelBundle")
-    sizes = architecture_sizes(name)
+    sizes = sizes or architecture_sizes(name)
     return ModelBundle(name, built, sizes.crop, sizes.resize, _count_logits(built, sizes.crop, name))
+
+
+def _declared_sizes_match(bundle: ModelBundle, sizes: ModelSizes | None) -> ModelBundle:
+    """A plug-in's own :class:`ModelBundle` declares its sizes: images preprocessed to others are
+    refused, with the config keys that set them."""
+    if sizes is not None and (bundle.resize_size, bundle.input_size) != (sizes.resize, sizes.crop):
+        raise ValueError(
+            f"model plug-in {bundle.name!r} declares input_size {bundle.input_size} and resize_size "
+            f"{bundle.resize_size}, but the images are preprocessed to {sizes.crop} and {sizes.resize}: "
+            f"set image.models.<label>.input_size: "
+            f"{bundle.input_size} and resize_size: {bundle.resize_size} (docs/plugins.md)")
+    return bundle
 
 
 def _count_logits(module: nn.Module, input_size: int, name: str) -> int:
@@ -263,17 +278,21 @@ def _count_logits(module: nn.Module, input_size: int, name: str) -> int:
     parameter = next(module.parameters(), None)
     device = "cpu" if parameter is None else parameter.device
     module.eval()
-    with torch.no_grad():
-        logits = module(torch.zeros(1, 3, input_size, input_size, device=device))
+    try:
+        with torch.no_grad():
+            logits = module(torch.zeros(1, 3, input_size, input_size, device=device))
+    except (RuntimeError, AssertionError) as error:
+        raise ValueError(f"model {name!r} fails on a {input_size} px input ({error}); image.models.<label>.input_size "
+                         "sets the size (docs/plugins.md)") from error
     if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise ValueError(f"model {name!r} must return logits (N, n_classes), got {shape}")
     return int(logits.shape[1])
 
 
-def _builder(name: str) -> Callable[[str | None], ModelBundle]:
+def _builder(name: str, sizes: ModelSizes | None = None) -> Callable[[str | None], ModelBundle]:
     if ":" in name:
-        return lambda weights: _plugin_model(name, weights)
+        return lambda weights: _plugin_model(name, weights, sizes)
     if name in BUNDLED_MODELS:
         return _efficientnet_lite0
     torchvision = import_torchvision()
@@ -285,6 +304,7 @@ def _builder(name: str) -> Callable[[str | None], ModelBundle]:
 
 def load_model(
     name: str, weights: str | None = "DEFAULT", device: str = "cpu", *, init_seed: int = 0, arithmetic: str = "exact",
+    sizes: ModelSizes | None = None,
 ) -> ModelBundle:
     """Loads a classifier by registry name.
 
@@ -301,19 +321,24 @@ def load_model(
             so every job builds the same random-weight model.
         arithmetic: ``exact`` (float32, the module as built), ``tf32`` or ``bf16``
             (:func:`with_arithmetic`; the CUDA flags that go with them: :func:`advxai.runtime.use_device`).
+        sizes: the (resize, crop) the images are preprocessed at (``image.models.<label>``'s
+            ``resize_size`` / ``input_size``); the bundle then carries them. ``None``: the
+            architecture's own (or a plug-in bundle's).
 
     Returns:
         ModelBundle: the module in eval mode with frozen parameters, and its preprocessing sizes
-        (docs/method.md §5.2: Inception v3 299/299, all others 224/256).
+        (docs/method.md §5.2: Inception v3 299/299, all others 224/256, unless ``sizes`` gives others).
 
     Raises:
-        ValueError: unknown model or weights name, or a plug-in that cannot be imported or built.
+        ValueError: unknown model or weights name, a plug-in that cannot be imported or built, or a
+            plug-in bundle whose declared sizes differ from ``sizes``.
         FileNotFoundError: weights neither cached nor downloadable; names the expected file.
     """
-    build = _builder(name)
+    build = _builder(name, sizes)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(item_seed(init_seed, "model_init", name))
-        bundle = build(weights)
+        built = build(weights)
+    bundle = built if sizes is None else dataclasses.replace(built, input_size=sizes.crop, resize_size=sizes.resize)
     module = with_arithmetic(bundle.module.to(device).eval().requires_grad_(False), arithmetic)
     return dataclasses.replace(bundle, module=module)
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .image_items import BUNDLED_PHOTOS, ImageItem
 
@@ -67,8 +67,30 @@ _BUNDLED_LOADERS: dict[str, Callable[[], np.ndarray]] = {
 # ------------------------------------------------------------------------------------------------
 
 
+HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+"""PIL modes of 16-bit grey images (PNG, TIFF): values 0..65535, which ``convert("RGB")`` would clip at 255."""
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any decoded image as 8-bit RGB, upright (docs/decisions.md, "Odd but legal image files").
+
+    The EXIF orientation is applied first (``ImageOps.exif_transpose``), so a phone photo taken
+    sideways is seen as it is displayed. 16-bit grey values keep their high byte (``v >> 8``, as PIL
+    reduces 16-bit RGB PNGs) instead of being clipped at 255; palette images go through RGBA so that PIL resolves their
+    transparency; alpha is dropped as torchvision's loader drops it (``convert("RGB")``: the colour
+    under a transparent pixel stays); CMYK and grey convert as PIL converts them.
+    """
+    image = ImageOps.exif_transpose(image)
+    if image.mode in HIGH_DEPTH_MODES:
+        grey = (np.asarray(image, dtype=np.int64).clip(0, 65535) >> 8).astype(np.uint8)
+        image = Image.fromarray(grey, mode="L")
+    elif image.mode == "P":
+        image = image.convert("RGBA")
+    return image.convert("RGB")
+
+
 def load_image(item: ImageItem) -> Image.Image:
-    """Decode an item into an RGB PIL image.
+    """Decode an item into an upright 8-bit RGB PIL image (:func:`_to_rgb`).
 
     Raises:
         FileNotFoundError: the image file does not exist.
@@ -84,7 +106,7 @@ def load_image(item: ImageItem) -> Image.Image:
     try:
         with Image.open(path) as image:
             image.load()  # decode now, so truncated data fails here and not later
-            return image.convert("RGB")
+            return _to_rgb(image)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise ValueError(f"cannot decode image file {path} (item {item.id}): {error}") from error
 

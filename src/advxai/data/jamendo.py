@@ -28,6 +28,10 @@ FILELIST_FOLDERS = ("filelists", "filelist")  # the code reads the first, veraci
 
 Segment = tuple[float, float, bool]
 
+MIN_SECONDS = (N_FFT // 2 + 1) / SAMPLE_RATE
+"""The shortest song the detector's features accept: its centred STFT reflect-pads by ``N_FFT // 2``
+samples at 22 050 Hz, so a song needs more than that (about 23 ms)."""
+
 
 @dataclass(frozen=True)
 class Song:
@@ -166,9 +170,11 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
 
 
 def _check_decodable(path: Path) -> None:
+    """The whole file decodes to finite samples, and lasts at least :data:`MIN_SECONDS`; any channel
+    count and sample rate is fine (:func:`load_audio` mixes down and resamples)."""
     try:
         with soundfile.SoundFile(path) as handle:
-            frames = 0
+            sample_rate, frames = handle.samplerate, 0
             for block in handle.blocks(blocksize=1 << 18):
                 if not np.all(np.isfinite(block)):
                     raise ValueError("non-finite samples")
@@ -182,6 +188,9 @@ def _check_decodable(path: Path) -> None:
         return
     if frames == 0:
         raise ValueError(f"audio file {path} holds no samples")
+    if frames / sample_rate < MIN_SECONDS:
+        raise ValueError(f"audio file {path} lasts {frames / sample_rate * 1000:.1f} ms; "
+                         f"the detector's features need at least {MIN_SECONDS * 1000:.1f} ms")
 
 
 def validate_jamendo(root: str | os.PathLike, decode: bool = True) -> dict[str, list[Song]]:

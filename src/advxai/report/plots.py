@@ -50,6 +50,31 @@ def explainer_styles(explainers: Sequence[str]) -> dict[str, dict[str, str]]:
     return styles
 
 
+NO_DATA = "no data"
+"""The label of a panel with nothing to draw; the Markdown report names the cause (``empty_results``)."""
+
+
+def label_empty(ax, reason: str) -> None:
+    """Mark a panel that has nothing to draw: its title stays, the reason is written across it."""
+    ax.text(0.5, 0.5, f"{NO_DATA}:\n{reason}", ha="center", va="center", transform=ax.transAxes, fontsize=9,
+            color="0.35", wrap=True)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def legend_if_any(ax, **options) -> None:
+    """A legend where the panel has labelled lines (an empty panel gets none, and no warning)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**options)
+
+
+def legend_on_last_drawn(axes: Sequence, **options) -> None:
+    """The figure's legend on its last panel that has lines (the last panel may be an empty one)."""
+    drawn = [ax for ax in axes if ax.get_legend_handles_labels()[0]]
+    if drawn:
+        drawn[-1].legend(**options)
+
+
 def save(figure: plt.Figure, path: str | Path) -> plt.Figure:
     """Save atomically as PNG and close; the figure stays readable."""
     with atomic_path(path, suffix=".png") as tmp:
@@ -102,27 +127,43 @@ def _curves(ax, rows: pd.DataFrame, explainers: Sequence[str]) -> None:
     ax.grid(alpha=0.3)
 
 
-def figure_all_explainers(table: pd.DataFrame, model: str, path: str | Path) -> plt.Figure:
-    """Fig. 5: every explainer and the baselines, rectangles and SLIC side by side, for one model;
+def figure_all_explainers(
+    table: pd.DataFrame, model: str, path: str | Path, segmentations: Sequence[str] = (),
+) -> plt.Figure:
+    """Fig. 5: every explainer and the baselines, one panel per segmentation (``segmentations``, else
+    those in ``table``, else rectangles and SLIC), for one model; a panel without rows is labelled;
     bands: 95 % intervals."""
-    segs = [s for s in ("rect", "slic") if (table.segmentation == s).any()]
+    segs = list(segmentations) or [s for s in ("rect", "slic") if (table.segmentation == s).any()] or ["rect", "slic"]
     figure, axes = plt.subplots(1, len(segs), figsize=(6 * len(segs), 4.5), squeeze=False)
     for ax, seg in zip(axes[0], segs):
         rows = sweep(table, model, seg)
-        _curves(ax, rows, sorted(rows.explainer.unique()))
+        if rows.empty:
+            label_empty(ax, f"no label-flip results for {model}")
+        else:
+            _curves(ax, rows, sorted(rows.explainer.unique()))
         ax.set_title(f"{model}, {seg}")
-    axes[0, -1].legend(fontsize=7, ncol=2, loc="lower right", handlelength=LEGEND_HANDLE_LENGTH)
+    legend_on_last_drawn(axes[0], fontsize=7, ncol=2, loc="lower right", handlelength=LEGEND_HANDLE_LENGTH)
     return save(figure, path)
 
 
-def figure_standard_vs_baseline(table: pd.DataFrame, segmentation: str, path: str | Path) -> plt.Figure:
-    """Fig. 6: standard explainers vs the magnitude-mean baseline, one panel per model; bands: 95 % intervals."""
-    models = list(table.model.unique())
-    figure, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 4), squeeze=False)
+def figure_standard_vs_baseline(
+    table: pd.DataFrame, segmentation: str, path: str | Path, models: Sequence[str] = (),
+) -> plt.Figure:
+    """Fig. 6: standard explainers vs the magnitude-mean baseline, one panel per model (``models``,
+    else those in ``table``); a panel without rows is labelled;
+    bands: 95 % intervals."""
+    models = list(models) or list(table.model.unique())
+    figure, axes = plt.subplots(1, max(1, len(models)), figsize=(4.5 * max(1, len(models)), 4), squeeze=False)
+    if not models:
+        label_empty(axes[0, 0], "no label-flip results for any model")
     for ax, model in zip(axes[0], models):
-        _curves(ax, sweep(table, model, segmentation), [*STANDARD, "magnitude-mean"])
+        rows = sweep(table, model, segmentation)
+        if rows.empty:
+            label_empty(ax, f"no label-flip results for {model}")
+        else:
+            _curves(ax, rows, [*STANDARD, "magnitude-mean"])
         ax.set_title(f"{model}, {segmentation}")
-    axes[0, -1].legend(fontsize=8, handlelength=LEGEND_HANDLE_LENGTH)
+    legend_on_last_drawn(axes[0], fontsize=8, handlelength=LEGEND_HANDLE_LENGTH)
     return save(figure, path)
 
 
@@ -133,25 +174,41 @@ def figure_models(table: pd.DataFrame, segmentation: str, path: str | Path) -> p
         for model in table.model.unique():
             rows = sweep(table, model, segmentation)
             line = rows[rows.explainer == explainer]
+            if not len(line):
+                continue
             drawn = ax.plot(line.fraction, line.label_flip_rate, marker="o", ms=3, label=model)[0]
             if "ci_low" in line:
                 alpha = band_alpha(table.model.nunique())
                 interval_band(ax, line.fraction, line.ci_low, line.ci_high, drawn.get_color(), alpha)
         ax.set_title(f"{explainer}, {segmentation}")
+        if not ax.lines:
+            label_empty(ax, f"no {explainer} label-flip results")
+            continue
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("fraction of segments added")
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("label-flip rate")
-    axes[0, -1].legend(fontsize=8)
+    legend_on_last_drawn(axes[0], fontsize=8)
     return save(figure, path)
 
 
 def figure_recovered(table: pd.DataFrame, title: str, path: str | Path) -> plt.Figure:
-    """Figs 3, 8, 13, 14: stacked bars of the fraction of r ∈ 0..k recovered segments per explainer, one panel per k."""
+    """Figs 3, 8, 13, 14: stacked bars of the fraction of r ∈ 0..k recovered segments per explainer, one panel per k.
+
+    A k at which no refined input still flips (counts all 0) gets a labelled panel; a table
+    without rows, one labelled panel.
+    """
     ks = sorted(table.k.unique())
-    figure, axes = plt.subplots(1, len(ks), figsize=(5 * len(ks), 4), squeeze=False)
+    figure, axes = plt.subplots(1, max(1, len(ks)), figsize=(5 * max(1, len(ks)), 4), squeeze=False)
+    if not ks:
+        axes[0, 0].set_title(title)
+        label_empty(axes[0, 0], "no localised results (no adversary in the subset)")
     for ax, k in zip(axes[0], ks):
         rows = table[table.k == k]
+        if not rows["count"].astype(float).sum():
+            ax.set_title(f"{title}, k = {k} (n = 0)")
+            label_empty(ax, f"no refined input still flips at k = {k}")
+            continue
         explainers = list(dict.fromkeys(rows.explainer))
         bottom = np.zeros(len(explainers))
         colours = plt.cm.viridis(np.linspace(0.05, 0.95, k + 1))
@@ -164,7 +221,7 @@ def figure_recovered(table: pd.DataFrame, title: str, path: str | Path) -> plt.F
         ax.set_title(f"{title}, k = {k} (n = {n:.0f})" if float(n).is_integer() else f"{title}, k = {k} (n = {n:.1f})")
         ax.set_ylim(0, 1)
         ax.tick_params(axis="x", rotation=70, labelsize=7)
-        ax.legend(fontsize=7)
+        legend_if_any(ax, fontsize=7)
     axes[0, 0].set_ylabel("fraction of refined adversaries")
     return save(figure, path)
 
@@ -187,6 +244,10 @@ def figure_audio_labelflip(table: pd.DataFrame, path: str | Path) -> plt.Figure:
     styles = explainer_styles(sorted(means.explainer.unique()))
     for ax, direction in zip(axes[0], directions):
         rows = means[means.direction == direction]
+        ax.set_title(direction.replace("_", " ").replace("nosing", "no sing"))
+        if not rows.label_flip_rate.notna().any():
+            label_empty(ax, "no adversarial excerpt in this direction")
+            continue
         for explainer in sorted(rows.explainer.unique(), key=lambda e: (e in ("lime", "norm"), e)):
             line = rows[rows.explainer == explainer].sort_values("k")
             bold = explainer in ("lime", "norm")
@@ -201,7 +262,15 @@ def figure_audio_labelflip(table: pd.DataFrame, path: str | Path) -> plt.Figure:
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("label-flip rate")
-    axes[0, -1].legend(fontsize=7, ncol=2, handlelength=LEGEND_HANDLE_LENGTH)
+    legend_on_last_drawn(axes[0], fontsize=7, ncol=2, handlelength=LEGEND_HANDLE_LENGTH)
+    return save(figure, path)
+
+
+def figure_nothing(title: str, reason: str, path: str | Path) -> plt.Figure:
+    """A figure that has no data at all: its title and the reason, so the output exists and says why."""
+    figure, ax = plt.subplots(figsize=(6, 3))
+    ax.set_title(title)
+    label_empty(ax, reason)
     return save(figure, path)
 
 

@@ -19,6 +19,7 @@ import torch
 
 from ..attacks.pgd import draw_targets, targeted_pgd
 from ..batching import explanation_batch_size, job_batch_size, lime_batch_size
+from ..constants import ModelSizes
 from ..data.model_inputs import pixel_bounds, to_model_input
 from ..evaluation.baselines import magnitude_scores
 from ..evaluation.flips import ClassChange
@@ -65,8 +66,21 @@ class ShardFiles:
 
 
 def model_from_spec(spec: ModelSpec, device: torch.device) -> ModelBundle:
-    """The model on ``device``, in the spec's arithmetic (its CUDA flags: :func:`advxai.runtime.use_device`)."""
-    return load_model(spec.architecture, weights=spec.weights, device=str(device), arithmetic=spec.arithmetic)
+    """The model on ``device``, in the spec's arithmetic (its CUDA flags: :func:`advxai.runtime.use_device`),
+    at the sizes its images were preprocessed at."""
+    return load_model(spec.architecture, weights=spec.weights, device=str(device), arithmetic=spec.arithmetic,
+                      sizes=ModelSizes(resize=spec.resize, crop=spec.crop))
+
+
+def check_labels_fit(labels: np.ndarray, ids: np.ndarray, bundle: ModelBundle, images_path: str) -> None:
+    """Every known label (``-1``: none) is one of the model's classes; else one error at the model's first job."""
+    outside = np.flatnonzero(np.asarray(labels) >= bundle.n_classes)
+    if outside.size:
+        first = outside[0]
+        raise ValueError(f"model {bundle.name!r} has {bundle.n_classes} classes, but {images_path} holds "
+                         f"{outside.size} image(s) labelled outside 0..{bundle.n_classes - 1}, "
+                         f"e.g. {ids[first]!s} with label {labels[first]}: "
+                         "the model's class indices must be the data set's (ImageNet: 1000 classes)")
 
 
 @dataclass
@@ -128,9 +142,14 @@ def open_subset(shard: ShardFiles, which: str, model: ModelSpec, segment_files: 
 def clean_predictions(images_path: str, output: str, *, model: ModelSpec, batch_size: int | str, device: torch.device) -> None:
     """Clean top-1 and top-5 predictions of one shard."""
     bundle = model_from_spec(model, device)
-    batch_size = job_batch_size(batch_size, bundle, device, backward=False)
     images = read_h5(images_path)
-    logits = predict(bundle.module, to_model_input(images["images"]).to(device), batch_size)
+    check_labels_fit(images["labels"], images["ids"], bundle, images_path)
+    batch_size = job_batch_size(batch_size, bundle, device, backward=False)
+    try:
+        logits = predict(bundle.module, to_model_input(images["images"]).to(device), batch_size)
+    except (RuntimeError, AssertionError) as error:  # e.g. a ViT built for 224 px, or a fixed-size plug-in
+        raise ValueError(f"model {bundle.name!r} cannot classify the {model.crop} px images of {images_path}: {error} "
+                         "(image.models.<label>.input_size sets the size; docs/plugins.md)") from error
     top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices.cpu().numpy()
     write_h5(
         output,

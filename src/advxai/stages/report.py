@@ -13,10 +13,11 @@ from typing import Any, ClassVar, TypeVar
 import pandas as pd
 
 from ..names import AUDIO_DIRECTIONS
-from ..report import comparisons, findings, findings_report, intervals, outcomes, plots, tables
+from ..report import comparisons, empty, findings, findings_report, intervals, outcomes, plots, tables
 from ..segments import audio_grid
 from ..store import read_h5, write_csv, write_text
 from .audio_files import read_excerpts
+from ..report.empty import EMPTY_CAUSES
 
 Key = TypeVar("Key", bound=Hashable)
 
@@ -70,8 +71,14 @@ def write_image_tables(inputs: ImageReportInputs, outputs: Mapping[str, str], *,
     for name, frame in (("accuracy", accuracy), ("labelflip", labelflip), ("localised", localised), ("slic", slic), ("comparisons", paired)):
         write_csv(frame, outputs[name])
     fewer_segments = tables.fewer_segments_table(inputs.labelflip, inputs.localised)
-    write_text(tables.image_report(accuracy, labelflip, slic if inputs.slic_segments else None, architectures, k, fewer_segments, paired),
-               outputs["markdown"])
+    report = tables.image_report(accuracy, labelflip, slic if inputs.slic_segments else None, architectures, k, fewer_segments, paired)
+    empty_notes = empty.image_notes(accuracy, labelflip, localised, list(inputs.labelflip))
+    write_text(report + with_empty_section(empty_notes), outputs["markdown"])
+
+
+def with_empty_section(notes: Sequence[str]) -> str:
+    """The Markdown section that names the empty results (:mod:`advxai.report.empty`), or nothing."""
+    return "\n".join(empty.section(notes)) + "\n" if notes else ""
 
 
 @dataclass(frozen=True)
@@ -97,11 +104,14 @@ def write_image_figures(labelflip_csv: str, localised_csv: str, figures: Sequenc
     """Figs 5–8, ``figures[i]`` drawn into ``outputs[i]``."""
     labelflip = pd.read_csv(labelflip_csv)
     localised = pd.read_csv(localised_csv)
+    # every model and segmentation gets its panel, also one without rows (0 adversaries): it is labelled
+    models = list(dict.fromkeys(spec.model for spec in figures if spec.model))
+    segmentations = list(dict.fromkeys(spec.segmentation for spec in figures if spec.segmentation))
     for spec, path in zip(figures, outputs, strict=True):
         if spec.figure == "fig5":
-            plots.figure_all_explainers(labelflip, spec.model, path)
+            plots.figure_all_explainers(labelflip, spec.model, path, segmentations)
         elif spec.figure == "fig6":
-            plots.figure_standard_vs_baseline(labelflip, spec.segmentation, path)
+            plots.figure_standard_vs_baseline(labelflip, spec.segmentation, path, models)
         elif spec.figure == "fig7":
             plots.figure_models(labelflip, spec.segmentation, path)
         else:
@@ -126,7 +136,8 @@ def write_audio_tables(inputs: Mapping[str, Sequence[str]], outputs: Mapping[str
     write_csv(labelflip, outputs["labelflip"])
     write_csv(localised_rows, outputs["localised"])
     write_csv(paired, outputs["comparisons"])
-    write_text(tables.audio_report(svds, labelflip, localised_rows, comparisons=paired), outputs["markdown"])
+    report = tables.audio_report(svds, labelflip, localised_rows, comparisons=paired)
+    write_text(report + with_empty_section(empty.audio_notes(labelflip, localised_rows)), outputs["markdown"])
 
 
 def write_audio_figures(inputs: Mapping[str, Any], outputs: Mapping[str, str]) -> None:
@@ -138,16 +149,20 @@ def write_audio_figures(inputs: Mapping[str, Any], outputs: Mapping[str, str]) -
 
 
 def write_excerpt_figure(excerpts: Sequence[str], explanations: Sequence[str], output: str) -> None:
-    """The first adversarial excerpt that has a LIME explanation, over seeds and directions."""
+    """The first adversarial excerpt that has a LIME explanation, over seeds and directions; without
+    one, a figure that says why (no excerpt at all, or LIME not among the explainers)."""
+    n_excerpts = 0
     for excerpt_path, explanation_path in zip(excerpts, explanations):
         weights = read_h5(explanation_path)
         for target, data in read_excerpts(excerpt_path).items():
             name = AUDIO_DIRECTIONS[target]
+            n_excerpts += len(data["ids"])
             if len(data["ids"]) and f"{name}/scores/lime" in weights:
                 plots.figure_audio_excerpt(data["clean_logmel"][0], data["adv_logmel"][0] - data["clean_logmel"][0],
                                            weights[f"{name}/scores/lime"][0], audio_grid(), f"{data['ids'][0]} ({name})", output)
                 return
-    raise ValueError(f"{list(excerpts)}: no adversarial excerpt with a LIME explanation to draw")
+    reason = "LIME is not among audio.explainers" if n_excerpts else EMPTY_CAUSES["no_excerpts"]
+    plots.figure_nothing("audio excerpt explained by LIME", reason, output)
 
 
 def image_evidence(inputs: ImageReportInputs, k: int) -> dict[str, Any]:
