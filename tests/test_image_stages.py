@@ -208,7 +208,7 @@ def test_the_fewer_segments_flag_is_strictly_fewer_than_k(tmp_path):
     np.testing.assert_array_equal(read_h5(output)["fewer_segments"], [[False, True], [False, False]])
     output = str(tmp_path / "localised.h5")
     params = {"explainers": ["sal"], "extra": [], "ks": [2, 4], "segmentation": "slic", "seed": 0}
-    localised_shard(shard, segments_file, output, model=PLANTED, localised=LocalisedSettings.from_params(params), batch_size=4, device=torch.device("cpu"))
+    _localise(shard, segments_file, output, model=PLANTED, localised=LocalisedSettings.from_params(params), batch_size=4, device=torch.device("cpu"))
     stored = read_h5(output)
     np.testing.assert_array_equal(stored["k2/fewer_segments"], [False, False])
     np.testing.assert_array_equal(stored["k4/fewer_segments"], [True, False])
