@@ -124,7 +124,11 @@ def main(argv: list[str] | None = None) -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
         + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "")
     )
-    summaries = [line for name in args.models.split(",") for line in bench_model(name, args, device)]
+    summaries = []
+    for name in args.models.split(","):
+        lines = bench_model(name, args, device)
+        print("\n".join(lines), flush=True)  # as soon as a model is done; all of them again at the end
+        summaries += lines
     print()
     for line in summaries:
         print(line)
