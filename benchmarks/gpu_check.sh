@@ -10,7 +10,8 @@
 #   preset   the workflow on presets/test.yaml with the device (wall time)
 #   default  the workflow on config.yaml, the embedded default, with the device (wall time, jobs done)
 #   unit     the pytest tests marked cuda, except the end-to-end ones
-#   bench    benchmarks/explain_bench.py on the device (paper settings; the SUMMARY lines)
+#   bench    benchmarks/explain_bench.py on the device (paper settings, the reference at the authors' 32 images;
+#            the SUMMARY line of ResNet-50)
 #   fast     explain_bench.py --arithmetic tf32,bf16 on ResNet-50 (the FAST lines: speed and agreement)
 #   sweep    explain_bench.py --sweep-batches on AlexNet (the SWEEP lines: is any family slower than captum's?)
 #   startup  benchmarks/job_startup.py (import time per job type)
@@ -20,8 +21,8 @@
 #   GPU_CHECK_DEVICE   cuda (default) or cpu      GPU_CHECK_STEPS    the steps to run (default: all, in order)
 #   GPU_CHECK_BUDGET   total seconds (default 560) GPU_CHECK_CORES    snakemake --cores (default: all)
 #   GPU_CHECK_DEFAULT_CONFIGS  config files of the `default` step (default: config.yaml)
-#   GPU_CHECK_BENCH_ARGS       arguments of explain_bench.py (default: its GPU defaults, all three models,
-#                              the reference on 2 images, PGD on one engine batch and its batch-1 loop on 8)
+#   GPU_CHECK_BENCH_ARGS       arguments of explain_bench.py (default: its GPU defaults, ResNet-50: 32 images,
+#                              the reference on all 32 at once, PGD on one engine batch and its batch-1 loop on 8)
 #   GPU_CHECK_FAST_ARGS        arguments of the `fast` step (default: ResNet-50, 8 images, the reference on 1)
 #   GPU_CHECK_SWEEP_ARGS       arguments of the `sweep` step (default: AlexNet at batch 1, 16 and 128)
 #   GPU_CHECK_LIMIT_SCALE      multiplies every step's limit (a slow CPU rehearsal; default 1)
@@ -36,7 +37,7 @@ STEPS="${GPU_CHECK_STEPS:-env preset default unit bench fast sweep startup deter
 BUDGET="${GPU_CHECK_BUDGET:-560}"
 CORES="${GPU_CHECK_CORES:-all}"
 DEFAULT_CONFIGS="${GPU_CHECK_DEFAULT_CONFIGS:-config.yaml}"
-BENCH_ARGS="${GPU_CHECK_BENCH_ARGS:---reference-images 2}"
+BENCH_ARGS="${GPU_CHECK_BENCH_ARGS:---models resnet50}"
 FAST_ARGS="${GPU_CHECK_FAST_ARGS:---models resnet50 --images 8 --reference-images 1 --pgd-images 8 --no-labelflip-sweep}"
 SWEEP_ARGS="${GPU_CHECK_SWEEP_ARGS:---models alexnet --images 8 --reference-images 1 --pgd-images 8 --pgd-loop-images 1 --no-labelflip-sweep --sweep-batches 1,16,128}"
 PYTHON="${PYTHON:-python3}"
@@ -117,7 +118,7 @@ run_step preset 110 workflow preset config.yaml presets/test.yaml
 run_step default 240 workflow default $DEFAULT_CONFIGS
 run_step unit 100 "${PYTEST[@]}" -m "cuda and not workflow" tests/test_cuda.py
 # shellcheck disable=SC2086
-run_step bench 300 "$PYTHON" benchmarks/explain_bench.py --device "$DEVICE" $BENCH_ARGS
+run_step bench 400 "$PYTHON" benchmarks/explain_bench.py --device "$DEVICE" $BENCH_ARGS
 # shellcheck disable=SC2086
 run_step fast 150 "$PYTHON" benchmarks/explain_bench.py --device "$DEVICE" --arithmetic tf32,bf16 $FAST_ARGS
 # shellcheck disable=SC2086

@@ -29,7 +29,8 @@ _JOB = """
 import json, resource, sys, time
 import torch
 from advxai.stages.image import ShardFiles, explain_shard, labelflip_shard, localised_shard
-from advxai.stages.settings import ExplainFamilySettings, LabelflipSettings, LocalisedSettings, ModelSpec
+from advxai.stages.refine import refine_shard
+from advxai.stages.settings import ExplainFamilySettings, LabelflipSettings, LocalisedSettings, ModelSpec, RefineSettings
 torch.set_num_threads({threads})
 folder, stage = {folder!r}, {stage!r}
 shard = ShardFiles(images=folder + "/images.h5", adversaries=folder + "/adversaries.h5", subset=folder + "/subset.h5")
@@ -46,7 +47,9 @@ elif stage == "labelflip":
                     labelflip=settings, batch_size={batch}, device=torch.device("cpu"))
 else:
     settings = LocalisedSettings.from_params({{"segmentation": "rect", "ks": [3], "explainers": ["sal"], "extra": [], "seed": 0}})
-    localised_shard(shard, folder + "/segments.h5", folder + "/localised.h5", model=model, localised=settings,
+    refine_shard(shard, folder + "/segments.h5", folder + "/refined.h5", model=model, refine_settings=RefineSettings("rect", (3,)),
+                 batch_size={batch}, device=torch.device("cpu"))
+    localised_shard(shard, folder + "/segments.h5", folder + "/refined.h5", folder + "/localised.h5", model=model, localised=settings,
                     batch_size={batch}, device=torch.device("cpu"))
 print(json.dumps({{"seconds": time.perf_counter() - start, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
