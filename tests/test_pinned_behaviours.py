@@ -17,7 +17,7 @@ from advxai.attacks.pgd import TARGET_STAGE, draw_targets
 from advxai.evaluation.baselines import MAGNITUDE, MAGNITUDE_MEAN, magnitude, magnitude_scores
 from advxai.evaluation.flips import ClassChange
 from advxai.evaluation.localised import NOT_KEPT, localised_experiment
-from advxai.evaluation.selection import pad_scores, selection_width, top_k
+from advxai.evaluation.selection import hybrid, pad_scores, selection_width, top_k
 from advxai.evaluation.subsets import LABELFLIP_STAGE, LOCALISED_STAGE, draw_subset, evaluation_subsets, subset_size
 from advxai.explainers.gradients import draw_noise
 from advxai.explainers.lime import _draw_samples
@@ -138,6 +138,11 @@ def test_localised_histogram_counts_items_with_fewer_segments(tmp_path):
 def test_a_flip_test_refuses_decisions_of_other_items():
     with pytest.raises(ValueError, match=r"decisions of shape \(3,\) do not belong to the test's 2 items"):
         ClassChange(np.array([0, 1])).flipped(np.array([0, 1, 1]))
+
+
+def test_hybrid_refuses_masks_that_fit_no_input_shape():
+    with pytest.raises(ValueError, match=r"masks \(1, 2, 2\) fit neither .* got \(1, 1, 1, 2, 2\)"):
+        hybrid(torch.zeros(1, 1, 1, 2, 2), torch.ones(1, 1, 1, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long), torch.ones(1, 1, dtype=torch.bool))
 
 
 # ------------------------------------------------------------------ the stage names behind the per-item seeds
