@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from advxai.attacks.pgd import TARGET_STAGE, draw_targets
-from advxai.evaluation.baselines import MAGNITUDE, MAGNITUDE_MEAN, magnitude, magnitude_scores
+from advxai.evaluation.baselines import MAGNITUDE, MAGNITUDE_MEAN, magnitude, magnitude_scores, segment_reduce
 from advxai.evaluation.flips import ClassChange
 from advxai.evaluation.localised import NOT_KEPT, localised_experiment
 from advxai.evaluation.selection import hybrid, pad_scores, selection_width, top_k
@@ -44,6 +44,10 @@ def test_nan_and_absent_rank_last_and_k_zero_selects_nothing():
     assert not top_k(scores, 0).any()
     with pytest.raises(ValueError, match="outside 0..4"):
         top_k(scores, 5)
+    with pytest.raises(ValueError, match="outside 0..4"):
+        top_k(scores, np.array([-1]))
+    with pytest.raises(ValueError, match=r"unknown reduction 'max' \(sum, mean\)"):
+        segment_reduce(np.ones((1, 2)), np.zeros((1, 2), int), 1, "max")
 
 
 # ------------------------------------------------------------------ the localised experiment: whose truth a count is compared with
