@@ -112,6 +112,7 @@ def test_pad_scores_widens_with_absent_in_float64_and_leaves_wide_scores_alone()
     assert same.dtype == np.float64 and same.tolist() == [[1, 2, 3]]
     assert pad_scores(np.array([[1.5, 2.5, 3.5]]), 2).tolist() == [[1.5, 2.5, 3.5]]  # never narrowed
     assert selection_width(np.array([], dtype=int), np.array([3])) == 3  # an empty slice still selects up to k
+    assert selection_width(np.array([2, 5]), np.array([], dtype=int)) == 5  # no k setting: the widest item
 
 
 def _labelflip_file(path, flips: list[list[bool]], fewer: list[list[bool]], n_segments: list[int]) -> str:
