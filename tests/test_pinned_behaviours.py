@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from advxai.attacks.pgd import TARGET_STAGE, draw_targets
-from advxai.evaluation.baselines import MAGNITUDE, MAGNITUDE_MEAN, magnitude, magnitude_scores
+from advxai.evaluation.baselines import MAGNITUDE, MAGNITUDE_MEAN, magnitude, magnitude_scores, segment_reduce
 from advxai.evaluation.flips import ClassChange
 from advxai.evaluation.localised import NOT_KEPT, localised_experiment
-from advxai.evaluation.selection import selection_width, top_k
-from advxai.evaluation.subsets import LABELFLIP_STAGE, LOCALISED_STAGE, evaluation_subsets
+from advxai.evaluation.selection import hybrid, pad_scores, selection_width, top_k
+from advxai.evaluation.subsets import LABELFLIP_STAGE, LOCALISED_STAGE, draw_subset, evaluation_subsets, subset_size
 from advxai.explainers.gradients import draw_noise
 from advxai.explainers.lime import _draw_samples
 from advxai.report import tables
@@ -44,6 +44,10 @@ def test_nan_and_absent_rank_last_and_k_zero_selects_nothing():
     assert not top_k(scores, 0).any()
     with pytest.raises(ValueError, match="outside 0..4"):
         top_k(scores, 5)
+    with pytest.raises(ValueError, match="outside 0..4"):
+        top_k(scores, np.array([-1]))
+    with pytest.raises(ValueError, match=r"unknown reduction 'max' \(sum, mean\)"):
+        segment_reduce(np.ones((1, 2)), np.zeros((1, 2), int), 1, "max")
 
 
 # ------------------------------------------------------------------ the localised experiment: whose truth a count is compared with
@@ -101,6 +105,16 @@ def test_selection_width_keeps_items_with_fewer_segments_than_k():
     np.testing.assert_array_equal(top_k(scores, 3)[0], [True, True, True])  # the hybrid is the full adversary
 
 
+def test_pad_scores_widens_with_absent_in_float64_and_leaves_wide_scores_alone():
+    padded = pad_scores(np.array([[1, 2], [3, 4]]), 4)
+    assert padded.dtype == np.float64 and padded.tolist() == [[1, 2, ABSENT, ABSENT], [3, 4, ABSENT, ABSENT]]
+    same = pad_scores(np.array([[1, 2, 3]]), 3)
+    assert same.dtype == np.float64 and same.tolist() == [[1, 2, 3]]
+    assert pad_scores(np.array([[1.5, 2.5, 3.5]]), 2).tolist() == [[1.5, 2.5, 3.5]]  # never narrowed
+    assert selection_width(np.array([], dtype=int), np.array([3])) == 3  # an empty slice still selects up to k
+    assert selection_width(np.array([2, 5]), np.array([], dtype=int)) == 5  # no k setting: the widest item
+
+
 def _labelflip_file(path, flips: list[list[bool]], fewer: list[list[bool]], n_segments: list[int]) -> str:
     write_h5(path, {"ids": np.array([f"i{j}" for j in range(len(flips))], dtype=str), "n_segments": np.array(n_segments),
                     "k": np.array([3]), "fraction": np.array([np.nan]), "per_item_k": np.full((len(flips), 1), 3),
@@ -124,6 +138,16 @@ def test_localised_histogram_counts_items_with_fewer_segments(tmp_path):
              stage="localised", params={})
     table = tables.localised_table({("m", "slic"): [str(tmp_path / "lo.h5")]})
     assert table["count"].tolist() == [1, 1, 0, 1] and table.fraction.tolist() == pytest.approx([1 / 3, 1 / 3, 0, 1 / 3])
+
+
+def test_a_flip_test_refuses_decisions_of_other_items():
+    with pytest.raises(ValueError, match=r"decisions of shape \(3,\) do not belong to the test's 2 items"):
+        ClassChange(np.array([0, 1])).flipped(np.array([0, 1, 1]))
+
+
+def test_hybrid_refuses_masks_that_fit_no_input_shape():
+    with pytest.raises(ValueError, match=r"masks \(1, 2, 2\) fit neither .* got \(1, 1, 1, 2, 2\)"):
+        hybrid(torch.zeros(1, 1, 1, 2, 2), torch.ones(1, 1, 1, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long), torch.ones(1, 1, dtype=torch.bool))
 
 
 # ------------------------------------------------------------------ the stage names behind the per-item seeds
@@ -162,6 +186,16 @@ def test_evaluation_subsets_are_pinned():
     assert subsets.labelflip == ["img2", "img5", "img7", "img11"]
     assert subsets.localised == ["img10", "img13", "img17"]
     assert (subsets.n_items, subsets.n_adversaries) == (20, 15)
+
+
+def test_subset_sizes_and_draws_known_answers():
+    """10 % of 50 000 is 5 000; a fraction that rounds to nothing still draws one item; a draw of
+    more than there are takes them all, in candidate order; no candidate, no draw."""
+    assert (subset_size(0.1, 50_000), subset_size(0.01, 10), subset_size(0.25, 10), subset_size(1.0, 4)) == (5000, 1, 2, 4)
+    assert draw_subset(["a", "b", "c"], 5, 0, LABELFLIP_STAGE, "m") == ["a", "b", "c"]
+    assert draw_subset([], 3, 0, LABELFLIP_STAGE, "m") == []
+    drawn = draw_subset([f"x{i}" for i in range(50)], 10, 0, LABELFLIP_STAGE, "m")
+    assert len(set(drawn)) == 10 and drawn == sorted(drawn, key=lambda name: int(name[1:]))  # without replacement, in order
 
 
 # ------------------------------------------------------------------ atomic writes
