@@ -125,7 +125,7 @@ def snakemake_command(workdir: Path, *args: str, overlay: str | None = None) -> 
 
 
 def snakemake(workdir: Path, *args: str, overlay: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(snakemake_command(workdir, "--cores", "2", *args, overlay=overlay), capture_output=True, text=True, timeout=1500)
+    result = subprocess.run(snakemake_command(workdir, "--cores", "2", *args, overlay=overlay), capture_output=True, text=True, timeout=2400)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result
