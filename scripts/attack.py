@@ -4,7 +4,7 @@ from advxai.stages.image import attack_shard
 from advxai.stages.settings import ModelSpec, PgdSettings
 
 with runtime.job(snakemake.log[0], snakemake.threads):
-    model = ModelSpec.from_params(snakemake.params.model)
+    model = ModelSpec.from_params(snakemake.params.model).reading(snakemake.input.weights)
     attack_shard(
         snakemake.input.images,
         snakemake.input.clean,

@@ -4,7 +4,7 @@ from advxai.stages.image import clean_predictions
 from advxai.stages.settings import ModelSpec
 
 with runtime.job(snakemake.log[0], snakemake.threads):
-    model = ModelSpec.from_params(snakemake.params.model)
+    model = ModelSpec.from_params(snakemake.params.model).reading(snakemake.input.weights)
     clean_predictions(
         snakemake.input.images,
         snakemake.output[0],

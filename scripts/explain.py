@@ -4,7 +4,7 @@ from advxai.stages.image import ShardFiles, explain_shard
 from advxai.stages.settings import ExplainFamilySettings, ModelSpec
 
 with runtime.job(snakemake.log[0], snakemake.threads):
-    model = ModelSpec.from_params(snakemake.params.model)
+    model = ModelSpec.from_params(snakemake.params.model).reading(snakemake.input.weights)
     explain = ExplainFamilySettings.from_params(snakemake.params.explain)
     explain_shard(
         ShardFiles(images=snakemake.input.images, adversaries=snakemake.input.adversaries, subset=snakemake.input.subset),

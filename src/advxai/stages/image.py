@@ -50,7 +50,14 @@ class ShardFiles:
 
 def model_from_spec(spec: ModelSpec, device: torch.device) -> ModelBundle:
     """The model on ``device``, in the spec's arithmetic (its CUDA flags: :func:`advxai.runtime.use_device`)."""
-    return load_model(spec.architecture, weights=spec.weights, device=str(device), arithmetic=spec.arithmetic)
+    return load_model(spec.architecture, weights=spec.weights, device=str(device), arithmetic=spec.arithmetic,
+                      weights_file=spec.weights_file)
+
+
+def model_attrs(bundle: ModelBundle, device: torch.device, **attrs: Any) -> dict[str, Any]:
+    """Provenance attributes of a model stage's output: ``attrs``, the weights (source, file,
+    sha256) and the device the job ran on (which GPU, on a machine with several)."""
+    return {**attrs, "weights": dict(bundle.weights), "device": str(device)}
 
 
 @dataclass
@@ -187,7 +194,7 @@ def clean_predictions(images_path: str, output: str, *, model: ModelSpec, batch_
         {"ids": images["ids"], "labels": images["labels"], "top1": top5[:, 0], "top5": top5},
         stage="clean_predictions",
         params={"model": model.as_params()},
-        attrs={"batch_size": batch_size},
+        attrs=model_attrs(bundle, device, batch_size=batch_size),
     )
 
 
@@ -225,7 +232,7 @@ def attack_shard(images_path: str, clean_path: str, output: str, *, model: Model
         stage="attack",
         params=params,
         seeds={"seed": pgd.seed, "stage": "pgd-target"},
-        attrs={"batch_size": batch_size},
+        attrs=model_attrs(bundle, device, batch_size=batch_size),
     )
     checkpoint.remove()
 
@@ -289,7 +296,7 @@ def explain_shard(
     arrays = checkpoint.run(len(ids), pass_rows, run) if len(ids) else {}
     write_h5(output, {"ids": np.array(ids, dtype=str), "targets": subset.adversarial_prediction, **arrays}, stage="explain", params=params,
              seeds={"seed": explain.seed, "stages": ["noise", "lime"]},
-             attrs={"batch_size": pass_rows, **({"lime_batch_size": lime_rows} if lime_rows else {})})
+             attrs=model_attrs(bundle, device, batch_size=pass_rows, **({"lime_batch_size": lime_rows} if lime_rows else {})))
     checkpoint.remove()
 
 
@@ -358,7 +365,7 @@ def labelflip_shard(
          "fewer_segments": fewer_segments, **arrays},
         stage="labelflip",
         params=params,
-        attrs={"batch_size": batch_size},
+        attrs=model_attrs(bundle, device, batch_size=batch_size),
     )
     checkpoint.remove()
 
@@ -403,5 +410,5 @@ def localised_shard(
 
     arrays = checkpoint.run(len(ids), gradient_batch, run) if len(ids) else {}
     write_h5(output, {"ids": np.array(ids, dtype=str), "ks": np.array(localised.ks), **arrays}, stage="localised", params=params,
-             attrs={"batch_size": gradient_batch, "forward_batch_size": forward_batch, "lime_batch_size": lime_rows})
+             attrs=model_attrs(bundle, device, batch_size=gradient_batch, forward_batch_size=forward_batch, lime_batch_size=lime_rows))
     checkpoint.remove()
