@@ -13,5 +13,5 @@ with runtime.job(snakemake.log[0], snakemake.threads):
         model=model,
         explain=explain,
         batch_size=snakemake.params.batch_size,
-        device=runtime.use_device(snakemake.params.device, model.arithmetic),
+        device=runtime.use_device(snakemake.params.device, model.arithmetic, model.gpu_footprint_gib(snakemake.params.batch_size)),
     )

@@ -70,6 +70,12 @@ class ModelSpec(StageSettings):
     def as_params(self) -> dict[str, Any]:
         return {key: value for key, value in super().as_params().items() if key != "weights_file"}
 
+    def gpu_footprint_gib(self, batch_size: int | str) -> float:
+        """GPU memory of a job of this model with ``batch_size`` (the share of a GPU it takes)."""
+        from ..gpu_resources import image_footprint_gib
+
+        return image_footprint_gib(batch_size, self.crop)
+
     def reading(self, weights_file: Any) -> "ModelSpec":
         """The spec with the weights file of the job's input (empty where the model has none)."""
         return replace(self, weights_file=str(weights_file) if weights_file else None)
