@@ -4,64 +4,25 @@ the network (tests/offline/sitecustomize.py), and recorded in every model output
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import os
 import subprocess
 import sys
-import threading
-from pathlib import Path
 
 import pytest
 import torch
 from conftest import ROOT, snakemake
+from served_weights import (
+    OFFLINE,
+    WeightsServer,
+    random_resnet18,
+    save_hashed,
+    served_overlay,
+)
 
 from advxai import weights
 from advxai.models import load_model
 from advxai.store import read_provenance
-
-OFFLINE = Path(__file__).resolve().parent / "offline"
-
-
-class WeightsServer:
-    """Files of `folder` over HTTP on 127.0.0.1; `requests` lists the paths asked for."""
-
-    def __init__(self, folder: Path):
-        self.folder, self.requests = folder, []
-        served = self
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def __init__(self, *args, **kwargs):
-                super().__init__(*args, directory=str(folder), **kwargs)
-
-            def do_GET(self):
-                served.requests.append(self.path)
-                super().do_GET()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/{name}"
-
-
-def save_hashed(state: dict, folder: Path, stem: str) -> Path:
-    """`state` saved as <stem>-<its sha256 prefix>.pth: a name that carries its real hash, as torchvision's do."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"{stem}.tmp"
-    torch.save(state, tmp)
-    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-    return tmp.rename(folder / f"{stem}-{digest[:8]}.pth")
-
-
-@functools.cache
-def random_resnet18() -> dict:
-    """The random weights that the test preset's tiny model (resnet18, weights null) builds itself."""
-    return load_model("resnet18", weights=None).module.state_dict()
 
 
 @pytest.fixture(scope="module")
@@ -160,16 +121,8 @@ def test_the_offline_guard_refuses_a_job_s_connection(tmp_path, served):
         script = scripts / f"tmpabc123.{rule}.py"
         script.write_text(f"import urllib.request\nurllib.request.urlopen({server.url(file.name)!r}).read()\n")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(OFFLINE), os.environ.get("PYTHONPATH", "")])}
-        result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=60)
+        result = subprocess.run([sys.executable, str(script)], check=False, capture_output=True, text=True, env=env, timeout=60)
         assert (result.returncode != 0 and "network access in workflow job" in result.stderr) == refused, result.stderr
-
-
-def served_overlay(folder: Path, server: WeightsServer, file: Path, image_only: bool = False) -> Path:
-    """presets/test.yaml's tiny model with 'IMAGENET1K_V1' weights served from `server` (the random weights it has)."""
-    overlay = folder / "served-weights.yaml"
-    overlay.write_text(f"image:\n  models:\n    tiny:\n      weights: IMAGENET1K_V1\n      weights_url: {server.url(file.name)}\n"
-                       + ("audio:\n  enabled: false\n" if image_only else ""))
-    return overlay
 
 
 @pytest.mark.workflow

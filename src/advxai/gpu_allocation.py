@@ -21,9 +21,9 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
 
 from .gpu_resources import GPU_SHARE, share_of_gpu
 from .store import atomic_path

@@ -19,8 +19,9 @@ import hashlib
 import os
 import re
 import shutil
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 from urllib.parse import urlparse
 
 from .constants import BUNDLED_MODELS
