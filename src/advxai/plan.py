@@ -6,7 +6,8 @@ detector seed by default, optionally with cheaper settings) and leaves one ``log
 file per job. A planned job is priced from the pilot jobs of its rule (and model, for the image
 rules): ``start-up + (pilot seconds - start-up) x work / pilot work``, where ``work``
 (:mod:`advxai.plan_work`) is what the job's time grows with (images x PGD steps, LIME samples,
-...) and the start-up is the pilot's quickest job. Memory is the pilot's largest RSS of the rule.
+...) and the start-up is the pilot's quickest job among those that load a model, or among the
+others. Wall and CPU seconds are priced alike. Memory is the pilot's largest RSS of the rule.
 The planned jobs and their groups come from a dry run with the SLURM profile
 (:mod:`advxai.submissions`).
 
@@ -56,6 +57,7 @@ class Measured:
     wildcards: dict[str, str]
     seconds: float
     max_rss_mb: float
+    cpu_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class Priced:
     job: PlannedJob
     seconds: float
     max_rss_mb: float
+    cpu_seconds: float = 0.0
 
 
 def load_config(files: Sequence[str | Path], schema: Path) -> dict[str, Any]:
@@ -107,37 +110,53 @@ def read_benchmarks(workdir: Path, patterns: Mapping[str, re.Pattern]) -> list[M
             continue
         header, values = rows[0], rows[-1]
         record = dict(zip(header, values))
-        for rule, pattern in patterns.items():
-            if match := pattern.match(relative):
-                rss = record.get("max_rss", "-")
-                measured.append(Measured(rule, match.groupdict(), float(record["s"]), float(rss) if rss not in ("-", "NA") else 0.0))
-                break
+        matches = [(rule, match) for rule, pattern in patterns.items() if (match := pattern.match(relative))]
+        if not matches:
+            continue
+        # the most specific pattern wins, as in Snakemake: seed{seed}_eval.tsv over seed{seed}.tsv
+        rule, match = min(matches, key=lambda found: sum(len(value) for value in found[1].groupdict().values()))
+        measured.append(Measured(rule, match.groupdict(), float(record["s"]), _number(record.get("max_rss")), _number(record.get("cpu_time"))))
     return measured
 
 
-def startup_seconds(measured: Sequence[Measured]) -> float:
-    """A job's fixed cost (interpreter, imports, model): the quickest pilot job's time."""
-    return min((m.seconds for m in measured), default=0.0)
+def _number(value: str | None) -> float:
+    return float(value) if value not in (None, "-", "NA", "") else 0.0
 
 
-def price_jobs(planned: Iterable[PlannedJob], measured: Sequence[Measured], plan: Mapping, pilot: Mapping) -> list[Priced]:
-    """Seconds and memory of each planned job that has a benchmark, from the pilot jobs of its rule
-    (and model); a rule without pilot jobs is an error naming it."""
+def startup_seconds(measured: Sequence[Measured], model_rules: set[str], model_job: bool, cpu: bool = False) -> float:
+    """A job's fixed cost (interpreter, imports, model): the quickest pilot job's time among the jobs
+    that load a model, or among the others (they import no torch)."""
+    times = [m.cpu_seconds if cpu else m.seconds for m in measured if (m.rule in model_rules) == model_job]
+    return min(times, default=0.0)
+
+
+def _scaled(samples: Sequence[Measured], startup: float, cpu: bool, work: float, pilot: Mapping) -> float:
+    """Start-up plus the pilot jobs' mean time per unit of work times ``work``."""
+    per_work = sum(max(0.0, (m.cpu_seconds if cpu else m.seconds) - startup) / job_work(m.rule, m.wildcards, pilot)
+                   for m in samples) / len(samples)
+    return startup + per_work * work
+
+
+def price_jobs(
+    planned: Iterable[PlannedJob], measured: Sequence[Measured], plan: Mapping, pilot: Mapping, model_rules: set[str] = frozenset(),
+) -> list[Priced]:
+    """Wall and CPU seconds and memory of each planned job that has a benchmark, from the pilot
+    jobs of its rule (and model). ``model_rules``: the rules whose jobs load a model (their
+    start-up is priced apart)."""
     by_key: dict[tuple[str, str | None], list[Measured]] = defaultdict(list)
     for m in measured:
         by_key[(m.rule, m.wildcards.get("model"))].append(m)
         if "model" in m.wildcards:  # a model the pilot did not run is priced from the others
             by_key[(m.rule, "*")].append(m)
-    startup = startup_seconds(measured)
     priced = []
     for job in planned:
         samples = by_key.get((job.rule, job.wildcards.get("model"))) or by_key.get((job.rule, "*"))
         if not samples:
             continue
-        # per unit of work in the pilot, averaged over its jobs; then this job's work
-        per_work = sum(max(0.0, m.seconds - startup) / job_work(m.rule, m.wildcards, pilot) for m in samples) / len(samples)
-        seconds = startup + per_work * job_work(job.rule, job.wildcards, plan)
-        priced.append(Priced(job, seconds, max(m.max_rss_mb for m in samples)))
+        work, model_job = job_work(job.rule, job.wildcards, plan), job.rule in model_rules
+        seconds, cpu_seconds = (_scaled(samples, startup_seconds(measured, model_rules, model_job, cpu), cpu, work, pilot)
+                                for cpu in (False, True))
+        priced.append(Priced(job, seconds, max(m.max_rss_mb for m in samples), cpu_seconds))
     return priced
 
 
@@ -201,10 +220,11 @@ def summarise(priced: Sequence[Priced], profile: Mapping[str, Any], gpus: int) -
             cpu_hours += p.seconds / 3600 * threads.get(p.job.rule, 1)
     wall = max(gpu_hours / max(gpus, 1), max(submissions.values(), default=0.0))
     return {"stages": {rule: vars(s) for rule, s in sorted(stages.items())}, "gpu_hours": gpu_hours,
-            "cpu_hours": cpu_hours, "gpus": gpus, "wall_hours": wall, "job_hours": sum(s.hours for s in stages.values())}
+            "cpu_hours": cpu_hours, "gpus": gpus, "wall_hours": wall, "job_hours": sum(s.hours for s in stages.values()),
+            "job_cpu_hours": sum(p.cpu_seconds for p in priced) / 3600}
 
 
-def render(summary: Mapping[str, Any], counted: Any, margin: float, startup: float) -> str:
+def render(summary: Mapping[str, Any], counted: Any, margin: float) -> str:
     """The summary as Markdown."""
     lines = ["| stage (rule) | jobs | hours | longest job (min) | holds a GPU |", "|---|---|---|---|---|"]
     for rule, stage in summary["stages"].items():
@@ -213,9 +233,10 @@ def render(summary: Mapping[str, Any], counted: Any, margin: float, startup: flo
     lines += [
         "",
         f"jobs: {counted.jobs} (one sbatch each without groups); submissions with the profile's groups: {counted.grouped} ({groups})",
-        f"job hours: {summary['job_hours']:.1f}; GPU-hours: {summary['gpu_hours']:.1f}; CPU-hours: {summary['cpu_hours']:.1f}",
+        f"job hours: {summary['job_hours']:.2f} (CPU time of the jobs: {summary['job_cpu_hours']:.2f} h); "
+        f"GPU-hours: {summary['gpu_hours']:.2f}; CPU-hours: {summary['cpu_hours']:.2f}",
         f"wall time on {summary['gpus']} GPU(s): at least {summary['wall_hours']:.1f} h (no queue waits)",
-        f"priced as start-up {startup:.1f} s + pilot cost per unit of work x the job's work; profile limits x {margin}",
+        f"priced as start-up + the pilot's cost per unit of work x the job's work; profile limits x {margin}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -293,17 +314,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="advxai-plan-") as workdir:
         text = plan_dry_run(snakefile, Path(workdir), [Path(f).resolve() for f in args.configfile], args.profile.resolve(), plan)
     planned = planned_jobs(text)
-    priced = price_jobs(planned, measured, plan, pilot)
+    base = yaml.safe_load((args.profile / "config.yaml").read_text())
+    priced = price_jobs(planned, measured, plan, pilot, gpu_rules(base))
     if missing := missing_rules(planned, priced, patterns):
         raise RuntimeError(f"the pilot in {args.pilot_dir} has no benchmark of rules {sorted(missing)}: run it with --run-pilot")
-    base = yaml.safe_load((args.profile / "config.yaml").read_text())
     counted = count_submissions(text, frozenset({"all"}) | local_rules(root / "workflow" / "rules"))
     summary = summarise(priced, base, args.gpus)
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "config.yaml").write_text(
         f"# {args.profile}, runtimes and memory planned by `python -m advxai.plan` (x {args.margin}).\n"
         + yaml.safe_dump(planned_profile(base, priced, args.margin), sort_keys=False))
-    markdown = render(summary, counted, args.margin, startup_seconds(measured))
+    markdown = render(summary, counted, args.margin)
     (args.output / "plan.md").write_text(markdown)
     summary.update(jobs=counted.jobs, submissions=counted.grouped, groups=counted.groups)
     (args.output / "plan.json").write_text(json.dumps(summary, indent=1))

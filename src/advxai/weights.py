@@ -25,7 +25,6 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .constants import BUNDLED_MODELS
-from .store import atomic_path, file_digest
 
 WEIGHTS_FOLDER = "resources/weights"
 """Where the workflow keeps the weight files, relative to the working directory."""
@@ -123,6 +122,8 @@ def expected_hash_prefix(name: str) -> str:
 def verify_weights(path: str | os.PathLike, name: str | None = None) -> str:
     """The file's sha256 (hex), after checking that it starts with the prefix that ``name``
     (default: the file's own name) carries. A missing, truncated or corrupt file is one error naming it."""
+    from .store import file_digest  # h5py: not while Snakemake parses the workflow
+
     path = Path(path)
     prefix = expected_hash_prefix(name or path.name)
     if not path.is_file():
@@ -149,6 +150,8 @@ def fetch_weights(url: str, output: str | os.PathLike, log: Any = None) -> str:
     otherwise it is downloaded (``torch.hub.download_url_to_file``). The file appears only
     verified: a bad download is removed, and the error names the URL.
     """
+    from .store import atomic_path
+
     output = Path(output)
     say = log.info if log is not None else (lambda *args: None)
     if output.exists():
