@@ -19,10 +19,13 @@ RULES = ROOT / "workflow" / "rules"
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 TEST_CONFIG = [ROOT / "config.yaml", ROOT / "presets" / "test.yaml"]
 
-TOLERANCE = 0.35
-"""How far the predicted total job time of the test preset may be from the measured one. Jobs of
-the test preset last 5-40 s, mostly start-up; the same job varied by up to 30 % between runs on
-the shared 2-core test machine, and the pilot prices a rule from one or two of its jobs."""
+TOLERANCE = 0.3
+"""How far the predicted total CPU time of the test preset's jobs may be from the measured one.
+One job's CPU time varied by up to 70 % between runs of the same work on the shared 2-core test
+machine (audio_attack: 3.6 s and 6.2 s); the total of 28 jobs averages that out, and the plan
+was 1.5 % off (0.0319 h predicted, 0.0324 h measured). Wall time is not checked: on the shared
+machine it measured the neighbours (load average 25-30 on 2 cores: the same pilot gave 0.41 h
+against 0.74 h for the whole run, which ran while the load rose)."""
 
 DRY_RUN = """\
 [Mon Jan  1 00:00:00 2026] Group job attack_chain (jobs in lexicogr. order):
@@ -106,15 +109,15 @@ def test_a_job_is_priced_as_start_up_plus_work_times_the_pilot_s_cost_per_unit()
 @pytest.mark.slow
 def test_a_pilot_on_part_of_the_test_preset_predicts_the_whole_preset_s_job_time(run, tmp_path, monkeypatch):
     """Pilot: one shard of 2 images (the preset: 4) and one of the two detector seeds. Prediction:
-    the total job seconds of the whole preset, against the session run's benchmarks."""
+    the total CPU time of the whole preset's jobs, against the session run's benchmarks."""
     part = tmp_path / "part.yaml"
     part.write_text("image:\n  shard_size: 2\n  max_images: 2\n")
     monkeypatch.chdir(ROOT)
     summary = plan.main(["--configfile", *map(str, TEST_CONFIG), "--pilot-dir", str(tmp_path / "pilot"), "--run-pilot",
                          "--pilot-overlay", str(part), "--pilot-cores", "2", "--output", str(tmp_path / "plan")])
     measured = plan.read_benchmarks(run, plan.benchmark_patterns(RULES))
-    actual = sum(m.seconds for m in measured) / 3600
-    assert summary["job_hours"] == pytest.approx(actual, rel=TOLERANCE), (summary, actual)
+    actual = sum(m.cpu_seconds for m in measured) / 3600
+    assert summary["job_cpu_hours"] == pytest.approx(actual, rel=TOLERANCE), (summary, actual)
     assert sum(s["jobs"] for s in summary["stages"].values()) == len(measured)
     written = yaml.safe_load((tmp_path / "plan" / "config.yaml").read_text())
     assert written["executor"] == "slurm" and written["set-resources"]["attack"]["gpu"] == 1

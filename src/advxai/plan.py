@@ -130,6 +130,16 @@ def startup_seconds(measured: Sequence[Measured], model_rules: set[str], model_j
     return min(times, default=0.0)
 
 
+REPEATING_WILDCARDS = ("shard", "seed")
+"""Wildcards whose jobs repeat the same work on other data; the others (model, explanation family,
+segmentation, split) make jobs of another kind, priced from the pilot jobs of their own kind."""
+
+
+def _kind(rule: str, wildcards: Mapping[str, str], any_model: bool = False) -> tuple:
+    kind = {key: value for key, value in wildcards.items() if key not in REPEATING_WILDCARDS and not (any_model and key == "model")}
+    return (rule, any_model, tuple(sorted(kind.items())))
+
+
 def _scaled(samples: Sequence[Measured], startup: float, cpu: bool, work: float, pilot: Mapping) -> float:
     """Start-up plus the pilot jobs' mean time per unit of work times ``work``."""
     per_work = sum(max(0.0, (m.cpu_seconds if cpu else m.seconds) - startup) / job_work(m.rule, m.wildcards, pilot)
@@ -141,16 +151,16 @@ def price_jobs(
     planned: Iterable[PlannedJob], measured: Sequence[Measured], plan: Mapping, pilot: Mapping, model_rules: set[str] = frozenset(),
 ) -> list[Priced]:
     """Wall and CPU seconds and memory of each planned job that has a benchmark, from the pilot
-    jobs of its rule (and model). ``model_rules``: the rules whose jobs load a model (their
+    jobs of its kind (:func:`_kind`: rule, model, family...). ``model_rules``: the rules whose jobs load a model (their
     start-up is priced apart)."""
-    by_key: dict[tuple[str, str | None], list[Measured]] = defaultdict(list)
+    by_key: dict[tuple, list[Measured]] = defaultdict(list)
     for m in measured:
-        by_key[(m.rule, m.wildcards.get("model"))].append(m)
+        by_key[_kind(m.rule, m.wildcards)].append(m)
         if "model" in m.wildcards:  # a model the pilot did not run is priced from the others
-            by_key[(m.rule, "*")].append(m)
+            by_key[_kind(m.rule, m.wildcards, any_model=True)].append(m)
     priced = []
     for job in planned:
-        samples = by_key.get((job.rule, job.wildcards.get("model"))) or by_key.get((job.rule, "*"))
+        samples = by_key.get(_kind(job.rule, job.wildcards)) or by_key.get(_kind(job.rule, job.wildcards, any_model=True))
         if not samples:
             continue
         work, model_job = job_work(job.rule, job.wildcards, plan), job.rule in model_rules
