@@ -140,33 +140,49 @@ def _kind(rule: str, wildcards: Mapping[str, str], any_model: bool = False) -> t
     return (rule, any_model, tuple(sorted(kind.items())))
 
 
-def _scaled(samples: Sequence[Measured], startup: float, cpu: bool, work: float, pilot: Mapping) -> float:
-    """Start-up plus the pilot jobs' mean time per unit of work times ``work``."""
-    per_work = sum(max(0.0, (m.cpu_seconds if cpu else m.seconds) - startup) / job_work(m.rule, m.wildcards, pilot)
-                   for m in samples) / len(samples)
+def _scaled(samples: Sequence[tuple[Measured, float]], startup: float, cpu: bool, work: float) -> float:
+    """Start-up plus the pilot jobs' mean time per unit of work (samples: job, its work) times ``work``."""
+    per_work = sum(max(0.0, (m.cpu_seconds if cpu else m.seconds) - startup) / done for m, done in samples) / len(samples)
     return startup + per_work * work
+
+
+def pilot_subsets(pilot_dir: Path, pilot: Mapping) -> dict[str, tuple[float, float]]:
+    """Model → items per shard in the pilot's label-flip and localised subsets, as drawn."""
+    from .store import read_h5
+
+    image = pilot["image"]
+    shards = math.ceil(image["max_images"] / image["shard_size"]) if image["max_images"] else 1
+    drawn = {}
+    for path in sorted(Path(pilot_dir, "image").glob("*/subset.h5")):
+        ids = read_h5(path, ["labelflip_ids", "localised_ids"])
+        drawn[path.parent.name] = (len(ids["labelflip_ids"]) / shards, len(ids["localised_ids"]) / shards)
+    return drawn
 
 
 def price_jobs(
     planned: Iterable[PlannedJob], measured: Sequence[Measured], plan: Mapping, pilot: Mapping, model_rules: set[str] = frozenset(),
+    subsets: Mapping[str, tuple[float, float]] | None = None,
 ) -> list[Priced]:
     """Wall and CPU seconds and memory of each planned job that has a benchmark, from the pilot
     jobs of its kind (:func:`_kind`: rule, model, family...). ``model_rules``: the rules whose jobs load a model (their
-    start-up is priced apart)."""
-    by_key: dict[tuple, list[Measured]] = defaultdict(list)
+    start-up is priced apart); ``subsets``: the pilot's subsets as drawn (:func:`pilot_subsets`)."""
+    by_key: dict[tuple, list[tuple[Measured, float]]] = defaultdict(list)
     for m in measured:
-        by_key[_kind(m.rule, m.wildcards)].append(m)
+        done = job_work(m.rule, m.wildcards, pilot, subsets)
+        if done <= 0:  # e.g. a model without successful adversaries in the pilot: nothing to learn
+            continue
+        by_key[_kind(m.rule, m.wildcards)].append((m, done))
         if "model" in m.wildcards:  # a model the pilot did not run is priced from the others
-            by_key[_kind(m.rule, m.wildcards, any_model=True)].append(m)
+            by_key[_kind(m.rule, m.wildcards, any_model=True)].append((m, done))
     priced = []
     for job in planned:
         samples = by_key.get(_kind(job.rule, job.wildcards)) or by_key.get(_kind(job.rule, job.wildcards, any_model=True))
         if not samples:
             continue
         work, model_job = job_work(job.rule, job.wildcards, plan), job.rule in model_rules
-        seconds, cpu_seconds = (_scaled(samples, startup_seconds(measured, model_rules, model_job, cpu), cpu, work, pilot)
+        seconds, cpu_seconds = (_scaled(samples, startup_seconds(measured, model_rules, model_job, cpu), cpu, work)
                                 for cpu in (False, True))
-        priced.append(Priced(job, seconds, max(m.max_rss_mb for m in samples), cpu_seconds))
+        priced.append(Priced(job, seconds, max(m.max_rss_mb for m, _ in samples), cpu_seconds))
     return priced
 
 
@@ -325,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         text = plan_dry_run(snakefile, Path(workdir), [Path(f).resolve() for f in args.configfile], args.profile.resolve(), plan)
     planned = planned_jobs(text)
     base = yaml.safe_load((args.profile / "config.yaml").read_text())
-    priced = price_jobs(planned, measured, plan, pilot, gpu_rules(base))
+    priced = price_jobs(planned, measured, plan, pilot, gpu_rules(base), pilot_subsets(args.pilot_dir, pilot))
     if missing := missing_rules(planned, priced, patterns):
         raise RuntimeError(f"the pilot in {args.pilot_dir} has no benchmark of rules {sorted(missing)}: run it with --run-pilot")
     counted = count_submissions(text, frozenset({"all"}) | local_rules(root / "workflow" / "rules"))

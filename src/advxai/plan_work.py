@@ -22,6 +22,8 @@ its size is not read (the plan must not need the data), these numbers stand in."
 
 SPLITS = ("train", "valid", "test")
 
+Subsets = Mapping[str, tuple[float, float]]
+
 
 def _songs(config: Mapping[str, Any], split: str) -> float:
     """Audio seconds of a split."""
@@ -48,12 +50,14 @@ def _image_families(image: Mapping[str, Any]) -> list[str]:
     return families + (["lime"] if "lime" in requested else []) + (["extra"] if image["extra_explainers"] else [])
 
 
-def _image_work(rule: str, wildcards: Mapping[str, str], config: Mapping[str, Any]) -> float:
+def _image_work(rule: str, wildcards: Mapping[str, str], config: Mapping[str, Any], subsets: Subsets | None) -> float:
     image = config["image"]
     items = image["shard_size"]
     if image["max_images"] is not None:
         items = min(items, image["max_images"])
     evaluated, localised = items * image["subset"]["fraction"], items * image["subset"]["localised_fraction"]
+    if subsets is not None and wildcards.get("model") in subsets:  # a pilot's subsets as drawn, per shard
+        evaluated, localised = subsets[wildcards["model"]]
     explain = image["explain"]
     all_families = sum(_explain_passes(explain, f) for f in _image_families(image))
     seg = wildcards.get("seg", "rect")
@@ -91,8 +95,14 @@ def _audio_work(rule: str, wildcards: Mapping[str, str], config: Mapping[str, An
     return work[rule]() if rule in work else 1.0
 
 
-def job_work(rule: str, wildcards: Mapping[str, str], config: Mapping[str, Any]) -> float:
-    """Units of work of one job of ``rule`` under ``config`` (positive; 1 for a rule whose cost is fixed)."""
+def job_work(rule: str, wildcards: Mapping[str, str], config: Mapping[str, Any], subsets: Subsets | None = None) -> float:
+    """Units of work of one job of ``rule`` under ``config`` (1 for a rule whose cost is fixed).
+
+    The evaluation subsets hold ``fraction`` of a shard's images where every adversary succeeds
+    (as PGD does on the paper's trained models); ``subsets`` gives a pilot's subsets as drawn
+    (model → items per shard in the label-flip and localised subsets), so that a pilot model
+    whose adversaries failed (zero work) prices nothing and its jobs are priced from the others.
+    """
     if "model" in wildcards or rule == "image_shard":
-        return max(_image_work(rule, wildcards, config), 1e-9)
-    return max(_audio_work(rule, wildcards, config), 1e-9)
+        return _image_work(rule, wildcards, config, subsets)
+    return _audio_work(rule, wildcards, config)
