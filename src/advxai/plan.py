@@ -216,6 +216,7 @@ def planned_profile(base: Mapping[str, Any], priced: Sequence[Priced], margin: f
 class StageSummary:
     jobs: int = 0
     hours: float = 0.0
+    cpu_time_hours: float = 0.0  # the jobs' CPU time, steadier than wall time on a shared pilot machine
     longest_min: float = 0.0
     gpu: bool = False
 
@@ -238,6 +239,7 @@ def summarise(priced: Sequence[Priced], profile: Mapping[str, Any], gpus: int) -
         on_gpu = p.job.rule in gpu_set or p.job.group in gpu_groups
         stage = stages[p.job.rule]
         stage.jobs, stage.hours, stage.gpu = stage.jobs + 1, stage.hours + p.seconds / 3600, on_gpu
+        stage.cpu_time_hours += p.cpu_seconds / 3600
         stage.longest_min = max(stage.longest_min, p.seconds / 60)
         if on_gpu:
             gpu_hours += p.seconds / 3600
@@ -252,9 +254,10 @@ def summarise(priced: Sequence[Priced], profile: Mapping[str, Any], gpus: int) -
 
 def render(summary: Mapping[str, Any], counted: Any, margin: float) -> str:
     """The summary as Markdown."""
-    lines = ["| stage (rule) | jobs | hours | longest job (min) | holds a GPU |", "|---|---|---|---|---|"]
+    lines = ["| stage (rule) | jobs | hours | CPU time (h) | longest job (min) | holds a GPU |", "|---|---|---|---|---|---|"]
     for rule, stage in summary["stages"].items():
-        lines.append(f"| {rule} | {stage['jobs']} | {stage['hours']:.2f} | {stage['longest_min']:.1f} | {'yes' if stage['gpu'] else 'no'} |")
+        lines.append(f"| {rule} | {stage['jobs']} | {stage['hours']:.2f} | {stage['cpu_time_hours']:.2f} | {stage['longest_min']:.1f} | "
+                     f"{'yes' if stage['gpu'] else 'no'} |")
     groups = ", ".join(f"{name} {count}" for name, count in sorted(counted.groups.items()))
     lines += [
         "",
