@@ -13,64 +13,26 @@ temporary folder so that nothing in the working tree counts as done).
 from __future__ import annotations
 
 import argparse
-import re
-import subprocess
-import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
+from advxai import submissions
+from advxai.submissions import Submissions
+
 ROOT = Path(__file__).resolve().parents[1]
-GROUP_HEADER = re.compile(r"^(\[[^\]]*\] )?Group job (\S+) ")
-TOP_LEVEL_JOB = re.compile(r"^(\[[^\]]*\] )?(local)?rule (\S+):$")
-INNER_JOB = re.compile(r"^\s+(local)?rule (\S+):$")
-
-
-@dataclass
-class Submissions:
-    jobs: int  # rule jobs that a profile without groups submits one by one
-    grouped: int  # submissions with the profile's groups
-    groups: dict[str, int]  # group name -> group jobs
 
 
 def local_rules(rules_folder: Path = ROOT / "workflow" / "rules") -> frozenset[str]:
-    """The rules that the workflow's `localrules:` directives name (a dry run prints them as `rule`)."""
-    names: set[str] = set()
-    for path in rules_folder.glob("*.smk"):
-        for line in path.read_text().splitlines():
-            if line.startswith("localrules:"):
-                names.update(name.strip() for name in line.removeprefix("localrules:").split(","))
-    return frozenset(names)
+    return submissions.local_rules(rules_folder)
 
 
-def count_submissions(dry_run_output: str, no_code: frozenset[str] = frozenset({"all"}) | local_rules()) -> Submissions:
-    """Count from the output of `snakemake -n` (not --quiet): group headers and jobs.
-
-    Local rules (run on the submitting host) and the rules in `no_code` (targets without
-    shell/script, which Snakemake finishes itself) never reach sbatch.
-    """
-    jobs = grouped = 0
-    groups: dict[str, int] = {}
-    for line in dry_run_output.splitlines():
-        if header := GROUP_HEADER.match(line):
-            groups[header.group(2)] = groups.get(header.group(2), 0) + 1
-            grouped += 1
-        elif top := TOP_LEVEL_JOB.match(line):
-            if not top.group(2) and top.group(3) not in no_code:
-                jobs += 1
-                grouped += 1
-        elif (inner := INNER_JOB.match(line)) and not inner.group(1) and inner.group(2) not in no_code:
-            jobs += 1
-    return Submissions(jobs=jobs, grouped=grouped, groups=groups)
+def count_submissions(dry_run_output: str, no_code: frozenset[str] | None = None) -> Submissions:
+    """:func:`advxai.submissions.count_submissions`; the local rules and `all` reach no sbatch."""
+    return submissions.count_submissions(dry_run_output, frozenset({"all"}) | local_rules() if no_code is None else no_code)
 
 
 def dry_run(*args: str, profile: Path = ROOT / "profiles" / "slurm", timeout: float = 1800) -> str:
-    """The dry run's output with `profile` as the workflow profile."""
-    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--workflow-profile", str(profile), "-n", *args]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-    if result.returncode != 0:
-        raise RuntimeError(f"snakemake -n failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result.stdout + result.stderr
+    return submissions.dry_run(ROOT / "Snakefile", *args, profile=profile, timeout=timeout)
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ from advxai.stages.image import ShardFiles, explain_shard
 from advxai.stages.settings import ExplainFamilySettings, ModelSpec
 
 with runtime.job(snakemake.log[0], snakemake.threads):
-    model = ModelSpec.from_params(snakemake.params.model)
+    model = ModelSpec.from_params(snakemake.params.model).reading(snakemake.input.weights)
     explain = ExplainFamilySettings.from_params(snakemake.params.explain)
     explain_shard(
         ShardFiles(images=snakemake.input.images, adversaries=snakemake.input.adversaries, subset=snakemake.input.subset),
@@ -13,5 +13,5 @@ with runtime.job(snakemake.log[0], snakemake.threads):
         model=model,
         explain=explain,
         batch_size=snakemake.params.batch_size,
-        device=runtime.use_device(snakemake.params.device, model.arithmetic),
+        device=runtime.use_device(snakemake.params.device, model.arithmetic, model.gpu_footprint_gib(snakemake.params.batch_size)),
     )

@@ -4,7 +4,7 @@ from advxai.stages.image import ShardFiles, localised_shard
 from advxai.stages.settings import LocalisedSettings, ModelSpec
 
 with runtime.job(snakemake.log[0], snakemake.threads):
-    model = ModelSpec.from_params(snakemake.params.model)
+    model = ModelSpec.from_params(snakemake.params.model).reading(snakemake.input.weights)
     localised_shard(
         ShardFiles(images=snakemake.input.images, adversaries=snakemake.input.adversaries, subset=snakemake.input.subset),
         snakemake.input.segments,
@@ -13,5 +13,5 @@ with runtime.job(snakemake.log[0], snakemake.threads):
         model=model,
         localised=LocalisedSettings.from_params(snakemake.params.localised),
         batch_size=snakemake.params.batch_size,
-        device=runtime.use_device(snakemake.params.device, model.arithmetic),
+        device=runtime.use_device(snakemake.params.device, model.arithmetic, model.gpu_footprint_gib(snakemake.params.batch_size)),
     )

@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def job_resources(tmp_path: Path, device: str, gpu_memory_mib: int | None) -> collections.Counter:
+def job_resources(tmp_path: Path, device: str, gpu_memory_mib: int | str | None) -> collections.Counter:
     """(rule, gpu, gpu_share) of every job of the test preset's dry run."""
     env = dict(os.environ)
     env.pop("CUDA_VISIBLE_DEVICES", None)
@@ -22,7 +22,7 @@ def job_resources(tmp_path: Path, device: str, gpu_memory_mib: int | None) -> co
         bin_dir = tmp_path / "bin"
         bin_dir.mkdir(exist_ok=True)
         fake = bin_dir / "nvidia-smi"
-        fake.write_text(f"#!/bin/sh\necho {gpu_memory_mib}\n")
+        fake.write_text(f"#!/bin/sh\nprintf '%s\\n' {gpu_memory_mib}\n")  # one line per GPU
         fake.chmod(0o755)
         env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path / device),
@@ -71,9 +71,10 @@ def test_rules_that_touch_a_model_declare_the_device_the_gpu_and_a_benchmark():
         assert "benchmark:" in blocks[name], name
 
 
-@pytest.mark.parametrize(("memory_mib", "image_share", "audio_share"), [(81559, 25, 25), (2048, 55, 50)])
+@pytest.mark.parametrize(("memory_mib", "image_share", "audio_share"), [(81559, 25, 25), (2048, 55, 50), ("81559 81559 40960", 8, 8)])
 def test_cuda_jobs_request_one_gpu_and_share_it_by_memory(tmp_path, memory_mib, image_share, audio_share):
-    """Test preset: batch 8 at 64 px is 1 + 8·(64/224)²·0.15 = 1.098 GiB; a detector job 1 GiB."""
+    """Test preset: batch 8 at 64 px is 1 + 8·(64/224)²·0.15 = 1.098 GiB; a detector job 1 GiB.
+    Three GPUs: a quarter of one (the smallest decides) is 25 // 3 = 8 of the units of all three."""
     rules = by_rule(job_resources(tmp_path, "cuda", memory_mib))
     assert GPU_RULES <= set(rules)
     for rule in GPU_RULES:

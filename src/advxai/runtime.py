@@ -69,7 +69,7 @@ def exact_cuda_arithmetic() -> contextlib.AbstractContextManager[None]:
     return cuda_arithmetic("exact")
 
 
-def use_device(device: str, arithmetic: str = "exact") -> torch.device:
+def use_device(device: str, arithmetic: str = "exact", footprint_gib: float | None = None) -> torch.device:
     """The job's device (:func:`resolve_device`) with the CUDA flags of ``arithmetic`` (:data:`CUDA_ARITHMETIC`).
 
     PyTorch's CUDA defaults let cuDNN convolutions run in TF32 (a 10-bit mantissa) and pick
@@ -80,12 +80,38 @@ def use_device(device: str, arithmetic: str = "exact") -> torch.device:
     image models' jobs may ask for ``tf32`` or ``bf16`` instead (``image.arithmetic``), which
     drops that promise for speed; the model's side of it is :func:`advxai.models.with_arithmetic`.
     On a CPU no flag is set.
+
+    On CUDA, outside SLURM, the job takes a share of one of the machine's GPUs for its lifetime
+    (:func:`local_gpu`): ``footprint_gib`` is the GPU memory it needs (default: a CUDA context).
     """
     flags = cuda_flags(arithmetic)
     resolved = resolve_device(device)
     if resolved.type == "cuda":
+        if resolved.index is None:
+            resolved = local_gpu(footprint_gib)
         _cuda_arithmetic(flags)
     return resolved
+
+
+def local_gpu(footprint_gib: float | None = None) -> torch.device:
+    """The GPU of this job: under SLURM the one it was allocated, else a share of the local GPU with
+    the most room (:mod:`advxai.gpu_allocation`), named in the job's log."""
+    import torch
+
+    from . import gpu_allocation
+    from .gpu_resources import CUDA_CONTEXT_GIB
+
+    if gpu_allocation.under_slurm():
+        chosen = torch.device("cuda", torch.cuda.current_device())
+        logging.getLogger("advxai").info("device %s (allocated by SLURM)", chosen)
+        return chosen
+    memories = gpu_allocation.visible_gpu_memories_gib()
+    holder = gpu_allocation.acquire(CUDA_CONTEXT_GIB if footprint_gib is None else footprint_gib, memories)
+    torch.cuda.set_device(holder.gpu)
+    chosen = torch.device("cuda", holder.gpu)
+    logging.getLogger("advxai").info("device %s: local GPU %d of %d, %d of its %d share units",
+                                     chosen, holder.gpu, len(memories), holder.units, gpu_allocation.GPU_SHARE)
+    return chosen
 
 
 def set_threads(threads: int) -> None:

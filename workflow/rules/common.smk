@@ -5,7 +5,7 @@
 import math
 import os
 
-from advxai import config_checks, gpu_resources
+from advxai import config_checks, gpu_resources, weights
 from advxai.data.image_items import manifest_length
 from advxai.data.roots import link_data_root
 from advxai.names import FAMILIES
@@ -92,6 +92,42 @@ def model_crop(model):
 
 def model_resize(model):
     return config_checks.model_sizes(IMAGE["models"][model]).resize
+
+
+def model_weights_url(model):
+    """URL of a model's weights file (its `weights_url`, else torchvision's); None where none is fetched."""
+    entry = IMAGE["models"][model]
+    try:
+        url = weights.weights_url(entry["architecture"], entry.get("weights", "DEFAULT"), entry.get("weights_url"))
+        if url:
+            weights.expected_hash_prefix(weights.file_name(url))
+    except weights.WeightsError as error:
+        raise config_checks.ConfigError(f"image.models.{model}.weights / weights_url: {error}") from error
+    return url
+
+
+def weights_files():
+    """File name -> URL of the enabled models' weights: one fetch per file, however many models read it."""
+    files = {}
+    for model in image_models():
+        url = model_weights_url(model)
+        if url and files.setdefault(weights.file_name(url), url) != url:
+            raise config_checks.ConfigError(f"image.models.{model}.weights_url: two URLs for {weights.file_name(url)}")
+    return files
+
+
+WEIGHTS_FOLDER = weights.WEIGHTS_FOLDER
+WEIGHTS_FILES = weights_files()
+
+
+def model_weights_file(wildcards):
+    """The weights file a model job reads (none for random weights, EfficientNet-Lite0 and plug-ins)."""
+    url = model_weights_url(wildcards.model)
+    return f"{WEIGHTS_FOLDER}/{weights.file_name(url)}" if url else []
+
+
+def weights_fetch_url(wildcards):
+    return WEIGHTS_FILES[wildcards.file]
 
 
 def image_shard_file(wildcards):

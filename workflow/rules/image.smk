@@ -6,7 +6,25 @@
 # submitting host. The manifest completes the DAG as soon as it is written; the subset draw is
 # re-created when the manifest checkpoint completes, and Snakemake 9 submits such a re-created
 # job twice when it is grouped (docs/cluster.md, "Local rules").
-localrules: image_manifest, image_subsets
+localrules: image_manifest, image_subsets, image_weights
+
+
+# A model's weights file, fetched once on the submitting host (compute nodes may have no
+# internet) and verified against the sha256 prefix in its name; model jobs read it as an input.
+# A file already there (copied by hand) is kept; one in $TORCH_HOME's hub cache is copied.
+rule image_weights:
+    output:
+        f"{WEIGHTS_FOLDER}/{{file}}",
+    params:
+        url=weights_fetch_url,
+    wildcard_constraints:
+        file="[^/]+",
+    conda:
+        ADVXAI_ENV
+    log:
+        "logs/resources/weights/{file}.log",
+    script:
+        "../../scripts/image_weights.py"
 
 
 checkpoint image_manifest:
@@ -44,6 +62,7 @@ rule image_shard:
 rule image_clean_predictions:
     input:
         images=image_shard_file,
+        weights=model_weights_file,
     output:
         "image/{model}/clean/shard{shard}.h5",
     params:
@@ -67,6 +86,7 @@ rule image_clean_predictions:
 rule image_attack:
     input:
         images=image_shard_file,
+        weights=model_weights_file,
         clean="image/{model}/clean/shard{shard}.h5",
     output:
         "image/{model}/adversaries/shard{shard}.h5",
@@ -126,6 +146,7 @@ rule image_segments:
 rule image_explain:
     input:
         images=image_shard_file,
+        weights=model_weights_file,
         adversaries="image/{model}/adversaries/shard{shard}.h5",
         subset="image/{model}/subset.h5",
         segments=explain_segment_files,
@@ -153,6 +174,7 @@ rule image_explain:
 rule image_labelflip:
     input:
         images=image_shard_file,
+        weights=model_weights_file,
         adversaries="image/{model}/adversaries/shard{shard}.h5",
         subset="image/{model}/subset.h5",
         segments="image/{model}/segments/{seg}/shard{shard}.h5",
@@ -181,6 +203,7 @@ rule image_labelflip:
 rule image_refine:
     input:
         images=image_shard_file,
+        weights=model_weights_file,
         adversaries="image/{model}/adversaries/shard{shard}.h5",
         subset="image/{model}/subset.h5",
         segments="image/{model}/segments/{seg}/shard{shard}.h5",

@@ -117,6 +117,7 @@ def attack(detector: str, evaluation: str, test: str, output: str, *, settings: 
          **{field: np.concatenate([r[field] for r in results]) for field in ("adversarial_padded", "clean_pred", "adv_pred", "flipped", "iterations")}},
         stage="audio_attack",
         params=params,
+        attrs={"device": str(device)},
     )
     checkpoint.remove()
 
@@ -137,7 +138,7 @@ def select(detector: str, evaluation: str, test: str, adversaries: str, output: 
         for field in ("ids", "song", "frame", "clean_logmel", "adv_logmel", "clean_prob", "adv_prob"):
             arrays[f"{AUDIO_DIRECTIONS[direction]}/{field}"] = getattr(chosen, field)
     write_h5(output, {**arrays, "threshold": threshold}, stage="audio_excerpts", params={**excerpts.as_params(), "threshold": threshold},
-             seeds={"seed": excerpts.seed, "stages": ["excerpts-1", "excerpts-0"]})
+             seeds={"seed": excerpts.seed, "stages": ["excerpts-1", "excerpts-0"]}, attrs={"device": str(device)})
 
 
 def _explain_function(model: torch.nn.Module, explain: AudioExplainSettings):
@@ -171,7 +172,8 @@ def explain(detector: str, excerpts: str, output: str, *, settings: AudioExplain
         keyed.remove()
         arrays[f"{name}/ids"] = ids
         arrays.update({f"{name}/scores/{e}": scores.get(e, np.zeros((0, 20))) for e in settings.explainers})
-    write_h5(output, arrays, stage="audio_explain", params=settings.as_params(), seeds={"seed": settings.seed, "stages": ["noise", "lime"]})
+    write_h5(output, arrays, stage="audio_explain", params=settings.as_params(), seeds={"seed": settings.seed, "stages": ["noise", "lime"]},
+             attrs={"device": str(device)})
 
 
 # ------------------------------------------------------------------------------------ metrics
@@ -218,7 +220,8 @@ def labelflip(detector: str, evaluation: str, excerpts: str, explanations: str, 
             k_settings(ks, [], x.n_segments).per_item, HYBRID_BATCH,
         )
         arrays.update({f"{name}/flips/{e}": v.T for e, v in flips.items()})  # (len(ks), N)
-    write_h5(output, arrays, stage="audio_labelflip", params={"ks": list(ks), "threshold": threshold})
+    write_h5(output, arrays, stage="audio_labelflip", params={"ks": list(ks), "threshold": threshold},
+             attrs={"device": str(device)})
 
 
 def localised(detector: str, evaluation: str, excerpts: str, refined: str, output: str, *, explain: AudioExplainSettings,
@@ -243,4 +246,5 @@ def localised(detector: str, evaluation: str, excerpts: str, refined: str, outpu
         for k, found in result.items():
             arrays[f"{name}/k{k}/kept"] = found.kept
             arrays.update({f"{name}/k{k}/recovered/{e}": v[found.kept] for e, v in found.recovered.items()})
-    write_h5(output, arrays, stage="audio_localised", params={**explain.as_params(), "ks": list(ks), "threshold": threshold})
+    write_h5(output, arrays, stage="audio_localised", params={**explain.as_params(), "ks": list(ks), "threshold": threshold},
+             attrs={"device": str(device)})

@@ -69,7 +69,7 @@ def model_from_spec(spec: ModelSpec, device: torch.device) -> ModelBundle:
     """The model on ``device``, in the spec's arithmetic (its CUDA flags: :func:`advxai.runtime.use_device`),
     at the sizes its images were preprocessed at."""
     return load_model(spec.architecture, weights=spec.weights, device=str(device), arithmetic=spec.arithmetic,
-                      sizes=ModelSizes(resize=spec.resize, crop=spec.crop))
+                      sizes=ModelSizes(resize=spec.resize, crop=spec.crop), weights_file=spec.weights_file)
 
 
 def check_labels_fit(labels: np.ndarray, ids: np.ndarray, bundle: ModelBundle, images_path: str) -> None:
@@ -81,6 +81,12 @@ def check_labels_fit(labels: np.ndarray, ids: np.ndarray, bundle: ModelBundle, i
                          f"{outside.size} image(s) labelled outside 0..{bundle.n_classes - 1}, "
                          f"e.g. {ids[first]!s} with label {labels[first]}: "
                          "the model's class indices must be the data set's (ImageNet: 1000 classes)")
+
+
+def model_attrs(bundle: ModelBundle, device: torch.device, **attrs: Any) -> dict[str, Any]:
+    """Provenance attributes of a model stage's output: ``attrs``, the weights (source, file,
+    sha256) and the device the job ran on (which GPU, on a machine with several)."""
+    return {**attrs, "weights": dict(bundle.weights), "device": str(device)}
 
 
 @dataclass
@@ -156,7 +162,7 @@ def clean_predictions(images_path: str, output: str, *, model: ModelSpec, batch_
         {"ids": images["ids"], "labels": images["labels"], "top1": top5[:, 0], "top5": top5},
         stage="clean_predictions",
         params={"model": model.as_params()},
-        attrs={"batch_size": batch_size},
+        attrs=model_attrs(bundle, device, batch_size=batch_size),
     )
 
 
@@ -194,7 +200,7 @@ def attack_shard(images_path: str, clean_path: str, output: str, *, model: Model
         stage="attack",
         params=params,
         seeds={"seed": pgd.seed, "stage": "pgd-target"},
-        attrs={"batch_size": batch_size},
+        attrs=model_attrs(bundle, device, batch_size=batch_size),
     )
     checkpoint.remove()
 
@@ -261,7 +267,7 @@ def explain_shard(
     arrays = checkpoint.run(len(ids), pass_rows, run) if len(ids) else {}
     write_h5(output, {"ids": np.array(ids, dtype=str), "targets": subset.adversarial_prediction, **arrays}, stage="explain", params=params,
              seeds={"seed": explain.seed, "stages": ["noise", "lime"]},
-             attrs={"batch_size": pass_rows, **({"lime_batch_size": lime_rows} if lime_rows else {})})
+             attrs=model_attrs(bundle, device, batch_size=pass_rows, **({"lime_batch_size": lime_rows} if lime_rows else {})))
     checkpoint.remove()
 
 
@@ -331,7 +337,7 @@ def labelflip_shard(
          "fewer_segments": fewer_segments, **arrays},
         stage="labelflip",
         params=params,
-        attrs={"batch_size": batch_size},
+        attrs=model_attrs(bundle, device, batch_size=batch_size),
     )
     checkpoint.remove()
 
@@ -367,5 +373,5 @@ def localised_shard(shard: ShardFiles, segments_file: str, refined_file: str, ou
 
     arrays = checkpoint.run(len(ids), gradient_batch, run) if len(ids) else {}
     write_h5(output, {"ids": np.array(ids, dtype=str), "ks": np.array(localised.ks), **arrays}, stage="localised", params=params,
-             attrs={"batch_size": gradient_batch, "forward_batch_size": forward_batch, "lime_batch_size": lime_rows})
+             attrs=model_attrs(bundle, device, batch_size=gradient_batch, forward_batch_size=forward_batch, lime_batch_size=lime_rows))
     checkpoint.remove()

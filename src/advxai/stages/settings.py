@@ -8,7 +8,7 @@ silent defaults. :meth:`StageSettings.as_params` is what the stage records as pr
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, ClassVar, TypeVar
 
 from ..names import ENSEMBLES, FAMILIES, GRADIENT_METHODS, LIME_FAMILY
@@ -64,6 +64,26 @@ class ModelSpec(StageSettings):
     resize: int
     crop: int
     arithmetic: str  # image.arithmetic: exact, tf32 or bf16 (docs/exactness.md)
+    # The weights file the job reads (the rule's `weights` input, resources/weights/): where the
+    # weights are, not what they are, so no param and no provenance (the outputs record its sha256).
+    weights_file: str | None = None
+
+    @classmethod
+    def required(cls, params: Mapping[str, Any]) -> list[str]:
+        return [name for name in super().required(params) if name != "weights_file"]
+
+    def as_params(self) -> dict[str, Any]:
+        return {key: value for key, value in super().as_params().items() if key != "weights_file"}
+
+    def gpu_footprint_gib(self, batch_size: int | str) -> float:
+        """GPU memory of a job of this model with ``batch_size`` (the share of a GPU it takes)."""
+        from ..gpu_resources import image_footprint_gib
+
+        return image_footprint_gib(batch_size, self.crop)
+
+    def reading(self, weights_file: Any) -> "ModelSpec":
+        """The spec with the weights file of the job's input (empty where the model has none)."""
+        return replace(self, weights_file=str(weights_file) if weights_file else None)
 
 
 @dataclass(frozen=True)
