@@ -6,7 +6,7 @@ from advxai.stages.refine import refine_shard
 from advxai.stages.settings import ModelSpec, RefineSettings
 
 with runtime.job(snakemake.log[0], snakemake.threads):
-    model = ModelSpec.from_params(snakemake.params.model)
+    model = ModelSpec.from_params(snakemake.params.model).reading(snakemake.input.weights)
     refine_shard(
         ShardFiles(
             images=snakemake.input.images, adversaries=snakemake.input.adversaries, subset=snakemake.input.subset

@@ -64,14 +64,15 @@ def _image_work(rule: str, wildcards: Mapping[str, str], config: Mapping[str, An
     ks = len(image["labelflip"]["rect_ks"] if seg == "rect" else image["labelflip"]["slic_fractions"])
     work: dict[str, Callable[[], float]] = {
         "image_shard": lambda: items,
-        "clean_predictions": lambda: items,
-        "attack": lambda: items * image["pgd"]["steps"],
-        "segments": lambda: evaluated + localised,
-        "explain": lambda: evaluated * _explain_passes(explain, wildcards.get("family", "lime")),
-        "labelflip": lambda: evaluated * len(image["explainers"]) * (1 + ks),
-        "localised": lambda: localised * len(image["localised"]["ks"]) * all_families,
+        "image_clean_predictions": lambda: items,
+        "image_attack": lambda: items * image["pgd"]["steps"],
+        "image_segments": lambda: evaluated + localised,
+        "image_explain": lambda: evaluated * _explain_passes(explain, wildcards.get("family", "lime")),
+        "image_labelflip": lambda: evaluated * len(image["explainers"]) * (1 + ks),
+        "image_refine": lambda: localised * len(image["localised"]["ks"]),
+        "image_localised": lambda: localised * len(image["localised"]["ks"]) * all_families,
     }
-    return work[rule]()
+    return work[rule]() if rule in work else 1.0
 
 
 def _audio_work(rule: str, wildcards: Mapping[str, str], config: Mapping[str, Any]) -> float:
@@ -82,14 +83,15 @@ def _audio_work(rule: str, wildcards: Mapping[str, str], config: Mapping[str, An
     gradient = sum(_explain_passes(explain, f) for f in FAMILIES)
     passes = explain["lime_samples"] + gradient
     work: dict[str, Callable[[], float]] = {
-        "synthetic_corpus": lambda: sum(_songs(config, split) for split in SPLITS),
+        "audio_synthetic_corpus": lambda: sum(_songs(config, split) for split in SPLITS),
         "audio_features": lambda: _songs(config, wildcards.get("split", "train")),
-        "train_detector": lambda: audio["train"]["epochs"] * audio["train"]["batches_per_epoch"] * audio["train"]["batch_size"],
-        "evaluate_detector": lambda: _songs(config, "valid") + _songs(config, "test"),
+        "audio_train_detector": lambda: audio["train"]["epochs"] * audio["train"]["batches_per_epoch"] * audio["train"]["batch_size"],
+        "audio_evaluate_detector": lambda: _songs(config, "valid") + _songs(config, "test"),
         "audio_attack": lambda: _songs(config, "test") * audio["attack"]["max_iter"],
         "audio_excerpts": lambda: excerpts,
         "audio_explain": lambda: excerpts * passes,
         "audio_labelflip": lambda: excerpts * len(audio["explainers"]) * len(audio["labelflip_ks"]),
+        "audio_refine": lambda: excerpts * len(audio["localised_ks"]),
         "audio_localised": lambda: excerpts * len(audio["localised_ks"]) * passes,
     }
     return work[rule]() if rule in work else 1.0

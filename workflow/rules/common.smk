@@ -287,6 +287,7 @@ def image_example_inputs(wildcards):
         "subset": f"image/{model}/subset.h5",
         "segments": [p for seg in IMAGE["segmentations"] for p in image_shard_outputs(f"segments/{seg}", model)],
         "refined": [p for seg in IMAGE["segmentations"] for p in image_shard_outputs(f"refined/{seg}", model)],
+        "weights": model_weights_file(wildcards),
     }
 
 

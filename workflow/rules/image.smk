@@ -235,6 +235,7 @@ rule image_localised:
         subset="image/{model}/subset.h5",
         segments="image/{model}/segments/{seg}/shard{shard}.h5",
         refined="image/{model}/refined/{seg}/shard{shard}.h5",
+        weights=model_weights_file,
     output:
         "image/{model}/localised/{seg}/shard{shard}.h5",
     params:

@@ -138,6 +138,7 @@ def image_examples(
         engine_settings,
         job_batch_size,
         lime_batch_size,
+        model_attrs,
         model_from_spec,
     )  # the image stages import refine
 
@@ -195,6 +196,7 @@ def image_examples(
         stage="image_examples",
         params={"model": model.as_params(), "examples": examples.as_params()},
         seeds={"seed": examples.seed, "stages": [EXAMPLES_STAGE, "noise", "lime"]},
+        attrs=model_attrs(bundle, device),
     )
 
 

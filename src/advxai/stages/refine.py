@@ -86,7 +86,7 @@ def refine_shard(
     ``shard``: the shard's :class:`~advxai.stages.image.ShardFiles`. The ground truth has the
     shard's selection width in every slice, so that resumed slices and the localised stage agree.
     """
-    from .image import job_batch_size, model_from_spec, open_subset  # the image stages import this module's reader
+    from .image import job_batch_size, model_attrs, model_from_spec, open_subset  # the image stages import this module's reader
 
     bundle = model_from_spec(model, device)
     segmentation = refine_settings.segmentation
@@ -124,7 +124,8 @@ def refine_shard(
         },
         stage="refine",
         params=params,
-        attrs={"batch_size": forward_batch, "refines": {"adversaries": shard.adversaries, "segments": segments_file}},
+        attrs=model_attrs(bundle, device, batch_size=forward_batch,
+                          refines={"adversaries": shard.adversaries, "segments": segments_file}),
     )
     checkpoint.remove()
 
