@@ -299,9 +299,10 @@ def lime_at_captum_shape(
     Both make the same forward passes, so only what each does around the model differs. The two
     sides alternate, ``repeats`` rounds, best of each, so that the machine's drift falls on both.
     """
-    from advxai.explainers.engine import ExplainSettings, LimeSettings, explain_all
+    from advxai.explainers.engine import ExplainSettings, explain_all
+    from advxai.explainers.settings import ExplainerSettings
 
-    settings = ExplainSettings(lime=LimeSettings(n_samples=samples), seed=seed, batch_size=LIME_PER_EVAL)
+    settings = ExplainSettings(explainer=ExplainerSettings.paper(lime_samples=samples), seed=seed, batch_size=LIME_PER_EVAL)
     captum_best = engine_best = np.inf
     for _ in range(max(1, repeats)):
         captum_best = min(captum_best, sum(captum_lime(model, images, targets, ids, masks[seg], counts[seg], samples, seed, device)[0]
@@ -414,7 +415,8 @@ def engine_parts(
 ) -> tuple[dict[str, float], dict]:
     """Times of ``explain_all`` per family (for scaling), each at its batch size, and its scores
     (every family, or those in ``only``)."""
-    from advxai.explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all
+    from advxai.explainers.engine import ExplainSettings, explain_all
+    from advxai.explainers.settings import ExplainerSettings
 
     families = {**{name: list(members) for name, members in FAMILIES.items()}, LIME_FAMILY: [LIME_FAMILY]}
     times, scores = {}, {}
@@ -422,8 +424,8 @@ def engine_parts(
         if only is not None and family not in only:
             continue
         settings = ExplainSettings(
-            lime=LimeSettings(n_samples=run["lime_samples"]),
-            gradients=GradientSettings(n_noise=run["noise"], noise_std=1.0, ig_steps=run["ig_steps"]),
+            explainer=ExplainerSettings.paper(lime_samples=run["lime_samples"], noise_samples=run["noise"], noise_std=1.0,
+                                              ig_steps=run["ig_steps"]),
             seed=seed, batch_size=batch_sizes[family],
         )
         work = lambda: explain_all(model, images, targets, ids, masks, counts, members, settings)

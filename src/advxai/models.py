@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # torchvision is imported where a model is built, not by ever
 from .batching import run_batched
 from .constants import ARITHMETICS, BUNDLED_MODELS, architecture_sizes, check_arithmetic
 from .data.images import IMAGENET_MEAN, IMAGENET_STD
+from .runtime import module_device
 from .seeding import item_seed
 
 __all__ = [
@@ -293,8 +294,7 @@ def _plugin_model(name: str, weights: str | None) -> ModelBundle:
 
 def _count_logits(module: nn.Module, input_size: int, name: str) -> int:
     """Number of logits, from one forward of a zero image."""
-    parameter = next(module.parameters(), None)
-    device = "cpu" if parameter is None else parameter.device
+    device = module_device(module)
     module.eval()
     with torch.no_grad():
         logits = module(torch.zeros(1, 3, input_size, input_size, device=device))
@@ -365,7 +365,6 @@ def predict(module: nn.Module, inputs: torch.Tensor, batch_size: int) -> torch.T
     Returns:
         torch.Tensor: logits ``(N, n_classes)`` on the module's device.
     """
-    parameter = next(module.parameters(), None)
-    device = inputs.device if parameter is None else parameter.device
+    device = module_device(module, default=inputs.device)
     with torch.no_grad():
         return run_batched(lambda chunk: module(chunk.to(device)), inputs, batch_size)

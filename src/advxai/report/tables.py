@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..names import AUDIO_DIRECTIONS
+from ..names import AUDIO_DIRECTIONS, reported_aggregation
 from . import paper_values
 from ..store import read_h5, read_provenance
 
@@ -20,9 +20,6 @@ LOCALISED_COLUMNS = ["model", "segmentation", "explainer", "k", "recovered", "co
 SLIC_COLUMNS = ["model", "n", "mean", "std", "min", "max"]
 FEWER_SEGMENTS_COLUMNS = ["model", "segmentation", "experiment", "k", "n", "n_fewer_segments"]
 
-# The aggregation the paper reports per explainer (docs/method.md §8.1; docs/decisions.md §10.8).
-REPORTED_AGGREGATION = {"lime": "mean"}
-DEFAULT_REPORTED_AGGREGATION = "mean_abs"
 
 
 def _concat(paths: Sequence[str], names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
@@ -159,7 +156,7 @@ def labelflip_k3_markdown(table: pd.DataFrame, segmentation: str, explainers: Se
         paper = paper_values.LABELFLIP_K3.get(segmentation, {}).get(architectures.get(model, ""), {})
         cells = [model]
         for explainer in explainers:
-            aggregation = REPORTED_AGGREGATION.get(explainer, DEFAULT_REPORTED_AGGREGATION)
+            aggregation = reported_aggregation(explainer)
             hit = table[(table.model == model) & (table.segmentation == segmentation) & (table.explainer == explainer)
                         & (table.aggregation == aggregation) & (table.k == k)]
             cells.append(f"{_fmt(100 * hit.label_flip_rate.iloc[0]) if len(hit) else '–'} \\| {_fmt(paper.get(explainer))}")

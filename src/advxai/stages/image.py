@@ -24,12 +24,12 @@ from ..evaluation.flips import ClassChange
 from ..evaluation.labelflip import k_settings, label_flips
 from ..evaluation.localised import localised_experiment
 from ..evaluation.selection import pad_scores, selection_width
-from ..explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all, flatten_scores, unflatten_scores
+from ..explainers.engine import ExplainSettings, explain_all, flatten_scores, unflatten_scores
 from ..guided import audit_guided_activations
 from ..models import ModelBundle, load_model, predict
 from ..store import BatchCheckpoint, dataset_names, read_h5, read_h5_rows, require_params, write_h5
 from .image_data import rows_of, shard_ids, shard_inputs_at, subset_ids
-from .settings import ExplainerSettings, ExplainFamilySettings, LabelflipSettings, LocalisedSettings, ModelSpec, PgdSettings
+from .settings import ExplainFamilySettings, LabelflipSettings, LocalisedSettings, ModelSpec, PgdSettings
 
 log = logging.getLogger("advxai")
 
@@ -230,27 +230,6 @@ def attack_shard(images_path: str, clean_path: str, output: str, *, model: Model
     checkpoint.remove()
 
 
-def engine_settings(explainer: ExplainerSettings, seed: int, batch_size: int, lime_rows: int | None = None) -> ExplainSettings:
-    """Engine settings from the explainer settings a job received.
-
-    A job receives the settings its explainers use (:meth:`ExplainerSettings.keys_for`); the
-    others keep the engine's defaults, which none of its explainers reads.
-    """
-    lime, gradients = LimeSettings(), GradientSettings()
-
-    def given(value: Any, default: Any) -> Any:
-        return default if value is None else value
-
-    return ExplainSettings(
-        lime=LimeSettings(n_samples=given(explainer.lime_samples, lime.n_samples), kernel_width=given(explainer.lime_kernel_width, lime.kernel_width)),
-        gradients=GradientSettings(n_noise=given(explainer.noise_samples, gradients.n_noise), noise_std=given(explainer.noise_std, gradients.noise_std),
-                                   ig_steps=given(explainer.ig_steps, gradients.ig_steps)),
-        seed=seed,
-        batch_size=batch_size,
-        lime_batch_size=lime_rows,
-    )
-
-
 def explain_shard(
     shard: ShardFiles, segment_files: Mapping[str, str], output: str, *, model: ModelSpec, explain: ExplainFamilySettings,
     batch_size: int | str, device: torch.device,
@@ -273,7 +252,7 @@ def explain_shard(
         lime_rows = lime_batch_size(batch_size, pass_rows, device)
     else:
         pass_rows, lime_rows = explanation_batch_size(batch_size, pass_rows, device), None
-    settings = engine_settings(explain.explainer, explain.seed, pass_rows, lime_rows)
+    settings = ExplainSettings(explainer=explain.explainer, seed=explain.seed, batch_size=pass_rows, lime_batch_size=lime_rows)
 
     def run(batch: slice) -> dict[str, np.ndarray]:
         pixel_maps: dict[str, np.ndarray] | None = {} if explain.keep_attributions else None
@@ -379,7 +358,7 @@ def localised_shard(
     lime_rows = lime_batch_size(batch_size, forward_batch, device)
     gradient_batch = (explanation_batch_size(batch_size, job_batch_size(batch_size, bundle, device, backward=True, checkpoint=checkpoint), device)
                       if localised.makes_gradients else forward_batch)
-    settings = engine_settings(localised.explainer, localised.seed, gradient_batch, lime_rows)
+    settings = ExplainSettings(explainer=localised.explainer, seed=localised.seed, batch_size=gradient_batch, lime_batch_size=lime_rows)
 
     def explain_refined(inputs: torch.Tensor, classes: torch.Tensor, item_ids: Sequence[str], item_masks: torch.Tensor, n_segments: np.ndarray):
         # §10.8: every explainer, LIME included, ranks by mean_abs here, as the authors' runner did

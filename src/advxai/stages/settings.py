@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, Mapping, Sequence, TypeVar
 
-from ..names import ENSEMBLES, FAMILIES, GRADIENT_METHODS, LIME_FAMILY
+from ..constants import PGD_STEPS, RECT_GRID, SLIC_COMPACTNESS, SLIC_SEGMENTS, SLIC_SIGMA
+from ..explainers.settings import ExplainerSettings
+from ..names import FAMILIES, LIME_FAMILY
 
 Settings = TypeVar("Settings", bound="StageSettings")
 
@@ -76,14 +78,18 @@ class ShardSettings(StageSettings):
 
 @dataclass(frozen=True)
 class PgdSettings(StageSettings):
-    """Targeted PGD of one model (docs/method.md §5.3)."""
+    """Targeted PGD of one model (docs/method.md §5.3); :func:`advxai.evaluate` takes it as ``advxai.PGD``.
+
+    ``epsilon`` and ``step_size`` are in the model's input units (normalised). The defaults serve
+    the Python call only: a rule's params must carry every key. ``seed`` ``None``: the call's seed.
+    """
 
     SECTION = "image.pgd"
     epsilon: float
     step_size: float
-    steps: int
-    early_stop: bool
-    seed: int
+    steps: int = PGD_STEPS
+    early_stop: bool = False  # §10.3: the authors always ran every step
+    seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -115,28 +121,14 @@ class SegmentationSettings(StageSettings):
             raise ValueError(f"params: segmentation method '{method}' is neither rect nor slic")
         return ["method", "grid"] if method == "rect" else ["method", "n_segments", "compactness", "sigma"]
 
-
-@dataclass(frozen=True)
-class ExplainerSettings(StageSettings):
-    """The explainer settings of ``image.explain`` that a set of explainers uses."""
-
-    SECTION = "image.explain"
-    lime_samples: int | None = None
-    lime_kernel_width: float | None = None
-    noise_samples: int | None = None
-    noise_std: float | None = None
-    ig_steps: int | None = None
-
-    @staticmethod
-    def keys_for(explainers: Sequence[str]) -> list[str]:
-        """LIME needs its samples and kernel width, ensembles their noise, IG its steps."""
-        methods = {name.partition("-")[0] for name in explainers}  # "ig-sg" -> method "ig", ensemble "sg"
-        keys = ["lime_samples", "lime_kernel_width"] if LIME_FAMILY in methods else []
-        if any(name.partition("-")[2] in ENSEMBLES for name in explainers):
-            keys += ["noise_samples", "noise_std"]
-        if GRADIENT_METHODS["ig"] in methods:
-            keys.append("ig_steps")
-        return keys
+    @classmethod
+    def paper(cls, method: str) -> SegmentationSettings:
+        """The paper's rectangles or SLIC (:mod:`advxai.constants`)."""
+        if method == "rect":
+            return cls(method="rect", grid=RECT_GRID)
+        if method == "slic":
+            return cls(method="slic", n_segments=SLIC_SEGMENTS, compactness=SLIC_COMPACTNESS, sigma=SLIC_SIGMA)
+        raise ValueError(f"segmentation {method!r} is neither 'rect' nor 'slic' (or pass segment id maps)")
 
 
 def _is_lime(family: str) -> bool:
@@ -267,9 +259,14 @@ class AudioExplainSettings(StageSettings):
 
     SECTION = "audio.explain"
     explainers: tuple[str, ...]
-    lime_samples: int
-    lime_kernel_width: float
-    noise_samples: int
-    noise_std: float
-    ig_steps: int
     seed: int
+    explainer: ExplainerSettings
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> AudioExplainSettings:
+        base = take(params, cls.SECTION, ["explainers", "seed"])
+        explainer = ExplainerSettings(**take(params, cls.SECTION, ExplainerSettings.keys_for(base["explainers"])))
+        return cls(explainers=tuple(base["explainers"]), seed=base["seed"], explainer=explainer)
+
+    def as_params(self) -> dict[str, Any]:
+        return {"explainers": list(self.explainers), **self.explainer.as_params(), "seed": self.seed}
