@@ -89,6 +89,9 @@ _RANDOM_INIT_OPTIONS = {
     "googlenet": {"init_weights": False, "aux_logits": False},
 }
 
+TIMM_PREFIX = "timm:"
+"""Model names ``timm:<architecture>`` load through timm (the ``interop`` extra)."""
+
 # torchvision classification builders default to num_classes=1000.
 _TORCHVISION_DEFAULT_CLASSES = 1000
 
@@ -292,6 +295,22 @@ def _plugin_model(name: str, weights: str | None) -> ModelBundle:
     return ModelBundle(name, built, sizes.crop, sizes.resize, _count_logits(built, sizes.crop, name))
 
 
+def _timm_model(name: str, weights: str | None) -> ModelBundle:
+    """``timm:<name>``: a timm model, ImageNet weights (``DEFAULT``) or random (``None``), fed through
+    its own normalisation; its classes and input size from its pretrained config."""
+    import timm
+
+    architecture = name.removeprefix(TIMM_PREFIX)
+    if weights not in (None, "DEFAULT"):
+        raise ValueError(f"model {name!r}: weights must be 'DEFAULT' or None, got {weights!r}")
+    network = timm.create_model(architecture, pretrained=weights is not None)
+    config = network.pretrained_cfg
+    crop = int(config.get("input_size", (3, 224, 224))[-1])
+    resize = int(crop / config.get("crop_pct", 0.875))  # timm's own resize: 224 / 0.875 = 256
+    module = _renormalised(network, config.get("mean", IMAGENET_MEAN), config.get("std", IMAGENET_STD))
+    return ModelBundle(name, module, crop, resize, int(network.num_classes))
+
+
 def _count_logits(module: nn.Module, input_size: int, name: str) -> int:
     """Number of logits, from one forward of a zero image."""
     device = module_device(module)
@@ -305,6 +324,8 @@ def _count_logits(module: nn.Module, input_size: int, name: str) -> int:
 
 
 def _builder(name: str) -> Callable[[str | None], ModelBundle]:
+    if name.startswith(TIMM_PREFIX):
+        return lambda weights: _timm_model(name, weights)
     if ":" in name:
         return lambda weights: _plugin_model(name, weights)
     if name in BUNDLED_MODELS:

@@ -62,7 +62,7 @@ def evaluate_excerpts(detector: Any, excerpts: Excerpts, *, explainers: Sequence
     adversarial = np.asarray(torch.as_tensor(excerpts.adversarial).cpu(), dtype=np.float32)
     targets = np.asarray(torch.as_tensor(excerpts.targets).cpu(), dtype=np.int64)
     ids = list(excerpts.ids) if excerpts.ids is not None else [str(i) for i in range(len(clean))]
-    ks, localised_ks = sorted(set(k)), sorted(set(localised_k or k))
+    ks, localised_ks = sorted(set(k)), sorted(set(k if localised_k is None else localised_k))
     result = Result(ids=[], ks=ks, localised_ks=localised_ks, seed=seed)
 
     def explain(inputs, classes, item_ids, _masks=None, _counts=None):

@@ -138,12 +138,14 @@ def _score_chunk(plan: _Plan, chunk: Chunk, supplied: Chunk | None, seed: int, s
     counts = {name: np.array([segments.n_segments(m) for m in maps.numpy()]) for name, maps in masks.items()}
     on_device = {name: maps.to(device) for name, maps in masks.items()}
     targets = torch.as_tensor(predicted[rows], device=device)
-    scores = _explain(plan, adversarial.to(device), targets, ids, on_device, counts, plan.explainers.builtin)
+    scores = _explain(plan, adversarial.to(device), targets, ids, on_device, counts, plan.explainers.builtin) if plan.ks else {}
     flip_test = ClassChange(clean_prediction[rows])
     part.ids = ids
     for name in masks:
-        part.flips[name] = _label_flips(plan, flip_test, clean, adversarial, masks[name], counts[name], scores, name)
-        part.recovered[name] = _localised(plan, flip_test, clean, adversarial, masks[name], counts[name], ids, name)
+        if plan.ks:
+            part.flips[name] = _label_flips(plan, flip_test, clean, adversarial, masks[name], counts[name], scores, name)
+        if plan.localised_ks:
+            part.recovered[name] = _localised(plan, flip_test, clean, adversarial, masks[name], counts[name], ids, name)
     return part
 
 
@@ -230,7 +232,7 @@ def evaluate(
     forwards_only = pgd is None and not sorted_.extras and all(name == "lime" for name in sorted_.builtin)
     gradient_rows, lime_rows, forward_rows, attack_rows = _batch_sizes(batch_size, bundle, chosen, forwards_only)
     engine = ExplainSettings(explainer=settings or ExplainerSettings.paper(), seed=seed, batch_size=gradient_rows, lime_batch_size=lime_rows)
-    plan = _Plan(bundle, chosen, sorted_, _segmentations(segmentation), sorted(set(k)), sorted(set(localised_k or k)), pgd, engine,
+    plan = _Plan(bundle, chosen, sorted_, _segmentations(segmentation), sorted(set(k)), sorted(set(k if localised_k is None else localised_k)), pgd, engine,
                  forward_rows, attack_rows)
     result = Result(ids=[], ks=plan.ks, localised_ks=plan.localised_ks, seed=seed)
     adversary_chunks = None if pgd is not None else image_chunks(attack, bundle, gradient_rows)
