@@ -23,13 +23,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 # ------------------------------------------------------------------------------ the workflow's numbers
-def preset_call(**changes) -> advxai.Result:
-    """The call on presets/test.yaml's images and settings (its one model, both segmentations)."""
+def preset_call(pixels: np.ndarray | None = None, **changes) -> advxai.Result:
+    """The call on presets/test.yaml's images (``pixels``: decoded already) and settings (its one model, both segmentations)."""
     config = load("config.yaml", "presets/test.yaml")
     image = config["image"]
     (label, entry), = [(m, e) for m, e in image["models"].items() if e.get("enabled", True)]
     items = bundled_items()[: image["max_images"]]
-    pixels = np.stack([preprocess(load_image(i), entry["resize_size"], entry["input_size"]) for i in items])
+    if pixels is None:
+        pixels = np.stack([preprocess(load_image(i), entry["resize_size"], entry["input_size"]) for i in items])
     explain = {key: value for key, value in image["explain"].items() if key != "keep_attributions"}
     flip = image["labelflip"]
     call = dict(

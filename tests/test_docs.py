@@ -58,16 +58,41 @@ def test_ci_runs_the_readme_install_and_test_commands():
     assert commands == [install, test]
 
 
-@pytest.mark.slow
-def test_readme_python_example_runs(tmp_path):
-    """The README's "Use it from Python" block runs as printed: both print lines give one value per explainer / k."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Use it from Python", 1)[1]
-    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+API_DOCS = ROOT / "docs" / "api.md"
+
+QUICK_START_OUTPUT = None  # set below: the quick start's printed tables, pinned
+
+
+def python_block(text: str, after: str) -> str:
+    """The first ```python block after the line ``after``."""
+    return text.split(after, 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def run_example(code: str, tmp_path) -> str:
     script = tmp_path / "example.py"
     script.write_text(code)
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    rates, recovered = (ast.literal_eval(line.replace("np.float64", "").replace("array", "")) for line in result.stdout.strip().splitlines()[-2:])
+    return result.stdout
+
+
+@pytest.mark.slow
+def test_the_api_quick_start_prints_its_pinned_tables(tmp_path):
+    """docs/api.md's quick start (the README's "Use it from Python"), at most 12 lines, runs and prints the pinned tables."""
+    code = python_block(API_DOCS.read_text(), "## Quick start")
+    assert len(code.strip().splitlines()) <= 12
+    assert run_example(code, tmp_path) == QUICK_START_OUTPUT
+
+
+def test_the_readme_shows_the_api_quick_start():
+    readme = (ROOT / "README.md").read_text()
+    assert python_block(readme, "## Use it from Python") == python_block(API_DOCS.read_text(), "## Quick start")
+
+
+@pytest.mark.slow
+def test_the_low_level_example_runs(tmp_path):
+    """docs/api.md's engine-and-evaluation example runs as printed: both print lines give one value per explainer / k."""
+    stdout = run_example(python_block(API_DOCS.read_text(), "## The low-level library"), tmp_path)
+    rates, recovered = (ast.literal_eval(line.replace("np.float64", "").replace("array", "")) for line in stdout.strip().splitlines()[-2:])
     assert sorted(rates) == sorted(BUILTIN_EXPLAINERS) and all(0.0 <= rate <= 1.0 for rate in rates.values())
     assert sorted(recovered) == [1, 3] and all(-1 <= count <= k for k, counts in recovered.items() for count in counts)

@@ -1,7 +1,8 @@
 """What :func:`advxai.evaluate` accepts as a model and as images, turned into what the library takes.
 
 A model is an ``nn.Module`` returning logits or a name (:func:`resolve_model`). Images are a tensor
-or array batch, a folder of image files, or any iterable or DataLoader; :func:`image_chunks`
+or array batch, a folder of image files, PIL images (resized and cropped as the model's
+preprocessing says), or any iterable or DataLoader; :func:`image_chunks`
 streams them as chunks of at most ``chunk`` items, so that memory depends on the chunk, not on the
 number of images.
 """
@@ -15,6 +16,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from ..constants import DEFAULT_MODEL_SIZES
@@ -92,8 +94,10 @@ def _batches(images: Any, bundle: ModelBundle) -> Iterator[tuple[torch.Tensor, n
     if isinstance(images, (torch.Tensor, np.ndarray)):
         yield as_model_input(images), None
         return
-    for batch in images:  # an iterable or DataLoader of batches, or of (inputs, labels) pairs
-        if isinstance(batch, (tuple, list)):
+    for batch in images:  # PIL images, or an iterable or DataLoader of batches, or of (inputs, labels) pairs
+        if isinstance(batch, Image.Image):
+            yield to_model_input(preprocess(batch.convert("RGB"), bundle.resize_size, bundle.input_size)[None]), None
+        elif isinstance(batch, (tuple, list)):
             inputs, labels = batch[0], batch[1] if len(batch) > 1 else None
             yield as_model_input(inputs), None if labels is None else np.asarray(torch.as_tensor(labels).cpu())
         else:
