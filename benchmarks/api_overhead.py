@@ -5,7 +5,9 @@ ResNet-18 at 64 px on its bundled photos, by default): the stages as the workflo
 (clean predictions, PGD, subsets, segments, one explanation job per family, label flips and the
 localised experiment per segmentation, each writing its HDF5 file), and the one call, which holds
 everything in memory. Decoding the photos is left out of both. The sides alternate round by round,
-so that the machine's drift falls on both, and each keeps its fastest round.
+so that the machine's drift falls on both, and each keeps its fastest round. Times are the
+process's CPU seconds (user + system, every torch thread): on a shared machine they are far steadier
+than wall time, which another user's load stretches.
 
 Run: ``PYTHONPATH=src python benchmarks/api_overhead.py [--rounds 3] [--explainers lime sal ...]``.
 """
@@ -13,9 +15,9 @@ Run: ``PYTHONPATH=src python benchmarks/api_overhead.py [--rounds 3] [--explaine
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +27,16 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from advxai.stages import image as stages  # noqa: E402
 from advxai.stages.image_data import build_image_shard, draw_subsets, segment_shard  # noqa: E402
-from advxai.stages.settings import (ExplainFamilySettings, LabelflipSettings, LocalisedSettings, ModelSpec,  # noqa: E402
-                                    PgdSettings, SegmentationSettings, ShardSettings, SubsetSettings)
+from advxai.stages.settings import (
+    ExplainFamilySettings,
+    LabelflipSettings,
+    LocalisedSettings,
+    ModelSpec,  # noqa: E402
+    PgdSettings,
+    SegmentationSettings,
+    ShardSettings,
+    SubsetSettings,
+)
 from advxai.data.image_items import write_image_manifest  # noqa: E402
 from advxai.explainers.settings import ExplainerSettings  # noqa: E402
 from advxai.runtime import use_device  # noqa: E402
@@ -46,25 +56,63 @@ def families(explainers: list[str], segmentations: list[str], extra: list) -> di
     return jobs
 
 
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_stages(config: dict, explainers: list[str], folder: Path) -> float:
-    """Seconds of the workflow's image stages on one shard of the preset's images."""
+    """CPU seconds of the workflow's image stages on one shard of the preset's images."""
     image, seed = config["image"], config["seed"]
-    (label, entry), = [(m, e) for m, e in image["models"].items() if e.get("enabled", True)]
+    ((label, entry),) = [(m, e) for m, e in image["models"].items() if e.get("enabled", True)]
     device = use_device(config["device"])
     manifest, shard = folder / "manifest.csv", folder / "shard.h5"
     write_image_manifest("bundled", None, manifest)
-    build_image_shard(str(manifest), None, str(shard), ShardSettings(dataset="bundled", max_images=image["max_images"],
-                      shard_size=image["shard_size"], shard=0, resize=entry["resize_size"], crop=entry["input_size"]))
-    spec = ModelSpec(architecture=entry["architecture"], weights=entry["weights"], resize=entry["resize_size"], crop=entry["input_size"],
-                     arithmetic=image["arithmetic"])
+    build_image_shard(
+        str(manifest),
+        None,
+        str(shard),
+        ShardSettings(
+            dataset="bundled",
+            max_images=image["max_images"],
+            shard_size=image["shard_size"],
+            shard=0,
+            resize=entry["resize_size"],
+            crop=entry["input_size"],
+        ),
+    )
+    spec = ModelSpec(
+        architecture=entry["architecture"],
+        weights=entry["weights"],
+        resize=entry["resize_size"],
+        crop=entry["input_size"],
+        arithmetic=image["arithmetic"],
+    )
     batch, explain = image["batch_size"], {k: v for k, v in image["explain"].items() if k != "keep_attributions"}
     segmentations = ["rect", "slic"]
-    start = time.perf_counter()
+    start = cpu_seconds()
     stages.clean_predictions(str(shard), str(folder / "clean.h5"), model=spec, batch_size=batch, device=device)
-    pgd = PgdSettings(epsilon=entry["epsilon"], step_size=entry["step_size"], steps=image["pgd"]["steps"], early_stop=image["pgd"]["early_stop"],
-                      seed=seed)
-    stages.attack_shard(str(shard), str(folder / "clean.h5"), str(folder / "adv.h5"), model=spec, pgd=pgd, batch_size=batch, device=device)
-    draw_subsets([str(folder / "adv.h5")], str(folder / "subset.h5"), subset=SubsetSettings(**image["subset"], seed=seed, model=label))
+    pgd = PgdSettings(
+        epsilon=entry["epsilon"],
+        step_size=entry["step_size"],
+        steps=image["pgd"]["steps"],
+        early_stop=image["pgd"]["early_stop"],
+        seed=seed,
+    )
+    stages.attack_shard(
+        str(shard),
+        str(folder / "clean.h5"),
+        str(folder / "adv.h5"),
+        model=spec,
+        pgd=pgd,
+        batch_size=batch,
+        device=device,
+    )
+    draw_subsets(
+        [str(folder / "adv.h5")],
+        str(folder / "subset.h5"),
+        subset=SubsetSettings(**image["subset"], seed=seed, model=label),
+    )
     files = stages.ShardFiles(images=str(shard), adversaries=str(folder / "adv.h5"), subset=str(folder / "subset.h5"))
     for seg in segmentations:
         settings = SegmentationSettings(method=seg, **image[seg])
@@ -72,37 +120,75 @@ def run_stages(config: dict, explainers: list[str], folder: Path) -> float:
     explained = {}
     for family, members in families(explainers, segmentations, image["extra_explainers"]).items():
         segs = [family.removeprefix("lime_")] if family.startswith("lime_") else segmentations
-        job = ExplainFamilySettings(family=family, explainers=tuple(members), seed=seed, keep_attributions=False, segmentations=tuple(segs),
-                                    explainer=ExplainerSettings(**explain).only(members if family != "extra" else []),
-                                    extra=tuple(image["extra_explainers"]) if family == "extra" else ())
+        job = ExplainFamilySettings(
+            family=family,
+            explainers=tuple(members),
+            seed=seed,
+            keep_attributions=False,
+            segmentations=tuple(segs),
+            explainer=ExplainerSettings(**explain).only(members if family != "extra" else []),
+            extra=tuple(image["extra_explainers"]) if family == "extra" else (),
+        )
         explained[family] = str(folder / f"explain_{family}.h5")
-        stages.explain_shard(files, {s: str(folder / f"seg_{s}.h5") for s in segs}, explained[family], model=spec, explain=job,
-                             batch_size=batch, device=device)
+        stages.explain_shard(
+            files,
+            {s: str(folder / f"seg_{s}.h5") for s in segs},
+            explained[family],
+            model=spec,
+            explain=job,
+            batch_size=batch,
+            device=device,
+        )
     flip = image["labelflip"]
     for seg in segmentations:
         paths = [p for f, p in explained.items() if not f.startswith("lime_") or f == f"lime_{seg}"]
         ks = sorted({flip["k"], *flip["rect_ks"]})
-        stages.labelflip_shard(files, str(folder / f"seg_{seg}.h5"), paths, str(folder / f"flips_{seg}.h5"), model=spec,
-                               labelflip=LabelflipSettings(segmentation=seg, k=flip["k"], ks=tuple(ks), fractions=()), batch_size=batch, device=device)
-        localised = LocalisedSettings(segmentation=seg, ks=tuple(image["localised"]["ks"]), explainers=tuple(explainers),
-                                      extra=tuple(image["extra_explainers"]), seed=seed, explainer=ExplainerSettings(**explain).only(explainers))
-        stages.localised_shard(files, str(folder / f"seg_{seg}.h5"), str(folder / f"localised_{seg}.h5"), model=spec, localised=localised,
-                               batch_size=batch, device=device)
-    return time.perf_counter() - start
+        stages.labelflip_shard(
+            files,
+            str(folder / f"seg_{seg}.h5"),
+            paths,
+            str(folder / f"flips_{seg}.h5"),
+            model=spec,
+            labelflip=LabelflipSettings(segmentation=seg, k=flip["k"], ks=tuple(ks), fractions=()),
+            batch_size=batch,
+            device=device,
+        )
+        localised = LocalisedSettings(
+            segmentation=seg,
+            ks=tuple(image["localised"]["ks"]),
+            explainers=tuple(explainers),
+            extra=tuple(image["extra_explainers"]),
+            seed=seed,
+            explainer=ExplainerSettings(**explain).only(explainers),
+        )
+        stages.localised_shard(
+            files,
+            str(folder / f"seg_{seg}.h5"),
+            str(folder / f"localised_{seg}.h5"),
+            model=spec,
+            localised=localised,
+            batch_size=batch,
+            device=device,
+        )
+    return cpu_seconds() - start
 
 
 def run_call(config: dict, explainers: list[str]) -> float:
-    """Seconds of the one call on the same images and settings (the photos decoded beforehand, as the stages' shard is)."""
-    import advxai
+    """CPU seconds of the one call on the same images and settings (the photos decoded beforehand,
+    as the stages' shard is)."""
     from test_api import bundled_items, load_image, preprocess
 
     image = config["image"]
-    (_, entry), = [(m, e) for m, e in image["models"].items() if e.get("enabled", True)]
+    ((_, entry),) = [(m, e) for m, e in image["models"].items() if e.get("enabled", True)]
     items = bundled_items()[: image["max_images"]]
     pixels = np.stack([preprocess(load_image(i), entry["resize_size"], entry["input_size"]) for i in items])
-    start = time.perf_counter()
-    preset_call(pixels, explainers=[*explainers, *image["extra_explainers"]], k=sorted({image["labelflip"]["k"], *image["labelflip"]["rect_ks"]}))
-    return time.perf_counter() - start
+    start = cpu_seconds()
+    preset_call(
+        pixels,
+        explainers=[*explainers, *image["extra_explainers"]],
+        k=sorted({image["labelflip"]["k"], *image["labelflip"]["rect_ks"]}),
+    )
+    return cpu_seconds() - start
 
 
 def main() -> None:
@@ -117,8 +203,14 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             best["stages"] = min(best["stages"], run_stages(config, explainers, Path(folder)))
         best["call"] = min(best["call"], run_call(config, explainers))
-        print(f"round {round_ + 1}: best stages {best['stages']:.2f} s, best call {best['call']:.2f} s", flush=True)
-    print(f"call / stages = {best['call'] / best['stages']:.3f} (best of {args.rounds}; {len(explainers)} explainers + extras)")
+        print(
+            f"round {round_ + 1}: best stages {best['stages']:.2f} CPU s, best call {best['call']:.2f} CPU s",
+            flush=True,
+        )
+    print(
+        f"call / stages = {best['call'] / best['stages']:.3f} "
+        f"(best of {args.rounds}; {len(explainers)} explainers + extras)"
+    )
 
 
 if __name__ == "__main__":

@@ -24,22 +24,36 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # ------------------------------------------------------------------------------ the workflow's numbers
 def preset_call(pixels: np.ndarray | None = None, **changes) -> advxai.Result:
-    """The call on presets/test.yaml's images (``pixels``: decoded already) and settings (its one model, both segmentations)."""
+    """The call on presets/test.yaml's images (``pixels``: decoded already) and settings (its one model,
+    both segmentations)."""
     config = load("config.yaml", "presets/test.yaml")
     image = config["image"]
-    (label, entry), = [(m, e) for m, e in image["models"].items() if e.get("enabled", True)]
+    ((label, entry),) = [(m, e) for m, e in image["models"].items() if e.get("enabled", True)]
     items = bundled_items()[: image["max_images"]]
     if pixels is None:
         pixels = np.stack([preprocess(load_image(i), entry["resize_size"], entry["input_size"]) for i in items])
     explain = {key: value for key, value in image["explain"].items() if key != "keep_attributions"}
     flip = image["labelflip"]
     call = dict(
-        attack=advxai.PGD(epsilon=entry["epsilon"], step_size=entry["step_size"], steps=image["pgd"]["steps"], early_stop=image["pgd"]["early_stop"]),
+        attack=advxai.PGD(
+            epsilon=entry["epsilon"],
+            step_size=entry["step_size"],
+            steps=image["pgd"]["steps"],
+            early_stop=image["pgd"]["early_stop"],
+        ),
         explainers=[*image["explainers"], *image["extra_explainers"]],
-        segmentation={"rect": advxai.SegmentationSettings(method="rect", **image["rect"]),
-                      "slic": advxai.SegmentationSettings(method="slic", **image["slic"])},
-        k=sorted({flip["k"], *flip["rect_ks"]}), localised_k=image["localised"]["ks"], settings=advxai.ExplainerSettings(**explain),
-        seed=config["seed"], device=config["device"], batch_size=image["batch_size"], ids=[i.id for i in items], weights=entry["weights"],
+        segmentation={
+            "rect": advxai.SegmentationSettings(method="rect", **image["rect"]),
+            "slic": advxai.SegmentationSettings(method="slic", **image["slic"]),
+        },
+        k=sorted({flip["k"], *flip["rect_ks"]}),
+        localised_k=image["localised"]["ks"],
+        settings=advxai.ExplainerSettings(**explain),
+        seed=config["seed"],
+        device=config["device"],
+        batch_size=image["batch_size"],
+        ids=[i.id for i in items],
+        weights=entry["weights"],
         arithmetic=image["arithmetic"],
     )
     return advxai.evaluate(entry["architecture"], pixels, **{**call, **changes})
@@ -50,13 +64,21 @@ def compare_with_tables(result: advxai.Result, tables: Path) -> int:
     flips = pd.read_csv(Path(tables, "image_labelflip.csv"))
     flips = flips[flips.k.notna()].astype({"k": int})
     ours = result.label_flips.merge(flips, on=["segmentation", "explainer", "aggregation", "k"], how="inner")
-    assert len(ours) == len(result.label_flips[result.label_flips.k.isin(flips.k.unique())].merge(
-        flips[["segmentation", "k"]].drop_duplicates(), on=["segmentation", "k"]))
-    assert (ours.n_x == ours.n_y).all() and (ours.rate == ours.label_flip_rate).all(), ours[ours.rate != ours.label_flip_rate]
+    assert len(ours) == len(
+        result.label_flips[result.label_flips.k.isin(flips.k.unique())].merge(
+            flips[["segmentation", "k"]].drop_duplicates(), on=["segmentation", "k"]
+        )
+    )
+    assert (ours.n_x == ours.n_y).all() and (ours.rate == ours.label_flip_rate).all(), ours[
+        ours.rate != ours.label_flip_rate
+    ]
     histogram = pd.read_csv(Path(tables, "image_localised.csv")).drop(columns=["model", "fraction"])
     mine = result.localised_histogram.drop(columns=["fraction"])
-    pd.testing.assert_frame_equal(mine.sort_values(list(mine.columns)).reset_index(drop=True),
-                                  histogram[mine.columns].sort_values(list(mine.columns)).reset_index(drop=True), check_dtype=False)
+    pd.testing.assert_frame_equal(
+        mine.sort_values(list(mine.columns)).reset_index(drop=True),
+        histogram[mine.columns].sort_values(list(mine.columns)).reset_index(drop=True),
+        check_dtype=False,
+    )
     return len(ours) + len(mine)
 
 
@@ -82,8 +104,16 @@ class Tiny(nn.Module):
 
 
 ATTACK = advxai.PGD(epsilon=1.0, step_size=0.2, steps=5)
-QUICK = dict(attack=ATTACK, settings=advxai.ExplainerSettings.paper(lime_samples=16, noise_samples=2, ig_steps=4), device="cpu",
-             batch_size=4, seed=1, segmentation="rect", k=[1, 3], localised_k=[1])
+QUICK = dict(
+    attack=ATTACK,
+    settings=advxai.ExplainerSettings.paper(lime_samples=16, noise_samples=2, ig_steps=4),
+    device="cpu",
+    batch_size=4,
+    seed=1,
+    segmentation="rect",
+    k=[1, 3],
+    localised_k=[1],
+)
 
 
 def tiny_images(n: int = 7) -> torch.Tensor:
@@ -93,7 +123,9 @@ def tiny_images(n: int = 7) -> torch.Tensor:
 def test_an_iterable_in_odd_batches_gives_the_tensors_result():
     x = tiny_images()
     whole = advxai.evaluate(Tiny(), x, explainers=["lime", "sal", "ig-sg"], **QUICK)
-    streamed = advxai.evaluate(Tiny(), iter([(x[:2], torch.zeros(2)), (x[2:7], torch.zeros(5))]), explainers=["lime", "sal", "ig-sg"], **QUICK)
+    streamed = advxai.evaluate(
+        Tiny(), iter([(x[:2], torch.zeros(2)), (x[2:7], torch.zeros(5))]), explainers=["lime", "sal", "ig-sg"], **QUICK
+    )
     assert whole.n_adversaries > 0
     pd.testing.assert_frame_equal(whole.label_flips, streamed.label_flips)
     pd.testing.assert_frame_equal(whole.localised_histogram, streamed.localised_histogram)
@@ -125,30 +157,50 @@ def test_supplied_adversaries_and_segment_scores_and_captum_classes():
         return -torch.arange(16.0).expand(len(inputs), 16)
 
     call = {**QUICK, "attack": adversaries}
-    supplied = advxai.evaluate(Tiny(), x, explainers={"sal": "sal", "captum-saliency": Saliency, "first": by_segment}, **call)
+    supplied = advxai.evaluate(
+        Tiny(), x, explainers={"sal": "sal", "captum-saliency": Saliency, "first": by_segment}, **call
+    )
     flipped = (Tiny()(adversaries).argmax(1) != Tiny()(x).argmax(1)).sum().item()
     assert supplied.n_adversaries == flipped and made.n_adversaries > 0
     table = supplied.label_flips.set_index(["explainer", "k"])
-    assert table.loc["captum-saliency", "rate"].equals(table.loc["sal", "rate"])  # captum's |gradient| ranks as sal's mean_abs
+    assert table.loc["captum-saliency", "rate"].equals(
+        table.loc["sal", "rate"]
+    )  # captum's |gradient| ranks as sal's mean_abs
     assert set(table.index.get_level_values(0)) == {"sal", "captum-saliency", "first", "magnitude", "magnitude-mean"}
 
 
 def test_a_missing_setting_fails_with_its_config_name():
     with pytest.raises(ValueError, match=r"missing key 'explain.lime_samples'"):
-        advxai.evaluate(Tiny(), tiny_images(), explainers=["lime"], **{**QUICK, "settings": advxai.ExplainerSettings(lime_kernel_width=0.25)})
+        advxai.evaluate(
+            Tiny(),
+            tiny_images(),
+            explainers=["lime"],
+            **{**QUICK, "settings": advxai.ExplainerSettings(lime_kernel_width=0.25)},
+        )
 
 
 # ------------------------------------------------------------------------------ intervals and tests
 def test_rates_carry_wilson_intervals_and_compare_is_mcnemar_on_the_same_items():
     flips_a = np.array([[True], [True], [True], [False], [True]])
     flips_b = np.array([[False], [False], [True], [False], [False]])
-    result = advxai.Result(ids=list("abcde"), ks=[3], localised_ks=[], flips={"rect": {("a", "mean_abs"): flips_a, ("b", "mean_abs"): flips_b}})
+    result = advxai.Result(
+        ids=list("abcde"),
+        ks=[3],
+        localised_ks=[],
+        flips={"rect": {("a", "mean_abs"): flips_a, ("b", "mean_abs"): flips_b}},
+    )
     table = result.label_flips.set_index("explainer")
     assert tuple(table.loc["a", ["rate", "ci_low", "ci_high"]]) == tuple(wilson_interval(4, 5))
     row = result.compare("a", "b").iloc[0]
-    assert (row.n, row.difference, row.p_value) == (5, 0.6, mcnemar_exact(flips_a[:, 0], flips_b[:, 0]).p_value) == (5, 0.6, 0.25)
+    assert (
+        (row.n, row.difference, row.p_value)
+        == (5, 0.6, mcnemar_exact(flips_a[:, 0], flips_b[:, 0]).p_value)
+        == (5, 0.6, 0.25)
+    )
 
 
 def test_importing_advxai_imports_no_torch():
-    code = "import sys, advxai; advxai.PGD; advxai.ExplainerSettings; assert 'torch' not in sys.modules, 'torch imported'"
+    code = (
+        "import sys, advxai; advxai.PGD; advxai.ExplainerSettings; assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

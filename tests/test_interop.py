@@ -17,12 +17,19 @@ zennit_composites = pytest.importorskip("zennit.composites")
 pytest.importorskip("timm")
 
 ATTACK = advxai.PGD(epsilon=1.0, step_size=0.2, steps=5)
-FAST = dict(settings=advxai.ExplainerSettings.paper(lime_samples=16, noise_samples=2, ig_steps=4), device="cpu", batch_size=4, seed=3)
+FAST = dict(
+    settings=advxai.ExplainerSettings.paper(lime_samples=16, noise_samples=2, ig_steps=4),
+    device="cpu",
+    batch_size=4,
+    seed=3,
+)
 
 
 def tiny_cnn() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(128, 10)).eval()
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(128, 10)
+    ).eval()
 
 
 def inputs(n: int = 6, size: int = 16) -> torch.Tensor:
@@ -39,17 +46,37 @@ def saliency(model, inputs, targets, **kwargs) -> np.ndarray:
 def test_the_metrics_run_inside_quantus_evaluate_beside_a_quantus_metric():
     model, x = tiny_cnn(), inputs()
     y = model(x).argmax(1).numpy()
-    metrics = {"label_flip": advxai.LabelFlip(ATTACK, segmentation="rect", k=3, **FAST),
-               "localised": advxai.LocalisedRecovery(ATTACK, segmentation="rect", k=1, **FAST),
-               "sparseness": quantus.Sparseness(disable_warnings=True)}
-    results = quantus.evaluate(metrics=metrics, xai_methods={"saliency": saliency}, model=model, x_batch=x.numpy(), y_batch=y,
-                               explain_func_kwargs={}, agg_func=lambda scores: scores)
+    metrics = {
+        "label_flip": advxai.LabelFlip(ATTACK, segmentation="rect", k=3, **FAST),
+        "localised": advxai.LocalisedRecovery(ATTACK, segmentation="rect", k=1, **FAST),
+        "sparseness": quantus.Sparseness(disable_warnings=True),
+    }
+    results = quantus.evaluate(
+        metrics=metrics,
+        xai_methods={"saliency": saliency},
+        model=model,
+        x_batch=x.numpy(),
+        y_batch=y,
+        explain_func_kwargs={},
+        agg_func=lambda scores: scores,
+    )
     scores = results["saliency"]
     assert set(scores) == set(metrics)  # quantus.evaluate prints and drops a metric that raises
-    direct = advxai.evaluate(model, x, attack=ATTACK, explainers={"explain_func": lambda m, i, t: torch.from_numpy(saliency(m, i, t))},
-                             segmentation="rect", k=[3], localised_k=[1], ids=[str(i) for i in range(len(x))], **FAST)
+    direct = advxai.evaluate(
+        model,
+        x,
+        attack=ATTACK,
+        explainers={"explain_func": lambda m, i, t: torch.from_numpy(saliency(m, i, t))},
+        segmentation="rect",
+        k=[3],
+        localised_k=[1],
+        ids=[str(i) for i in range(len(x))],
+        **FAST,
+    )
     expected_flips = dict(zip(direct.ids, direct.flips["rect"][("explain_func", "mean_abs")][:, 0].astype(float)))
-    assert np.array_equal(scores["label_flip"], [expected_flips.get(str(i), np.nan) for i in range(len(x))], equal_nan=True)
+    assert np.array_equal(
+        scores["label_flip"], [expected_flips.get(str(i), np.nan) for i in range(len(x))], equal_nan=True
+    )
     recovered = dict(zip(direct.ids, direct.recovered["rect"][1]["explain_func"]))
     expected = [float(recovered[str(i)]) if recovered.get(str(i), -1) >= 0 else np.nan for i in range(len(x))]
     assert np.array_equal(scores["localised"], expected, equal_nan=True)
@@ -69,9 +96,20 @@ def zennit_explainer(composite):
 def test_a_zennit_composite_is_scored_through_the_call_and_plain_zennit_gradients_match_saliency():
     model, x = tiny_cnn(), inputs()
     before = model(x)
-    result = advxai.evaluate(model, x, attack=ATTACK, segmentation="rect", k=[1, 3], localised_k=[1],
-                             explainers={"sal": "sal", "zennit-gradient": zennit_explainer(None),
-                                         "zennit-epsilon-plus": zennit_explainer(zennit_composites.EpsilonPlusFlat())}, **FAST)
+    result = advxai.evaluate(
+        model,
+        x,
+        attack=ATTACK,
+        segmentation="rect",
+        k=[1, 3],
+        localised_k=[1],
+        explainers={
+            "sal": "sal",
+            "zennit-gradient": zennit_explainer(None),
+            "zennit-epsilon-plus": zennit_explainer(zennit_composites.EpsilonPlusFlat()),
+        },
+        **FAST,
+    )
     table = result.label_flips.set_index(["explainer", "k"])
     # without a composite, zennit's attributor is the input gradient: the same ranking as Saliency
     assert table.loc["zennit-gradient", "rate"].equals(table.loc["sal", "rate"])

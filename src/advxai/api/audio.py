@@ -50,8 +50,19 @@ def _scored(explainers: Sequence[Any]) -> list[str]:
     return names
 
 
-def evaluate_excerpts(detector: Any, excerpts: Excerpts, *, explainers: Sequence[Any], k: Iterable[int], localised_k: Iterable[int] | None,
-                     settings: ExplainerSettings | None, seed: int, device: str, batch_size: int | str, chunk: int = 64) -> Result:
+def evaluate_excerpts(
+    detector: Any,
+    excerpts: Excerpts,
+    *,
+    explainers: Sequence[Any],
+    k: Iterable[int],
+    localised_k: Iterable[int] | None,
+    settings: ExplainerSettings | None,
+    seed: int,
+    device: str,
+    batch_size: int | str,
+    chunk: int = 64,
+) -> Result:
     """Label flips and localised recovery of the detector's excerpts, ``chunk`` excerpts at a time."""
     chosen = use_device(device)
     model = load_detector(detector, device=chosen) if isinstance(detector, str) else detector.to(chosen).eval()
@@ -66,7 +77,9 @@ def evaluate_excerpts(detector: Any, excerpts: Excerpts, *, explainers: Sequence
     result = Result(ids=[], ks=ks, localised_ks=localised_ks, seed=seed)
 
     def explain(inputs, classes, item_ids, _masks=None, _counts=None):
-        return explain_excerpts(model, inputs, classes, item_ids, explainers=names, settings=settings, seed=seed, batch_size=passes)
+        return explain_excerpts(
+            model, inputs, classes, item_ids, explainers=names, settings=settings, seed=seed, batch_size=passes
+        )
 
     for start in range(0, len(clean), chunk):
         rows = slice(start, start + chunk)
@@ -75,11 +88,33 @@ def evaluate_excerpts(detector: Any, excerpts: Excerpts, *, explainers: Sequence
         scores = explain(x.adversarial, torch.as_tensor(targets[rows], device=chosen), ids[rows])
         rankings = {f"{n}/{'mean' if n == LIME_FAMILY else 'mean_abs'}": v for n, v in scores.items()}
         rankings[f"{NORM}/{BASELINE_AGGREGATION}"] = magnitude(x.clean, x.adversarial, x.masks, x.segments)
-        flips = label_flips(model, flip_test, x.clean, x.adversarial, x.masks, x.n_segments, rankings,
-                            k_settings(ks, [], x.n_segments).per_item, HYBRID_BATCH)
-        found = localised_experiment(model, flip_test, x.clean, x.adversarial, x.masks, x.n_segments, ids[rows], localised_ks, explain, names,
-                                     HYBRID_BATCH)
-        part = Result(ids=ids[rows], ks=ks, localised_ks=localised_ks, n_images=len(x.clean), n_adversaries=len(x.clean))
+        flips = label_flips(
+            model,
+            flip_test,
+            x.clean,
+            x.adversarial,
+            x.masks,
+            x.n_segments,
+            rankings,
+            k_settings(ks, [], x.n_segments).per_item,
+            HYBRID_BATCH,
+        )
+        found = localised_experiment(
+            model,
+            flip_test,
+            x.clean,
+            x.adversarial,
+            x.masks,
+            x.n_segments,
+            ids[rows],
+            localised_ks,
+            explain,
+            names,
+            HYBRID_BATCH,
+        )
+        part = Result(
+            ids=ids[rows], ks=ks, localised_ks=localised_ks, n_images=len(x.clean), n_adversaries=len(x.clean)
+        )
         part.flips[SEGMENTATION] = {tuple(name.split("/")): values for name, values in flips.items()}
         part.recovered[SEGMENTATION] = {kk: dict(r.recovered) for kk, r in found.items()}
         result.extend(part)

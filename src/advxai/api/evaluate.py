@@ -73,42 +73,75 @@ def _segmentations(segmentation: Segmentation | Sequence[Segmentation] | Mapping
         if isinstance(value, SegmentationSettings):
             named[name or value.method] = value
         else:
-            named[name or "masks"] = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value).long()
+            named[name or "masks"] = torch.as_tensor(
+                np.asarray(value) if not isinstance(value, torch.Tensor) else value
+            ).long()
     return named
 
 
 def _segment(setting: SegmentationSettings | torch.Tensor, adversarial: torch.Tensor, rows: slice) -> torch.Tensor:
-    """Segment id maps ``(n, H, W)`` of a chunk: rectangles, SLIC on the normalised adversary (§10.12), or the caller's maps."""
+    """Segment id maps ``(n, H, W)`` of a chunk: rectangles, SLIC on the normalised adversary (§10.12),
+    or the caller's maps."""
     if isinstance(setting, torch.Tensor):
         return setting[rows].clone()
     height, width = adversarial.shape[-2:]
     if setting.method == "rect":
         grid = torch.from_numpy(segments.rectangles(height, width, setting.grid))
         return grid.expand(len(adversarial), -1, -1).clone()
-    maps = [segments.slic(x, n_segments=setting.n_segments, compactness=setting.compactness, sigma=setting.sigma)
-            for x in adversarial.numpy()]
+    maps = [
+        segments.slic(x, n_segments=setting.n_segments, compactness=setting.compactness, sigma=setting.sigma)
+        for x in adversarial.numpy()
+    ]
     return torch.from_numpy(np.stack(maps).astype(np.int16).astype(np.int64))  # int16 as the workflow stores them
 
 
-def _explain(plan: _Plan, inputs: torch.Tensor, targets: torch.Tensor, ids: Sequence[str], masks: Mapping[str, torch.Tensor],
-             counts: Mapping[str, np.ndarray], builtin: Sequence[str]) -> Scores:
+def _explain(
+    plan: _Plan,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    ids: Sequence[str],
+    masks: Mapping[str, torch.Tensor],
+    counts: Mapping[str, np.ndarray],
+    builtin: Sequence[str],
+) -> Scores:
     """Every explainer's segment scores: the engine's (built-ins and extras), then the caller's segment scorers."""
-    scores = explain_all(plan.bundle.module, inputs, targets, ids, masks, counts, builtin, plan.engine, extras=plan.explainers.extras)
+    scores = explain_all(
+        plan.bundle.module, inputs, targets, ids, masks, counts, builtin, plan.engine, extras=plan.explainers.extras
+    )
     for name, scorer in plan.explainers.segment_scorers.items():
-        scores[name] = {seg: {"mean_abs": np.asarray(torch.as_tensor(scorer(plan.bundle.module, inputs, targets, masks=m)).detach().cpu(),
-                                                     dtype=np.float64)} for seg, m in masks.items()}
+        scores[name] = {
+            seg: {
+                "mean_abs": np.asarray(
+                    torch.as_tensor(scorer(plan.bundle.module, inputs, targets, masks=m)).detach().cpu(),
+                    dtype=np.float64,
+                )
+            }
+            for seg, m in masks.items()
+        }
     return scores
 
 
-def _adversaries(plan: _Plan, chunk: Chunk, clean: torch.Tensor, clean_prediction: np.ndarray, supplied: Chunk | None, seed: int):
+def _adversaries(
+    plan: _Plan, chunk: Chunk, clean: torch.Tensor, clean_prediction: np.ndarray, supplied: Chunk | None, seed: int
+):
     """Adversarial inputs and their predictions, and which of them flip the clean decision."""
     module = plan.bundle.module
     if supplied is None:
         targets = draw_targets(seed, chunk.ids, clean_prediction, plan.bundle.n_classes)
         lower, upper = (bound.to(plan.device) for bound in pixel_bounds())
         pgd = plan.attack
-        result = targeted_pgd(module, clean, torch.as_tensor(targets, device=plan.device), pgd.epsilon, pgd.step_size, n_steps=pgd.steps,
-                              lower=lower, upper=upper, early_stop=pgd.early_stop, batch_size=plan.attack_batch)
+        result = targeted_pgd(
+            module,
+            clean,
+            torch.as_tensor(targets, device=plan.device),
+            pgd.epsilon,
+            pgd.step_size,
+            n_steps=pgd.steps,
+            lower=lower,
+            upper=upper,
+            early_stop=pgd.early_stop,
+            batch_size=plan.attack_batch,
+        )
         # The workflow stores the float32 perturbation and adds it back: the same adversary, bit for bit.
         perturbation = (result.adversaries - clean).cpu()
         return clean.cpu() + perturbation, result.final_predictions, result.success
@@ -123,9 +156,17 @@ def _score_chunk(plan: _Plan, chunk: Chunk, supplied: Chunk | None, seed: int, s
     logits = predict(module, chunk.inputs, plan.forward_batch)
     clean_prediction = logits.topk(1, dim=1).indices[:, 0].cpu().numpy()  # the workflow's top-1
     labelled = chunk.labels >= 0
-    part = Result(ids=[], ks=plan.ks, localised_ks=plan.localised_ks, n_images=len(chunk.ids), n_labelled=int(labelled.sum()),
-                  n_correct=int(np.sum(clean_prediction[labelled] == chunk.labels[labelled])))
-    adversarial, predicted, success = _adversaries(plan, chunk, chunk.inputs.to(device), clean_prediction, supplied, seed)
+    part = Result(
+        ids=[],
+        ks=plan.ks,
+        localised_ks=plan.localised_ks,
+        n_images=len(chunk.ids),
+        n_labelled=int(labelled.sum()),
+        n_correct=int(np.sum(clean_prediction[labelled] == chunk.labels[labelled])),
+    )
+    adversarial, predicted, success = _adversaries(
+        plan, chunk, chunk.inputs.to(device), clean_prediction, supplied, seed
+    )
     rows = np.flatnonzero(success)
     part.n_adversaries = len(rows)
     if not len(rows):
@@ -133,55 +174,142 @@ def _score_chunk(plan: _Plan, chunk: Chunk, supplied: Chunk | None, seed: int, s
     ids = [chunk.ids[i] for i in rows]
     index = torch.from_numpy(rows)
     clean, adversarial = chunk.inputs[index], adversarial[index]
-    masks = {name: _segment(s, adversarial, slice(start, start + len(chunk.ids)))[index] if isinstance(s, torch.Tensor)
-             else _segment(s, adversarial, slice(None)) for name, s in plan.segmentations.items()}
+    masks = {
+        name: _segment(s, adversarial, slice(start, start + len(chunk.ids)))[index]
+        if isinstance(s, torch.Tensor)
+        else _segment(s, adversarial, slice(None))
+        for name, s in plan.segmentations.items()
+    }
     counts = {name: np.array([segments.n_segments(m) for m in maps.numpy()]) for name, maps in masks.items()}
     on_device = {name: maps.to(device) for name, maps in masks.items()}
     targets = torch.as_tensor(predicted[rows], device=device)
-    scores = _explain(plan, adversarial.to(device), targets, ids, on_device, counts, plan.explainers.builtin) if plan.ks else {}
+    scores = (
+        _explain(plan, adversarial.to(device), targets, ids, on_device, counts, plan.explainers.builtin)
+        if plan.ks
+        else {}
+    )
     flip_test = ClassChange(clean_prediction[rows])
     part.ids = ids
     for name in masks:
         if plan.ks:
-            part.flips[name] = _label_flips(plan, flip_test, clean, adversarial, masks[name], counts[name], scores, name)
+            part.flips[name] = _label_flips(
+                plan, flip_test, clean, adversarial, masks[name], counts[name], scores, name
+            )
         if plan.localised_ks:
             part.recovered[name] = _localised(plan, flip_test, clean, adversarial, masks[name], counts[name], ids, name)
     return part
 
 
-def _label_flips(plan: _Plan, flip_test: ClassChange, clean: torch.Tensor, adversarial: torch.Tensor, masks: torch.Tensor,
-                 counts: np.ndarray, scores: Scores, segmentation: str) -> dict[tuple[str, str], np.ndarray]:
+def _label_flips(
+    plan: _Plan,
+    flip_test: ClassChange,
+    clean: torch.Tensor,
+    adversarial: torch.Tensor,
+    masks: torch.Tensor,
+    counts: np.ndarray,
+    scores: Scores,
+    segmentation: str,
+) -> dict[tuple[str, str], np.ndarray]:
     """Flips ``(n, len(ks))`` of each explainer's reported ranking and of both magnitude baselines."""
     per_item = k_settings(plan.ks, [], counts).per_item
-    rankings = {(name, reported_aggregation(name)): scores[name][segmentation][reported_aggregation(name)] for name in plan.explainers.names}
+    rankings = {
+        (name, reported_aggregation(name)): scores[name][segmentation][reported_aggregation(name)]
+        for name in plan.explainers.names
+    }
     width = selection_width(counts, per_item)
-    rankings.update({(name, BASELINE_AGGREGATION): values for name, values in magnitude_scores(clean, adversarial, masks, width).items()})
+    rankings.update(
+        {
+            (name, BASELINE_AGGREGATION): values
+            for name, values in magnitude_scores(clean, adversarial, masks, width).items()
+        }
+    )
     device = plan.device
-    flips = label_flips(plan.bundle.module, flip_test, clean.to(device), adversarial.to(device), masks.to(device), counts,
-                        {"/".join(key): values for key, values in rankings.items()}, per_item, plan.forward_batch)
+    flips = label_flips(
+        plan.bundle.module,
+        flip_test,
+        clean.to(device),
+        adversarial.to(device),
+        masks.to(device),
+        counts,
+        {"/".join(key): values for key, values in rankings.items()},
+        per_item,
+        plan.forward_batch,
+    )
     return {key: flips["/".join(key)] for key in rankings}
 
 
-def _localised(plan: _Plan, flip_test: ClassChange, clean: torch.Tensor, adversarial: torch.Tensor, masks: torch.Tensor,
-               counts: np.ndarray, ids: Sequence[str], segmentation: str) -> dict[int, dict[str, np.ndarray]]:
+def _localised(
+    plan: _Plan,
+    flip_test: ClassChange,
+    clean: torch.Tensor,
+    adversarial: torch.Tensor,
+    masks: torch.Tensor,
+    counts: np.ndarray,
+    ids: Sequence[str],
+    segmentation: str,
+) -> dict[int, dict[str, np.ndarray]]:
     """Recovered counts per k and explainer; every explainer ranks by mean_abs here, as in the workflow (§10.8)."""
     names = plan.explainers.names
 
     def explain_refined(inputs, classes, item_ids, item_masks, n_segments):
-        scores = _explain(plan, inputs, classes, item_ids, {segmentation: item_masks}, {segmentation: n_segments}, plan.explainers.builtin)
+        scores = _explain(
+            plan,
+            inputs,
+            classes,
+            item_ids,
+            {segmentation: item_masks},
+            {segmentation: n_segments},
+            plan.explainers.builtin,
+        )
         return {name: scores[name][segmentation]["mean_abs"] for name in names}
 
     device = plan.device
-    experiment = localised_experiment(plan.bundle.module, flip_test, clean.to(device), adversarial.to(device), masks.to(device), counts,
-                                      list(ids), plan.localised_ks, explain_refined, names, plan.forward_batch)
+    experiment = localised_experiment(
+        plan.bundle.module,
+        flip_test,
+        clean.to(device),
+        adversarial.to(device),
+        masks.to(device),
+        counts,
+        list(ids),
+        plan.localised_ks,
+        explain_refined,
+        names,
+        plan.forward_batch,
+    )
     return {k: dict(result.recovered) for k, result in experiment.items()}
 
 
-def _batch_sizes(batch_size: int | str, bundle: ModelBundle, device: torch.device, forwards_only: bool) -> tuple[int, int, int, int]:
+def _batch_sizes(
+    batch_size: int | str, bundle: ModelBundle, device: torch.device, forwards_only: bool
+) -> tuple[int, int, int, int]:
     """(gradient pass rows, LIME rows, forward rows, PGD rows) by the workflow's policy for ``image.batch_size``."""
     forward = job_batch_size(batch_size, bundle, device, backward=False)
     backward = forward if forwards_only else job_batch_size(batch_size, bundle, device, backward=True)
-    return explanation_batch_size(batch_size, backward, device), lime_batch_size(batch_size, forward, device), forward, backward
+    return (
+        explanation_batch_size(batch_size, backward, device),
+        lime_batch_size(batch_size, forward, device),
+        forward,
+        backward,
+    )
+
+
+def _stream(plan: _Plan, images: Any, attack: Any, seed: int, ids: Any, labels: Any) -> Result:
+    """Score ``images`` chunk by chunk (with the supplied adversaries, where ``attack`` holds them)."""
+    result = Result(ids=[], ks=plan.ks, localised_ks=plan.localised_ks, seed=seed)
+    pgd, bundle, chosen = plan.attack, plan.bundle, plan.device
+    gradient_rows = plan.engine.batch_size
+    adversary_chunks = None if pgd is not None else image_chunks(attack, bundle, gradient_rows)
+    start = 0
+    for chunk in image_chunks(images, bundle, gradient_rows, ids=ids, labels=labels):
+        plan.bundle = bundle = count_classes(bundle, chunk.inputs.to(chosen))
+        supplied = None if adversary_chunks is None else next(adversary_chunks, None)
+        if adversary_chunks is not None and (supplied is None or len(supplied.ids) != len(chunk.ids)):
+            raise ValueError("attack: the supplied adversaries must match the images one for one")
+        with torch.random.fork_rng(devices=[]):  # the caller's global RNG is left as it was
+            result.extend(_score_chunk(plan, chunk, supplied, pgd.seed if pgd else seed, start))
+        start += len(chunk.ids)
+    return result
 
 
 def evaluate(
@@ -217,32 +345,27 @@ def evaluate(
         settings: the explainers' settings (default: the paper's, ``ExplainerSettings.paper()``).
         seed: seeds PGD's targets, LIME's samples and the noise, per item id.
         device: ``auto``, ``cpu`` or ``cuda``; batch_size: rows per pass, or ``auto`` (as ``image.batch_size``).
-        labels: ImageNet classes per image (for ``Result.clean_accuracy``); ids: item ids (seeds), default ``"0"``, ``"1"``, ...
+        labels: classes per image (``Result.clean_accuracy``); ids: item ids (seeds), default ``"0"``, ``"1"``, ...
         weights: for a model name (``None``: random); arithmetic: ``exact``, ``tf32`` or ``bf16``.
     """
     from .audio import Excerpts, evaluate_excerpts
 
     if isinstance(images, Excerpts):
-        return evaluate_excerpts(model, images, explainers=explainers, k=k, localised_k=localised_k, settings=settings, seed=seed,
-                                 device=device, batch_size=batch_size)
+        audio = dict(k=k, localised_k=localised_k, settings=settings, seed=seed, device=device, batch_size=batch_size)
+        return evaluate_excerpts(model, images, explainers=explainers, **audio)
     chosen = use_device(device, arithmetic)
     bundle = resolve_model(model, weights, chosen, arithmetic)
     sorted_ = sort_explainers(explainers)
-    pgd = replace(attack, seed=seed if attack.seed is None else attack.seed) if isinstance(attack, PgdSettings) else None
+    pgd = (
+        replace(attack, seed=seed if attack.seed is None else attack.seed) if isinstance(attack, PgdSettings) else None
+    )
     forwards_only = pgd is None and not sorted_.extras and all(name == "lime" for name in sorted_.builtin)
     gradient_rows, lime_rows, forward_rows, attack_rows = _batch_sizes(batch_size, bundle, chosen, forwards_only)
-    engine = ExplainSettings(explainer=settings or ExplainerSettings.paper(), seed=seed, batch_size=gradient_rows, lime_batch_size=lime_rows)
-    plan = _Plan(bundle, chosen, sorted_, _segmentations(segmentation), sorted(set(k)), sorted(set(k if localised_k is None else localised_k)), pgd, engine,
-                 forward_rows, attack_rows)
-    result = Result(ids=[], ks=plan.ks, localised_ks=plan.localised_ks, seed=seed)
-    adversary_chunks = None if pgd is not None else image_chunks(attack, bundle, gradient_rows)
-    start = 0
-    for chunk in image_chunks(images, bundle, gradient_rows, ids=ids, labels=labels):
-        plan.bundle = bundle = count_classes(bundle, chunk.inputs.to(chosen))
-        supplied = None if adversary_chunks is None else next(adversary_chunks, None)
-        if adversary_chunks is not None and (supplied is None or len(supplied.ids) != len(chunk.ids)):
-            raise ValueError("attack: the supplied adversaries must match the images one for one")
-        with torch.random.fork_rng(devices=[]):  # the caller's global RNG is left as it was
-            result.extend(_score_chunk(plan, chunk, supplied, plan.attack.seed if pgd else seed, start))
-        start += len(chunk.ids)
-    return result
+    engine = ExplainSettings(
+        explainer=settings or ExplainerSettings.paper(), seed=seed, batch_size=gradient_rows, lime_batch_size=lime_rows
+    )
+    ks, localised_ks = sorted(set(k)), sorted(set(k if localised_k is None else localised_k))
+    plan = _Plan(
+        bundle, chosen, sorted_, _segmentations(segmentation), ks, localised_ks, pgd, engine, forward_rows, attack_rows
+    )
+    return _stream(plan, images, attack, seed, ids, labels)

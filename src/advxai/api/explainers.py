@@ -87,7 +87,11 @@ def sort_explainers(explainers: Sequence[Any] | Mapping[str, Any]) -> Explainers
             if not _is_captum(value) and _takes_masks(value):
                 sorted_.segment_scorers[label] = value
             else:
-                sorted_.extras.append({"name": label, "explainer": _captum_callable(value) if _is_captum(value) else value})
+                sorted_.extras.append(
+                    {"name": label, "explainer": _captum_callable(value) if _is_captum(value) else value}
+                )
         else:
-            raise TypeError(f"explainers: {value!r} is neither a built-in name, a config entry, a captum attribution nor a callable")
+            raise TypeError(
+                f"explainers: {value!r} is neither a built-in name, a config entry, a captum attribution nor a callable"
+            )
     return sorted_

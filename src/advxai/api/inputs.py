@@ -28,7 +28,9 @@ from ..models import ModelBundle, load_model, with_arithmetic
 UNLABELLED = -1
 
 
-def resolve_model(model: nn.Module | ModelBundle | str, weights: str | None, device: torch.device, arithmetic: str) -> ModelBundle:
+def resolve_model(
+    model: nn.Module | ModelBundle | str, weights: str | None, device: torch.device, arithmetic: str
+) -> ModelBundle:
     """A :class:`ModelBundle` on ``device``: a name through :func:`advxai.models.load_model`, or the
     caller's module, put in eval mode with its parameters frozen (the explainers take input
     gradients only), with the paper's 256/224 preprocessing for folders of images."""
@@ -53,7 +55,10 @@ def count_classes(bundle: ModelBundle, example: torch.Tensor) -> ModelBundle:
         return bundle
     logits = bundle.module(example[:1])
     if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
-        raise ValueError(f"model {bundle.name!r} must return logits (N, n_classes); got {getattr(logits, 'shape', type(logits).__name__)}")
+        raise ValueError(
+            f"model {bundle.name!r} must return logits (N, n_classes); "
+            f"got {getattr(logits, 'shape', type(logits).__name__)}"
+        )
     return ModelBundle(bundle.name, bundle.module, bundle.input_size, bundle.resize_size, int(logits.shape[1]))
 
 
@@ -67,12 +72,16 @@ class Chunk:
 
 
 def as_model_input(batch: Any) -> torch.Tensor:
-    """uint8 images ``(N, H, W, 3)`` are normalised as the models expect; float ``(N, C, H, W)`` are taken as they are."""
+    """uint8 images ``(N, H, W, 3)`` are normalised as the models expect; float ``(N, C, H, W)`` are taken
+    as they are."""
     batch = torch.as_tensor(np.asarray(batch) if not isinstance(batch, torch.Tensor) else batch)
     if batch.dtype == torch.uint8:
         return to_model_input(batch.cpu().numpy())
     if not batch.is_floating_point() or batch.ndim < 3:
-        raise ValueError(f"images must be uint8 (N, H, W, 3) or float model inputs (N, C, ...), got {batch.dtype} {tuple(batch.shape)}")
+        raise ValueError(
+            "images must be uint8 (N, H, W, 3) or float model inputs (N, C, ...), "
+            f"got {batch.dtype} {tuple(batch.shape)}"
+        )
     return batch.float().cpu()
 
 
@@ -104,8 +113,9 @@ def _batches(images: Any, bundle: ModelBundle) -> Iterator[tuple[torch.Tensor, n
             yield as_model_input(batch), None
 
 
-def image_chunks(images: Any, bundle: ModelBundle, chunk: int, ids: Iterable[str] | None = None,
-                 labels: Iterable[int] | None = None) -> Iterator[Chunk]:
+def image_chunks(
+    images: Any, bundle: ModelBundle, chunk: int, ids: Iterable[str] | None = None, labels: Iterable[int] | None = None
+) -> Iterator[Chunk]:
     """``images`` as chunks of ``chunk`` items (the last may hold fewer), ids ``"0"``, ``"1"``, ... unless given."""
     id_source = iter(ids) if ids is not None else (str(i) for i in itertools.count())
     label_source = iter(labels) if labels is not None else None
@@ -123,7 +133,9 @@ def image_chunks(images: Any, bundle: ModelBundle, chunk: int, ids: Iterable[str
         return Chunk(chunk_ids, inputs, found)
 
     for inputs, batch_labels in _batches(images, bundle):
-        given = np.full(len(inputs), UNLABELLED, dtype=np.int64) if batch_labels is None else batch_labels.astype(np.int64)
+        given = (
+            np.full(len(inputs), UNLABELLED, dtype=np.int64) if batch_labels is None else batch_labels.astype(np.int64)
+        )
         start = 0
         while start < len(inputs):
             take = min(chunk - held, len(inputs) - start)

@@ -39,8 +39,17 @@ def _explainer(explain_func: Callable, kwargs: dict[str, Any]) -> Callable:
 class _AdversarialMetric:
     """What both metrics share: the attack, segmentation, k and the call's settings."""
 
-    def __init__(self, attack: PgdSettings, *, segmentation: str = "rect", k: int = 3, settings: ExplainerSettings | None = None,
-                 seed: int = 0, batch_size: int | str = 8, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        attack: PgdSettings,
+        *,
+        segmentation: str = "rect",
+        k: int = 3,
+        settings: ExplainerSettings | None = None,
+        seed: int = 0,
+        batch_size: int | str = 8,
+        device: str = "cpu",
+    ) -> None:
         self.attack, self.segmentation, self.k, self.settings = attack, segmentation, int(k), settings
         self.seed, self.batch_size, self.device = seed, batch_size, device
 
@@ -50,9 +59,20 @@ class _AdversarialMetric:
         kwargs = dict(explain_func_kwargs or {})
         x = torch.as_tensor(np.asarray(x_batch), dtype=torch.float32)
         ids = [str(i) for i in range(len(x))]
-        return ids, evaluate(model, x, attack=self.attack, explainers={EXPLAINER: _explainer(explain_func, kwargs)},
-                             segmentation=self.segmentation, k=[self.k] if labelflip else [], localised_k=[] if labelflip else [self.k],
-                             settings=self.settings, seed=self.seed, device=self.device, batch_size=self.batch_size, ids=ids)
+        return ids, evaluate(
+            model,
+            x,
+            attack=self.attack,
+            explainers={EXPLAINER: _explainer(explain_func, kwargs)},
+            segmentation=self.segmentation,
+            k=[self.k] if labelflip else [],
+            localised_k=[] if labelflip else [self.k],
+            settings=self.settings,
+            seed=self.seed,
+            device=self.device,
+            batch_size=self.batch_size,
+            ids=ids,
+        )
 
     @staticmethod
     def _per_input(ids: list[str], result, values: np.ndarray) -> list[float]:
@@ -64,8 +84,17 @@ class LabelFlip(_AdversarialMetric):
     """1.0 where adding back the perturbation on the explanation's top-k segments flips the decision,
     0.0 where not, NaN where the attack failed (docs/method.md §8.1). Higher is better."""
 
-    def __call__(self, model, x_batch, y_batch=None, a_batch=None, s_batch=None, explain_func=None, explain_func_kwargs=None,
-                 **kwargs: Any) -> list[float]:
+    def __call__(
+        self,
+        model,
+        x_batch,
+        y_batch=None,
+        a_batch=None,
+        s_batch=None,
+        explain_func=None,
+        explain_func_kwargs=None,
+        **kwargs: Any,
+    ) -> list[float]:
         ids, result = self._evaluate(model, x_batch, explain_func, explain_func_kwargs, labelflip=True)
         flipped = next(iter(result.flips.values()), {}).get((EXPLAINER, "mean_abs"), np.zeros((0, 1), bool))
         return self._per_input(ids, result, flipped[:, 0].astype(float))
@@ -76,8 +105,17 @@ class LocalisedRecovery(_AdversarialMetric):
     explanation ranks top k; NaN where the attack failed or the localised adversary no longer flips
     (docs/method.md §8.3). Higher is better."""
 
-    def __call__(self, model, x_batch, y_batch=None, a_batch=None, s_batch=None, explain_func=None, explain_func_kwargs=None,
-                 **kwargs: Any) -> list[float]:
+    def __call__(
+        self,
+        model,
+        x_batch,
+        y_batch=None,
+        a_batch=None,
+        s_batch=None,
+        explain_func=None,
+        explain_func_kwargs=None,
+        **kwargs: Any,
+    ) -> list[float]:
         ids, result = self._evaluate(model, x_batch, explain_func, explain_func_kwargs, labelflip=False)
         counts = next(iter(result.recovered.values()), {}).get(self.k, {}).get(EXPLAINER, np.zeros(0))
         return self._per_input(ids, result, np.where(counts >= 0, counts / self.k, np.nan))

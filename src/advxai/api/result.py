@@ -56,7 +56,19 @@ class Result:
                 for j, k in enumerate(self.ks):
                     hits, n = int(flipped[:, j].sum()), len(flipped)
                     interval = wilson_interval(hits, n)
-                    rows.append([explainer, segmentation, aggregation, k, n, hits, interval.estimate, interval.low, interval.high])
+                    rows.append(
+                        [
+                            explainer,
+                            segmentation,
+                            aggregation,
+                            k,
+                            n,
+                            hits,
+                            interval.estimate,
+                            interval.low,
+                            interval.high,
+                        ]
+                    )
         return pd.DataFrame(rows, columns=LABEL_FLIP_COLUMNS)
 
     def _kept(self, segmentation: str, k: int, explainer: str) -> np.ndarray:
@@ -74,7 +86,9 @@ class Result:
                     found = self._kept(segmentation, k, explainer) / k
                     interval = bootstrap_interval(found, seed=self.seed)
                     every = float(np.mean(found == 1.0)) if len(found) else float("nan")
-                    rows.append([explainer, segmentation, k, len(found), interval.estimate, interval.low, interval.high, every])
+                    rows.append(
+                        [explainer, segmentation, k, len(found), interval.estimate, interval.low, interval.high, every]
+                    )
         return pd.DataFrame(rows, columns=LOCALISED_COLUMNS)
 
     @property
@@ -87,7 +101,9 @@ class Result:
                     found = self._kept(segmentation, k, explainer)
                     for r in range(k + 1):
                         count = int(np.sum(found == r))
-                        rows.append([explainer, segmentation, k, r, count, count / len(found) if len(found) else float("nan")])
+                        rows.append(
+                            [explainer, segmentation, k, r, count, count / len(found) if len(found) else float("nan")]
+                        )
         return pd.DataFrame(rows, columns=HISTOGRAM_COLUMNS)
 
     @property
@@ -114,16 +130,39 @@ class Result:
             first, second = self._ranking(segmentation, a), self._ranking(segmentation, b)
             for j, k in enumerate(self.ks):
                 test = mcnemar_exact(first[:, j], second[:, j])
-                rows.append(["label_flip", segmentation, k, len(first), float(first[:, j].mean()), float(second[:, j].mean()),
-                             test.difference, test.p_value, "exact McNemar", test.significant])
+                rows.append(
+                    [
+                        "label_flip",
+                        segmentation,
+                        k,
+                        len(first),
+                        float(first[:, j].mean()),
+                        float(second[:, j].mean()),
+                        test.difference,
+                        test.p_value,
+                        "exact McNemar",
+                        test.significant,
+                    ]
+                )
         for segmentation, by_k in self.recovered.items():
             for k, by_explainer in by_k.items():
                 if a in by_explainer and b in by_explainer:
                     first, second = self._kept(segmentation, k, a) / k, self._kept(segmentation, k, b) / k
                     test = paired_bootstrap(first, second, seed=self.seed)
-                    rows.append(["localised", segmentation, k, len(first), float(np.mean(first)) if len(first) else float("nan"),
-                                 float(np.mean(second)) if len(second) else float("nan"), test.difference, test.p_value,
-                                 "paired bootstrap", test.significant])
+                    rows.append(
+                        [
+                            "localised",
+                            segmentation,
+                            k,
+                            len(first),
+                            float(np.mean(first)) if len(first) else float("nan"),
+                            float(np.mean(second)) if len(second) else float("nan"),
+                            test.difference,
+                            test.p_value,
+                            "paired bootstrap",
+                            test.significant,
+                        ]
+                    )
         return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
 
     def extend(self, other: Result) -> None:
@@ -144,5 +183,7 @@ class Result:
         self.n_correct += other.n_correct
 
     def __repr__(self) -> str:
-        return (f"Result({self.n_images} images, {self.n_adversaries} adversaries that flip, "
-                f"segmentations {list(self.flips)}, k {self.ks}, localised k {self.localised_ks})")
+        return (
+            f"Result({self.n_images} images, {self.n_adversaries} adversaries that flip, "
+            f"segmentations {list(self.flips)}, k {self.ks}, localised k {self.localised_ks})"
+        )

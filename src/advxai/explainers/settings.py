@@ -44,15 +44,22 @@ class ExplainerSettings:
         if domain not in DOMAINS:
             raise ValueError(f"domain must be one of {list(DOMAINS)}, got {domain!r}")
         lime_samples = constants.IMAGE_LIME_SAMPLES if domain == "image" else constants.AUDIO_LIME_SAMPLES
-        settings = cls(lime_samples=lime_samples, lime_kernel_width=constants.LIME_KERNEL_WIDTH, noise_samples=constants.NOISE_SAMPLES,
-                       noise_std=constants.NOISE_STD, ig_steps=constants.IG_STEPS)
+        settings = cls(
+            lime_samples=lime_samples,
+            lime_kernel_width=constants.LIME_KERNEL_WIDTH,
+            noise_samples=constants.NOISE_SAMPLES,
+            noise_std=constants.NOISE_STD,
+            ig_steps=constants.IG_STEPS,
+        )
         return replace(settings, **changes)
 
     def require(self, key: str, section: str = "explain") -> Any:
         """The value of ``key``; an error naming the config key where it was not given."""
         value = getattr(self, key)
         if value is None:
-            raise ValueError(f"missing key '{section}.{key}': an explainer needs it (ExplainerSettings.paper() gives the paper's)")
+            raise ValueError(
+                f"missing key '{section}.{key}': an explainer needs it (ExplainerSettings.paper() gives the paper's)"
+            )
         return value
 
     @staticmethod
