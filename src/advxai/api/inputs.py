@@ -117,6 +117,8 @@ def image_chunks(
     images: Any, bundle: ModelBundle, chunk: int, ids: Iterable[str] | None = None, labels: Iterable[int] | None = None
 ) -> Iterator[Chunk]:
     """``images`` as chunks of ``chunk`` items (the last may hold fewer), ids ``"0"``, ``"1"``, ... unless given."""
+    if ids is None and isinstance(images, (str, Path)):
+        ids = [item.id for item in folder_items(Path(images))]  # a folder's items are named by their files
     id_source = iter(ids) if ids is not None else (str(i) for i in itertools.count())
     label_source = iter(labels) if labels is not None else None
     pending: list[tuple[torch.Tensor, np.ndarray]] = []
