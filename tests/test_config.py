@@ -170,20 +170,25 @@ def test_every_paper_default_is_defined_once_and_the_schema_engine_and_config_ag
     import inspect
 
     paper = ExplainerSettings(lime_samples=constants.IMAGE_LIME_SAMPLES, lime_kernel_width=constants.LIME_KERNEL_WIDTH,
-                              noise_samples=constants.NOISE_SAMPLES, noise_std=constants.NOISE_STD, ig_steps=constants.IG_STEPS)
+                              noise_samples=constants.NOISE_SAMPLES, noise_std=constants.NOISE_STD,
+                              ig_steps=constants.IG_STEPS)
     assert ExplainSettings().explainer == ExplainerSettings.paper() == paper
     assert ExplainerSettings.paper("audio").lime_samples == constants.AUDIO_LIME_SAMPLES
     defaults = inspect.signature(lime_explain).parameters
-    assert (defaults["n_samples"].default, defaults["kernel_width"].default) == (constants.IMAGE_LIME_SAMPLES, constants.LIME_KERNEL_WIDTH)
+    assert (defaults["n_samples"].default, defaults["kernel_width"].default) == (
+        constants.IMAGE_LIME_SAMPLES, constants.LIME_KERNEL_WIDTH)
     schema = yaml.safe_load(Path(SCHEMA).read_text())["properties"]["image"]["properties"]
-    explain = {key: value["default"] for key, value in schema["explain"]["properties"].items() if key != "keep_attributions"}
+    explain = {key: value["default"] for key, value in schema["explain"]["properties"].items()
+               if key != "keep_attributions"}
     assert explain == paper.as_params()
-    assert {key: value["default"] for key, value in schema["rect"]["properties"].items()} == {"grid": SegmentationSettings.paper("rect").grid}
+    rect = {key: value["default"] for key, value in schema["rect"]["properties"].items()}
+    assert rect == {"grid": SegmentationSettings.paper("rect").grid}
     slic = SegmentationSettings.paper("slic")
     assert {key: value["default"] for key, value in schema["slic"]["properties"].items()} == {
         "n_segments": slic.n_segments, "compactness": slic.compactness, "sigma": slic.sigma}
     assert schema["labelflip"]["properties"]["k"]["default"] == constants.LABELFLIP_K
-    assert schema["pgd"]["properties"]["steps"]["default"] == PgdSettings(epsilon=0.1, step_size=0.1).steps == constants.PGD_STEPS
+    pgd_steps = PgdSettings(epsilon=0.1, step_size=0.1).steps
+    assert schema["pgd"]["properties"]["steps"]["default"] == pgd_steps == constants.PGD_STEPS
     config = load("config.yaml")
     image, audio = config["image"], config["audio"]
     assert image["explain"]["lime_kernel_width"] == audio["explain"]["lime_kernel_width"] == constants.LIME_KERNEL_WIDTH
