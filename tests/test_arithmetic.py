@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from advxai import constants
-from advxai.explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all
+from advxai.explainers.engine import ExplainSettings, explain_all
+from advxai.explainers.settings import ExplainerSettings
 from advxai.explainers.guided import audit_guided_activations, guided_gradients
 from advxai.models import FastArithmetic, load_model, with_arithmetic
 from advxai.runtime import CUDA_ARITHMETIC, EXACT_CUDA, cuda_arithmetic, use_device
@@ -121,7 +122,7 @@ def test_the_explanation_engine_ranks_segments_alike_through_the_wrapper(arithme
     x, ids = images(2), ["a", "b"]
     masks = {"rect": torch.from_numpy(rectangles(SIDE, SIDE, 4)).long().expand(2, SIDE, SIDE)}
     counts = {"rect": np.array([16, 16])}
-    settings = ExplainSettings(lime=LimeSettings(n_samples=32), gradients=GradientSettings(n_noise=2, ig_steps=4), seed=0, batch_size=8)
+    settings = ExplainSettings(explainer=ExplainerSettings.paper(lime_samples=32, noise_samples=2, ig_steps=4), seed=0, batch_size=8)
     names = ["lime", "sal", "ig", "gbp", "sal-sg", "sal-sg2", "sal-vg", "ig-sg", "ig-sg2", "ig-vg", "gbp-sg", "gbp-sg2", "gbp-vg"]
     exact = explain_all(tiny_network(), x, TARGETS[:2], ids, masks, counts, names, settings)
     fast = explain_all(with_arithmetic(tiny_network(), arithmetic), x, TARGETS[:2], ids, masks, counts, names, settings)

@@ -14,6 +14,7 @@ from torch import nn
 
 from advxai.evaluation.baselines import magnitude
 from advxai.evaluation.excerpts import explain_excerpts, select_excerpts
+from advxai.explainers.settings import ExplainerSettings
 from advxai.evaluation.flips import ThresholdCrossing
 from advxai.evaluation.labelflip import k_settings, label_flips
 from advxai.evaluation.localised import NOT_KEPT, localised_experiment
@@ -172,7 +173,7 @@ def test_norm_scores_known_answer():
 def test_explain_excerpts_scores_the_target_class():
     model = SegmentSevenDetector().eval()
     _, adversarial = seven_data(n_items=2)
-    settings = dict(explainers=["lime", "sal", "ig"], lime_samples=64, ig_steps=4, seed=1)
+    settings = dict(explainers=["lime", "sal", "ig"], settings=ExplainerSettings.paper("audio", lime_samples=64, ig_steps=4), seed=1)
     towards_sing = explain_excerpts(model, adversarial, np.ones(2), ["x", "y"], **settings)
     towards_silence = explain_excerpts(model, adversarial, np.zeros(2), ["x", "y"], **settings)
     assert list(towards_sing) == ["lime", "sal", "ig"]
@@ -195,7 +196,8 @@ def localised_run(model, clean, adversarial, ks, explain):
 def test_localised_recovers_the_single_segment_the_detector_hears():
     model = SegmentSevenDetector().eval()
     clean, adversarial = seven_data(n_items=2)
-    explain = functools.partial(explain_excerpts, model, explainers=["lime", "sal", "ig"], lime_samples=64, ig_steps=4, seed=0)
+    explain = functools.partial(explain_excerpts, model, explainers=["lime", "sal", "ig"],
+                                settings=ExplainerSettings.paper("audio", lime_samples=64, ig_steps=4), seed=0)
     results = localised_run(model, clean, adversarial, (1, 3), explain)
     one, three = results[1], results[3]
     assert one.kept.all() and np.flatnonzero(one.truth[0]).tolist() == [7] and np.all(one.decisions > THRESHOLD)

@@ -194,3 +194,44 @@ def test_the_paper_preset_and_the_schema_defaults_repeat_advxai_constants():
     assert paper["audio"]["train"] == {"epochs": constants.TRAIN_EPOCHS, "batches_per_epoch": constants.TRAIN_BATCHES_PER_EPOCH,
                                        "batch_size": constants.TRAIN_BATCH_SIZE, "lr": constants.TRAIN_LR, "lr_decay": constants.TRAIN_LR_DECAY}
     assert schema["audio"]["properties"]["median_filter"]["default"] == constants.MEDIAN_FILTER
+
+
+def test_every_paper_default_is_defined_once_and_the_schema_engine_and_config_agree():
+    """advxai.constants holds each paper default; the schema's defaults, the engine's and the stages' defaults
+    repeat it, and config.yaml keeps it wherever it does not shrink a setting for the demo (its comments say which)."""
+    from advxai.explainers.engine import ExplainSettings
+    from advxai.explainers.lime import lime_explain
+    from advxai.explainers.settings import ExplainerSettings
+    from advxai.stages.settings import PgdSettings, SegmentationSettings
+    import inspect
+
+    paper = ExplainerSettings(lime_samples=constants.IMAGE_LIME_SAMPLES, lime_kernel_width=constants.LIME_KERNEL_WIDTH,
+                              noise_samples=constants.NOISE_SAMPLES, noise_std=constants.NOISE_STD,
+                              ig_steps=constants.IG_STEPS)
+    assert ExplainSettings().explainer == ExplainerSettings.paper() == paper
+    assert ExplainerSettings.paper("audio").lime_samples == constants.AUDIO_LIME_SAMPLES
+    defaults = inspect.signature(lime_explain).parameters
+    assert (defaults["n_samples"].default, defaults["kernel_width"].default) == (
+        constants.IMAGE_LIME_SAMPLES, constants.LIME_KERNEL_WIDTH)
+    schema = yaml.safe_load(Path(SCHEMA).read_text())["properties"]["image"]["properties"]
+    explain = {key: value["default"] for key, value in schema["explain"]["properties"].items()
+               if key != "keep_attributions"}
+    assert explain == paper.as_params()
+    rect = {key: value["default"] for key, value in schema["rect"]["properties"].items()}
+    assert rect == {"grid": SegmentationSettings.paper("rect").grid}
+    slic = SegmentationSettings.paper("slic")
+    assert {key: value["default"] for key, value in schema["slic"]["properties"].items()} == {
+        "n_segments": slic.n_segments, "compactness": slic.compactness, "sigma": slic.sigma}
+    assert schema["labelflip"]["properties"]["k"]["default"] == constants.LABELFLIP_K
+    pgd_steps = PgdSettings(epsilon=0.1, step_size=0.1).steps
+    assert schema["pgd"]["properties"]["steps"]["default"] == pgd_steps == constants.PGD_STEPS
+    config = load("config.yaml")
+    image, audio = config["image"], config["audio"]
+    assert image["explain"]["lime_kernel_width"] == audio["explain"]["lime_kernel_width"] == constants.LIME_KERNEL_WIDTH
+    assert image["explain"]["noise_std"] == audio["explain"]["noise_std"] == constants.NOISE_STD
+    assert (image["rect"], image["slic"]) == ({"grid": constants.RECT_GRID}, {"n_segments": constants.SLIC_SEGMENTS,
+                                              "compactness": constants.SLIC_COMPACTNESS, "sigma": constants.SLIC_SIGMA})
+    assert (image["pgd"]["steps"], image["labelflip"]["k"]) == (constants.PGD_STEPS, constants.LABELFLIP_K)
+    assert {key: audio["attack"][key] for key in ("alpha", "epsilon", "lr")} == {
+        "alpha": constants.ATTACK_ALPHA, "epsilon": constants.ATTACK_EPSILON, "lr": constants.ATTACK_LR}
+    assert audio["median_filter"] == constants.MEDIAN_FILTER

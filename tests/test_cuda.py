@@ -27,7 +27,8 @@ from torch import nn
 
 from advxai.attacks.cw import spectrogram_attack
 from advxai.attacks.pgd import targeted_pgd
-from advxai.explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all
+from advxai.explainers.engine import ExplainSettings, explain_all
+from advxai.explainers.settings import ExplainerSettings
 from advxai.models import load_model, predict
 from advxai.segments import rectangles
 from advxai.store import BatchCheckpoint
@@ -90,7 +91,7 @@ def fast_agreement(arithmetic: str, device: torch.device) -> tuple[float, float,
 
     x, targets, ids = tiny_images(4, 64), torch.tensor([3, 9, 27, 81]), ["a", "b", "c", "d"]
     masks = torch.from_numpy(rectangles(64, 64, 4)).long().expand(4, 64, 64)
-    settings = ExplainSettings(lime=LimeSettings(n_samples=64), gradients=GradientSettings(n_noise=2, ig_steps=4), seed=0, batch_size=8)
+    settings = ExplainSettings(explainer=ExplainerSettings.paper(lime_samples=64, noise_samples=2, ig_steps=4), seed=0, batch_size=8)
     names = ["sal", "ig", "gbp", "lime"]
     results = {}
     for mode in ("exact", arithmetic):
@@ -155,7 +156,7 @@ def test_explanation_engine_matches_the_cpu(no_tf32):
     x, targets, ids = tiny_images(2, 64), torch.tensor([3, 9]), ["a", "b"]
     masks = torch.from_numpy(rectangles(64, 64, 4)).long().expand(2, 64, 64)
     counts = {"rect": np.array([16, 16])}
-    settings = ExplainSettings(lime=LimeSettings(n_samples=32), gradients=GradientSettings(n_noise=2, ig_steps=4), seed=0, batch_size=8)
+    settings = ExplainSettings(explainer=ExplainerSettings.paper(lime_samples=32, noise_samples=2, ig_steps=4), seed=0, batch_size=8)
     names = ["sal", "ig", "gbp", "sal-sg", "sal-vg", "lime"]
     maps_cpu, maps_cuda = {}, {}
     cpu = explain_all(bundle_cpu.module, x, targets, ids, {"rect": masks}, counts, names, settings, pixel_maps=maps_cpu)

@@ -66,28 +66,56 @@ def test_ci_runs_the_readme_install_and_test_commands():
     assert commands == [install, test]
 
 
-def readme_snippet(heading: str, readme: Path = ROOT / "README.md") -> str:
-    """The first ```python block after the line `heading` of the README."""
-    section = readme.read_text().split(f"\n{heading}\n", 1)[1]
-    return section.split("```python\n", 1)[1].split("```", 1)[0]
+API_DOCS = ROOT / "docs" / "api.md"
+
+QUICK_START_OUTPUT = """\
+     explainer segmentation aggregation  k  n  flips  rate  ci_low  ci_high
+          lime         rect        mean  1  3      2  0.67    0.21     0.94
+          lime         rect        mean  3  3      2  0.67    0.21     0.94
+           sal         rect    mean_abs  1  3      2  0.67    0.21     0.94
+           sal         rect    mean_abs  3  3      1  0.33    0.06     0.79
+         ig-sg         rect    mean_abs  1  3      1  0.33    0.06     0.79
+         ig-sg         rect    mean_abs  3  3      2  0.67    0.21     0.94
+     magnitude         rect           -  1  3      2  0.67    0.21     0.94
+     magnitude         rect           -  3  3      2  0.67    0.21     0.94
+magnitude-mean         rect           -  1  3      2  0.67    0.21     0.94
+magnitude-mean         rect           -  3  3      2  0.67    0.21     0.94
+experiment segmentation  k  n    a    b  difference  p_value          test  significant
+label_flip         rect  1  3 0.67 0.67         0.0      1.0 exact McNemar        False
+label_flip         rect  3  3 0.67 0.67         0.0      1.0 exact McNemar        False
+"""
+"""The quick start's printed tables (a CPU run; the rates are rounded to two digits)."""
 
 
-def printed_values(code: str, folder: Path, lines: int) -> list:
-    """Run `code` as a script in `folder`; its last `lines` printed lines, read as Python literals
-    (NumPy reprs reduced to plain numbers and lists)."""
-    script = folder / "example.py"
+def python_block(text: str, after: str) -> str:
+    """The first ```python block after the line ``after``."""
+    return text.split(after, 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def run_example(code: str, tmp_path) -> str:
+    script = tmp_path / "example.py"
     script.write_text(code)
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=900, cwd=folder)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    printed = result.stdout.strip().splitlines()[-lines:]
-    return [ast.literal_eval(line.replace("np.float64", "").replace("array", "")) for line in printed]
+    return result.stdout
 
 
-# The README's Python example and what it prints, pinned: the example is deterministic on the
-# CPU (seeded targets, LIME samples and noise; bundled weights and photos). Where the README's
-# example changes, point README_EXAMPLE at its heading and pin its new output here.
-README_EXAMPLE = "## Use it from Python"
-README_EXAMPLE_OUTPUT = [
+@pytest.mark.slow
+def test_the_api_quick_start_prints_its_pinned_tables(tmp_path):
+    """docs/api.md's quick start (the README's "Use it from Python"), at most 12 lines, runs and prints the pinned tables."""
+    code = python_block(API_DOCS.read_text(), "## Quick start")
+    assert len(code.strip().splitlines()) <= 12
+    assert run_example(code, tmp_path) == QUICK_START_OUTPUT
+
+
+def test_the_readme_shows_the_api_quick_start():
+    readme = (ROOT / "README.md").read_text()
+    assert python_block(readme, "## Use it from Python") == python_block(API_DOCS.read_text(), "## Quick start")
+
+
+# docs/api.md's low-level example and what it prints, pinned: the example is deterministic on the
+# CPU (seeded targets, LIME samples and noise; bundled weights and photos).
+LOW_LEVEL_OUTPUT = [
     {"lime": 0.0, "sal": 0.5, "sal-sg": 0.5, "sal-sg2": 0.5, "sal-vg": 0.5, "ig": 0.5, "ig-sg": 0.0, "ig-sg2": 0.0, "ig-vg": 0.0,
      "gbp": 0.5, "gbp-sg": 0.5, "gbp-sg2": 0.5, "gbp-vg": 0.5},  # label-flip rate at k = 3 over the two photos
     {1: [0, -1], 3: [0, -1]},  # LIME's recovered segments per photo: the coffee's refined adversaries do not flip
@@ -95,9 +123,10 @@ README_EXAMPLE_OUTPUT = [
 
 
 @pytest.mark.slow
-def test_readme_python_example_prints_its_pinned_output(tmp_path):
-    """The README's Python block runs as printed and prints the pinned label-flip rates per
-    explainer and recovered counts per k (not only keys and 0-1 bounds)."""
-    rates, recovered = printed_values(readme_snippet(README_EXAMPLE), tmp_path, lines=2)
+def test_the_low_level_example_prints_its_pinned_output(tmp_path):
+    """docs/api.md's engine-and-evaluation example runs as printed and prints the pinned label-flip
+    rates per explainer and recovered counts per k (not only keys and 0-1 bounds)."""
+    stdout = run_example(python_block(API_DOCS.read_text(), "## The low-level library"), tmp_path)
+    rates, recovered = (ast.literal_eval(line.replace("np.float64", "").replace("array", "")) for line in stdout.strip().splitlines()[-2:])
     assert sorted(rates) == sorted(BUILTIN_EXPLAINERS)
-    assert [rates, {k: list(counts) for k, counts in recovered.items()}] == README_EXAMPLE_OUTPUT
+    assert [rates, {k: list(counts) for k, counts in recovered.items()}] == LOW_LEVEL_OUTPUT

@@ -13,8 +13,9 @@ import torch
 
 from advxai.attacks.pgd import targeted_pgd
 from advxai.data.model_inputs import pixel_bounds
+from advxai.explainers.engine import ExplainSettings, explain_all
+from advxai.explainers.settings import ExplainerSettings
 from advxai.evaluation.labelflip import predict_hybrids
-from advxai.explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all
 from advxai.models import load_model
 from advxai.segments import rectangles
 
@@ -51,7 +52,7 @@ def test_pgd_of_an_image_alone_equals_it_inside_a_batch(model, images, early_sto
 
 
 def test_engine_scores_of_an_item_alone_equal_it_inside_a_batch(model, images):
-    settings = ExplainSettings(lime=LimeSettings(n_samples=24), gradients=GradientSettings(n_noise=3, ig_steps=3), seed=5, batch_size=4)
+    settings = ExplainSettings(explainer=ExplainerSettings.paper(lime_samples=24, noise_samples=3, ig_steps=3), seed=5, batch_size=4)
     masks = torch.from_numpy(rectangles(SIDE, SIDE, 4)).long().expand(3, SIDE, SIDE)
     targets = torch.tensor([7, 70, 700])
     ids = ["a", "b", "c"]
@@ -76,7 +77,7 @@ def test_lime_passes_at_the_forward_batch_and_gradient_passes_at_the_gradient_ba
     targets, ids, counts = torch.tensor([7, 70, 700]), ["a", "b", "c"], {"rect": np.full(3, 16)}
 
     def scores(batch_size: int, lime_batch_size: int | None = None) -> dict:
-        settings = ExplainSettings(lime=LimeSettings(n_samples=24), gradients=GradientSettings(n_noise=2, ig_steps=3), seed=5,
+        settings = ExplainSettings(explainer=ExplainerSettings.paper(lime_samples=24, noise_samples=2, ig_steps=3), seed=5,
                                    batch_size=batch_size, lime_batch_size=lime_batch_size)
         return explain_all(model, images, targets, ids, masks, counts, ["lime", "sal-sg", "ig"], settings)
 

@@ -16,7 +16,8 @@ from advxai.evaluation.flips import ClassChange
 from advxai.evaluation.labelflip import label_flips
 from advxai.evaluation.localised import NOT_KEPT, localised_experiment
 from advxai.evaluation.selection import hybrid, recovered, top_k
-from advxai.explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all
+from advxai.explainers.engine import ExplainSettings, explain_all
+from advxai.explainers.settings import ExplainerSettings
 from advxai.segments import ABSENT, rectangles
 
 PLANTED = 5
@@ -60,7 +61,7 @@ def test_planted_segment_is_the_ground_truth_and_is_found():
     for name in ("magnitude", "magnitude-mean"):
         assert (magnitude[name].argmax(1) == PLANTED).all(), name
 
-    settings = ExplainSettings(lime=LimeSettings(n_samples=64), gradients=GradientSettings(n_noise=4, noise_std=0.1, ig_steps=8), seed=3, batch_size=16)
+    settings = ExplainSettings(explainer=ExplainerSettings.paper(lime_samples=64, noise_samples=4, noise_std=0.1, ig_steps=8), seed=3, batch_size=16)
     mask_tensor = torch.from_numpy(masks).long()
     scores = explain_all(model, result.adversaries, torch.from_numpy(result.final_predictions), [f"img{i}" for i in range(4)],
                          {"rect": mask_tensor}, {"rect": np.full(4, 16)}, ["sal", "ig", "gbp", "lime", "sal-sg"], settings)
@@ -127,7 +128,7 @@ def test_kept_pixel_maps_are_the_maps_behind_the_scores():
     targets = model(inputs).argmax(1)
     masks = torch.from_numpy(np.repeat(rectangles(SIZE, SIZE)[None], 2, axis=0)).long()
     maps: dict[str, np.ndarray] = {}
-    settings = ExplainSettings(gradients=GradientSettings(n_noise=2, ig_steps=4), seed=1, batch_size=8)
+    settings = ExplainSettings(explainer=ExplainerSettings.paper(noise_samples=2, ig_steps=4), seed=1, batch_size=8)
     scores = explain_all(model, inputs, targets, ["a", "b"], {"rect": masks}, {"rect": np.full(2, 16)}, ["sal", "sal-vg"], settings, pixel_maps=maps)
     assert set(maps) == {"sal", "sal-vg"} and maps["sal"].dtype == np.float16
     plain = gradient_attributions(model, inputs, targets, "sal")

@@ -4,8 +4,6 @@ the summary, and a pilot on part of the test preset against the whole preset's r
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import yaml

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from advxai.names import BUILTIN_EXPLAINERS
+from advxai.names import BUILTIN_EXPLAINERS, reported_aggregation
 from advxai.report import plots
 from advxai.stages import report as stages
 from advxai.stages.report import ImageFigure, ImageReportInputs, split_groups
@@ -138,7 +138,7 @@ def _assert_told_apart(panel: list[tuple], expected: set[str]) -> None:
 
 def test_fig5_draws_all_13_explainers_and_both_baselines_apart(tmp_path):
     explainers = [*BUILTIN_EXPLAINERS, *BASELINES]
-    rows = [{"model": "m", "segmentation": seg, "explainer": e, "aggregation": plots.REPORTED_AGGREGATION.get(e, "mean_abs"),
+    rows = [{"model": "m", "segmentation": seg, "explainer": e, "aggregation": reported_aggregation(e),
              "k": np.nan, "fraction": f, "n": 4, "label_flip_rate": f / 2} for seg in SEGMENTATIONS for e in explainers for f in (0.5, 1.0)]
     figure = plots.figure_all_explainers(pd.DataFrame(rows), "m", tmp_path / "fig5.png")
     panels = _line_styles(figure)

@@ -9,7 +9,8 @@ from torch import nn
 
 import advxai.explainers.gradient_stream as gradient_stream
 import advxai.explainers.gradients as gradients
-from advxai.explainers.engine import ExplainSettings, GradientSettings, explain_all
+from advxai.explainers.engine import ExplainSettings, explain_all
+from advxai.explainers.settings import ExplainerSettings
 from advxai.explainers.stem import MIN_KERNEL_VOLUME, find_linear_stem
 
 SIDE = 32
@@ -102,7 +103,7 @@ def test_ig_through_the_stem_of_an_item_alone_equals_it_inside_a_batch():
     inputs = torch.randn(3, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(3))
     targets = torch.tensor([1, 3, 0])
     masks = {"rect": (torch.arange(SIDE)[:, None] // 16 * 2 + torch.arange(SIDE)[None, :] // 16).expand(3, SIDE, SIDE)}
-    settings = ExplainSettings(gradients=GradientSettings(n_noise=2, ig_steps=5), seed=1, batch_size=4)
+    settings = ExplainSettings(explainer=ExplainerSettings.paper(noise_samples=2, ig_steps=5), seed=1, batch_size=4)
 
     def scores(rows: slice) -> dict:
         n = len(range(3)[rows])

@@ -37,7 +37,8 @@ def engine_parts(
 ) -> tuple[dict[str, float], dict]:
     """Seconds of ``explain_all`` per family, each at its batch size, and its scores
     ``[explainer][seg][agg]`` (every family, or those in ``only``)."""
-    from advxai.explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all
+    from advxai.explainers.engine import ExplainSettings, explain_all
+    from advxai.explainers.settings import ExplainerSettings
 
     families = {**{name: list(members) for name, members in FAMILIES.items()}, LIME_FAMILY: [LIME_FAMILY]}
     times, scores = {}, {}
@@ -45,8 +46,7 @@ def engine_parts(
         if only is not None and family not in only:
             continue
         settings = ExplainSettings(
-            lime=LimeSettings(n_samples=run["lime_samples"]),
-            gradients=GradientSettings(n_noise=run["noise"], noise_std=1.0, ig_steps=run["ig_steps"]),
+            explainer=ExplainerSettings.paper(lime_samples=run["lime_samples"], noise_samples=run["noise"], ig_steps=run["ig_steps"]),
             seed=seed,
             batch_size=batch_sizes[family],
         )

@@ -152,9 +152,10 @@ def lime_at_captum_shape(
 
     Both make the same forward passes, so only what each does around the model differs.
     """
-    from advxai.explainers.engine import ExplainSettings, LimeSettings, explain_all
+    from advxai.explainers.engine import ExplainSettings, explain_all
+    from advxai.explainers.settings import ExplainerSettings
 
-    settings = ExplainSettings(lime=LimeSettings(n_samples=samples), seed=seed, batch_size=LIME_PER_EVAL)
+    settings = ExplainSettings(explainer=ExplainerSettings.paper(lime_samples=samples), seed=seed, batch_size=LIME_PER_EVAL)
 
     def captum() -> tuple[dict[str, float], None]:
         return {

@@ -76,6 +76,21 @@ EXCERPT_FRAMES = 115
 PGD_STEPS = 100
 """Targeted PGD steps (paper Table 4)."""
 
+RECT_GRID = 4
+"""Rectangles per side of the rectangle segmentation (docs/method.md §6)."""
+
+SLIC_SEGMENTS = 16
+"""SLIC's requested segment count (docs/method.md §6)."""
+
+SLIC_COMPACTNESS = 10.0
+"""SLIC's compactness (docs/method.md §6)."""
+
+SLIC_SIGMA = 1.0
+"""SLIC's Gaussian smoothing width (docs/method.md §6)."""
+
+LABELFLIP_K = 3
+"""The k of the label-flip tables (paper Tables 2, 3, 7, 8)."""
+
 IMAGE_LIME_SAMPLES = 512
 """LIME perturbed samples per image."""
 

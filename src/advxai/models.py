@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # torchvision is imported where a model is built, not by ever
 from .batching import run_batched
 from .constants import ARITHMETICS, BUNDLED_MODELS, ModelSizes, architecture_sizes, check_arithmetic
 from .data.images import IMAGENET_MEAN, IMAGENET_STD
+from .runtime import module_device
 from .seeding import item_seed
 from .torchvision_import import import_torchvision
 from .weights import hub_serving, state_digest, verify_weights, weights_record
@@ -55,6 +56,9 @@ _RANDOM_INIT_OPTIONS = {
     "inception_v3": {"init_weights": False, "aux_logits": False},
     "googlenet": {"init_weights": False, "aux_logits": False},
 }
+
+TIMM_PREFIX = "timm:"
+"""Model names ``timm:<architecture>`` load through timm (the ``interop`` extra)."""
 
 # torchvision classification builders default to num_classes=1000.
 _TORCHVISION_DEFAULT_CLASSES = 1000
@@ -299,10 +303,25 @@ def _declared_sizes_match(bundle: ModelBundle, sizes: ModelSizes | None) -> Mode
     return bundle
 
 
+def _timm_model(name: str, weights: str | None) -> ModelBundle:
+    """``timm:<name>``: a timm model, ImageNet weights (``DEFAULT``) or random (``None``), fed through
+    its own normalisation; its classes and input size from its pretrained config."""
+    import timm
+
+    architecture = name.removeprefix(TIMM_PREFIX)
+    if weights not in (None, "DEFAULT"):
+        raise ValueError(f"model {name!r}: weights must be 'DEFAULT' or None, got {weights!r}")
+    network = timm.create_model(architecture, pretrained=weights is not None)
+    config = network.pretrained_cfg
+    crop = int(config.get("input_size", (3, 224, 224))[-1])
+    resize = int(crop / config.get("crop_pct", 0.875))  # timm's own resize: 224 / 0.875 = 256
+    module = _renormalised(network, config.get("mean", IMAGENET_MEAN), config.get("std", IMAGENET_STD))
+    return ModelBundle(name, module, crop, resize, int(network.num_classes))
+
+
 def _count_logits(module: nn.Module, input_size: int, name: str) -> int:
     """Number of logits, from one forward of a zero image."""
-    parameter = next(module.parameters(), None)
-    device = "cpu" if parameter is None else parameter.device
+    device = module_device(module)
     module.eval()
     try:
         with torch.no_grad():
@@ -317,6 +336,8 @@ def _count_logits(module: nn.Module, input_size: int, name: str) -> int:
 
 
 def _builder(name: str, sizes: ModelSizes | None = None, weights_file: str | None = None) -> Callable[[str | None], ModelBundle]:
+    if name.startswith(TIMM_PREFIX):
+        return lambda weights: _timm_model(name, weights)
     if ":" in name:
         return lambda weights: _plugin_model(name, weights, sizes)
     if name in BUNDLED_MODELS:
@@ -387,7 +408,6 @@ def predict(module: nn.Module, inputs: torch.Tensor, batch_size: int) -> torch.T
     Returns:
         torch.Tensor: logits ``(N, n_classes)`` on the module's device.
     """
-    parameter = next(module.parameters(), None)
-    device = inputs.device if parameter is None else parameter.device
+    device = module_device(module, default=inputs.device)
     with torch.no_grad():
         return run_batched(lambda chunk: module(chunk.to(device)), inputs, batch_size)

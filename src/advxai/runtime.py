@@ -27,6 +27,14 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def module_device(module: torch.nn.Module, default: torch.device | str = "cpu") -> torch.device:
+    """Where ``module``'s parameters live (``default`` for a module without parameters)."""
+    import torch
+
+    parameter = next(module.parameters(), None)
+    return torch.device(default) if parameter is None else parameter.device
+
+
 EXACT_CUDA = (False, False, True, False)
 """(cuDNN TF32, matmul TF32, cuDNN deterministic, cuDNN autotuner): float32 throughout, repeatable kernels."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .constants import EXCERPT_FRAMES, HOP, N_MELS
+from .constants import EXCERPT_FRAMES, HOP, N_MELS, RECT_GRID, SLIC_COMPACTNESS, SLIC_SEGMENTS, SLIC_SIGMA
 
 ABSENT = -1e5
 """Score of a segment id that an item does not have (docs/method.md §7).
@@ -19,7 +19,7 @@ carry ``ABSENT`` so that they rank last and are never selected while real segmen
 """
 
 
-def rectangles(height: int, width: int, grid: int = 4) -> np.ndarray:
+def rectangles(height: int, width: int, grid: int = RECT_GRID) -> np.ndarray:
     """A ``grid`` x ``grid`` partition of an image into rectangles, ids row-major.
 
     Pixel ``(i, j)`` gets id ``grid * min(i // s_h, grid - 1) + min(j // s_w, grid - 1)`` with
@@ -40,9 +40,9 @@ def rectangles(height: int, width: int, grid: int = 4) -> np.ndarray:
 
 def slic(
     image_normalised: np.ndarray,
-    n_segments: int = 16,
-    compactness: float = 10.0,
-    sigma: float = 1.0,
+    n_segments: int = SLIC_SEGMENTS,
+    compactness: float = SLIC_COMPACTNESS,
+    sigma: float = SLIC_SIGMA,
     max_num_iter: int = 10,
 ) -> np.ndarray:
     """SLIC superpixels of one channel-first image, as the authors computed them.

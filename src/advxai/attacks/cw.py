@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..constants import ATTACK_ALPHA, ATTACK_EPSILON, ATTACK_LR, ATTACK_MAX_ITER
+from ..runtime import module_device
 from ..store import BatchCheckpoint
 from ..svds.features import log_mel
 from ..svds.model import pad_song
@@ -152,7 +153,7 @@ def spectrogram_attack(
     """
     if model.training:
         raise ValueError("spectrogram_attack needs the model in eval mode (BatchNorm running statistics); call model.eval()")
-    device = next(model.parameters(), torch.empty(0)).device
+    device = module_device(model)
     spec = torch.as_tensor(spec_linear, dtype=torch.float32, device=device)
     bank = torch.as_tensor(filterbank, dtype=torch.float32, device=device)
     _check_arguments(spec, bank, threshold, alpha, epsilon, lr, max_iter)

@@ -22,8 +22,10 @@ from torch import nn
 
 from ..arrays import to_numpy
 from ..batching import run_batched
-from ..explainers.engine import ExplainSettings, GradientSettings, LimeSettings, explain_all
+from ..explainers.engine import ExplainSettings, explain_all
+from ..explainers.settings import AUDIO_LIME, ExplainerSettings
 from ..explainers.registry import LIME_FAMILY, validate_explainers
+from ..runtime import module_device
 from ..seeding import numpy_rng
 from ..segments import audio_grid
 from ..svds.features import log_mel
@@ -68,10 +70,6 @@ class ExcerptSet:
         return self.adv_logmel - self.clean_logmel
 
 
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters(), torch.empty(0)).device
-
-
 def _require_eval(model: nn.Module, caller: str) -> None:
     if model.training:
         raise ValueError(f"{caller} needs the detector in eval mode (BatchNorm running statistics); call model.eval()")
@@ -80,7 +78,7 @@ def _require_eval(model: nn.Module, caller: str) -> None:
 @torch.no_grad()
 def sing_probability(model: nn.Module, logmel: torch.Tensor | np.ndarray, batch_size: int = 256) -> np.ndarray:
     """P(sing) ``(N,)`` of log-mel excerpts ``(N, 115, 80)``, in batches of ``batch_size``."""
-    inputs = torch.as_tensor(logmel, dtype=torch.float32, device=_device(model))
+    inputs = torch.as_tensor(logmel, dtype=torch.float32, device=module_device(model))
     if inputs.ndim != 3 or inputs.shape[1] != EXCERPT_FRAMES:
         raise ValueError(f"expected log-mel excerpts (N, {EXCERPT_FRAMES}, mels), got shape {tuple(inputs.shape)}")
     logits = run_batched(lambda chunk: model(chunk)[:, 0], inputs, batch_size)
@@ -127,7 +125,7 @@ def _song_excerpts(
         return [], {}
     draws = candidates[numpy_rng(seed, f"excerpts-{direction}", name).integers(0, candidates.size, size=max_draws)]
 
-    device = _device(model)
+    device = module_device(model)
     clean = torch.as_tensor(clean_np, dtype=torch.float32, device=device)
     adversarial = torch.as_tensor(adversarial_np, dtype=torch.float32, device=device)
     verdicts: dict[int, bool] = {}
@@ -199,7 +197,7 @@ def select_excerpts(
     names = [song[0] for song in songs]
     if len(set(names)) != len(names):
         raise ValueError(f"song names must be unique (they seed the draws), got {names}")
-    bank = torch.as_tensor(filterbank, dtype=torch.float32, device=_device(model))
+    bank = torch.as_tensor(filterbank, dtype=torch.float32, device=module_device(model))
     ids, song_names, frames, clean_lm, adv_lm, clean_p, adv_p = [], [], [], [], [], [], []
     for song in songs:
         kept, probabilities = _song_excerpts(
@@ -272,11 +270,7 @@ def explain_excerpts(
     ids: Sequence[str],
     *,
     explainers: Sequence[str],
-    lime_samples: int = 8192,
-    lime_kernel_width: float = 0.25,
-    n_noise: int = 25,
-    noise_std: float = 1.0,
-    ig_steps: int = 50,
+    settings: ExplainerSettings | None = None,
     seed: int = 0,
     batch_size: int = 64,
 ) -> dict[str, np.ndarray]:
@@ -295,11 +289,8 @@ def explain_excerpts(
         targets: ``(N,)`` target class per excerpt (0 or 1).
         ids: ``N`` item ids; they seed LIME samples and SmoothGrad noise.
         explainers: built-in explainer names (``lime``, ``sal``, ``ig-sg``, ...).
-        lime_samples: LIME samples per excerpt (paper: 8192).
-        lime_kernel_width: LIME kernel width (paper: 0.25).
-        n_noise: noisy copies for the SG/SG²/VG ensembles.
-        noise_std: their noise standard deviation (log-mel units).
-        ig_steps: IG integration points.
+        settings: ``audio.explain`` (``None``: the paper's, ``ExplainerSettings.paper("audio")``);
+            the noise standard deviation is in log-mel units.
         seed: global seed.
         batch_size: inputs per forward/backward pass.
 
@@ -308,7 +299,7 @@ def explain_excerpts(
     """
     _require_eval(model, "explain_excerpts")
     names = validate_explainers(explainers)
-    device = _device(model)
+    device = module_device(model)
     inputs = torch.as_tensor(excerpts_logmel, dtype=torch.float32, device=device)
     if inputs.ndim != 3:
         raise ValueError(f"excerpts_logmel must be (N, frames, mels), got shape {tuple(inputs.shape)}")
@@ -322,19 +313,11 @@ def explain_excerpts(
     n_segments = int(grid.max()) + 1
     if n_items == 0:
         return {name: np.zeros((0, n_segments)) for name in names}
-    settings = ExplainSettings(
-        lime=LimeSettings(
-            n_samples=lime_samples, kernel_width=lime_kernel_width, kernel="binary_cosine", surrogate="ridge",
-            baseline="mean", include_unperturbed=True,
-        ),
-        gradients=GradientSettings(n_noise=n_noise, noise_std=noise_std, ig_steps=ig_steps),
-        seed=seed,
-        batch_size=batch_size,
-    )
+    engine = ExplainSettings(explainer=settings or ExplainerSettings.paper("audio"), lime=AUDIO_LIME, seed=seed, batch_size=batch_size)
     masks = torch.from_numpy(grid).to(device).expand(n_items, n_frames, n_mels)
     scores = explain_all(
         excerpt_logits(model), inputs.unsqueeze(1), target_tensor, list(ids), {SEGMENTATION: masks},
-        {SEGMENTATION: np.full(n_items, n_segments)}, names, settings, lime_forward=excerpt_probabilities(model),
+        {SEGMENTATION: np.full(n_items, n_segments)}, names, engine, lime_forward=excerpt_probabilities(model),
     )
     return {
         name: scores[name][SEGMENTATION]["mean" if name == LIME_FAMILY else GRADIENT_AGGREGATION]

@@ -15,11 +15,10 @@ import numpy as np
 import torch
 
 from ..batching import run_batched
+from ..types import Forward
 from .flips import FlipTest
 from .selection import hybrid, pad_scores, selection_width, top_k
 
-Forward = Callable[[torch.Tensor], torch.Tensor]
-"""The model: a batch of inputs → its outputs (logits)."""
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import torch
 from ..batching import run_batched
 from .baselines import magnitude
 from .flips import FlipTest
-from .labelflip import Forward
+from ..types import Forward
 from .selection import hybrid, pad_scores, recovered, selection_width, top_k
 
 NOT_KEPT = -1

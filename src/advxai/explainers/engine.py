@@ -17,52 +17,34 @@ import torch
 
 from ..batching import run_batched
 from ..segments import ABSENT
+from ..types import Scores
 from .aggregate import aggregate
 from .gradients import explain_gradient_family
 from .lime import lime_coefficients
-from .registry import FAMILIES, GRADIENT_METHODS, make_extra_explainer, validate_explainers
-
-Scores = dict[str, dict[str, dict[str, np.ndarray]]]  # explainer -> segmentation -> aggregation -> (N, S)
-
-
-@dataclass(frozen=True)
-class LimeSettings:
-    """LIME's sampling, kernel and surrogate (docs/method.md §7 for images, §3 for audio)."""
-
-    n_samples: int = 512
-    kernel_width: float = 0.25
-    kernel: str = "input_cosine"
-    surrogate: str = "ols"
-    baseline: float | str = 0.0
-    include_unperturbed: bool = False
-
-
-@dataclass(frozen=True)
-class GradientSettings:
-    """NoiseTunnel and IG settings (docs/method.md §7)."""
-
-    n_noise: int = 25
-    noise_std: float = 1.0
-    ig_steps: int = 50
-    relu_modules_only: bool = False  # GBP as the authors' captum: only nn.ReLU modules guided
+from .registry import ENSEMBLES, FAMILIES, GRADIENT_METHODS, make_extra_explainer, validate_explainers
+from .settings import IMAGE_LIME, ExplainerSettings, LimeForm
 
 
 @dataclass(frozen=True)
 class ExplainSettings:
     """What :func:`explain_all` runs with.
 
-    ``batch_size`` is the rows per forward+backward pass of the gradient families and extras (the
-    image jobs: at least 16 on a GPU, ``advxai.batching.explanation_batch_size``);
-    ``lime_batch_size`` the rows per LIME forward (``None``: ``batch_size``): a device may run
-    forwards fastest, or fit them, at another size, and the image jobs give LIME captum's 16 rows
-    on a CPU, at least 16 on a GPU (``advxai.batching.lime_batch_size``).
+    ``explainer`` holds the config's ``<domain>.explain`` keys (the paper's by default), ``lime``
+    the domain's form of LIME. ``batch_size`` is the rows per forward+backward pass of the gradient
+    families and extras (the image jobs: at least 16 on a GPU,
+    ``advxai.batching.explanation_batch_size``); ``lime_batch_size`` the rows per LIME forward
+    (``None``: ``batch_size``): a device may run forwards fastest, or fit them, at another size, and
+    the image jobs give LIME captum's 16 rows on a CPU, at least 16 on a GPU
+    (``advxai.batching.lime_batch_size``). ``relu_modules_only``:
+    Guided Backprop guides only ``nn.ReLU`` modules, as the authors' captum (``authors_code``).
     """
 
-    lime: LimeSettings = field(default_factory=LimeSettings)
-    gradients: GradientSettings = field(default_factory=GradientSettings)
+    explainer: ExplainerSettings = field(default_factory=ExplainerSettings.paper)
+    lime: LimeForm = IMAGE_LIME
     seed: int = 0
     batch_size: int = 16
     lime_batch_size: int | None = None
+    relu_modules_only: bool = False
 
 
 def lime_as_aggregations(coefficients: np.ndarray) -> dict[str, np.ndarray]:
@@ -73,6 +55,16 @@ def lime_as_aggregations(coefficients: np.ndarray) -> dict[str, np.ndarray]:
         "mean_abs": np.where(absent, ABSENT, np.abs(coefficients)),
         "mean_pos": np.where(absent | (coefficients <= 0), ABSENT, coefficients),
     }
+
+
+def _gradient_keys(explainer: ExplainerSettings, family: str, noisy: bool) -> dict[str, Any]:
+    """The settings a gradient family reads: the noise where it runs an ensemble, IG its points."""
+    keys: dict[str, Any] = {}
+    if noisy:
+        keys.update(n_noise=explainer.require("noise_samples"), noise_std=explainer.require("noise_std"))
+    if family == "ig":
+        keys["ig_steps"] = explainer.require("ig_steps")
+    return keys
 
 
 def explain_all(
@@ -103,24 +95,24 @@ def explain_all(
         wanted = [m for m in members if m in requested]
         if not wanted:
             continue
+        noisy = any(name.partition("-")[2] in ENSEMBLES for name in wanted)
         result = explain_gradient_family(
             model, inputs, targets, ids, GRADIENT_METHODS[family],
-            explainers=wanted, masks=dict(masks), n_segments=width,
-            n_noise=settings.gradients.n_noise, noise_std=settings.gradients.noise_std,
-            ig_steps=settings.gradients.ig_steps, seed=settings.seed, batch_size=settings.batch_size,
-            keep_attributions=pixel_maps is not None, relu_modules_only=settings.gradients.relu_modules_only,
+            explainers=wanted, masks=dict(masks), n_segments=width, **_gradient_keys(settings.explainer, family, noisy),
+            seed=settings.seed, batch_size=settings.batch_size,
+            keep_attributions=pixel_maps is not None, relu_modules_only=settings.relu_modules_only,
         )
         scores.update(result.scores)
         if pixel_maps is not None:
             pixel_maps.update(result.attributions)
     if "lime" in requested:
-        lime = settings.lime
+        lime, n_samples, kernel_width = settings.lime, settings.explainer.require("lime_samples"), settings.explainer.require("lime_kernel_width")
         scores["lime"] = {
             seg: lime_as_aggregations(
                 lime_coefficients(
                     lime_forward or model, inputs, targets, mask, n_segments[seg],
-                    n_samples=lime.n_samples, seed=settings.seed, baseline=lime.baseline, kernel=lime.kernel,
-                    kernel_width=lime.kernel_width, surrogate=lime.surrogate,
+                    n_samples=n_samples, seed=settings.seed, baseline=lime.baseline, kernel=lime.kernel,
+                    kernel_width=kernel_width, surrogate=lime.surrogate,
                     include_unperturbed=lime.include_unperturbed, batch_size=settings.lime_batch_size or settings.batch_size, ids=ids,
                 )
             )

@@ -33,15 +33,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..constants import IG_STEPS, NOISE_SAMPLES, NOISE_STD
 from ..seeding import torch_generator
 from .aggregate import aggregate_segmentations, segment_bins
 from .gradient_stream import family_maps
 from .registry import split_gradient_explainer
+from ..types import Scores
 
 METHODS: tuple[str, ...] = ("sal", "ig", "gbp")
 
-Scores = dict[str, dict[str, dict[str, np.ndarray]]]
-"""``scores[explainer][segmentation][aggregation] -> (N, S)``."""
 
 
 @dataclass
@@ -78,7 +78,7 @@ def gradient_attributions(
     targets: torch.Tensor,
     method: str,
     *,
-    ig_steps: int = 50,
+    ig_steps: int = IG_STEPS,
     ig_baseline: float = 0.0,
     batch_size: int | None = None,
 ) -> torch.Tensor:
@@ -130,7 +130,7 @@ def noise_ensemble(
     method: str,
     noise: torch.Tensor,
     *,
-    ig_steps: int = 50,
+    ig_steps: int = IG_STEPS,
     ig_baseline: float = 0.0,
     batch_size: int | None = None,
 ) -> dict[str, torch.Tensor]:
@@ -185,9 +185,9 @@ def explain_gradient_family(
     explainers: Sequence[str],
     masks: Mapping[str, torch.Tensor | np.ndarray],
     n_segments: Mapping[str, int],
-    n_noise: int = 25,
-    noise_std: float = 1.0,
-    ig_steps: int = 50,
+    n_noise: int = NOISE_SAMPLES,
+    noise_std: float = NOISE_STD,
+    ig_steps: int = IG_STEPS,
     ig_baseline: float = 0.0,
     seed: int = 0,
     batch_size: int | None = None,

@@ -26,21 +26,22 @@ they do not depend on batch composition.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from advxai.batching import ScratchTensors, run_batched
+from advxai.constants import IMAGE_LIME_SAMPLES, LIME_KERNEL_WIDTH
 from advxai.seeding import numpy_rng
 from advxai.segments import ABSENT
+from advxai.types import Forward
 
 KERNELS = ("input_cosine", "binary_cosine")
 SURROGATES = ("ols", "ridge")
 _COSINE_EPS = 1e-8  # torch.nn.CosineSimilarity's guard against zero norms
 
-Forward = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -270,11 +271,11 @@ def lime_explain(
     *,
     ids: Sequence[str | int] | None = None,
     samples: Sequence[np.ndarray] | None = None,
-    n_samples: int = 512,
+    n_samples: int = IMAGE_LIME_SAMPLES,
     seed: int = 0,
     baseline: float | str = 0.0,
     kernel: str = "input_cosine",
-    kernel_width: float = 0.25,
+    kernel_width: float = LIME_KERNEL_WIDTH,
     surrogate: str = "ols",
     include_unperturbed: bool = False,
     batch_size: int | None = 64,

@@ -150,7 +150,8 @@ def make_extra_explainer(spec: Mapping[str, Any]) -> ExplainerFn:
     """Build a configured extra explainer (a captum class or a ``module:function`` plug-in).
 
     Args:
-        spec (Mapping): ``{"name", "captum", "init", "attribute"}`` or ``{"name", "function"}``.
+        spec (Mapping): ``{"name", "captum", "init", "attribute"}`` or ``{"name", "function"}``
+            (from Python also ``{"name", "explainer": callable}``).
             In ``init``/``attribute``, lists become tuples (e.g. ``sliding_window_shapes``) and
             nested lists become tensors (e.g. ``feature_mask``), moved to the inputs' device.
 
@@ -162,9 +163,13 @@ def make_extra_explainer(spec: Mapping[str, Any]) -> ExplainerFn:
         raise ValueError(f"extra explainer {dict(spec)!r} needs a non-empty 'name'")
     if name in BUILTIN_EXPLAINERS:
         raise ValueError(f"extra explainer '{name}' clashes with a built-in explainer name")
-    kind = [key for key in ("captum", "function") if key in spec]
+    kind = [key for key in ("captum", "function", "explainer") if key in spec]
     if len(kind) != 1:
-        raise ValueError(f"extra explainer '{name}' needs exactly one of 'captum' or 'function'")
+        raise ValueError(f"extra explainer '{name}' needs exactly one of 'captum', 'function' or (from Python) 'explainer'")
+    if kind == ["explainer"]:  # advxai.evaluate: the callable itself, which no config can hold
+        if set(spec) != {"name", "explainer"} or not callable(spec["explainer"]):
+            raise ValueError(f"extra explainer '{name}': 'explainer' must be a callable, beside 'name' only")
+        return spec["explainer"]
     allowed = {"name", "captum", "init", "attribute"} if kind == ["captum"] else {"name", "function"}
     unknown = sorted(set(spec) - allowed)
     if unknown:

@@ -16,11 +16,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..names import ENSEMBLES, GRADIENT_METHODS, LIME_FAMILY  # noqa: E402
+from ..names import ENSEMBLES, GRADIENT_METHODS, LIME_FAMILY, reported_aggregation  # noqa: E402
 from ..store import atomic_path  # noqa: E402
 
 STANDARD = ("lime", "ig", "sal", "gbp")
-REPORTED_AGGREGATION = {"lime": "mean", "magnitude": "-", "magnitude-mean": "-"}
 
 # As in the paper's figures: the colour names the base method, the line style the ensemble.
 METHOD_COLOURS = dict(zip((LIME_FAMILY, *GRADIENT_METHODS.values()), ("tab:green", "tab:blue", "tab:orange", "tab:red"), strict=True))
@@ -85,7 +84,7 @@ def save(figure: plt.Figure, path: str | Path) -> plt.Figure:
 
 def reported(table: pd.DataFrame) -> pd.DataFrame:
     """Rows of the aggregation each explainer is reported with (LIME mean, gradients mean_abs, baselines -)."""
-    wanted = table.explainer.map(lambda e: REPORTED_AGGREGATION.get(e, "mean_abs"))
+    wanted = table.explainer.map(reported_aggregation)
     return table[table.aggregation == wanted]
 
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..names import AUDIO_DIRECTIONS
+from ..names import AUDIO_DIRECTIONS, reported_aggregation
 from ..store import read_h5, read_provenance
 from . import paper_values
 
@@ -23,9 +23,6 @@ LOCALISED_COLUMNS = ["model", "segmentation", "explainer", "k", "recovered", "co
 SLIC_COLUMNS = ["model", "n", "mean", "std", "min", "max"]
 FEWER_SEGMENTS_COLUMNS = ["model", "segmentation", "experiment", "k", "n", "n_fewer_segments"]
 
-# The aggregation the paper reports per explainer (docs/method.md §8.1; docs/decisions.md, decision 8).
-REPORTED_AGGREGATION = {"lime": "mean"}
-DEFAULT_REPORTED_AGGREGATION = "mean_abs"
 
 
 def _concat(paths: Sequence[str], names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
@@ -200,7 +197,7 @@ def labelflip_k3_markdown(table: pd.DataFrame, segmentation: str, explainers: Se
         paper = paper_values.LABELFLIP_K3.get(segmentation, {}).get(architectures.get(model, ""), {})
         cells = [model]
         for explainer in [*explainers, *baseline]:
-            aggregation = REPORTED_AGGREGATION.get(explainer, "-" if explainer in baseline else DEFAULT_REPORTED_AGGREGATION)
+            aggregation = "-" if explainer in baseline else reported_aggregation(explainer)
             hit = table[(table.model == model) & (table.segmentation == segmentation) & (table.explainer == explainer)
                         & (table.aggregation == aggregation) & (table.k == k)]
             key = {"model": model, "segmentation": segmentation, "experiment": "labelflip", "explainer": explainer,

@@ -146,9 +146,7 @@ def _explain_function(model: torch.nn.Module, explain: AudioExplainSettings):
 
     def run(inputs, targets, ids) -> dict[str, np.ndarray]:
         return explain_excerpts(
-            model, inputs, targets, ids, explainers=list(explain.explainers), lime_samples=explain.lime_samples,
-            lime_kernel_width=explain.lime_kernel_width, n_noise=explain.noise_samples, noise_std=explain.noise_std,
-            ig_steps=explain.ig_steps, seed=explain.seed,
+            model, inputs, targets, ids, explainers=list(explain.explainers), settings=explain.explainer, seed=explain.seed,
         )
 
     return run

@@ -28,8 +28,6 @@ from ..evaluation.localised import explain_refined
 from ..evaluation.selection import pad_scores, selection_width
 from ..explainers.engine import (
     ExplainSettings,
-    GradientSettings,
-    LimeSettings,
     explain_all,
     flatten_scores,
     unflatten_scores,
@@ -206,25 +204,10 @@ def attack_shard(images_path: str, clean_path: str, output: str, *, model: Model
 
 
 def engine_settings(explainer: ExplainerSettings, seed: int, batch_size: int, lime_rows: int | None = None) -> ExplainSettings:
-    """Engine settings from the explainer settings a job received.
-
-    A job receives the settings its explainers use (:meth:`ExplainerSettings.keys_for`); the
-    others keep the engine's defaults, which none of its explainers reads.
-    """
-    lime, gradients = LimeSettings(), GradientSettings()
-
-    def given(value: Any, default: Any) -> Any:
-        return default if value is None else value
-
-    return ExplainSettings(
-        lime=LimeSettings(n_samples=given(explainer.lime_samples, lime.n_samples), kernel_width=given(explainer.lime_kernel_width, lime.kernel_width)),
-        gradients=GradientSettings(n_noise=given(explainer.noise_samples, gradients.n_noise), noise_std=given(explainer.noise_std, gradients.noise_std),
-                                   ig_steps=given(explainer.ig_steps, gradients.ig_steps),
-                                   relu_modules_only=bool(explainer.unguided_functional_relu)),
-        seed=seed,
-        batch_size=batch_size,
-        lime_batch_size=lime_rows,
-    )
+    """What the engine runs a job's explainers with: the settings the job received (a key it did not
+    receive fails where an explainer reads it), its seed and pass sizes, and ``authors_code``'s GBP."""
+    return ExplainSettings(explainer=explainer, seed=seed, batch_size=batch_size, lime_batch_size=lime_rows,
+                           relu_modules_only=bool(explainer.unguided_functional_relu))
 
 
 def explain_shard(

@@ -11,7 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, ClassVar, TypeVar
 
-from ..names import ENSEMBLES, FAMILIES, GRADIENT_METHODS, LIME_FAMILY
+from ..constants import PGD_STEPS, RECT_GRID, SLIC_COMPACTNESS, SLIC_SEGMENTS, SLIC_SIGMA
+from ..explainers.settings import ExplainerSettings
+from ..names import FAMILIES, GRADIENT_METHODS, LIME_FAMILY
 
 Settings = TypeVar("Settings", bound="StageSettings")
 
@@ -101,14 +103,18 @@ class ShardSettings(StageSettings):
 
 @dataclass(frozen=True)
 class PgdSettings(StageSettings):
-    """Targeted PGD of one model (docs/method.md §5.3)."""
+    """Targeted PGD of one model (docs/method.md §5.3); :func:`advxai.evaluate` takes it as ``advxai.PGD``.
+
+    ``epsilon`` and ``step_size`` are in the model's input units (normalised). The defaults serve
+    the Python call only: a rule's params must carry every key. ``seed`` ``None``: the call's seed.
+    """
 
     SECTION = "image.pgd"
     epsilon: float
     step_size: float
-    steps: int
-    early_stop: bool
-    seed: int
+    steps: int = PGD_STEPS
+    early_stop: bool = False  # decision 3: the authors always ran every step
+    seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -140,37 +146,23 @@ class SegmentationSettings(StageSettings):
             raise ValueError(f"params: segmentation method '{method}' is neither rect nor slic")
         return ["method", "grid"] if method == "rect" else ["method", "n_segments", "compactness", "sigma"]
 
-
-@dataclass(frozen=True)
-class ExplainerSettings(StageSettings):
-    """The explainer settings of ``image.explain`` that a set of explainers uses."""
-
-    SECTION = "image.explain"
-    lime_samples: int | None = None
-    lime_kernel_width: float | None = None
-    noise_samples: int | None = None
-    noise_std: float | None = None
-    ig_steps: int | None = None
-    unguided_functional_relu: bool | None = None  # authors_code: GBP guides nn.ReLU modules only
-
     @classmethod
-    def for_explainers(cls, params: Mapping[str, Any], explainers: Sequence[str]) -> ExplainerSettings:
-        """The settings ``explainers`` use, from ``image.explain`` and (for GBP) ``authors_code``."""
-        values = take(params, cls.SECTION, cls.keys_for(explainers))
-        if GRADIENT_METHODS["gbp"] in {name.partition("-")[0] for name in explainers}:
-            values.update(take(params, AUTHORS_CODE, ["unguided_functional_relu"]))
-        return cls(**values)
+    def paper(cls, method: str) -> SegmentationSettings:
+        """The paper's rectangles or SLIC (:mod:`advxai.constants`)."""
+        if method == "rect":
+            return cls(method="rect", grid=RECT_GRID)
+        if method == "slic":
+            return cls(method="slic", n_segments=SLIC_SEGMENTS, compactness=SLIC_COMPACTNESS, sigma=SLIC_SIGMA)
+        raise ValueError(f"segmentation {method!r} is neither 'rect' nor 'slic' (or pass segment id maps)")
 
-    @staticmethod
-    def keys_for(explainers: Sequence[str]) -> list[str]:
-        """LIME needs its samples and kernel width, ensembles their noise, IG its steps."""
-        methods = {name.partition("-")[0] for name in explainers}  # "ig-sg" -> method "ig", ensemble "sg"
-        keys = ["lime_samples", "lime_kernel_width"] if LIME_FAMILY in methods else []
-        if any(name.partition("-")[2] in ENSEMBLES for name in explainers):
-            keys += ["noise_samples", "noise_std"]
-        if GRADIENT_METHODS["ig"] in methods:
-            keys.append("ig_steps")
-        return keys
+
+def explainer_settings(params: Mapping[str, Any], explainers: Sequence[str]) -> ExplainerSettings:
+    """The settings ``explainers`` use: their ``image.explain`` keys and, for GBP, ``authors_code``'s
+    ``unguided_functional_relu`` (decision 22)."""
+    values = take(params, "image.explain", ExplainerSettings.keys_for(explainers))
+    if GRADIENT_METHODS["gbp"] in {name.partition("-")[0] for name in explainers}:
+        values.update(take(params, AUTHORS_CODE, ["unguided_functional_relu"]))
+    return ExplainerSettings(**values)
 
 
 def _is_lime(family: str) -> bool:
@@ -204,7 +196,7 @@ class ExplainFamilySettings(StageSettings):
         else:
             raise ValueError(f"params: unknown explanation family '{family}'")
         extra = tuple(take(params, "image.extra_explainers", ["extra"])["extra"]) if family == "extra" else ()
-        explainer = ExplainerSettings.for_explainers(params, explainers)
+        explainer = explainer_settings(params, explainers)
         return cls(family=family, explainers=tuple(base["explainers"]), seed=base["seed"], keep_attributions=base["keep_attributions"],
                    segmentations=tuple(base["segmentations"]), explainer=explainer, extra=extra)
 
@@ -250,7 +242,7 @@ class LocalisedSettings(StageSettings):
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> LocalisedSettings:
         base = take(params, cls.SECTION, ["segmentation", "ks", "explainers", "extra", "seed"])
-        explainer = ExplainerSettings.for_explainers(params, base["explainers"])
+        explainer = explainer_settings(params, base["explainers"])
         return cls(segmentation=base["segmentation"], ks=tuple(base["ks"]), explainers=tuple(base["explainers"]), extra=tuple(base["extra"]),
                    seed=base["seed"], explainer=explainer)
 
@@ -352,9 +344,14 @@ class AudioExplainSettings(StageSettings):
 
     SECTION = "audio.explain"
     explainers: tuple[str, ...]
-    lime_samples: int
-    lime_kernel_width: float
-    noise_samples: int
-    noise_std: float
-    ig_steps: int
     seed: int
+    explainer: ExplainerSettings
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> AudioExplainSettings:
+        base = take(params, cls.SECTION, ["explainers", "seed"])
+        explainer = ExplainerSettings(**take(params, cls.SECTION, ExplainerSettings.keys_for(base["explainers"])))
+        return cls(explainers=tuple(base["explainers"]), seed=base["seed"], explainer=explainer)
+
+    def as_params(self) -> dict[str, Any]:
+        return {"explainers": list(self.explainers), **self.explainer.as_params(), "seed": self.seed}
