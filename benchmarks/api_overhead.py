@@ -26,13 +26,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from advxai.stages import image as stages  # noqa: E402
-from advxai.stages.image_data import build_image_shard, draw_subsets, segment_shard  # noqa: E402
+from advxai.stages.image_segments import segment_shard  # noqa: E402
+from advxai.stages.image_shards import build_image_shard  # noqa: E402
+from advxai.stages.image_subsets import draw_subsets  # noqa: E402
+from advxai.stages.refine import refine_shard  # noqa: E402
 from advxai.stages.settings import (
     ExplainFamilySettings,
     LabelflipSettings,
     LocalisedSettings,
     ModelSpec,  # noqa: E402
     PgdSettings,
+    RefineSettings,
     SegmentationSettings,
     ShardSettings,
     SubsetSettings,
@@ -161,9 +165,13 @@ def run_stages(config: dict, explainers: list[str], folder: Path) -> float:
             seed=seed,
             explainer=ExplainerSettings(**explain).only(explainers),
         )
+        refined = str(folder / f"refined_{seg}.h5")
+        refine_shard(files, str(folder / f"seg_{seg}.h5"), refined, model=spec, refine_settings=RefineSettings(seg, localised.ks),
+                     batch_size=batch, device=device)
         stages.localised_shard(
             files,
             str(folder / f"seg_{seg}.h5"),
+            refined,
             str(folder / f"localised_{seg}.h5"),
             model=spec,
             localised=localised,

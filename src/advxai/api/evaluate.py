@@ -31,7 +31,7 @@ from ..explainers.settings import ExplainerSettings
 from ..models import ModelBundle, predict
 from ..names import BASELINE_AGGREGATION, BUILTIN_EXPLAINERS, reported_aggregation
 from ..runtime import use_device
-from ..stages.image import explanation_batch_size, job_batch_size, lime_batch_size
+from ..batching import explanation_batch_size, job_batch_size, lime_batch_size
 from ..stages.settings import PgdSettings, SegmentationSettings
 from ..types import Scores
 from .explainers import Explainers, sort_explainers
