@@ -19,10 +19,11 @@ import torch
 from torch import nn
 
 from advxai import constants
+from advxai.arithmetic import FastArithmetic, with_arithmetic
 from advxai.explainers.engine import ExplainSettings, explain_all
-from advxai.explainers.settings import ExplainerSettings
 from advxai.explainers.guided import audit_guided_activations, guided_gradients
-from advxai.models import FastArithmetic, load_model, with_arithmetic
+from advxai.explainers.settings import ExplainerSettings
+from advxai.models import load_model
 from advxai.runtime import CUDA_ARITHMETIC, EXACT_CUDA, cuda_arithmetic, use_device
 from advxai.segments import rectangles
 

@@ -43,7 +43,7 @@ FAST_CUDA = (True, True, False, True)
 
 CUDA_ARITHMETIC = {"exact": EXACT_CUDA, "tf32": FAST_CUDA, "bf16": FAST_CUDA}
 """The CUDA flags of each ``image.arithmetic`` (:data:`advxai.constants.ARITHMETICS`). bf16 takes
-tf32's flags; its autocast is the model's own (:class:`advxai.models.FastArithmetic`)."""
+tf32's flags; its autocast is the model's own (:class:`advxai.arithmetic.FastArithmetic`)."""
 
 
 def _cuda_arithmetic(settings: tuple[bool, bool, bool, bool] | None = None) -> tuple[bool, bool, bool, bool]:
@@ -86,7 +86,7 @@ def use_device(device: str, arithmetic: str = "exact", footprint_gib: float | No
     into a whole step. Every job therefore runs with :data:`EXACT_CUDA` by default, so a row's
     values do not depend on its shard or its position (docs/cuda.md, docs/exactness.md). The
     image models' jobs may ask for ``tf32`` or ``bf16`` instead (``image.arithmetic``), which
-    drops that promise for speed; the model's side of it is :func:`advxai.models.with_arithmetic`.
+    drops that promise for speed; the model's side of it is :func:`advxai.arithmetic.with_arithmetic`.
     On a CPU no flag is set.
 
     On CUDA, outside SLURM, the job takes a share of one of the machine's GPUs for its lifetime

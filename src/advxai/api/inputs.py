@@ -19,11 +19,12 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ..arithmetic import with_arithmetic
 from ..constants import DEFAULT_MODEL_SIZES
 from ..data.image_items import IMAGE_EXTENSIONS, ImageItem
 from ..data.images import load_image, preprocess
 from ..data.model_inputs import to_model_input
-from ..models import ModelBundle, load_model, with_arithmetic
+from ..models import ModelBundle, load_model
 
 UNLABELLED = -1
 
