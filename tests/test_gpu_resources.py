@@ -45,8 +45,9 @@ def by_rule(jobs: collections.Counter) -> dict[str, set]:
     return found
 
 
-GPU_RULES = {"image_clean_predictions", "image_attack", "image_explain", "image_labelflip", "image_localised", "audio_train_detector", "audio_evaluate_detector",
-             "audio_attack", "audio_excerpts", "audio_explain", "audio_labelflip", "audio_localised"}
+GPU_RULES = {"image_clean_predictions", "image_attack", "image_explain", "image_labelflip", "image_refine", "image_localised",
+             "image_examples", "audio_train_detector", "audio_evaluate_detector", "audio_attack", "audio_excerpts", "audio_explain",
+             "audio_labelflip", "audio_refine", "audio_localised", "audio_examples"}
 
 
 def rule_blocks() -> dict[str, str]:

@@ -165,6 +165,7 @@ def test_accuracy_intervals_count_the_labelled_images(tmp_path):
 def test_figures_5_to_7_draw_each_interval_as_a_band(tmp_path):
     from matplotlib.collections import PolyCollection
 
+    from advxai.names import reported_aggregation
     from advxai.report import plots
 
     rows = [
@@ -172,7 +173,7 @@ def test_figures_5_to_7_draw_each_interval_as_a_band(tmp_path):
             "model": m,
             "segmentation": "slic",
             "explainer": e,
-            "aggregation": plots.REPORTED_AGGREGATION.get(e, "mean_abs"),
+            "aggregation": reported_aggregation(e),
             "k": np.nan,
             "fraction": f,
             "n": 8,

@@ -124,9 +124,9 @@ def test_a_pilot_on_part_of_the_test_preset_predicts_the_whole_preset_s_job_time
 
 def test_a_pilot_model_without_adversaries_is_priced_from_the_others():
     pilot, whole = config(shard_size=2, max_images=2), config(shard_size=8, max_images=None)
-    measured = [plan.Measured("labelflip", {"model": "failed", "seg": "rect", "shard": "0"}, 5.0, 100.0),
-                plan.Measured("labelflip", {"model": "good", "seg": "rect", "shard": "0"}, 25.0, 100.0)]
-    job = PlannedJob("labelflip", {"model": "failed", "seg": "rect", "shard": "3"})
+    measured = [plan.Measured("image_labelflip", {"model": "failed", "seg": "rect", "shard": "0"}, 5.0, 100.0),
+                plan.Measured("image_labelflip", {"model": "good", "seg": "rect", "shard": "0"}, 25.0, 100.0)]
+    job = PlannedJob("image_labelflip", {"model": "failed", "seg": "rect", "shard": "3"})
     # the failed model's subsets are empty: its 5 s teach nothing; the good model's 20 s for 2 items do
     (priced,) = plan.price_jobs([job], measured, whole, pilot, subsets={"failed": (0, 0), "good": (2, 2)})
     assert priced.seconds == pytest.approx(5 + 20 * whole["image"]["subset"]["fraction"] * 8 / 2)
