@@ -41,7 +41,7 @@ def invocation_folder(basetemp: Path, worker: str | None, run_id: str | None) ->
     """The folder every worker of this pytest invocation sees: in the base temporary directory, or
     under xdist in its parent (each worker's base is <basetemp>/popen-<worker>), named after the
     invocation's xdist test-run id."""
-    return (basetemp.parent if worker else basetemp) / f"shared-runs-{run_id or 'single'}"
+    return (basetemp.parent if worker else basetemp) / f"runs-{(run_id or 'single')[:8]}"  # short: socket paths under it
 
 
 @dataclass

@@ -33,6 +33,8 @@ MARKER = "# written by advxai tests/slurm_cluster.py"
 PARTITION = "debug"
 SETUP_LOCK = Path("/tmp/advxai-slurm-setup.lock")  # /tmp: one per machine, writable by everyone
 CLUSTER_LOCK = Path("/tmp/advxai-slurm-cluster.lock")
+SPOOL = Path("/tmp/advxai-slurmd")  # slurmstepd's sockets live here: a Unix socket path has at most 108 bytes, which a
+# spool inside pytest's shared-run folder exceeded (every batch job failed to launch); one cluster at a time holds it
 CLUSTER_WAIT_S = 3000  # another test process's SLURM run (RUN_TIMEOUT_S in tests/test_slurm.py) and its stop
 
 
@@ -105,7 +107,7 @@ def slurm_conf(folder: Path, node: dict[str, str], gpus: int) -> str:
         f"SlurmctldPidFile={folder}/slurmctld.pid",
         f"SlurmdPidFile={folder}/slurmd.pid",
         f"StateSaveLocation={folder}/state",
-        f"SlurmdSpoolDir={folder}/spool",
+        f"SlurmdSpoolDir={SPOOL}",
         f"SlurmctldLogFile={folder}/slurmctld.log",
         f"SlurmdLogFile={folder}/slurmd.log",
         "ProctrackType=proctrack/linuxproc",
@@ -177,8 +179,9 @@ class OneNodeCluster:
         except Timeout:
             raise ClusterUnavailable(f"another test cluster held {CLUSTER_LOCK} for {CLUSTER_WAIT_S} s") from None
         self.folder.mkdir(parents=True, exist_ok=True)
-        for sub in ("state", "spool"):
-            (self.folder / sub).mkdir(exist_ok=True)
+        (self.folder / "state").mkdir(exist_ok=True)
+        shutil.rmtree(SPOOL, ignore_errors=True)  # held under the cluster lock: no other cluster uses it
+        SPOOL.mkdir()
         self._start_munge()
         devices = self.folder / "fakegpu"
         devices.mkdir(exist_ok=True)
