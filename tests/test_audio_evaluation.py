@@ -14,10 +14,10 @@ from torch import nn
 
 from advxai.evaluation.baselines import magnitude
 from advxai.evaluation.excerpts import explain_excerpts, select_excerpts
-from advxai.explainers.settings import ExplainerSettings
 from advxai.evaluation.flips import ThresholdCrossing
 from advxai.evaluation.labelflip import k_settings, label_flips
 from advxai.evaluation.localised import NOT_KEPT, localised_experiment
+from advxai.explainers.settings import ExplainerSettings
 from advxai.seeding import numpy_rng
 from advxai.segments import audio_grid
 from advxai.svds.features import log_mel, mel_filterbank

@@ -199,11 +199,12 @@ def test_the_paper_preset_and_the_schema_defaults_repeat_advxai_constants():
 def test_every_paper_default_is_defined_once_and_the_schema_engine_and_config_agree():
     """advxai.constants holds each paper default; the schema's defaults, the engine's and the stages' defaults
     repeat it, and config.yaml keeps it wherever it does not shrink a setting for the demo (its comments say which)."""
+    import inspect
+
     from advxai.explainers.engine import ExplainSettings
     from advxai.explainers.lime import lime_explain
     from advxai.explainers.settings import ExplainerSettings
     from advxai.stages.settings import PgdSettings, SegmentationSettings
-    import inspect
 
     paper = ExplainerSettings(lime_samples=constants.IMAGE_LIME_SAMPLES, lime_kernel_width=constants.LIME_KERNEL_WIDTH,
                               noise_samples=constants.NOISE_SAMPLES, noise_std=constants.NOISE_STD,

@@ -14,11 +14,11 @@ from advxai.arrays import to_numpy
 from advxai.attacks.pgd import draw_targets
 from advxai.evaluation.baselines import magnitude
 from advxai.evaluation.excerpts import explain_excerpts
-from advxai.explainers.settings import ExplainerSettings
 from advxai.evaluation.flips import ThresholdCrossing, reaches_target
 from advxai.evaluation.labelflip import label_flips
 from advxai.evaluation.localised import localised_experiment
 from advxai.explainers import aggregate
+from advxai.explainers.settings import ExplainerSettings
 from advxai.segments import audio_grid
 from advxai.svds.model import SVDS
 

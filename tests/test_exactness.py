@@ -13,9 +13,9 @@ import torch
 
 from advxai.attacks.pgd import targeted_pgd
 from advxai.data.model_inputs import pixel_bounds
+from advxai.evaluation.labelflip import predict_hybrids
 from advxai.explainers.engine import ExplainSettings, explain_all
 from advxai.explainers.settings import ExplainerSettings
-from advxai.evaluation.labelflip import predict_hybrids
 from advxai.models import load_model
 from advxai.segments import rectangles
 

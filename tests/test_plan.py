@@ -58,7 +58,7 @@ def test_dry_run_jobs_and_groups_are_read_with_their_wildcards():
 
 def test_benchmark_files_are_attributed_to_their_rule_and_wildcards(tmp_path):
     patterns = plan.benchmark_patterns(RULES)
-    for relative, rule, wildcards in [
+    for relative, _rule, _wildcards in [
         ("image/tiny/adversaries/shard0.tsv", "image_attack", {"model": "tiny", "shard": "0"}),
         ("image/tiny/explanations/lime_rect/shard12.tsv", "image_explain", {"model": "tiny", "family": "lime_rect", "shard": "12"}),
         ("audio/svds/seed1_eval.tsv", "audio_evaluate_detector", {"seed": "1"}),

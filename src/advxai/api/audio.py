@@ -9,8 +9,9 @@ stages do: time–frequency tiles, the threshold flip test, the norm baseline, a
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch

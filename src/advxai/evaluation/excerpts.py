@@ -23,8 +23,8 @@ from torch import nn
 from ..arrays import to_numpy
 from ..batching import run_batched
 from ..explainers.engine import ExplainSettings, explain_all
-from ..explainers.settings import AUDIO_LIME, ExplainerSettings
 from ..explainers.registry import LIME_FAMILY, validate_explainers
+from ..explainers.settings import AUDIO_LIME, ExplainerSettings
 from ..runtime import module_device
 from ..seeding import numpy_rng
 from ..segments import audio_grid

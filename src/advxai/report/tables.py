@@ -13,8 +13,6 @@ import pandas as pd
 from ..names import AUDIO_DIRECTIONS, reported_aggregation
 from ..store import read_h5, read_provenance
 from . import paper_values
-
-
 from .comparisons import not_significant
 
 ACCURACY_COLUMNS = ["model", "n_images", "clean_top1", "adv_top1", "n_adversaries", "n_labelled"]

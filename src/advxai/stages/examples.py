@@ -15,8 +15,8 @@ segmentation and k the refinement (from the refine stage) with each localised ex
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch

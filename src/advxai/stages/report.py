@@ -14,10 +14,10 @@ import pandas as pd
 
 from ..names import AUDIO_DIRECTIONS
 from ..report import comparisons, empty, findings, findings_report, intervals, outcomes, plots, tables
+from ..report.empty import EMPTY_CAUSES
 from ..segments import audio_grid
 from ..store import read_h5, write_csv, write_text
 from .audio_files import read_excerpts
-from ..report.empty import EMPTY_CAUSES
 
 Key = TypeVar("Key", bound=Hashable)
 

@@ -83,7 +83,7 @@ class ModelSpec(StageSettings):
 
         return image_footprint_gib(batch_size, self.crop)
 
-    def reading(self, weights_file: Any) -> "ModelSpec":
+    def reading(self, weights_file: Any) -> ModelSpec:
         """The spec with the weights file of the job's input (empty where the model has none)."""
         return replace(self, weights_file=str(weights_file) if weights_file else None)
 
