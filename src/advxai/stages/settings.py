@@ -243,8 +243,8 @@ class LocalisedSettings(StageSettings):
     def from_params(cls, params: Mapping[str, Any]) -> LocalisedSettings:
         base = take(params, cls.SECTION, ["segmentation", "ks", "explainers", "extra", "seed"])
         explainer = explainer_settings(params, base["explainers"])
-        return cls(segmentation=base["segmentation"], ks=tuple(base["ks"]), explainers=tuple(base["explainers"]), extra=tuple(base["extra"]),
-                   seed=base["seed"], explainer=explainer)
+        return cls(segmentation=base["segmentation"], ks=tuple(base["ks"]), explainers=tuple(base["explainers"]),
+                   extra=tuple(base["extra"]), seed=base["seed"], explainer=explainer)
 
     @property
     def makes_gradients(self) -> bool:
