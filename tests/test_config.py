@@ -192,7 +192,8 @@ def test_the_paper_preset_and_the_schema_defaults_repeat_advxai_constants():
     assert paper["audio"]["attack"] == {"alpha": constants.ATTACK_ALPHA, "epsilon": constants.ATTACK_EPSILON,
                                         "lr": constants.ATTACK_LR, "max_iter": constants.ATTACK_MAX_ITER}
     assert paper["audio"]["train"] == {"epochs": constants.TRAIN_EPOCHS, "batches_per_epoch": constants.TRAIN_BATCHES_PER_EPOCH,
-                                       "batch_size": constants.TRAIN_BATCH_SIZE, "lr": constants.TRAIN_LR, "lr_decay": constants.TRAIN_LR_DECAY}
+                                       "batch_size": constants.TRAIN_BATCH_SIZE, "lr": constants.TRAIN_LR,
+                                       "lr_decay": constants.TRAIN_LR_DECAY}
     assert schema["audio"]["properties"]["median_filter"]["default"] == constants.MEDIAN_FILTER
 
 

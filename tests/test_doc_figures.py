@@ -45,7 +45,8 @@ def fabricated_manifest(path: Path, n_images: int = N_IMAGENET_VAL) -> None:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(("id", "path", "label", "bytes"))
         for i in range(n_images):
-            writer.writerow((f"ILSVRC2012_val_{i:08d}", f"n{i // IMAGES_PER_CLASS:08d}/ILSVRC2012_val_{i:08d}.JPEG", i // IMAGES_PER_CLASS, 1))
+            label = i // IMAGES_PER_CLASS
+            writer.writerow((f"ILSVRC2012_val_{i:08d}", f"n{label:08d}/ILSVRC2012_val_{i:08d}.JPEG", label, 1))
 
 
 @pytest.fixture(scope="module")

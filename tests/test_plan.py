@@ -69,7 +69,8 @@ def test_benchmark_files_are_attributed_to_their_rule_and_wildcards(tmp_path):
         path.write_text("s\th:m:s\tmax_rss\tcpu_time\n12.5\t0:00:12\t300.5\t11.0\n")
     measured = {(m.rule, tuple(sorted(m.wildcards.items()))): m for m in plan.read_benchmarks(tmp_path, patterns)}
     assert set(measured) == {("image_attack", (("model", "tiny"), ("shard", "0"))), ("audio_evaluate_detector", (("seed", "1"),)),
-                             ("image_explain", (("family", "lime_rect"), ("model", "tiny"), ("shard", "12"))), ("audio_train_detector", (("seed", "1"),))}
+                             ("image_explain", (("family", "lime_rect"), ("model", "tiny"), ("shard", "12"))),
+                             ("audio_train_detector", (("seed", "1"),))}
     attack = measured[("image_attack", (("model", "tiny"), ("shard", "0")))]
     assert (attack.seconds, attack.max_rss_mb) == (12.5, 300.5)
 
