@@ -25,26 +25,27 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from test_api import load, preset_call  # noqa: E402  (the call with the preset's settings)
+
+from advxai.data.image_items import write_image_manifest  # noqa: E402
+from advxai.explainers.settings import ExplainerSettings  # noqa: E402
+from advxai.runtime import use_device  # noqa: E402
 from advxai.stages import image as stages  # noqa: E402
 from advxai.stages.image_segments import segment_shard  # noqa: E402
 from advxai.stages.image_shards import build_image_shard  # noqa: E402
 from advxai.stages.image_subsets import draw_subsets  # noqa: E402
 from advxai.stages.refine import refine_shard  # noqa: E402
-from advxai.stages.settings import (
+from advxai.stages.settings import (  # noqa: E402
     ExplainFamilySettings,
     LabelflipSettings,
     LocalisedSettings,
-    ModelSpec,  # noqa: E402
+    ModelSpec,
     PgdSettings,
     RefineSettings,
     SegmentationSettings,
     ShardSettings,
     SubsetSettings,
 )
-from advxai.data.image_items import write_image_manifest  # noqa: E402
-from advxai.explainers.settings import ExplainerSettings  # noqa: E402
-from advxai.runtime import use_device  # noqa: E402
-from test_api import load, preset_call  # noqa: E402  (the call with the preset's settings)
 
 
 def families(explainers: list[str], segmentations: list[str], extra: list) -> dict[str, list[str]]:

@@ -55,7 +55,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     images = torch.randn(args.batch, 3, 224, 224, generator=torch.Generator().manual_seed(0)).to(args.device)
-    print(f"device {args.device} ({torch.cuda.get_device_name(0) if args.device == 'cuda' else 'cpu'}), torch {torch.__version__}, batch {args.batch}")
+    name = torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu"
+    print(f"device {args.device} ({name}), torch {torch.__version__}, batch {args.batch}")
     print(f"{'model':<20}{'cudnn':<15}" + "".join(f"{fact + ' logits/grad':>26}" for fact in ("rerun", "position", "batch")))
     for name in args.models.split(","):
         module = load_model(name, weights="DEFAULT" if name == "efficientnet_lite0" else None, device=args.device).module

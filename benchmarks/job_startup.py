@@ -51,11 +51,13 @@ def measure(imports: str, repeats: int) -> dict:
     best_cpu, best_wall = float("inf"), float("inf")
     for _ in range(repeats):
         cpu, start = _children_cpu(), time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", _PROBE.format(imports=imports, heavy=HEAVY)], capture_output=True, text=True, check=True)
+        done = subprocess.run([sys.executable, "-c", _PROBE.format(imports=imports, heavy=HEAVY)], capture_output=True, text=True,
+                              check=True)
         best_wall = min(best_wall, time.perf_counter() - start)
         best_cpu = min(best_cpu, _children_cpu() - cpu)
         _, modules, loaded = (done.stdout.strip().rpartition("\n")[-1].split(" ") + [""])[:3]
-    return {"cpu_s": round(best_cpu, 2), "wall_s": round(best_wall, 2), "modules": int(modules), "loaded": loaded.split(",") if loaded else []}
+    return {"cpu_s": round(best_cpu, 2), "wall_s": round(best_wall, 2), "modules": int(modules),
+            "loaded": loaded.split(",") if loaded else []}
 
 
 def main() -> None:
@@ -69,7 +71,8 @@ def main() -> None:
     print(f"{'script':<20s} {'CPU':>7s} {'wall':>7s} {'modules':>7s}  heavy packages loaded")
     for name in names:
         result = results[name] = measure(script_imports(SCRIPTS / f"{name}.py"), args.repeats)
-        print(f"{name:<20s} {result['cpu_s']:6.2f}s {result['wall_s']:6.2f}s {result['modules']:7d}  {','.join(result['loaded'])}", flush=True)
+        print(f"{name:<20s} {result['cpu_s']:6.2f}s {result['wall_s']:6.2f}s {result['modules']:7d}  {','.join(result['loaded'])}",
+              flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

@@ -64,14 +64,17 @@ def fabricate_shard(folder: Path, n_images: int, model: str, side: int = 224) ->
     rng = np.random.default_rng(n_images)
     ids = [f"img{i:05d}" for i in range(n_images)]
     write_h5(folder / "images.h5", {"ids": ids, "labels": np.zeros(n_images, int),
-                                    "images": rng.integers(0, 256, (n_images, side, side, 3), dtype=np.uint8)}, stage="image_shard", params={})
+                                    "images": rng.integers(0, 256, (n_images, side, side, 3), dtype=np.uint8)},
+             stage="image_shard", params={})
     perturbation = rng.uniform(-0.05, 0.05, (n_images, 3, side, side)).astype(np.float32)
     write_h5(folder / "adversaries.h5", {"ids": ids, "perturbation": perturbation, "clean_prediction": np.zeros(n_images, int),
                                          "final_prediction": np.ones(n_images, int), "success": np.ones(n_images, bool)},
-             stage="attack", params={"model": ModelSpec(architecture=model, weights=None, resize=256, crop=side, arithmetic="exact").as_params()})
+             stage="attack",
+             params={"model": ModelSpec(architecture=model, weights=None, resize=256, crop=side, arithmetic="exact").as_params()})
     write_h5(folder / "subset.h5", {"labelflip_ids": ids, "localised_ids": ids}, stage="subsets", params={})
     masks = np.broadcast_to(rectangles(side, side, GRID).astype(np.int16), (n_images, side, side))
-    write_h5(folder / "segments.h5", {"ids": ids, "masks": masks, "n_segments": np.full(n_images, GRID * GRID)}, stage="segments", params={})
+    write_h5(folder / "segments.h5", {"ids": ids, "masks": masks, "n_segments": np.full(n_images, GRID * GRID)}, stage="segments",
+             params={})
 
 
 def run_job(folder: Path, stage: str, args: argparse.Namespace) -> dict[str, float]:

@@ -4,5 +4,5 @@ from advxai.stages.audio import train
 from advxai.stages.settings import TrainSettings
 
 with runtime.job(snakemake.log[0], snakemake.threads):
-    train(snakemake.input.train, snakemake.output[0], settings=TrainSettings.from_params(snakemake.params.train), seed=int(snakemake.wildcards.seed),
-          device=runtime.use_device(snakemake.params.device))
+    train(snakemake.input.train, snakemake.output[0], settings=TrainSettings.from_params(snakemake.params.train),
+          seed=int(snakemake.wildcards.seed), device=runtime.use_device(snakemake.params.device))

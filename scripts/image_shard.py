@@ -4,4 +4,5 @@ from advxai.stages.image_shards import build_image_shard
 from advxai.stages.settings import ShardSettings
 
 with runtime.job(snakemake.log[0], snakemake.threads):
-    build_image_shard(snakemake.input.manifest, snakemake.input.get("root"), snakemake.output[0], ShardSettings.from_params(snakemake.params.dataset))
+    build_image_shard(snakemake.input.manifest, snakemake.input.get("root"), snakemake.output[0],
+                      ShardSettings.from_params(snakemake.params.dataset))

@@ -102,6 +102,9 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def strict_host(monkeypatch):
     """Within the test, ``np.asarray(tensor)`` raises on the CPU as it does for a CUDA tensor."""
+    # Recorded first: importing sitecustomize with torch loaded installs the refusal for good, and
+    # monkeypatch would then "restore" the refusal, failing later tests of the same process.
+    monkeypatch.setattr(torch.Tensor, "__array__", torch.Tensor.__array__)
     from strict_host.sitecustomize import refuse_implicit_conversion
 
     monkeypatch.setattr(torch.Tensor, "__array__", refuse_implicit_conversion)
@@ -125,7 +128,8 @@ def snakemake_command(workdir: Path, *args: str, overlay: str | None = None) -> 
 
 
 def snakemake(workdir: Path, *args: str, overlay: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(snakemake_command(workdir, "--cores", "2", *args, overlay=overlay), capture_output=True, text=True, timeout=2400)
+    result = subprocess.run(snakemake_command(workdir, "--cores", "2", *args, overlay=overlay), capture_output=True, text=True,
+                            timeout=2400)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result

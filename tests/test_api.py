@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
+from test_config import load
 from torch import nn
 
 import advxai
 from advxai.data.image_items import bundled_items
 from advxai.data.images import load_image, preprocess
 from advxai.statistics import mcnemar_exact, wilson_interval
-from test_config import load
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,10 +14,10 @@ from torch import nn
 
 from advxai.evaluation.baselines import magnitude
 from advxai.evaluation.excerpts import explain_excerpts, select_excerpts
-from advxai.explainers.settings import ExplainerSettings
 from advxai.evaluation.flips import ThresholdCrossing
 from advxai.evaluation.labelflip import k_settings, label_flips
 from advxai.evaluation.localised import NOT_KEPT, localised_experiment
+from advxai.explainers.settings import ExplainerSettings
 from advxai.seeding import numpy_rng
 from advxai.segments import audio_grid
 from advxai.svds.features import log_mel, mel_filterbank
@@ -135,7 +135,8 @@ def norm(clean: torch.Tensor, adversarial: torch.Tensor) -> np.ndarray:
 def flips_of(model, clean, adversarial, target, rankings, ks, batch_size=256) -> dict[str, np.ndarray]:
     n = len(clean)
     per_item_k = k_settings(ks, [], np.full(n, 20)).per_item
-    return label_flips(model, ThresholdCrossing(np.full(n, target), THRESHOLD), clean, adversarial, grid_masks(n), np.full(n, 20), rankings, per_item_k, batch_size)
+    return label_flips(model, ThresholdCrossing(np.full(n, target), THRESHOLD), clean, adversarial, grid_masks(n), np.full(n, 20), rankings,
+                       per_item_k, batch_size)
 
 
 @pytest.mark.parametrize("target", [1, 0])
@@ -190,7 +191,8 @@ def test_explain_excerpts_scores_the_target_class():
 def localised_run(model, clean, adversarial, ks, explain):
     n = len(clean)
     return localised_experiment(model, ThresholdCrossing(np.ones(n, int), THRESHOLD), clean, adversarial, grid_masks(n), np.full(n, 20),
-                                ["p", "q"], ks, lambda inputs, classes, ids, _masks, _counts: explain(inputs, classes, ids), ["lime", "sal", "ig"], 256)
+                                ["p", "q"], ks, lambda inputs, classes, ids, _masks, _counts: explain(inputs, classes, ids),
+                                ["lime", "sal", "ig"], 256)
 
 
 def test_localised_recovers_the_single_segment_the_detector_hears():
@@ -240,6 +242,6 @@ def test_a_direction_without_excerpts_gives_empty_results():
     clean, adversarial = clean[:0], adversarial[:0]
     assert norm(clean, adversarial).shape == (0, 20)
     assert flips_of(model, clean, adversarial, 1, {"norm": norm(clean, adversarial)}, [1, 20])["norm"].shape == (0, 2)
-    empty = localised_experiment(model, ThresholdCrossing(np.ones(0, int), THRESHOLD), clean, adversarial, grid_masks(0), np.full(0, 20), [], [1],
-                                 lambda *args: {}, ["sal"], 256)
+    empty = localised_experiment(model, ThresholdCrossing(np.ones(0, int), THRESHOLD), clean, adversarial, grid_masks(0), np.full(0, 20),
+                                 [], [1], lambda *args: {}, ["sal"], 256)
     assert empty[1].kept.shape == (0,) and empty[1].recovered["sal"].shape == (0,)

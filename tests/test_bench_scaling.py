@@ -108,7 +108,8 @@ def test_engine_computes_the_padded_rows_the_scaling_assumes(gradient_batch, lim
 
 
 @pytest.mark.parametrize(("setting", "device", "gradient_batch", "lime_batch"),
-                         [(2, "cpu", 2, 16), (32, "cpu", 32, 16), (2, "cuda", 16, 16), (64, "cuda", 64, 64), ("auto", "cpu", 4, 8), ("auto", "cuda", 4, 8)])
+                         [(2, "cpu", 2, 16), (32, "cpu", 32, 16), (2, "cuda", 16, 16), (64, "cuda", 64, 64), ("auto", "cpu", 4, 8),
+                          ("auto", "cuda", 4, 8)])
 def test_the_benchmark_runs_each_family_at_the_rows_its_job_takes(setting, device, gradient_batch, lime_batch):
     """A job's measured sizes here: forward+backward 4, forward 8 (under ``auto``), or the number given."""
     measured = (4, 8) if setting == "auto" else (setting, setting)

@@ -192,18 +192,20 @@ def test_the_paper_preset_and_the_schema_defaults_repeat_advxai_constants():
     assert paper["audio"]["attack"] == {"alpha": constants.ATTACK_ALPHA, "epsilon": constants.ATTACK_EPSILON,
                                         "lr": constants.ATTACK_LR, "max_iter": constants.ATTACK_MAX_ITER}
     assert paper["audio"]["train"] == {"epochs": constants.TRAIN_EPOCHS, "batches_per_epoch": constants.TRAIN_BATCHES_PER_EPOCH,
-                                       "batch_size": constants.TRAIN_BATCH_SIZE, "lr": constants.TRAIN_LR, "lr_decay": constants.TRAIN_LR_DECAY}
+                                       "batch_size": constants.TRAIN_BATCH_SIZE, "lr": constants.TRAIN_LR,
+                                       "lr_decay": constants.TRAIN_LR_DECAY}
     assert schema["audio"]["properties"]["median_filter"]["default"] == constants.MEDIAN_FILTER
 
 
 def test_every_paper_default_is_defined_once_and_the_schema_engine_and_config_agree():
     """advxai.constants holds each paper default; the schema's defaults, the engine's and the stages' defaults
     repeat it, and config.yaml keeps it wherever it does not shrink a setting for the demo (its comments say which)."""
+    import inspect
+
     from advxai.explainers.engine import ExplainSettings
     from advxai.explainers.lime import lime_explain
     from advxai.explainers.settings import ExplainerSettings
     from advxai.stages.settings import PgdSettings, SegmentationSettings
-    import inspect
 
     paper = ExplainerSettings(lime_samples=constants.IMAGE_LIME_SAMPLES, lime_kernel_width=constants.LIME_KERNEL_WIDTH,
                               noise_samples=constants.NOISE_SAMPLES, noise_std=constants.NOISE_STD,

@@ -104,7 +104,8 @@ def fast_agreement(arithmetic: str, device: torch.device) -> tuple[float, float,
             logits = model(inputs)
             assert logits.dtype == torch.float32 and logits.device.type == device.type
             (gradients,) = torch.autograd.grad(logits.gather(1, targets.to(device)[:, None]).sum(), inputs)
-            scores = explain_all(model, x.to(device), targets.to(device), ids, {"rect": masks.to(device)}, {"rect": np.full(4, 16)}, names, settings)
+            scores = explain_all(model, x.to(device), targets.to(device), ids, {"rect": masks.to(device)}, {"rect": np.full(4, 16)}, names,
+                                 settings)
             results[mode] = logits.detach().cpu(), gradients.cpu(), scores
     (exact_logits, exact_gradients, exact_scores), (logits, gradients, scores) = results["exact"], results[arithmetic]
     correlations = [spearmanr(a, b).statistic for name in names for aggregation, values in exact_scores[name]["rect"].items()
@@ -160,7 +161,8 @@ def test_explanation_engine_matches_the_cpu(no_tf32):
     names = ["sal", "ig", "gbp", "sal-sg", "sal-vg", "lime"]
     maps_cpu, maps_cuda = {}, {}
     cpu = explain_all(bundle_cpu.module, x, targets, ids, {"rect": masks}, counts, names, settings, pixel_maps=maps_cpu)
-    cuda = explain_all(bundle_cuda.module, x.to(CUDA), targets.to(CUDA), ids, {"rect": masks.to(CUDA)}, counts, names, settings, pixel_maps=maps_cuda)
+    cuda = explain_all(bundle_cuda.module, x.to(CUDA), targets.to(CUDA), ids, {"rect": masks.to(CUDA)}, counts, names, settings,
+                       pixel_maps=maps_cuda)
     for name in names:
         for aggregation, values in cpu[name]["rect"].items():
             assert isinstance(cuda[name]["rect"][aggregation], np.ndarray)

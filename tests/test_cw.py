@@ -173,7 +173,8 @@ def test_attack_flips_a_tiny_trained_detector(bank):
         spec[sung, 40:60] += 2.0
         return spec, sung
 
-    model, _ = train_detector([fabricated(900), fabricated(900)], seed=1, epochs=3, batches_per_epoch=6, batch_size=8, lr=3e-3, augment=None)
+    model, _ = train_detector([fabricated(900), fabricated(900)], seed=1, epochs=3, batches_per_epoch=6, batch_size=8, lr=3e-3,
+                              augment=None)
     spec, sung = fabricated(300)
     probabilities = predict_song(model, spec, bank)
     threshold = tune_threshold([probabilities], [sung])

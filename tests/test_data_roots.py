@@ -39,7 +39,8 @@ def overlay_for(path: Path, imagenet: Path, jamendo: Path) -> Path:
 
 
 def executed_rules(log: str) -> set[str]:
-    return {line.split()[-1].rstrip(":") for line in log.splitlines() if line.startswith(("rule ", "localrule ", "checkpoint ", "localcheckpoint "))}
+    starts = ("rule ", "localrule ", "checkpoint ", "localcheckpoint ")
+    return {line.split()[-1].rstrip(":") for line in log.splitlines() if line.startswith(starts)}
 
 
 def test_moving_the_data_reruns_nothing_and_content_decides(tmp_path):

@@ -14,11 +14,11 @@ from advxai.arrays import to_numpy
 from advxai.attacks.pgd import draw_targets
 from advxai.evaluation.baselines import magnitude
 from advxai.evaluation.excerpts import explain_excerpts
-from advxai.explainers.settings import ExplainerSettings
 from advxai.evaluation.flips import ThresholdCrossing, reaches_target
 from advxai.evaluation.labelflip import label_flips
 from advxai.evaluation.localised import localised_experiment
 from advxai.explainers import aggregate
+from advxai.explainers.settings import ExplainerSettings
 from advxai.segments import audio_grid
 from advxai.svds.model import SVDS
 
@@ -43,7 +43,8 @@ def test_strict_host_refuses_implicit_conversion(strict_host):
 
 def test_explain_excerpts_takes_targets_as_a_tensor(strict_host, detector, excerpts):
     """The audio_explain stage passes targets made on the model's device (``torch.full(..., device=)``)."""
-    settings = dict(explainers=["sal", "lime"], settings=ExplainerSettings.paper("audio", lime_samples=16, noise_samples=2, ig_steps=2), seed=0, batch_size=8)
+    settings = dict(explainers=["sal", "lime"], settings=ExplainerSettings.paper("audio", lime_samples=16, noise_samples=2, ig_steps=2),
+                    seed=0, batch_size=8)
     ids = ["a", "b", "c"]
     from_tensor = explain_excerpts(detector, excerpts[0], torch.tensor([1, 0, 1]), ids, **settings)
     from_array = explain_excerpts(detector, excerpts[0].numpy(), np.array([1, 0, 1]), ids, **settings)
@@ -61,7 +62,8 @@ def test_label_flips_and_localised_take_tensors(strict_host, detector, excerpts)
     scores = {"norm": magnitude(clean, adversarial, masks, 20)}
     np.testing.assert_array_equal(scores["norm"], magnitude(clean.numpy(), adversarial.numpy(), masks.numpy(), 20))
     flips = label_flips(detector, flip_test, clean, adversarial, masks, np.full(3, 20), scores, np.array([[1, 20]] * 3), 8)
-    reference = label_flips(detector, ThresholdCrossing(np.array([1, 0, 1]), 0.5), clean, adversarial, masks, np.full(3, 20), scores, np.array([[1, 20]] * 3), 8)
+    reference = label_flips(detector, ThresholdCrossing(np.array([1, 0, 1]), 0.5), clean, adversarial, masks, np.full(3, 20), scores,
+                            np.array([[1, 20]] * 3), 8)
     np.testing.assert_array_equal(flips["norm"], reference["norm"])
 
     def by_norm(inputs, classes, ids, item_masks, n_segments):

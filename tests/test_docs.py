@@ -62,7 +62,8 @@ def test_ci_runs_the_readme_install_and_test_commands():
     install = blocks[0].split("&&")[0].strip()  # the quick start: install, then run
     test = blocks[1].strip()
     assert install.startswith("pip install") and test == "pytest"
-    commands = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.strip() and not line.startswith(("#", "set ", "cd "))]
+    commands = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
+                if line.strip() and not line.startswith(("#", "set ", "cd "))]
     assert commands == [install, test]
 
 

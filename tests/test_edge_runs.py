@@ -95,7 +95,8 @@ def test_a_model_without_adversaries_reaches_the_report(edge_run):
     workdir, kinds = edge_run
     tables = workdir / "results" / "tables"
     assert pd.read_csv(tables / "image_accuracy.csv").set_index("model").loc["never", "n_adversaries"] == 0
-    for name, columns in (("image_labelflip", ["model", "segmentation", "explainer", "aggregation", "k", "fraction", "n", "label_flip_rate"]),
+    for name, columns in (("image_labelflip",
+                           ["model", "segmentation", "explainer", "aggregation", "k", "fraction", "n", "label_flip_rate"]),
                           ("image_localised", ["model", "segmentation", "explainer", "k", "recovered", "count", "fraction"])):
         table = pd.read_csv(tables / f"{name}.csv")
         assert list(table.columns) == columns and "never" not in set(table.model)
@@ -105,7 +106,8 @@ def test_a_model_without_adversaries_reaches_the_report(edge_run):
     assert "## Empty results" in markdown
     assert f"model `never`: 0 of {len(kinds)} images — no successful adversary" in markdown
     figures = workdir / "results" / "figures"
-    for name in ("image_fig5_never.png", "image_fig6_rect.png", "image_fig7_slic.png", "image_fig8_never_rect.png", "image_fig8_ten_slic.png"):
+    for name in ("image_fig5_never.png", "image_fig6_rect.png", "image_fig7_slic.png", "image_fig8_never_rect.png",
+                 "image_fig8_ten_slic.png"):
         assert (figures / name).stat().st_size > 0, name
 
 

@@ -126,7 +126,8 @@ TORCH_FREE_MODULES = ["advxai.stages.audio_files", "advxai.stages.report", "advx
 
 def test_file_readers_and_model_free_stages_import_no_torch():
     check = "import importlib, sys\n" + "".join(
-        f"importlib.import_module({name!r})\nif 'torch' in sys.modules: sys.exit({name!r} + ' imports torch')\n" for name in TORCH_FREE_MODULES)
+        f"importlib.import_module({name!r})\nif 'torch' in sys.modules: sys.exit({name!r} + ' imports torch')\n"
+        for name in TORCH_FREE_MODULES)
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=300,
                             env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])})
     assert result.returncode == 0, result.stderr[-3000:]
@@ -169,7 +170,8 @@ def test_job_threads_hold_whether_torch_loads_before_or_after():
     import subprocess
     import sys
 
-    later = "import sys, advxai.runtime as r; r.set_threads(1); assert 'torch' not in sys.modules; import torch; print(torch.get_num_threads())"
+    later = ("import sys, advxai.runtime as r; r.set_threads(1); assert 'torch' not in sys.modules; "
+             "import torch; print(torch.get_num_threads())")
     before = "import torch, advxai.runtime as r; r.set_threads(1); print(torch.get_num_threads())"
     for code in (later, before):
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -13,9 +13,9 @@ import torch
 
 from advxai.attacks.pgd import targeted_pgd
 from advxai.data.model_inputs import pixel_bounds
+from advxai.evaluation.labelflip import predict_hybrids
 from advxai.explainers.engine import ExplainSettings, explain_all
 from advxai.explainers.settings import ExplainerSettings
-from advxai.evaluation.labelflip import predict_hybrids
 from advxai.models import load_model
 from advxai.segments import rectangles
 
@@ -68,7 +68,8 @@ def test_engine_scores_of_an_item_alone_equal_it_inside_a_batch(model, images):
         assert set(alone) == set(BUILTIN) | {"occlusion"}
         for explainer, by_segmentation in alone.items():
             for aggregation, values in by_segmentation["rect"].items():
-                np.testing.assert_array_equal(values[0], together[explainer]["rect"][aggregation][row], err_msg=f"{explainer} {aggregation}")
+                np.testing.assert_array_equal(values[0], together[explainer]["rect"][aggregation][row],
+                                              err_msg=f"{explainer} {aggregation}")
 
 
 def test_lime_passes_at_the_forward_batch_and_gradient_passes_at_the_gradient_batch(model, images):
@@ -102,6 +103,6 @@ def test_hybrid_predictions_of_an_item_alone_equal_it_inside_a_batch(model, imag
     alone = predict_hybrids(model, argmax, images[2:], adversarial[2:], masks[2:], selections[2:], batch_size=4)
     np.testing.assert_array_equal(alone[0], together[2])
     with torch.no_grad():
-        direct = [model(images[i : i + 1] + torch.from_numpy(selections[i, 0]).float()[masks[i]] * (adversarial[i] - images[i])).argmax(1).item()
-                  for i in range(3)]
+        direct = [model(images[i : i + 1] + torch.from_numpy(selections[i, 0]).float()[masks[i]] * (adversarial[i] - images[i]))
+                  .argmax(1).item() for i in range(3)]
     assert together[:, 0].tolist() == direct  # each row predicts its own item's hybrid

@@ -143,7 +143,8 @@ def test_noise_tunnel_at_a_standard_deviation_other_than_one_matches_captum(mode
         return real_normal(mean, std, *args, **kwargs)
 
     monkeypatch.setattr(torch, "normal", ours_scaled)
-    expected = {name: NoiseTunnel(Saliency(model)).attribute(inputs, nt_type=nt_type, nt_samples=n_noise, stdevs=sigma, target=targets, abs=False)
+    expected = {name: NoiseTunnel(Saliency(model)).attribute(inputs, nt_type=nt_type, nt_samples=n_noise, stdevs=sigma, target=targets,
+                                                             abs=False)
                 for name, nt_type in (("sal-sg", "smoothgrad"), ("sal-sg2", "smoothgrad_sq"), ("sal-vg", "vargrad"))}
     monkeypatch.setattr(torch, "normal", real_normal)
     masks = {"rect": rectangles(N_ITEMS)}

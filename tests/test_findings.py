@@ -95,7 +95,7 @@ def test_the_paper_s_pattern_at_large_n_holds_everywhere_it_ran():
         architectures={"a": "alexnet", "v": "vgg16", "r": "resnet50"},
     )
     # AlexNet flips most, VGG16 next: plant per-model rates
-    for (model, seg), by in evidence.image_flips.items():
+    for (model, _seg), by in evidence.image_flips.items():
         scale = {"a": 1.0, "v": 0.6, "r": 0.3}[model]
         for e in by:
             by[e] = _flips(200, round(scale * by[e].sum()))

@@ -28,7 +28,8 @@ def job_resources(tmp_path: Path, device: str, gpu_memory_mib: int | str | None)
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path / device),
                "--configfile", str(ROOT / "config.yaml"), str(ROOT / "presets" / "test.yaml"), "--config", f"device={device}"]
     # the image manifest is a checkpoint: written first, the dry run then shows every shard's jobs
-    subprocess.run([*command, "--cores", "1", "image/data/bundled/manifest.csv"], capture_output=True, text=True, env=env, timeout=600, check=True)
+    subprocess.run([*command, "--cores", "1", "image/data/bundled/manifest.csv"], capture_output=True, text=True, env=env, timeout=600,
+                   check=True)
     result = subprocess.run([*command, "-n", "-p"], capture_output=True, text=True, env=env, timeout=600, check=True)
     jobs = collections.Counter()
     for rule, body in re.findall(r"^(?:local)?rule (\w+):\n(.*?)(?=\n\n)", result.stdout, flags=re.S | re.M):

@@ -54,7 +54,8 @@ def _refined(shard, segments_file, output, localised, batch_size=4):
     """The refine stage's file that a localised job of these settings reads (at a fixed forward batch where the job's
     is auto: the planted model's decisions do not depend on it)."""
     path = f"{output}.refined.h5"
-    refine_stages.refine_shard(shard, segments_file, path, model=PLANTED, refine_settings=RefineSettings(localised.segmentation, localised.ks),
+    refine_stages.refine_shard(shard, segments_file, path, model=PLANTED,
+                               refine_settings=RefineSettings(localised.segmentation, localised.ks),
                                batch_size=batch_size, device=torch.device("cpu"))
     return path
 
@@ -151,14 +152,16 @@ def _planted_shard(tmp_path, masks: list[np.ndarray]) -> tuple[ShardFiles, str]:
     n = len(masks)
     ids = [f"img{i}" for i in range(n)]
     paths = {name: str(tmp_path / f"{name}.h5") for name in ("images", "adversaries", "subset", "segments")}
-    write_h5(paths["images"], {"ids": ids, "labels": np.zeros(n, int), "images": np.full((n, SIDE, SIDE, 3), GRAY, np.uint8)}, stage="image_shard", params={})
+    write_h5(paths["images"], {"ids": ids, "labels": np.zeros(n, int), "images": np.full((n, SIDE, SIDE, 3), GRAY, np.uint8)},
+             stage="image_shard", params={})
     perturbation = np.zeros((n, 3, SIDE, SIDE), np.float32)
     perturbation[:, 0] = 1.0
-    write_h5(paths["adversaries"], {"ids": ids, "perturbation": perturbation, "clean_prediction": np.zeros(n, int), "final_prediction": np.ones(n, int),
-                                    "success": np.ones(n, bool)}, stage="attack", params={"model": PLANTED.as_params()})
+    write_h5(paths["adversaries"], {"ids": ids, "perturbation": perturbation, "clean_prediction": np.zeros(n, int),
+                                    "final_prediction": np.ones(n, int), "success": np.ones(n, bool)},
+             stage="attack", params={"model": PLANTED.as_params()})
     write_h5(paths["subset"], {"labelflip_ids": ids, "localised_ids": ids}, stage="subsets", params={})
-    write_h5(paths["segments"], {"ids": ids, "masks": np.stack(masks).astype(np.int16), "n_segments": np.array([m.max() + 1 for m in masks])},
-             stage="segments", params={})
+    write_h5(paths["segments"], {"ids": ids, "masks": np.stack(masks).astype(np.int16),
+                                 "n_segments": np.array([m.max() + 1 for m in masks])}, stage="segments", params={})
     return ShardFiles(images=paths["images"], adversaries=paths["adversaries"], subset=paths["subset"]), paths["segments"]
 
 
@@ -166,8 +169,8 @@ def test_labelflip_keeps_images_with_fewer_segments_than_k(tmp_path):
     """An image of 2 segments at k = 3 gets its full adversary back (a flip) and is counted; k = 1 adds back one half (no flip)."""
     shard, segments_file = _planted_shard(tmp_path, [HALVES, QUADRANTS])
     output = str(tmp_path / "labelflip.h5")
-    labelflip_shard(shard, segments_file, [], output, model=PLANTED, labelflip=LabelflipSettings(segmentation="slic", k=3, ks=(1,), fractions=()),
-                    batch_size=4, device=torch.device("cpu"))
+    labelflip_shard(shard, segments_file, [], output, model=PLANTED,
+                    labelflip=LabelflipSettings(segmentation="slic", k=3, ks=(1,), fractions=()), batch_size=4, device=torch.device("cpu"))
     stored = read_h5(output)
     np.testing.assert_array_equal(stored["k"], [3, 1])
     for baseline in ("magnitude", "magnitude-mean"):
@@ -203,12 +206,13 @@ def test_the_fewer_segments_flag_is_strictly_fewer_than_k(tmp_path):
     Fails if either stage flags ``n_segments <= k``."""
     shard, segments_file = _planted_shard(tmp_path, [HALVES, QUADRANTS])
     output = str(tmp_path / "labelflip.h5")
-    labelflip_shard(shard, segments_file, [], output, model=PLANTED, labelflip=LabelflipSettings(segmentation="slic", k=2, ks=(4,), fractions=()),
-                    batch_size=4, device=torch.device("cpu"))
+    labelflip_shard(shard, segments_file, [], output, model=PLANTED,
+                    labelflip=LabelflipSettings(segmentation="slic", k=2, ks=(4,), fractions=()), batch_size=4, device=torch.device("cpu"))
     np.testing.assert_array_equal(read_h5(output)["fewer_segments"], [[False, True], [False, False]])
     output = str(tmp_path / "localised.h5")
     params = {"explainers": ["sal"], "extra": [], "ks": [2, 4], "segmentation": "slic", "seed": 0}
-    _localise(shard, segments_file, output, model=PLANTED, localised=LocalisedSettings.from_params(params), batch_size=4, device=torch.device("cpu"))
+    _localise(shard, segments_file, output, model=PLANTED, localised=LocalisedSettings.from_params(params), batch_size=4,
+              device=torch.device("cpu"))
     stored = read_h5(output)
     np.testing.assert_array_equal(stored["k2/fewer_segments"], [False, False])
     np.testing.assert_array_equal(stored["k4/fewer_segments"], [True, False])
@@ -221,8 +225,8 @@ def test_label_flips_select_from_rankings_wider_than_their_items_need():
     adversarial[:, 0] += 1
     narrow = np.array([[0.0, 1.0], [1.0, 0.0]])
     rankings = {"narrow": narrow, "wide": pad_scores(narrow, 4)}
-    flips = label_flips(share_of_raised_pixels(), ClassChange(np.zeros(2, int)), clean, adversarial, torch.from_numpy(np.stack([HALVES, HALVES])),
-                        np.array([2, 2]), rankings, np.array([[1, 2], [1, 2]]), 4)
+    flips = label_flips(share_of_raised_pixels(), ClassChange(np.zeros(2, int)), clean, adversarial,
+                        torch.from_numpy(np.stack([HALVES, HALVES])), np.array([2, 2]), rankings, np.array([[1, 2], [1, 2]]), 4)
     np.testing.assert_array_equal(flips["narrow"], [[False, True], [False, True]])  # one half: 50 %; both: 100 %
     np.testing.assert_array_equal(flips["wide"], flips["narrow"])
 
@@ -234,12 +238,14 @@ def test_labelflip_tables_do_not_depend_on_the_batch_size(tmp_path):
     stored = []
     for batch_size in (1, 8):
         output = str(tmp_path / f"labelflip{batch_size}.h5")
-        labelflip_shard(shard, segments_file, [], output, model=PLANTED, labelflip=settings, batch_size=batch_size, device=torch.device("cpu"))
+        labelflip_shard(shard, segments_file, [], output, model=PLANTED, labelflip=settings, batch_size=batch_size,
+                        device=torch.device("cpu"))
         stored.append(read_h5(output))
     assert stored[0].keys() == stored[1].keys()
     for name in stored[0]:
         np.testing.assert_array_equal(stored[0][name], stored[1][name], err_msg=name)
-    np.testing.assert_array_equal(stored[0]["flips/magnitude/-"][:, 2], [True, True, True, True, True])  # k = 3: every segment of a halved image
+    np.testing.assert_array_equal(stored[0]["flips/magnitude/-"][:, 2],
+                                  [True, True, True, True, True])  # k = 3: every segment of a halved image
 
 
 def test_localised_keeps_images_with_fewer_segments_than_k(tmp_path):
@@ -247,7 +253,8 @@ def test_localised_keeps_images_with_fewer_segments_than_k(tmp_path):
     shard, segments_file = _planted_shard(tmp_path, [HALVES])
     output = str(tmp_path / "localised.h5")
     params = {"explainers": ["sal"], "extra": [], "ks": [1, 3], "segmentation": "slic", "seed": 0}
-    _localise(shard, segments_file, output, model=PLANTED, localised=LocalisedSettings.from_params(params), batch_size=4, device=torch.device("cpu"))
+    _localise(shard, segments_file, output, model=PLANTED, localised=LocalisedSettings.from_params(params), batch_size=4,
+              device=torch.device("cpu"))
     stored = read_h5(output)
     np.testing.assert_array_equal(stored["k1/kept"], [False])  # one half: 50 % raised, no flip
     np.testing.assert_array_equal(stored["k3/kept"], [True])
@@ -289,11 +296,13 @@ def test_table6_counts_the_slic_segments_of_every_successful_adversary(tmp_path)
     perturbation = rng.normal(0, 0.05, (4, 3, 32, 32)).astype(np.float32)
     paths = {name: str(tmp_path / f"{name}.h5") for name in ("images", "adversaries", "subset", "segments")}
     write_h5(paths["images"], {"ids": ids, "labels": np.zeros(4, int), "images": images}, stage="image_shard", params={})
-    write_h5(paths["adversaries"], {"ids": ids, "perturbation": perturbation, "clean_prediction": np.zeros(4, int), "final_prediction": np.ones(4, int),
-                                    "success": np.array([True, False, True, True])}, stage="attack", params={})
+    write_h5(paths["adversaries"], {"ids": ids, "perturbation": perturbation, "clean_prediction": np.zeros(4, int),
+                                    "final_prediction": np.ones(4, int), "success": np.array([True, False, True, True])},
+             stage="attack", params={})
     write_h5(paths["subset"], {"labelflip_ids": ["img0"], "localised_ids": ["img3"]}, stage="subsets", params={})
     slic_params = {"n_segments": 16, "compactness": 10.0, "sigma": 1.0}
-    segment_shard(paths["images"], paths["adversaries"], paths["subset"], paths["segments"], segmentation=SegmentationSettings.from_params({"method": "slic", **slic_params}))
+    segment_shard(paths["images"], paths["adversaries"], paths["subset"], paths["segments"],
+                  segmentation=SegmentationSettings.from_params({"method": "slic", **slic_params}))
 
     stored = read_h5(paths["segments"])
     adversaries = (to_model_input(images) + torch.from_numpy(perturbation)).numpy()
@@ -309,7 +318,8 @@ def test_table6_counts_the_slic_segments_of_every_successful_adversary(tmp_path)
 # ------------------------------------------------------------------ batch_size: auto
 def test_auto_batch_size_is_measured_recorded_and_gives_the_results_of_a_fixed_size(tmp_path):
     shard, segments_file = _planted_shard(tmp_path, [HALVES, QUADRANTS, HALVES])
-    params = {"explainers": ["sal", "lime"], "extra": [], "ks": [1, 3], "segmentation": "slic", "seed": 0, "lime_samples": 8, "lime_kernel_width": 0.25}
+    params = {"explainers": ["sal", "lime"], "extra": [], "ks": [1, 3], "segmentation": "slic", "seed": 0, "lime_samples": 8,
+              "lime_kernel_width": 0.25}
     outputs = {setting: str(tmp_path / f"localised-{setting}.h5") for setting in (4, "auto")}
     for setting, output in outputs.items():
         _localise(shard, segments_file, output, model=PLANTED, localised=LocalisedSettings.from_params(params), batch_size=setting,
@@ -336,13 +346,13 @@ def test_auto_sizes_forward_only_jobs_by_forward_passes(tmp_path, monkeypatch):
     cpu = torch.device("cpu")
     for job in ("saliency", "lime_slic"):
         family = ExplainFamilySettings.from_params({"family": job, "explainers": ["sal"] if job == "saliency" else ["lime"], "seed": 0,
-                                                    "segmentations": ["slic"], "noise_samples": 2, "noise_std": 1.0, "keep_attributions": False,
-                                                    "lime_samples": 8, "lime_kernel_width": 0.25})
-        image_stages.explain_shard(shard, {"slic": segments_file}, str(tmp_path / f"{job}.h5"), model=PLANTED, explain=family, batch_size="auto",
-                                   device=cpu)
+                                                    "segmentations": ["slic"], "noise_samples": 2, "noise_std": 1.0,
+                                                    "keep_attributions": False, "lime_samples": 8, "lime_kernel_width": 0.25})
+        image_stages.explain_shard(shard, {"slic": segments_file}, str(tmp_path / f"{job}.h5"), model=PLANTED, explain=family,
+                                   batch_size="auto", device=cpu)
     job = "labelflip"
-    labelflip_shard(shard, segments_file, [str(tmp_path / "lime_slic.h5")], str(tmp_path / "labelflip.h5"), model=PLANTED, batch_size="auto",
-                    labelflip=LabelflipSettings(segmentation="slic", k=1, ks=(), fractions=()), device=cpu)
+    labelflip_shard(shard, segments_file, [str(tmp_path / "lime_slic.h5")], str(tmp_path / "labelflip.h5"), model=PLANTED,
+                    batch_size="auto", labelflip=LabelflipSettings(segmentation="slic", k=1, ks=(), fractions=()), device=cpu)
     assert measured == {"saliency": True, "lime_slic": False, "labelflip": False}
 
 
@@ -369,7 +379,8 @@ def test_auto_sizes_the_localised_jobs_forwards_and_gradient_passes_apart(tmp_pa
     monkeypatch.setattr(refine_stages, "refine", refine_recording)
     # k = 3 keeps 3 of 4 quadrants (75 % raised, a flip) and all of the halves: both items are re-explained
     settings = LocalisedSettings.from_params({"explainers": explainers, "extra": [], "ks": [3], "segmentation": "slic", "seed": 0,
-                                              "lime_samples": 8, "lime_kernel_width": 0.25, "noise_samples": 2, "noise_std": 1.0, "ig_steps": 2})
+                                              "lime_samples": 8, "lime_kernel_width": 0.25, "noise_samples": 2, "noise_std": 1.0,
+                                              "ig_steps": 2})
     output = tmp_path / "localised.h5"
     _localise(shard, segments_file, str(output), model=PLANTED, localised=settings, batch_size="auto", device=torch.device("cpu"))
     gradient_batch = 1 if "sal" in explainers else 4  # LIME alone needs no forward+backward size
@@ -398,7 +409,8 @@ def test_lime_passes_hold_the_authors_16_rows_on_a_cpu_and_at_least_16_on_a_gpu_
                                device=torch.device("cpu"))
     localised = LocalisedSettings.from_params({"explainers": ["lime"], "extra": [], "ks": [3], "segmentation": "slic", "seed": 0,
                                                "lime_samples": 8, "lime_kernel_width": 0.25})
-    _localise(shard, segments_file, str(tmp_path / "localised.h5"), model=PLANTED, localised=localised, batch_size=2, device=torch.device("cpu"))
+    _localise(shard, segments_file, str(tmp_path / "localised.h5"), model=PLANTED, localised=localised, batch_size=2,
+              device=torch.device("cpu"))
     assert lime_rows and set(lime_rows) == {16}
     with h5py.File(tmp_path / "lime.h5") as explained, h5py.File(tmp_path / "localised.h5") as relocalised:
         assert (explained.attrs["batch_size"], explained.attrs["lime_batch_size"]) == (2, 16)
@@ -426,9 +438,11 @@ def test_explanation_jobs_size_their_gradient_passes_by_explanation_batch_size(t
     cpu = torch.device("cpu")
     family = ExplainFamilySettings.from_params({"family": "saliency", "explainers": ["sal"], "seed": 0, "segmentations": ["slic"],
                                                 "keep_attributions": False, "noise_samples": 2, "noise_std": 1.0})
-    image_stages.explain_shard(shard, {"slic": segments_file}, str(tmp_path / "sal.h5"), model=PLANTED, explain=family, batch_size=2, device=cpu)
+    image_stages.explain_shard(shard, {"slic": segments_file}, str(tmp_path / "sal.h5"), model=PLANTED, explain=family, batch_size=2,
+                               device=cpu)
     localised = LocalisedSettings.from_params({"explainers": ["sal", "lime"], "extra": [], "ks": [3], "segmentation": "slic", "seed": 0,
-                                               "lime_samples": 8, "lime_kernel_width": 0.25, "noise_samples": 2, "noise_std": 1.0, "ig_steps": 2})
+                                               "lime_samples": 8, "lime_kernel_width": 0.25, "noise_samples": 2, "noise_std": 1.0,
+                                               "ig_steps": 2})
     _localise(shard, segments_file, str(tmp_path / "localised.h5"), model=PLANTED, localised=localised, batch_size=2, device=cpu)
     assert asked == [(2, 2, "cpu")] * 2
     with h5py.File(tmp_path / "sal.h5") as explained, h5py.File(tmp_path / "localised.h5") as relocalised:
@@ -442,9 +456,11 @@ def test_explanation_jobs_on_a_gpu_raise_a_small_batch_size_to_16_rows_for_every
     cuda = torch.device("cuda")
     family = ExplainFamilySettings.from_params({"family": "saliency", "explainers": ["sal", "sal-sg"], "seed": 0, "segmentations": ["slic"],
                                                 "keep_attributions": False, "noise_samples": 2, "noise_std": 1.0})
-    image_stages.explain_shard(shard, {"slic": segments_file}, str(tmp_path / "sal.h5"), model=PLANTED, explain=family, batch_size=2, device=cuda)
+    image_stages.explain_shard(shard, {"slic": segments_file}, str(tmp_path / "sal.h5"), model=PLANTED, explain=family, batch_size=2,
+                               device=cuda)
     localised = LocalisedSettings.from_params({"explainers": ["sal", "lime"], "extra": [], "ks": [3], "segmentation": "slic", "seed": 0,
-                                               "lime_samples": 8, "lime_kernel_width": 0.25, "noise_samples": 2, "noise_std": 1.0, "ig_steps": 2})
+                                               "lime_samples": 8, "lime_kernel_width": 0.25, "noise_samples": 2, "noise_std": 1.0,
+                                               "ig_steps": 2})
     _localise(shard, segments_file, str(tmp_path / "localised.h5"), model=PLANTED, localised=localised, batch_size=2, device=cuda)
     with h5py.File(tmp_path / "sal.h5") as explained, h5py.File(tmp_path / "localised.h5") as relocalised:
         assert explained.attrs["batch_size"] == 16
@@ -487,8 +503,9 @@ def test_evaluation_jobs_read_their_inputs_a_batch_at_a_time(tmp_path, monkeypat
 
     monkeypatch.setattr(image_stages, "read_h5_rows", recording)
     monkeypatch.setattr(image_shards, "read_h5_rows", recording)
-    explain = ExplainFamilySettings.from_params({"family": "saliency", "explainers": ["sal", "sal-sg"], "seed": 0, "segmentations": ["slic"],
-                                                 "noise_samples": 2, "noise_std": 1.0, "keep_attributions": False})
+    explain = ExplainFamilySettings.from_params({"family": "saliency", "explainers": ["sal", "sal-sg"], "seed": 0,
+                                                 "segmentations": ["slic"], "noise_samples": 2, "noise_std": 1.0,
+                                                 "keep_attributions": False})
     image_stages.explain_shard(shard, {"slic": segments_file}, str(tmp_path / "explain.h5"), model=PLANTED, explain=explain,
                                batch_size=2, device=torch.device("cpu"))
     localised = LocalisedSettings.from_params({"explainers": ["sal"], "extra": [], "ks": [1], "segmentation": "slic", "seed": 0})
@@ -518,8 +535,9 @@ def _kill_on_call(monkeypatch, name: str, call: int) -> None:
 
 
 def _labelflip_job(tmp_path, shard, segments_file, output: str) -> None:
-    labelflip_shard(shard, segments_file, [], output, model=PLANTED, labelflip=LabelflipSettings(segmentation="slic", k=1, ks=(2, 3), fractions=(0.5,)),
-                    batch_size=2, device=torch.device("cpu"))
+    labelflip_shard(shard, segments_file, [], output, model=PLANTED,
+                    labelflip=LabelflipSettings(segmentation="slic", k=1, ks=(2, 3), fractions=(0.5,)), batch_size=2,
+                    device=torch.device("cpu"))
 
 
 def test_a_killed_labelflip_job_resumes_to_the_identical_file(tmp_path, monkeypatch):
@@ -585,13 +603,14 @@ def test_every_file_a_resumable_job_reads_is_bound_to_its_checkpoint(tmp_path, m
     pgd = PgdSettings.from_params({"epsilon": 0.1, "step_size": 0.05, "steps": 2, "early_stop": False, "seed": 0})
     jobs = {
         "attack": lambda out: image_stages.attack_shard(shard.images, clean, out, model=PLANTED, pgd=pgd, batch_size=2, device=cpu),
-        "explain": lambda out: image_stages.explain_shard(shard, {"slic": segments_file}, out, model=PLANTED, explain=explain, batch_size=2, device=cpu),
+        "explain": lambda out: image_stages.explain_shard(shard, {"slic": segments_file}, out, model=PLANTED, explain=explain,
+                                                          batch_size=2, device=cpu),
         "refine": lambda out: refine_stages.refine_shard(shard, segments_file, out, model=PLANTED, refine_settings=refine_settings,
                                                          batch_size=2, device=cpu),
         "localised": lambda out: localised_shard(shard, segments_file, str(tmp_path / "refine.h5"), out, model=PLANTED, batch_size=2,
                                                  device=cpu, localised=localised),
-        "labelflip": lambda out: labelflip_shard(shard, segments_file, [str(tmp_path / "explain.h5")], out, model=PLANTED, batch_size=2, device=cpu,
-                                                 labelflip=LabelflipSettings(segmentation="slic", k=1, ks=(), fractions=())),
+        "labelflip": lambda out: labelflip_shard(shard, segments_file, [str(tmp_path / "explain.h5")], out, model=PLANTED, batch_size=2,
+                                                 device=cpu, labelflip=LabelflipSettings(segmentation="slic", k=1, ks=(), fractions=())),
     }
     for name, job in jobs.items():
         opened.clear()
@@ -606,8 +625,8 @@ def test_labelflip_reads_the_scores_of_its_segmentation_and_no_pixel_maps(tmp_pa
     explain = ExplainFamilySettings.from_params({"family": "saliency", "explainers": ["sal"], "seed": 0, "segmentations": ["slic", "rect"],
                                                  "noise_samples": 2, "noise_std": 1.0, "keep_attributions": True})
     explanations = str(tmp_path / "explain.h5")
-    image_stages.explain_shard(shard, {"slic": segments_file, "rect": segments_file}, explanations, model=PLANTED, explain=explain, batch_size=2,
-                               device=torch.device("cpu"))
+    image_stages.explain_shard(shard, {"slic": segments_file, "rect": segments_file}, explanations, model=PLANTED, explain=explain,
+                               batch_size=2, device=torch.device("cpu"))
     assert any(name.startswith("attributions/") for name in read_h5(explanations))
     read: list[str] = []
     read_whole = image_stages.read_h5
@@ -619,8 +638,8 @@ def test_labelflip_reads_the_scores_of_its_segmentation_and_no_pixel_maps(tmp_pa
         return arrays
 
     monkeypatch.setattr(image_stages, "read_h5", recording)
-    labelflip_shard(shard, segments_file, [explanations], str(tmp_path / "labelflip.h5"), model=PLANTED, batch_size=2, device=torch.device("cpu"),
-                    labelflip=LabelflipSettings(segmentation="slic", k=1, ks=(), fractions=()))
+    labelflip_shard(shard, segments_file, [explanations], str(tmp_path / "labelflip.h5"), model=PLANTED, batch_size=2,
+                    device=torch.device("cpu"), labelflip=LabelflipSettings(segmentation="slic", k=1, ks=(), fractions=()))
     assert sorted(read) == ["ids", "scores/sal/slic/mean", "scores/sal/slic/mean_abs", "scores/sal/slic/mean_pos"]
     assert sorted(name for name in read_h5(str(tmp_path / "labelflip.h5")) if name.startswith("flips/sal")) == [
         "flips/sal/mean", "flips/sal/mean_abs", "flips/sal/mean_pos"]

@@ -61,7 +61,8 @@ def test_planted_segment_is_the_ground_truth_and_is_found():
     for name in ("magnitude", "magnitude-mean"):
         assert (magnitude[name].argmax(1) == PLANTED).all(), name
 
-    settings = ExplainSettings(explainer=ExplainerSettings.paper(lime_samples=64, noise_samples=4, noise_std=0.1, ig_steps=8), seed=3, batch_size=16)
+    settings = ExplainSettings(explainer=ExplainerSettings.paper(lime_samples=64, noise_samples=4, noise_std=0.1, ig_steps=8), seed=3,
+                               batch_size=16)
     mask_tensor = torch.from_numpy(masks).long()
     scores = explain_all(model, result.adversaries, torch.from_numpy(result.final_predictions), [f"img{i}" for i in range(4)],
                          {"rect": mask_tensor}, {"rect": np.full(4, 16)}, ["sal", "ig", "gbp", "lime", "sal-sg"], settings)
@@ -80,14 +81,16 @@ def test_planted_segment_is_the_ground_truth_and_is_found():
     planted_last = np.tile(np.where(np.arange(16) == PLANTED, -1.0, np.arange(16.0)), (4, 1))
     rankings = {"sal": scores["sal"]["rect"]["mean_abs"], "planted-last": planted_last, **magnitude}
     per_item_k = np.tile(np.arange(1, 17), (4, 1))
-    flips = label_flips(model, ClassChange(clean_prediction.numpy()), clean, result.adversaries, mask_tensor, np.full(4, 16), rankings, per_item_k, 8)
+    flips = label_flips(model, ClassChange(clean_prediction.numpy()), clean, result.adversaries, mask_tensor, np.full(4, 16), rankings,
+                        per_item_k, 8)
     for name in ("sal", "magnitude", "magnitude-mean"):
         assert flips[name].all(), name
     assert not flips["planted-last"][:, :15].any() and flips["planted-last"][:, 15].all()
 
     # The localised experiment: at k = 1 the truth is the planted segment; saliency recovers it.
     def explain_saliency(inputs, classes, ids, item_masks, n_segments):
-        return {"sal": explain_all(model, inputs, classes, ids, {"rect": item_masks}, {"rect": n_segments}, ["sal"], settings)["sal"]["rect"]["mean_abs"]}
+        scores = explain_all(model, inputs, classes, ids, {"rect": item_masks}, {"rect": n_segments}, ["sal"], settings)
+        return {"sal": scores["sal"]["rect"]["mean_abs"]}
 
     found = localised_experiment(model, ClassChange(clean_prediction.numpy()), clean, result.adversaries, mask_tensor, np.full(4, 16),
                                  [f"img{i}" for i in range(4)], [1], explain_saliency, ["sal"], 8)[1]
@@ -112,7 +115,8 @@ def test_top_k_hybrid_and_reduce_known_answers():
     np.testing.assert_array_equal(mixed[0, 0].numpy(), [[0, 1], [0, 1]])
     np.testing.assert_array_equal(mixed[0, 1].numpy(), [[0, 1], [0, 1]])  # every channel
     # inputs without a channel axis (log-mel excerpts) take the same masks
-    np.testing.assert_array_equal(hybrid(clean[:, 0], adversarial[:, 0], masks, torch.tensor([[True, False, False, True]]))[0].numpy(), [[1, 0], [0, 1]])
+    np.testing.assert_array_equal(hybrid(clean[:, 0], adversarial[:, 0], masks, torch.tensor([[True, False, False, True]]))[0].numpy(),
+                                  [[1, 0], [0, 1]])
     values = np.arange(8.0).reshape(1, 2, 2, 2)  # channel 0: 0..3, channel 1: 4..7
     np.testing.assert_array_equal(segment_reduce(values, masks.numpy(), 5, "sum"), [[4, 6, 8, 10, ABSENT]])
     np.testing.assert_array_equal(segment_reduce(values, masks.numpy(), 4, "mean"), [[2, 3, 4, 5]])
@@ -129,7 +133,8 @@ def test_kept_pixel_maps_are_the_maps_behind_the_scores():
     masks = torch.from_numpy(np.repeat(rectangles(SIZE, SIZE)[None], 2, axis=0)).long()
     maps: dict[str, np.ndarray] = {}
     settings = ExplainSettings(explainer=ExplainerSettings.paper(noise_samples=2, ig_steps=4), seed=1, batch_size=8)
-    scores = explain_all(model, inputs, targets, ["a", "b"], {"rect": masks}, {"rect": np.full(2, 16)}, ["sal", "sal-vg"], settings, pixel_maps=maps)
+    scores = explain_all(model, inputs, targets, ["a", "b"], {"rect": masks}, {"rect": np.full(2, 16)}, ["sal", "sal-vg"], settings,
+                         pixel_maps=maps)
     assert set(maps) == {"sal", "sal-vg"} and maps["sal"].dtype == np.float16
     plain = gradient_attributions(model, inputs, targets, "sal")
     np.testing.assert_allclose(maps["sal"], plain.numpy().astype(np.float16))

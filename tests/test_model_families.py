@@ -27,7 +27,8 @@ def plugins(tmp_path, monkeypatch):
 def images_file(path, side: int, labels) -> str:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (len(labels), side, side, 3), dtype=np.uint8)
-    write_h5(path, {"ids": [f"img{i}" for i in range(len(labels))], "labels": np.asarray(labels), "images": images}, stage="image_shard", params={})
+    write_h5(path, {"ids": [f"img{i}" for i in range(len(labels))], "labels": np.asarray(labels), "images": images}, stage="image_shard",
+             params={})
     return str(path)
 
 
@@ -71,8 +72,10 @@ def test_a_torchvision_model_outside_the_papers_five_runs_with_random_weights(tm
 
 def test_a_class_count_that_does_not_fit_the_labels_fails_at_the_first_job(tmp_path, plugins):
     images = images_file(tmp_path / "images.h5", 32, labels=[3, 281, -1])
-    with pytest.raises(ValueError, match=r"'edge_models:ten' has 10 classes, but .*images\.h5 holds 1 image\(s\) labelled outside 0\.\.9, e\.g\. img1 with label 281"):
-        clean_predictions(images, str(tmp_path / "clean.h5"), model=spec(f"{PLUGIN_MODULE}:ten", 36, 32), batch_size=2, device=torch.device("cpu"))
+    outside = r"'edge_models:ten' has 10 classes, but .*images\.h5 holds 1 image\(s\) labelled outside 0\.\.9, e\.g\. img1 with label 281"
+    with pytest.raises(ValueError, match=outside):
+        clean_predictions(images, str(tmp_path / "clean.h5"), model=spec(f"{PLUGIN_MODULE}:ten", 36, 32), batch_size=2,
+                          device=torch.device("cpu"))
     assert not (tmp_path / "clean.h5").exists()
 
 

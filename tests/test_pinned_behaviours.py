@@ -133,8 +133,9 @@ def test_items_with_fewer_segments_stay_in_the_label_flip_denominator(tmp_path):
 
 def test_localised_histogram_counts_items_with_fewer_segments(tmp_path):
     """Recovered counts of fewer-segment items are in the histogram; only NOT_KEPT (-1) is left out."""
-    write_h5(tmp_path / "lo.h5", {"ids": np.array(["a", "b", "c", "d"]), "ks": np.array([3]), "k3/kept": np.array([True, True, True, False]),
-                                   "k3/recovered/sal": np.array([3, 1, 0, NOT_KEPT]), "k3/fewer_segments": np.array([True, False, False, False])},
+    write_h5(tmp_path / "lo.h5", {"ids": np.array(["a", "b", "c", "d"]), "ks": np.array([3]),
+                                   "k3/kept": np.array([True, True, True, False]), "k3/recovered/sal": np.array([3, 1, 0, NOT_KEPT]),
+                                   "k3/fewer_segments": np.array([True, False, False, False])},
              stage="localised", params={})
     table = tables.localised_table({("m", "slic"): [str(tmp_path / "lo.h5")]})
     assert table["count"].tolist() == [1, 1, 0, 1] and table.fraction.tolist() == pytest.approx([1 / 3, 1 / 3, 0, 1 / 3])
@@ -147,7 +148,8 @@ def test_a_flip_test_refuses_decisions_of_other_items():
 
 def test_hybrid_refuses_masks_that_fit_no_input_shape():
     with pytest.raises(ValueError, match=r"masks \(1, 2, 2\) fit neither .* got \(1, 1, 1, 2, 2\)"):
-        hybrid(torch.zeros(1, 1, 1, 2, 2), torch.ones(1, 1, 1, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long), torch.ones(1, 1, dtype=torch.bool))
+        hybrid(torch.zeros(1, 1, 1, 2, 2), torch.ones(1, 1, 1, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long),
+               torch.ones(1, 1, dtype=torch.bool))
 
 
 # ------------------------------------------------------------------ the stage names behind the per-item seeds

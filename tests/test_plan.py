@@ -58,7 +58,7 @@ def test_dry_run_jobs_and_groups_are_read_with_their_wildcards():
 
 def test_benchmark_files_are_attributed_to_their_rule_and_wildcards(tmp_path):
     patterns = plan.benchmark_patterns(RULES)
-    for relative, rule, wildcards in [
+    for relative, _rule, _wildcards in [
         ("image/tiny/adversaries/shard0.tsv", "image_attack", {"model": "tiny", "shard": "0"}),
         ("image/tiny/explanations/lime_rect/shard12.tsv", "image_explain", {"model": "tiny", "family": "lime_rect", "shard": "12"}),
         ("audio/svds/seed1_eval.tsv", "audio_evaluate_detector", {"seed": "1"}),
@@ -69,7 +69,8 @@ def test_benchmark_files_are_attributed_to_their_rule_and_wildcards(tmp_path):
         path.write_text("s\th:m:s\tmax_rss\tcpu_time\n12.5\t0:00:12\t300.5\t11.0\n")
     measured = {(m.rule, tuple(sorted(m.wildcards.items()))): m for m in plan.read_benchmarks(tmp_path, patterns)}
     assert set(measured) == {("image_attack", (("model", "tiny"), ("shard", "0"))), ("audio_evaluate_detector", (("seed", "1"),)),
-                             ("image_explain", (("family", "lime_rect"), ("model", "tiny"), ("shard", "12"))), ("audio_train_detector", (("seed", "1"),))}
+                             ("image_explain", (("family", "lime_rect"), ("model", "tiny"), ("shard", "12"))),
+                             ("audio_train_detector", (("seed", "1"),))}
     attack = measured[("image_attack", (("model", "tiny"), ("shard", "0")))]
     assert (attack.seconds, attack.max_rss_mb) == (12.5, 300.5)
 

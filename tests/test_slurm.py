@@ -107,7 +107,8 @@ class Canceller(threading.Thread):
                 if f"_{CANCELLED_GROUP}_" not in comment:
                     continue
                 if job not in scripts:
-                    scripts[job] = subprocess.run(["scontrol", "write", "batch_script", job, "-"], capture_output=True, text=True, env=self.environment).stdout
+                    scripts[job] = subprocess.run(["scontrol", "write", "batch_script", job, "-"], capture_output=True, text=True,
+                                                  env=self.environment).stdout
                 shard = re.search(r"image_clean_predictions:model=(\w+),shard=(\d+)", scripts[job])
                 if shard and (self.workdir / "image" / shard.group(1) / "clean" / f"shard{shard.group(2)}.h5").exists():
                     subprocess.run(["scancel", job], check=True, env=self.environment)
@@ -177,7 +178,8 @@ def submit_and_wait(cluster: OneNodeCluster, base: Path, run_locally) -> tuple[l
     canceller.start()
     start = time.monotonic()
     with open(output_file, "w") as output_handle:
-        process = subprocess.Popen(command, stdout=output_handle, stderr=subprocess.STDOUT, text=True, env=environment, start_new_session=True)
+        process = subprocess.Popen(command, stdout=output_handle, stderr=subprocess.STDOUT, text=True, env=environment,
+                                   start_new_session=True)
         try:
             run_locally()
             returncode = process.wait(timeout=RUN_TIMEOUT_S + 30)
@@ -190,7 +192,8 @@ def submit_and_wait(cluster: OneNodeCluster, base: Path, run_locally) -> tuple[l
     wall_s = time.monotonic() - start
     print(f"SLURM run of presets/test.yaml (beside the local run): {wall_s:.0f} s")
     if returncode != 0:
-        raise AssertionError(f"snakemake with profiles/slurm failed ({returncode}) after {wall_s:.0f} s:\n{output_file.read_text()[-6000:]}")
+        raise AssertionError(f"snakemake with profiles/slurm failed ({returncode}) after {wall_s:.0f} s:\n"
+                             f"{output_file.read_text()[-6000:]}")
     calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     return calls, canceller.cancelled_targets, wall_s, {"weights_file": str(weights_file), "weights_requests": len(server.requests),
                                                         "offline_log": str(offline_log)}
@@ -268,8 +271,10 @@ def test_sbatch_arguments_of_gpu_and_grouped_jobs(slurm_run):
         calls = calls_of(slurm_run, group)
         assert calls and all(option(call, "--gpus") is None and option(call, "--ntasks") == "1" for call in calls), (group, calls)
     # a group asks for the sum of the runtimes its jobs run in sequence
-    assert {option(call, "-t") for call in calls_of(slurm_run, "attack_chain")} == {str(runtime["image_clean_predictions"] + runtime["image_attack"])}
-    assert {option(call, "-t") for call in calls_of(slurm_run, "detector")} == {str(runtime["audio_train_detector"] + runtime["audio_evaluate_detector"])}
+    assert {option(call, "-t") for call in calls_of(slurm_run, "attack_chain")} == {
+        str(runtime["image_clean_predictions"] + runtime["image_attack"])}
+    assert {option(call, "-t") for call in calls_of(slurm_run, "detector")} == {
+        str(runtime["audio_train_detector"] + runtime["audio_evaluate_detector"])}
     # segments rect + slic side by side, then the six explanation families, two label flips, two localised, one by one
     explain_chain = runtime["image_segments"] + 6 * runtime["image_explain"] + 2 * (runtime["image_labelflip"] + runtime["image_localised"])
     assert {option(call, "-t") for call in calls_of(slurm_run, "explain_chain")} == {str(explain_chain)}

@@ -115,4 +115,5 @@ def test_ig_through_the_stem_of_an_item_alone_equals_it_inside_a_batch():
         alone = scores(slice(row, row + 1))
         for explainer in ("ig", "ig-sg", "ig-vg"):
             for aggregation, values in alone[explainer]["rect"].items():
-                np.testing.assert_array_equal(values[0], together[explainer]["rect"][aggregation][row], err_msg=f"{explainer} {aggregation}")
+                np.testing.assert_array_equal(values[0], together[explainer]["rect"][aggregation][row],
+                                              err_msg=f"{explainer} {aggregation}")

@@ -102,9 +102,11 @@ def excerpt_form_reference(model: SVDS, log_mel_input: torch.Tensor) -> torch.Te
     x = F.max_pool2d(x, 3, stride=3).flatten(1)
     assert x.shape[1] == 4928
     x = F.linear(x, model.fc1.weight.flatten(1), model.fc1.bias)
-    x = F.leaky_relu(F.batch_norm(x, model.bn_d1.running_mean, model.bn_d1.running_var, model.bn_d1.weight, model.bn_d1.bias, eps=1e-4), 0.01)
+    x = F.leaky_relu(F.batch_norm(x, model.bn_d1.running_mean, model.bn_d1.running_var, model.bn_d1.weight, model.bn_d1.bias,
+                                  eps=1e-4), 0.01)
     x = F.linear(x, model.fc2.weight.flatten(1), model.fc2.bias)
-    x = F.leaky_relu(F.batch_norm(x, model.bn_d2.running_mean, model.bn_d2.running_var, model.bn_d2.weight, model.bn_d2.bias, eps=1e-4), 0.01)
+    x = F.leaky_relu(F.batch_norm(x, model.bn_d2.running_mean, model.bn_d2.running_var, model.bn_d2.weight, model.bn_d2.bias,
+                                  eps=1e-4), 0.01)
     return F.linear(x, model.fc3.weight.flatten(1), model.fc3.bias)
 
 

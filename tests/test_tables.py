@@ -50,7 +50,8 @@ def test_fewer_segments_table_counts_both_experiments(tmp_path):
                  _localised_shard(tmp_path / "lo1.h5", ["a", "b"], {1: [1, 0], 3: [3, 1]}, {1: [False, False], 3: [True, False]})]
     table = tables.fewer_segments_table({("m", "slic"): labelflip}, {("m", "slic"): localised})
     assert list(table.columns) == tables.FEWER_SEGMENTS_COLUMNS
-    assert table.values.tolist() == [["m", "slic", "labelflip", 3, 3, 1], ["m", "slic", "localised", 1, 2, 0], ["m", "slic", "localised", 3, 2, 1]]
+    assert table.values.tolist() == [["m", "slic", "labelflip", 3, 3, 1], ["m", "slic", "localised", 1, 2, 0],
+                                     ["m", "slic", "localised", 3, 2, 1]]
     markdown = tables.fewer_segments_markdown(table)
     assert "| m | slic | labelflip | 3 | 3 | 1 |" in markdown
 
@@ -58,20 +59,23 @@ def test_fewer_segments_table_counts_both_experiments(tmp_path):
 # ------------------------------------------------------------------ audio: per detector, then mean ± std over detectors
 def _audio_labelflip(path, flips_k3: list[bool]) -> str:
     """A per-seed label-flip file with LIME flips at k = 3 for "no sing → sing" and no "sing → no sing" excerpt."""
-    write_h5(path, {"ks": np.array([3]), "nosing_to_sing/flips/lime": np.array([flips_k3]), "sing_to_nosing/flips/lime": np.zeros((1, 0), bool)},
+    write_h5(path, {"ks": np.array([3]), "nosing_to_sing/flips/lime": np.array([flips_k3]),
+                    "sing_to_nosing/flips/lime": np.zeros((1, 0), bool)},
              stage="audio_labelflip", params={})
     return str(path)
 
 
 def _audio_localised(path, recovered_k1: list[int]) -> str:
     """A per-seed localised file: LIME's recovered counts at k = 1 of the refined excerpts that still flip."""
-    write_h5(path, {"ks": np.array([1]), "nosing_to_sing/k1/recovered/lime": np.array(recovered_k1), "sing_to_nosing/k1/recovered/lime": np.zeros(0, int)},
+    write_h5(path, {"ks": np.array([1]), "nosing_to_sing/k1/recovered/lime": np.array(recovered_k1),
+                    "sing_to_nosing/k1/recovered/lime": np.zeros(0, int)},
              stage="audio_localised", params={})
     return str(path)
 
 
 def test_audio_labelflip_table_is_per_seed_with_mean_and_std(tmp_path):
-    table = tables.audio_labelflip_table({0: _audio_labelflip(tmp_path / "0.h5", [True, False]), 1: _audio_labelflip(tmp_path / "1.h5", [True, True, True, False])})
+    table = tables.audio_labelflip_table({0: _audio_labelflip(tmp_path / "0.h5", [True, False]),
+                                          1: _audio_labelflip(tmp_path / "1.h5", [True, True, True, False])})
     assert list(table.columns) == tables.AUDIO_LABELFLIP_COLUMNS
     rows = table[table.direction == "nosing_to_sing"]
     rows = rows.set_index(rows.seed.astype(str))
@@ -84,8 +88,10 @@ def test_audio_labelflip_table_is_per_seed_with_mean_and_std(tmp_path):
 def test_audio_report_compares_each_detector_with_the_paper(tmp_path):
     """Counts and rates are per detector (mean ± std), not summed over detectors, beside the paper's one detector."""
     svds = tables.audio_svds_table([_svds_csv(tmp_path, 0, 10.0), _svds_csv(tmp_path, 1, 12.0)])
-    labelflip = tables.audio_labelflip_table({0: _audio_labelflip(tmp_path / "f0.h5", [True, False]), 1: _audio_labelflip(tmp_path / "f1.h5", [True, True, True, False])})
-    localised = tables.audio_localised_table({0: _audio_localised(tmp_path / "l0.h5", [1, 0]), 1: _audio_localised(tmp_path / "l1.h5", [1, 1, 1, 0])})
+    labelflip = tables.audio_labelflip_table({0: _audio_labelflip(tmp_path / "f0.h5", [True, False]),
+                                              1: _audio_labelflip(tmp_path / "f1.h5", [True, True, True, False])})
+    localised = tables.audio_localised_table({0: _audio_localised(tmp_path / "l0.h5", [1, 0]),
+                                              1: _audio_localised(tmp_path / "l1.h5", [1, 1, 1, 0])})
     report = tables.audio_report(svds, labelflip, localised, k=3)
     assert "| error | 11.00 ± 1.00 | 11.54 ± 0.96 |" in report
     assert "| lime | 62.50 ± 12.50 \\| 41.00 | – \\| 32.00 |" in report  # per detector, not (1 + 3) / (2 + 4) pooled
@@ -115,8 +121,8 @@ def _svds_csv(tmp_path, seed: int, error: float) -> str:
 def test_table_1_says_over_how_many_labelled_images_top_1_is_computed(tmp_path):
     """4 images, one without an ImageNet class (label -1): clean top-1 is 2 of the 3 labelled, and Table 1 says "3"."""
     path = tmp_path / "adversaries.h5"
-    write_h5(path, {"labels": np.array([-1, 3, 5, 7]), "clean_prediction": np.array([3, 3, 5, 0]), "final_prediction": np.array([9, 9, 5, 0]),
-                    "success": np.array([True, True, False, False])}, stage="attack", params={})
+    write_h5(path, {"labels": np.array([-1, 3, 5, 7]), "clean_prediction": np.array([3, 3, 5, 0]),
+                    "final_prediction": np.array([9, 9, 5, 0]), "success": np.array([True, True, False, False])}, stage="attack", params={})
     accuracy = tables.accuracy_table({"m": [str(path)]})
     row = accuracy.iloc[0]
     assert (row.n_images, row.n_labelled, row.n_adversaries) == (4, 3, 2)

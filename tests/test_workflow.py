@@ -56,7 +56,8 @@ def test_image_accuracy_table_recomputed_from_the_shards(run):
     assert row.adv_top1 == pytest.approx(100 * np.mean(attacked[labelled] == clean["labels"][labelled]))
 
 
-def labelflip_rate_from_shards(run: Path, segmentation: str, ranking: str, *, k: int | None = None, fraction: float | None = None) -> tuple[int, float]:
+def labelflip_rate_from_shards(run: Path, segmentation: str, ranking: str, *, k: int | None = None,
+                               fraction: float | None = None) -> tuple[int, float]:
     """(n, rate) of one ranking ("explainer/aggregation") at a fixed k or a fraction, counted from
     the per-shard label-flip files without the table code."""
     from advxai.store import read_h5
@@ -107,7 +108,8 @@ def recovered_from_shards(run: Path, segmentation: str, explainer: str, k: int) 
     from advxai.store import read_h5
 
     name = f"k{k}/recovered/{explainer}"
-    recovered = np.concatenate([part[name] for part in map(read_h5, shard_files(run, f"image/tiny/localised/{segmentation}")) if name in part])
+    parts = map(read_h5, shard_files(run, f"image/tiny/localised/{segmentation}"))
+    recovered = np.concatenate([part[name] for part in parts if name in part])
     return [int(np.sum(recovered == r)) for r in range(k + 1)]
 
 

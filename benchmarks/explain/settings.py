@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from advxai.names import FAMILIES, LIME_FAMILY
 from advxai.batching import CAPTUM_LIME_ROWS, explanation_batch_size, lime_batch_size
+from advxai.names import FAMILIES, LIME_FAMILY
 
 PAPER = {"noise": 25, "ig_steps": 50, "lime_samples": 512}
 AUTHORS_BATCH = 32  # images per batch of the authors' data loader (their label_flip_exps.py)

@@ -115,7 +115,8 @@ def read_benchmarks(workdir: Path, patterns: Mapping[str, re.Pattern]) -> list[M
             continue
         # the most specific pattern wins, as in Snakemake: seed{seed}_eval.tsv over seed{seed}.tsv
         rule, match = min(matches, key=lambda found: sum(len(value) for value in found[1].groupdict().values()))
-        measured.append(Measured(rule, match.groupdict(), float(record["s"]), _number(record.get("max_rss")), _number(record.get("cpu_time"))))
+        measured.append(Measured(rule, match.groupdict(), float(record["s"]), _number(record.get("max_rss")),
+                                 _number(record.get("cpu_time"))))
     return measured
 
 

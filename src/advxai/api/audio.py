@@ -9,8 +9,9 @@ stages do: time–frequency tiles, the threshold flip test, the norm baseline, a
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -69,10 +70,7 @@ def evaluate_excerpts(
     names = _scored(explainers)
     settings = settings or ExplainerSettings.paper("audio")
     passes = batch_size if isinstance(batch_size, int) else 64
-    clean = np.asarray(torch.as_tensor(excerpts.clean).cpu(), dtype=np.float32)
-    adversarial = np.asarray(torch.as_tensor(excerpts.adversarial).cpu(), dtype=np.float32)
-    targets = np.asarray(torch.as_tensor(excerpts.targets).cpu(), dtype=np.int64)
-    ids = list(excerpts.ids) if excerpts.ids is not None else [str(i) for i in range(len(clean))]
+    clean, adversarial, targets, ids = _excerpt_arrays(excerpts)
     ks, localised_ks = sorted(set(k)), sorted(set(k if localised_k is None else localised_k))
     result = Result(ids=[], ks=ks, localised_ks=localised_ks, seed=seed)
 
@@ -86,36 +84,38 @@ def evaluate_excerpts(
         x = ExcerptTensors.of({"clean_logmel": clean[rows], "adv_logmel": adversarial[rows]}, chosen)
         flip_test = ThresholdCrossing(targets[rows], excerpts.threshold)
         scores = explain(x.adversarial, torch.as_tensor(targets[rows], device=chosen), ids[rows])
-        rankings = {f"{n}/{'mean' if n == LIME_FAMILY else 'mean_abs'}": v for n, v in scores.items()}
-        rankings[f"{NORM}/{BASELINE_AGGREGATION}"] = magnitude(x.clean, x.adversarial, x.masks, x.segments)
-        flips = label_flips(
-            model,
-            flip_test,
-            x.clean,
-            x.adversarial,
-            x.masks,
-            x.n_segments,
-            rankings,
-            k_settings(ks, [], x.n_segments).per_item,
-            HYBRID_BATCH,
-        )
-        found = localised_experiment(
-            model,
-            flip_test,
-            x.clean,
-            x.adversarial,
-            x.masks,
-            x.n_segments,
-            ids[rows],
-            localised_ks,
-            explain,
-            names,
-            HYBRID_BATCH,
-        )
-        part = Result(
-            ids=ids[rows], ks=ks, localised_ks=localised_ks, n_images=len(x.clean), n_adversaries=len(x.clean)
-        )
-        part.flips[SEGMENTATION] = {tuple(name.split("/")): values for name, values in flips.items()}
-        part.recovered[SEGMENTATION] = {kk: dict(r.recovered) for kk, r in found.items()}
-        result.extend(part)
+        result.extend(_chunk_result(model, x, flip_test, scores, ids[rows], ks, localised_ks, explain, names))
     return result
+
+
+def _excerpt_arrays(excerpts: Excerpts) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """The excerpts as host arrays (float32 spectrograms, int64 targets) and their ids (``"0"``, ``"1"``, ... if none)."""
+    clean = np.asarray(torch.as_tensor(excerpts.clean).cpu(), dtype=np.float32)
+    adversarial = np.asarray(torch.as_tensor(excerpts.adversarial).cpu(), dtype=np.float32)
+    targets = np.asarray(torch.as_tensor(excerpts.targets).cpu(), dtype=np.int64)
+    ids = list(excerpts.ids) if excerpts.ids is not None else [str(i) for i in range(len(clean))]
+    return clean, adversarial, targets, ids
+
+
+def _chunk_result(model, x, flip_test, scores, ids, ks, localised_ks, explain, names) -> Result:
+    """One chunk's label flips (explainers' rankings and the perturbation-norm baseline) and localised recovery."""
+    rankings = {f"{n}/{'mean' if n == LIME_FAMILY else 'mean_abs'}": v for n, v in scores.items()}
+    rankings[f"{NORM}/{BASELINE_AGGREGATION}"] = magnitude(x.clean, x.adversarial, x.masks, x.segments)
+    flips = label_flips(
+        model,
+        flip_test,
+        x.clean,
+        x.adversarial,
+        x.masks,
+        x.n_segments,
+        rankings,
+        k_settings(ks, [], x.n_segments).per_item,
+        HYBRID_BATCH,
+    )
+    found = localised_experiment(
+        model, flip_test, x.clean, x.adversarial, x.masks, x.n_segments, ids, localised_ks, explain, names, HYBRID_BATCH
+    )
+    part = Result(ids=ids, ks=ks, localised_ks=localised_ks, n_images=len(x.clean), n_adversaries=len(x.clean))
+    part.flips[SEGMENTATION] = {tuple(name.split("/")): values for name, values in flips.items()}
+    part.recovered[SEGMENTATION] = {kk: dict(r.recovered) for kk, r in found.items()}
+    return part

@@ -12,14 +12,16 @@ settings give the workflow's numbers bitwise (tests/test_api.py).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from .. import segments
 from ..attacks.pgd import draw_targets, targeted_pgd
+from ..batching import explanation_batch_size, job_batch_size, lime_batch_size
 from ..data.model_inputs import pixel_bounds
 from ..evaluation.baselines import magnitude_scores
 from ..evaluation.flips import ClassChange
@@ -31,7 +33,6 @@ from ..explainers.settings import ExplainerSettings
 from ..models import ModelBundle, predict
 from ..names import BASELINE_AGGREGATION, BUILTIN_EXPLAINERS, reported_aggregation
 from ..runtime import use_device
-from ..batching import explanation_batch_size, job_batch_size, lime_batch_size
 from ..stages.settings import PgdSettings, SegmentationSettings
 from ..types import Scores
 from .explainers import Explainers, sort_explainers

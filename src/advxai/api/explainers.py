@@ -13,8 +13,9 @@ A mapping ``{name: explainer}`` names them; otherwise a name comes from the clas
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from ..names import BUILTIN_EXPLAINERS
 

@@ -11,7 +11,8 @@ with ``np.nanmean`` (``quantus.evaluate(..., agg_func=np.nanmean)``). Needs no q
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch

@@ -80,7 +80,8 @@ def sign_adam_step(optimizer: torch.optim.Adam, delta: torch.Tensor, gradient: t
     delta.grad = None
 
 
-def _check_arguments(spec: torch.Tensor, filterbank: torch.Tensor, threshold: float, alpha: float, epsilon: float, lr: float, max_iter: int) -> None:
+def _check_arguments(spec: torch.Tensor, filterbank: torch.Tensor, threshold: float, alpha: float, epsilon: float, lr: float,
+                     max_iter: int) -> None:
     if spec.ndim != 2 or spec.shape[0] < 1:
         raise ValueError(f"spec_linear must be a (T, bins) spectrogram with T >= 1, got shape {tuple(spec.shape)}")
     if filterbank.ndim != 2 or filterbank.shape[0] != spec.shape[1]:
@@ -88,7 +89,8 @@ def _check_arguments(spec: torch.Tensor, filterbank: torch.Tensor, threshold: fl
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
     if alpha < 0 or epsilon <= 0 or lr <= 0 or max_iter < 0:
-        raise ValueError(f"need alpha >= 0, epsilon > 0, lr > 0, max_iter >= 0; got alpha={alpha}, epsilon={epsilon}, lr={lr}, max_iter={max_iter}")
+        raise ValueError(f"need alpha >= 0, epsilon > 0, lr > 0, max_iter >= 0; "
+                         f"got alpha={alpha}, epsilon={epsilon}, lr={lr}, max_iter={max_iter}")
 
 
 def _restore(checkpoint: AttackCheckpoint, optimizer: torch.optim.Adam, delta: torch.Tensor) -> int:
@@ -97,7 +99,8 @@ def _restore(checkpoint: AttackCheckpoint, optimizer: torch.optim.Adam, delta: t
         return 0
     saved = checkpoint.store.load(checkpoint.key)
     if saved["delta"].shape != tuple(delta.shape):
-        raise ValueError(f"{checkpoint.store.path}: checkpoint '{checkpoint.key}' holds delta of shape {saved['delta'].shape}, expected {tuple(delta.shape)}")
+        raise ValueError(f"{checkpoint.store.path}: checkpoint '{checkpoint.key}' holds delta of shape {saved['delta'].shape}, "
+                         f"expected {tuple(delta.shape)}")
     with torch.no_grad():
         delta.copy_(torch.from_numpy(saved["delta"]))
     optimizer.state[delta] = {

@@ -223,7 +223,8 @@ class SongSynthesizer:
             target = np.repeat([note.pitch for note in notes], np.diff(bounds))
             pitch = scipy.signal.lfilter([1 - glide], [1, -glide], target, zi=[glide * target[0]])[0]
             since_onset = t - np.repeat(t[bounds[:-1]], np.diff(bounds))
-            vibrato = vibrato_depth * np.clip((since_onset - 0.12) / 0.2, 0, 1) * np.sin(2 * np.pi * vibrato_rate * t + self.rng.uniform(0, 2 * np.pi))
+            vibrato = (vibrato_depth * np.clip((since_onset - 0.12) / 0.2, 0, 1)
+                       * np.sin(2 * np.pi * vibrato_rate * t + self.rng.uniform(0, 2 * np.pi)))
             drift = 0.5 * scipy.signal.lfilter([0.001], [1, -0.999], self.rng.standard_normal(count))
             increment = midi_to_hz(pitch + vibrato + drift) / sr
             source = polyblep_sawtooth(np.cumsum(increment) + self.rng.random(), increment)
@@ -349,7 +350,8 @@ def write_synthetic_corpus(
     if sample_rate < SAMPLE_RATE:
         raise ValueError(f"sample_rate must be ≥ {SAMPLE_RATE} Hz: instrument partials reach 9.4 kHz and would alias, got {sample_rate}")
     if song_seconds < MIN_SONG_SECONDS:
-        raise ValueError(f"song_seconds must be ≥ {MIN_SONG_SECONDS} so that every song has sung and instrumental passages, got {song_seconds}")
+        raise ValueError(f"song_seconds must be ≥ {MIN_SONG_SECONDS} so that every song has sung and instrumental passages, "
+                         f"got {song_seconds}")
     root = Path(root)
     for folder in ("audio", "labels", "filelists"):
         (root / folder).mkdir(parents=True, exist_ok=True)

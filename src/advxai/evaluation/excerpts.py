@@ -23,8 +23,8 @@ from torch import nn
 from ..arrays import to_numpy
 from ..batching import run_batched
 from ..explainers.engine import ExplainSettings, explain_all
-from ..explainers.settings import AUDIO_LIME, ExplainerSettings
 from ..explainers.registry import LIME_FAMILY, validate_explainers
+from ..explainers.settings import AUDIO_LIME, ExplainerSettings
 from ..runtime import module_device
 from ..seeding import numpy_rng
 from ..segments import audio_grid
@@ -189,14 +189,7 @@ def select_excerpts(
     Returns:
         ExcerptSet: the kept pairs, songs in the given order, draws in draw order.
     """
-    _require_eval(model, "select_excerpts")
-    if direction not in (0, 1):
-        raise ValueError(f"direction must be 1 (no sing -> sing) or 0 (sing -> no sing), got {direction}")
-    if per_song < 1 or max_draws < 0:
-        raise ValueError(f"need per_song >= 1 and max_draws >= 0, got per_song={per_song}, max_draws={max_draws}")
-    names = [song[0] for song in songs]
-    if len(set(names)) != len(names):
-        raise ValueError(f"song names must be unique (they seed the draws), got {names}")
+    _check_selection(songs, model, direction=direction, per_song=per_song, max_draws=max_draws)
     bank = torch.as_tensor(filterbank, dtype=torch.float32, device=module_device(model))
     ids, song_names, frames, clean_lm, adv_lm, clean_p, adv_p = [], [], [], [], [], [], []
     for song in songs:
@@ -216,7 +209,23 @@ def select_excerpts(
         frames += kept
         clean_p += [probabilities[frame][0] for frame in kept]
         adv_p += [probabilities[frame][1] for frame in kept]
-    n_mels = bank.shape[1]
+    return _excerpt_set(ids, song_names, frames, clean_lm, adv_lm, clean_p, adv_p, n_mels=bank.shape[1])
+
+
+def _check_selection(songs: Sequence[SongAttack], model: nn.Module, *, direction: int, per_song: int, max_draws: int) -> None:
+    """One clear error for each bad argument of select_excerpts, before any song is drawn from."""
+    _require_eval(model, "select_excerpts")
+    if direction not in (0, 1):
+        raise ValueError(f"direction must be 1 (no sing -> sing) or 0 (sing -> no sing), got {direction}")
+    if per_song < 1 or max_draws < 0:
+        raise ValueError(f"need per_song >= 1 and max_draws >= 0, got per_song={per_song}, max_draws={max_draws}")
+    names = [song[0] for song in songs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"song names must be unique (they seed the draws), got {names}")
+
+
+def _excerpt_set(ids, song_names, frames, clean_lm, adv_lm, clean_p, adv_p, *, n_mels: int) -> ExcerptSet:
+    """The per-song lists as one ExcerptSet; with no pair kept, empty ``(0, 115, n_mels)`` spectrograms."""
     empty = np.zeros((0, EXCERPT_FRAMES, n_mels), dtype=np.float32)
     return ExcerptSet(
         ids=np.asarray(ids, dtype=str),

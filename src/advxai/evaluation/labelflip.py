@@ -20,7 +20,6 @@ from .flips import FlipTest
 from .selection import hybrid, pad_scores, selection_width, top_k
 
 
-
 @dataclass(frozen=True)
 class KSettings:
     """The k settings of a label-flip run, one column each.

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from ..batching import run_batched
+from ..types import Forward
 from .baselines import magnitude
 from .flips import FlipTest
-from ..types import Forward
 from .selection import hybrid, pad_scores, recovered, selection_width, top_k
 
 NOT_KEPT = -1

@@ -106,7 +106,7 @@ def explain_all(
         if pixel_maps is not None:
             pixel_maps.update(result.attributions)
     if "lime" in requested:
-        lime, n_samples, kernel_width = settings.lime, settings.explainer.require("lime_samples"), settings.explainer.require("lime_kernel_width")
+        lime, (n_samples, kernel_width) = settings.lime, [settings.explainer.require(key) for key in ("lime_samples", "lime_kernel_width")]
         scores["lime"] = {
             seg: lime_as_aggregations(
                 lime_coefficients(

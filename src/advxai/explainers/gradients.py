@@ -35,10 +35,10 @@ from torch import nn
 
 from ..constants import IG_STEPS, NOISE_SAMPLES, NOISE_STD
 from ..seeding import torch_generator
+from ..types import Scores
 from .aggregate import aggregate_segmentations, segment_bins
 from .gradient_stream import family_maps
 from .registry import split_gradient_explainer
-from ..types import Scores
 
 METHODS: tuple[str, ...] = ("sal", "ig", "gbp")
 

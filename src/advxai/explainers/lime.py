@@ -309,6 +309,21 @@ def lime_explain(
     Returns:
         LimeResult: coefficients ``(N, S)`` and per-item fit statistics.
     """
+    _check_lime_arguments(inputs, targets, masks, kernel, surrogate)  # before any model call
+    masks_np = masks.detach().cpu().numpy().astype(np.int64)
+    features, width = _item_segments(masks_np, n_segments)
+    samples = _item_samples(samples, ids, [len(item_features) for item_features in features], n_samples, seed, include_unperturbed)
+    baselines = _baselines(inputs, baseline)
+    keep, owner, starts = _segment_space_rows(samples, features, width)
+    device, classes = inputs.device, [int(target) for target in targets.tolist()]
+    keep_t = torch.from_numpy(keep).to(device=device, dtype=inputs.dtype)
+    outputs = _model_outputs(forward, inputs, classes, masks.to(device=device, dtype=torch.long), baselines, keep_t, owner, batch_size)
+    distance = _kernel_distances(kernel, inputs, masks_np, features, baselines)
+    return _fit_items(samples, features, width, outputs, starts, distance, kernel_width, surrogate)
+
+
+def _check_lime_arguments(inputs: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor, kernel: str, surrogate: str) -> None:
+    """One clear error for each mismatched shape or unknown kernel or surrogate."""
     if inputs.dim() < 3:
         raise ValueError(f"inputs must be (N, C, *spatial), got shape {tuple(inputs.shape)}")
     if tuple(masks.shape) != (inputs.shape[0], *inputs.shape[2:]):
@@ -317,55 +332,49 @@ def lime_explain(
         raise ValueError(f"targets must have shape ({inputs.shape[0]},), got {tuple(targets.shape)}")
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got '{kernel}'")
-    _check_surrogate(surrogate)  # before any model call
-    masks_np = masks.detach().cpu().numpy().astype(np.int64)
-    features, width = _item_segments(masks_np, n_segments)
-    n_features = [len(item_features) for item_features in features]
-    if samples is None:
-        if ids is None or len(ids) != inputs.shape[0]:
-            raise ValueError("ids: one id per item is needed to draw seeded LIME samples")
-        samples = _draw_samples(ids, n_features, n_samples, seed, include_unperturbed)
-    else:
-        samples = _check_samples(samples, n_features)
+    _check_surrogate(surrogate)
 
-    baselines = _baselines(inputs, baseline)
-    # Binary vectors in segment-id space (ids an item lacks stay 0: no pixel gathers them).
+
+def _item_samples(samples, ids, n_features: list[int], n_samples: int, seed: int, include_unperturbed: bool) -> list[np.ndarray]:
+    """The given samples, checked, or each item's seeded draw (which needs one id per item)."""
+    if samples is not None:
+        return _check_samples(samples, n_features)
+    if ids is None or len(ids) != len(n_features):
+        raise ValueError("ids: one id per item is needed to draw seeded LIME samples")
+    return _draw_samples(ids, n_features, n_samples, seed, include_unperturbed)
+
+
+def _segment_space_rows(samples: Sequence[np.ndarray], features: Sequence[np.ndarray], width: int):
+    """Samples as binary rows over segment ids (ids an item lacks stay 0), each row's item, each item's first row."""
     keep = np.zeros((sum(len(rows) for rows in samples), width), dtype=bool)
     owner = np.repeat(np.arange(len(samples)), [len(rows) for rows in samples])
     starts = np.cumsum([0] + [len(rows) for rows in samples])
     for item, rows in enumerate(samples):
         keep[starts[item] : starts[item + 1], features[item]] = rows
-    device = inputs.device
-    outputs = _model_outputs(
-        forward,
-        inputs,
-        [int(target) for target in targets.tolist()],
-        masks.to(device=device, dtype=torch.long),
-        baselines,
-        torch.from_numpy(keep).to(device=device, dtype=inputs.dtype),
-        owner,
-        batch_size,
-    )
+    return keep, owner, starts
 
+
+def _kernel_distances(kernel: str, inputs: torch.Tensor, masks_np: np.ndarray, features, baselines: torch.Tensor):
+    """``distance(item, rows)``: the kernel's distance of each sample of one item from the unperturbed item."""
+    if kernel != "input_cosine":
+        return lambda _item, rows: _binary_cosine_distances(rows)
     values = inputs.detach().double().cpu().numpy()
     baseline_values = baselines.detach().double().cpu().numpy()
-    n_items = inputs.shape[0]
-    result = LimeResult(
-        coefficients=np.full((n_items, width), ABSENT),
-        intercepts=np.empty(n_items),
-        r2=np.empty(n_items),
-        local_predictions=np.empty(n_items),
-    )
+    return lambda item, rows: _input_cosine_distances(values[item], masks_np[item], features[item], baseline_values[item], rows)
+
+
+def _fit_items(samples, features, width: int, outputs, starts, distance, kernel_width: float, surrogate: str) -> LimeResult:
+    """Each item's weighted surrogate fit, its coefficients placed at the item's segment ids (ABSENT elsewhere)."""
+    n_items = len(samples)  # one array per item, checked
+    result = LimeResult(coefficients=np.full((n_items, width), ABSENT), intercepts=np.empty(n_items), r2=np.empty(n_items),
+                        local_predictions=np.empty(n_items))
     # One solve per item at its own shape: solving items of one shape together gave R² values a
     # last bit apart from the item's solve alone on this CPU, and an item's fit must not depend on
     # which items share its batch (docs/exactness.md). A solve costs well under a millisecond.
     for item, rows in enumerate(samples):
-        if kernel == "input_cosine":
-            distances = _input_cosine_distances(values[item], masks_np[item], features[item], baseline_values[item], rows)
-        else:
-            distances = _binary_cosine_distances(rows)
-        weights = np.exp(-(distances**2) / (2.0 * kernel_width**2))
-        fit = weighted_linear_fits(rows[None].astype(np.float64), outputs[None, starts[item] : starts[item + 1]], weights[None], surrogate)
+        weights = np.exp(-(distance(item, rows) ** 2) / (2.0 * kernel_width**2))
+        item_outputs = outputs[None, starts[item] : starts[item + 1]]
+        fit = weighted_linear_fits(rows[None].astype(np.float64), item_outputs, weights[None], surrogate)
         result.coefficients[item, features[item]] = fit.coefficients[0]
         result.intercepts[item] = fit.intercepts[0]
         result.r2[item] = fit.r2[0]

@@ -15,8 +15,9 @@ No torch here: the workflow builds these while Snakemake parses it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Sequence
+from typing import Any
 
 from .. import constants
 from ..names import ENSEMBLES, GRADIENT_METHODS, LIME_FAMILY

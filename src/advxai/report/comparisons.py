@@ -8,7 +8,7 @@ CSV table; the Markdown marks a rate whose difference from the baseline is not s
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd

@@ -15,8 +15,8 @@ Each finding becomes parts of claims (:mod:`.verdicts`) over the run's evidence:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 

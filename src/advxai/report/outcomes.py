@@ -10,8 +10,8 @@ segmentation) every ranking covers the same items, so arrays of one group line u
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 

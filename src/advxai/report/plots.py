@@ -273,13 +273,16 @@ def figure_nothing(title: str, reason: str, path: str | Path) -> plt.Figure:
     return save(figure, path)
 
 
-def figure_audio_excerpt(clean: np.ndarray, delta: np.ndarray, weights: np.ndarray, grid: np.ndarray, title: str, path: str | Path) -> plt.Figure:
+def figure_audio_excerpt(clean: np.ndarray, delta: np.ndarray, weights: np.ndarray, grid: np.ndarray, title: str,
+                         path: str | Path) -> plt.Figure:
     """One excerpt (time × mel): clean log-mel with its segments, the perturbation, LIME's segment weights."""
     figure, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-    panels = [(clean, "clean log-mel", "magma"), (delta, "perturbation Δ (log-mel)", "coolwarm"), (weights[grid], "LIME weight per segment", "viridis")]
+    panels = [(clean, "clean log-mel", "magma"), (delta, "perturbation Δ (log-mel)", "coolwarm"),
+              (weights[grid], "LIME weight per segment", "viridis")]
     for ax, (image, label, cmap) in zip(axes, panels):
         limit = np.abs(image).max() or 1.0
-        shown = ax.imshow(image.T, origin="lower", aspect="auto", cmap=cmap, **({"vmin": -limit, "vmax": limit} if cmap == "coolwarm" else {}))
+        shown = ax.imshow(image.T, origin="lower", aspect="auto", cmap=cmap,
+                          **({"vmin": -limit, "vmax": limit} if cmap == "coolwarm" else {}))
         ax.contour(grid.T, levels=np.arange(grid.max()) + 0.5, colors="white", linewidths=0.5)
         ax.set_title(label)
         ax.set_xlabel("frame")

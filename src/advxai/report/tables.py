@@ -13,8 +13,6 @@ import pandas as pd
 from ..names import AUDIO_DIRECTIONS, reported_aggregation
 from ..store import read_h5, read_provenance
 from . import paper_values
-
-
 from .comparisons import not_significant
 
 ACCURACY_COLUMNS = ["model", "n_images", "clean_top1", "adv_top1", "n_adversaries", "n_labelled"]
@@ -42,7 +40,8 @@ def accuracy_table(adversaries: Mapping[str, Sequence[str]]) -> pd.DataFrame:
         data = _concat(paths, ["labels", "clean_prediction", "final_prediction", "success"])
         labelled = data["labels"] >= 0
         attacked = np.where(data["success"], data["final_prediction"], data["clean_prediction"])
-        percent = lambda predictions: 100.0 * float(np.mean(predictions[labelled] == data["labels"][labelled])) if labelled.any() else np.nan  # noqa: E731
+        percent = lambda predictions: (100.0 * float(np.mean(predictions[labelled] == data["labels"][labelled]))
+                                       if labelled.any() else np.nan)
         rows.append({"model": model, "n_images": len(data["labels"]), "n_labelled": int(labelled.sum()),
                      "clean_top1": percent(data["clean_prediction"]),
                      "adv_top1": percent(attacked), "n_adversaries": int(data["success"].sum())})
@@ -98,7 +97,8 @@ def localised_table(localised: Mapping[tuple[str, str], Sequence[str]]) -> pd.Da
     return pd.DataFrame(rows, columns=LOCALISED_COLUMNS)
 
 
-def fewer_segments_table(labelflips: Mapping[tuple[str, str], Sequence[str]], localised: Mapping[tuple[str, str], Sequence[str]]) -> pd.DataFrame:
+def fewer_segments_table(labelflips: Mapping[tuple[str, str], Sequence[str]],
+                         localised: Mapping[tuple[str, str], Sequence[str]]) -> pd.DataFrame:
     """How many subset images have fewer segments than k, per experiment and fixed k (docs/fewer-segments.md).
 
     They are kept, as the authors kept them: top-k adds back every segment, so the hybrid is the
@@ -113,13 +113,14 @@ def fewer_segments_table(labelflips: Mapping[tuple[str, str], Sequence[str]], lo
             for j, (k, fraction) in enumerate(zip(parts[0]["k"], parts[0]["fraction"])):
                 if np.isnan(fraction):
                     settings.setdefault(int(k), j)
-            rows += [{"model": model, "segmentation": seg, "experiment": "labelflip", "k": k, "n": len(fewer), "n_fewer_segments": int(fewer[:, j].sum())}
-                     for k, j in sorted(settings.items())]
+            rows += [{"model": model, "segmentation": seg, "experiment": "labelflip", "k": k, "n": len(fewer),
+                      "n_fewer_segments": int(fewer[:, j].sum())} for k, j in sorted(settings.items())]
     for (model, seg), paths in localised.items():
         parts = [read_h5(path) for path in paths]
         for k in sorted({int(k) for p in parts for k in p["ks"]}):
             fewer = np.concatenate([p[f"k{k}/fewer_segments"] for p in parts if len(p["ids"])] or [np.zeros(0, bool)])
-            rows.append({"model": model, "segmentation": seg, "experiment": "localised", "k": k, "n": len(fewer), "n_fewer_segments": int(fewer.sum())})
+            rows.append({"model": model, "segmentation": seg, "experiment": "localised", "k": k, "n": len(fewer),
+                         "n_fewer_segments": int(fewer.sum())})
     return pd.DataFrame(rows, columns=FEWER_SEGMENTS_COLUMNS)
 
 
@@ -128,8 +129,8 @@ def slic_segments_table(segments: Mapping[str, Sequence[str]]) -> pd.DataFrame:
     rows = []
     for model, paths in segments.items():
         counts = _concat(paths, ["adversary_n_segments"]).get("adversary_n_segments", np.zeros(0))
-        rows.append({"model": model, "n": len(counts), "mean": counts.mean() if len(counts) else np.nan, "std": counts.std() if len(counts) else np.nan,
-                     "min": counts.min() if len(counts) else np.nan, "max": counts.max() if len(counts) else np.nan})
+        stat = lambda name: getattr(counts, name)() if len(counts) else np.nan
+        rows.append({"model": model, "n": len(counts), **{name: stat(name) for name in ("mean", "std", "min", "max")}})
     return pd.DataFrame(rows, columns=SLIC_COLUMNS)
 
 
@@ -211,7 +212,8 @@ def slic_markdown(table: pd.DataFrame, architectures: Mapping[str, str]) -> str:
     rows = []
     for r in table.itertuples():
         paper = paper_values.SLIC_SEGMENTS.get(architectures.get(r.model, ""))
-        rows.append([r.model, str(r.n), f"{_fmt(r.mean, 3)} ± {_fmt(r.std, 3)}", f"{paper[0]:.3f} ± {paper[1]:.3f}" if paper else "–", f"{r.min}–{r.max}"])
+        ours, theirs = f"{_fmt(r.mean, 3)} ± {_fmt(r.std, 3)}", f"{paper[0]:.3f} ± {paper[1]:.3f}" if paper else "–"
+        rows.append([r.model, str(r.n), ours, theirs, f"{r.min}–{r.max}"])
     return markdown_table(["model", "adversaries", "segments (ours)", "paper", "range"], rows)
 
 
@@ -226,11 +228,14 @@ def image_report(accuracy: pd.DataFrame, labelflip: pd.DataFrame, slic: pd.DataF
     explainers = set(labelflip.explainer)
     standard = [e for e in paper_values.STANDARD if e in explainers]
     ensembles = [e for e in paper_values.ENSEMBLES if e in explainers]
-    parts = ["# Image domain: results beside the paper's (docs/method.md §9)", "", "## Table 1: top-1 accuracy (%) and adversaries", "", accuracy_markdown(accuracy, architectures)]
+    parts = ["# Image domain: results beside the paper's (docs/method.md §9)", "", "## Table 1: top-1 accuracy (%) and adversaries", "",
+             accuracy_markdown(accuracy, architectures)]
     for number, seg, names, title in ((2, "slic", standard, "SLIC, standard explainers"), (3, "slic", ensembles, "SLIC, ensembles"),
-                                      (7, "rect", standard, "rectangles, standard explainers"), (8, "rect", ensembles, "rectangles, ensembles")):
+                                      (7, "rect", standard, "rectangles, standard explainers"),
+                                      (8, "rect", ensembles, "rectangles, ensembles")):
         if names and (labelflip.segmentation == seg).any():
-            parts += ["", f"## Table {number}: label-flip rate (%), {title}, k = {k}", "", labelflip_k3_markdown(labelflip, seg, names, architectures, k, comparisons)]
+            parts += ["", f"## Table {number}: label-flip rate (%), {title}, k = {k}", "",
+                      labelflip_k3_markdown(labelflip, seg, names, architectures, k, comparisons)]
             parts += ["", RATE_LEGEND] if comparisons is not None else []
     if slic is not None:
         parts += ["", "## Table 6: SLIC segments per adversary", "", slic_markdown(slic, architectures)]
@@ -302,8 +307,8 @@ def audio_labelflip_table(labelflips: Mapping[int, str]) -> pd.DataFrame:
 
 def _histogram_rows(key: dict, recovered: np.ndarray, k: int) -> list[dict]:
     return [
-        {**key, "k": k, "recovered": r, "count": int(np.sum(recovered == r)), "fraction": float(np.mean(recovered == r)) if len(recovered) else np.nan}
-        for r in range(k + 1)
+        {**key, "k": k, "recovered": r, "count": int(np.sum(recovered == r)),
+         "fraction": float(np.mean(recovered == r)) if len(recovered) else np.nan} for r in range(k + 1)
     ]
 
 
@@ -320,7 +325,8 @@ def audio_localised_table(localised: Mapping[int, str]) -> pd.DataFrame:
                 per_direction = {d: data.get(f"{d}/k{k}/recovered/{explainer}", np.zeros(0, int)) for d in AUDIO_DIRECTIONS.values()}
                 for direction, recovered in per_direction.items():
                     rows += _histogram_rows({"seed": seed, "direction": direction, "explainer": explainer}, recovered, k)
-                rows += _histogram_rows({"seed": seed, "direction": "pooled", "explainer": explainer}, np.concatenate(list(per_direction.values())), k)
+                pooled = np.concatenate(list(per_direction.values()))
+                rows += _histogram_rows({"seed": seed, "direction": "pooled", "explainer": explainer}, pooled, k)
     per_seed = pd.DataFrame(rows, columns=AUDIO_LOCALISED_COLUMNS)
     return with_seed_summary(per_seed, ["direction", "explainer", "k", "recovered"], ["count", "fraction"])
 

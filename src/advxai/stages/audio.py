@@ -1,4 +1,5 @@
-"""The audio domain's stages from features on, one function per workflow rule (the corpus: :mod:`advxai.stages.audio_data`; file readers: :mod:`advxai.stages.audio_files`).
+"""The audio domain's stages from features on, one function per workflow rule (the corpus:
+:mod:`advxai.stages.audio_data`; file readers: :mod:`advxai.stages.audio_files`).
 
 Each function reads its input files, computes, and writes its output atomically with provenance;
 the thin scripts in ``scripts/`` call them, and they are usable without Snakemake.
@@ -51,7 +52,8 @@ def write_features(manifest: str, root: str, split: str, output: str) -> None:
     offsets = np.cumsum([0] + [len(s) for s in specs])
     write_h5(
         output,
-        {"names": songs.name.to_numpy(dtype=str), "offsets": offsets, "spec": np.concatenate(specs).astype(np.float32), "labels": np.concatenate(labels)},
+        {"names": songs.name.to_numpy(dtype=str), "offsets": offsets, "spec": np.concatenate(specs).astype(np.float32),
+         "labels": np.concatenate(labels)},
         stage="audio_features",
         params={"split": split, "sample_rate": 22050, "n_fft": 1024, "hop": 315},
     )
@@ -114,7 +116,8 @@ def attack(detector: str, evaluation: str, test: str, output: str, *, settings: 
         output,
         {"names": np.array([n for n, *_ in songs], dtype=str), "offsets": np.cumsum([0] + lengths),
          "padded_offsets": np.cumsum([0] + [n + 2 * CONTEXT for n in lengths]),
-         **{field: np.concatenate([r[field] for r in results]) for field in ("adversarial_padded", "clean_pred", "adv_pred", "flipped", "iterations")}},
+         **{field: np.concatenate([r[field] for r in results])
+            for field in ("adversarial_padded", "clean_pred", "adv_pred", "flipped", "iterations")}},
         stage="audio_attack",
         params=params,
         attrs={"device": str(device)},
@@ -123,7 +126,8 @@ def attack(detector: str, evaluation: str, test: str, output: str, *, settings: 
 
 
 # ------------------------------------------------------------------------------------ excerpts
-def select(detector: str, evaluation: str, test: str, adversaries: str, output: str, *, excerpts: ExcerptSettings, device: torch.device) -> None:
+def select(detector: str, evaluation: str, test: str, adversaries: str, output: str, *, excerpts: ExcerptSettings,
+           device: torch.device) -> None:
     """Clean/adversarial excerpt pairs for both attack directions (docs/method.md §2.1), judged on ``device``."""
     model = load_detector(detector, device=device)
     threshold = detector_threshold(evaluation)
@@ -199,7 +203,8 @@ class ExcerptTensors:
         return int(self.masks[0].max()) + 1 if len(self.masks) else 0
 
 
-def labelflip(detector: str, evaluation: str, excerpts: str, explanations: str, output: str, *, ks: Sequence[int], device: torch.device) -> None:
+def labelflip(detector: str, evaluation: str, excerpts: str, explanations: str, output: str, *, ks: Sequence[int],
+              device: torch.device) -> None:
     """Label flips for k = 1..20 of every explainer's ranking and the norm baseline (docs/method.md §4)."""
     model = load_detector(detector, device=device)
     threshold = detector_threshold(evaluation)

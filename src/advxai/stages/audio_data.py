@@ -43,7 +43,8 @@ def write_manifest(root: str, output: str) -> None:
     """
     splits = validate_jamendo(root, decode=True)
     rows = [
-        {"split": split, "name": song.name, "audio_path": song.audio_path.relative_to(root).as_posix(), "label_path": song.label_path.relative_to(root).as_posix()}
+        {"split": split, "name": song.name, "audio_path": song.audio_path.relative_to(root).as_posix(),
+         "label_path": song.label_path.relative_to(root).as_posix()}
         for split in SPLITS
         for song in splits[split]
     ]

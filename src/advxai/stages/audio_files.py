@@ -42,4 +42,5 @@ def read_attacks(test: str, adversaries: str) -> list[tuple[str, np.ndarray, np.
 def read_excerpts(path: str) -> dict[int, dict[str, np.ndarray]]:
     """Excerpts per attack target (1: no sing → sing, 0: sing → no sing)."""
     data = read_h5(path)
-    return {target: {k.split("/", 1)[1]: v for k, v in data.items() if k.startswith(name + "/")} for target, name in AUDIO_DIRECTIONS.items()}
+    return {target: {k.split("/", 1)[1]: v for k, v in data.items() if k.startswith(name + "/")}
+            for target, name in AUDIO_DIRECTIONS.items()}

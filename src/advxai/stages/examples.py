@@ -15,8 +15,8 @@ segmentation and k the refinement (from the refine stage) with each localised ex
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -173,13 +173,28 @@ def image_examples(
         **flatten_scores(scores),
         f"attributions/{PIXEL_MAP_EXPLAINER}": pixel_maps[PIXEL_MAP_EXPLAINER],
     }
+    arrays.update(_refined_arrays(bundle.module, clean, adversarial, masks, counts, data, chosen, examples, engine))
+    write_h5(
+        output,
+        arrays,
+        stage="image_examples",
+        params={"model": model.as_params(), "examples": examples.as_params()},
+        seeds={"seed": examples.seed, "stages": [EXAMPLES_STAGE, "noise", "lime"]},
+        attrs=model_attrs(bundle, device),
+    )
+
+
+def _refined_arrays(module, clean, adversarial, masks, counts, data, chosen, examples: ExamplesSettings, engine):
+    """Per segmentation and k, the refined inputs' pixels and each explainer's ``mean_abs`` scores of them,
+    for the class the refinement assigns."""
+    device, arrays = clean.device, {}
     for seg in examples.segmentations:
         for k in examples.ks:
             truth = torch.from_numpy(data[f"refined/{seg}/k{k}/truth"]).to(device)
             refined = hybrid(clean, adversarial, masks[seg], truth)
             classes = torch.as_tensor(data[f"refined/{seg}/k{k}/prediction"], device=device)
             found = _explain(
-                bundle.module,
+                module,
                 refined,
                 classes,
                 [f"{i}#example-k{k}" for i in chosen],
@@ -190,14 +205,7 @@ def image_examples(
             )
             arrays.update({f"refined/{seg}/k{k}/scores/{e}": by_seg[seg]["mean_abs"] for e, by_seg in found.items()})
             arrays[f"refined/{seg}/k{k}/pixels"] = _pixels(refined)
-    write_h5(
-        output,
-        arrays,
-        stage="image_examples",
-        params={"model": model.as_params(), "examples": examples.as_params()},
-        seeds={"seed": examples.seed, "stages": [EXAMPLES_STAGE, "noise", "lime"]},
-        attrs=model_attrs(bundle, device),
-    )
+    return arrays
 
 
 def _pixels(inputs: torch.Tensor) -> np.ndarray:
@@ -228,18 +236,7 @@ def audio_example(
 
     model = load_detector(detector, device=device)
     run = _explain_function(model, explain)
-    candidates = []
-    for target, data in read_excerpts(excerpts).items():
-        name = AUDIO_DIRECTIONS[target]
-        refinements = read_refinements(refined, ks, list(data["ids"]), prefix=f"{name}/")
-        flips = sum(r.kept.astype(int) for r in refinements.values()) if len(data["ids"]) else []
-        candidates += [
-            (-int(f), item_seed(seed, f"{EXAMPLES_STAGE}-audio", item), target, row)
-            for row, (item, f) in enumerate(zip(data["ids"], flips))
-        ]
-    if not candidates:
-        raise ValueError(f"{excerpts} holds no adversarial excerpt to draw")
-    *_, target, row = min(candidates)
+    target, row = _choose_audio_example(excerpts, refined, ks, seed)
     name, everything = AUDIO_DIRECTIONS[target], read_excerpts(excerpts)[target]
     data = {key: value[row : row + 1] for key, value in everything.items()}
     refinements = read_refinements(refined, ks, list(everything["ids"]), prefix=f"{name}/")
@@ -275,3 +272,22 @@ def audio_example(
         params={**explain.as_params(), "ks": list(ks), "seed": seed},
         seeds={"seed": seed, "stages": [f"{EXAMPLES_STAGE}-audio", "noise", "lime"]},
     )
+
+
+def _choose_audio_example(excerpts: str, refined: str, ks: Sequence[int], seed: int) -> tuple[int, int]:
+    """``(target, row)`` of the excerpt flipping at the most ks, ties broken by a per-item seeded order."""
+    from .audio import read_excerpts
+
+    candidates = []
+    for target, data in read_excerpts(excerpts).items():
+        name = AUDIO_DIRECTIONS[target]
+        refinements = read_refinements(refined, ks, list(data["ids"]), prefix=f"{name}/")
+        flips = sum(r.kept.astype(int) for r in refinements.values()) if len(data["ids"]) else []
+        candidates += [
+            (-int(f), item_seed(seed, f"{EXAMPLES_STAGE}-audio", item), target, row)
+            for row, (item, f) in enumerate(zip(data["ids"], flips))
+        ]
+    if not candidates:
+        raise ValueError(f"{excerpts} holds no adversarial excerpt to draw")
+    *_, target, row = min(candidates)
+    return target, row

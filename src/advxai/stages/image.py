@@ -164,7 +164,8 @@ def clean_predictions(images_path: str, output: str, *, model: ModelSpec, batch_
     )
 
 
-def attack_shard(images_path: str, clean_path: str, output: str, *, model: ModelSpec, pgd: PgdSettings, batch_size: int | str, device: torch.device) -> None:
+def attack_shard(images_path: str, clean_path: str, output: str, *, model: ModelSpec, pgd: PgdSettings, batch_size: int | str,
+                 device: torch.device) -> None:
     """Targeted PGD on every image of the shard, in resumable batches (docs/method.md §5.3)."""
     bundle = model_from_spec(model, device)
     require_params(clean_path, {"model": model.as_params()})
@@ -296,7 +297,8 @@ def labelflip_shard(
                           empty_fraction_selects_all=labelflip.empty_fraction_selects_all)
     fewer_segments = settings.per_item > counts[:, None]
     if fewer_segments.any():
-        log.info("%d of %d images have fewer segments than some k: they get their full adversary back", int(fewer_segments.any(1).sum()), len(ids))
+        log.info("%d of %d images have fewer segments than some k: they get their full adversary back",
+                 int(fewer_segments.any(1).sum()), len(ids))
     rankings = read_rankings(explanation_files, segmentation, ids)
     width = selection_width(counts, settings.per_item)  # the shard's, so that every slice's baselines have one width
     params = {"model": model.as_params(), "labelflip": labelflip.as_params()}
@@ -308,16 +310,16 @@ def labelflip_shard(
         ranked = {name: values[items] for name, values in rankings.items()}
         ranked.update({f"{name}/-": values for name, values in magnitude_scores(data["clean"], data["adversarial"], masks, width).items()})
         flips = label_flips(
-            bundle.module, ClassChange(subset.clean_prediction[items]), data["clean"].to(device), data["adversarial"].to(device), masks.to(device),
-            counts[items], ranked, settings.per_item[items], batch_size,
+            bundle.module, ClassChange(subset.clean_prediction[items]), data["clean"].to(device), data["adversarial"].to(device),
+            masks.to(device), counts[items], ranked, settings.per_item[items], batch_size,
         )
         return {f"flips/{name}": values for name, values in flips.items()}
 
     arrays = checkpoint.run(len(ids), batch_size, run) if len(ids) else {}
     write_h5(
         output,
-        {"ids": np.array(ids, dtype=str), "n_segments": counts, "k": settings.k, "fraction": settings.fraction, "per_item_k": settings.per_item,
-         "fewer_segments": fewer_segments, **arrays},
+        {"ids": np.array(ids, dtype=str), "n_segments": counts, "k": settings.k, "fraction": settings.fraction,
+         "per_item_k": settings.per_item, "fewer_segments": fewer_segments, **arrays},
         stage="labelflip",
         params=params,
         attrs=model_attrs(bundle, device, batch_size=batch_size),
@@ -325,20 +327,23 @@ def labelflip_shard(
     checkpoint.remove()
 
 
-def localised_shard(shard: ShardFiles, segments_file: str, refined_file: str, output: str, *, model: ModelSpec, localised: LocalisedSettings,
-                    batch_size: int | str, device: torch.device) -> None:
+def localised_shard(shard: ShardFiles, segments_file: str, refined_file: str, output: str, *, model: ModelSpec,
+                    localised: LocalisedSettings, batch_size: int | str, device: torch.device) -> None:
     """Explain the refined adversaries of the refine stage that still flip, count recovered segments (docs/method.md §8.3)."""
     bundle, segmentation = model_from_spec(model, device), localised.segmentation
     subset = open_subset(shard, "localised", model, {segmentation: segments_file})
     ids, counts = subset.ids, subset.counts[segmentation]
     require_refined(refined_file, model, segmentation, localised.ks)
-    refinements, names = read_refinements(refined_file, localised.ks, ids), list(localised.explainers) + [e["name"] for e in localised.extra]
+    refinements = read_refinements(refined_file, localised.ks, ids)
+    names = list(localised.explainers) + [e["name"] for e in localised.extra]
     params = {"model": model.as_params(), "localised": localised.as_params()}
     checkpoint = BatchCheckpoint(output, params, inputs=[*shard.paths, segments_file, refined_file])
     forward_batch = job_batch_size(batch_size, bundle, device, backward=False, checkpoint=checkpoint)
     lime_rows = lime_batch_size(batch_size, forward_batch, device)  # LIME makes forwards, the other explainers backward passes too
-    gradient_batch = (explanation_batch_size(batch_size, job_batch_size(batch_size, bundle, device, backward=True, checkpoint=checkpoint), device)
-                      if localised.makes_gradients else forward_batch)
+    gradient_batch = forward_batch
+    if localised.makes_gradients:  # the gradient explainers' batch, sized for backward passes
+        backward_batch = job_batch_size(batch_size, bundle, device, backward=True, checkpoint=checkpoint)
+        gradient_batch = explanation_batch_size(batch_size, backward_batch, device)
     settings = engine_settings(localised.explainer, localised.seed, gradient_batch, lime_rows)
 
     def explain(inputs: torch.Tensor, classes: torch.Tensor, item_ids: Sequence[str], item_masks: torch.Tensor, n_segments: np.ndarray):
@@ -349,9 +354,9 @@ def localised_shard(shard: ShardFiles, segments_file: str, refined_file: str, ou
 
     def run(batch: slice) -> dict[str, np.ndarray]:
         inputs = subset.inputs(batch)
-        experiment = explain_refined(ClassChange(subset.clean_prediction[batch]), inputs["clean"].to(device), inputs["adversarial"].to(device),
-                                     subset.masks(batch)[segmentation].to(device), counts[batch], list(ids[batch]),
-                                     {k: r.rows(batch) for k, r in refinements.items()}, explain, names)
+        experiment = explain_refined(ClassChange(subset.clean_prediction[batch]), inputs["clean"].to(device),
+                                     inputs["adversarial"].to(device), subset.masks(batch)[segmentation].to(device), counts[batch],
+                                     list(ids[batch]), {k: r.rows(batch) for k, r in refinements.items()}, explain, names)
         return {name: values for k, result in experiment.items() for name, values in result.arrays(k, counts[batch]).items()}
 
     arrays = checkpoint.run(len(ids), gradient_batch, run) if len(ids) else {}

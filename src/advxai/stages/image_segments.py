@@ -40,7 +40,8 @@ def segment_shard(images_path: str, adversaries_path: str, subset_path: str, out
     write_h5(
         output,
         {"ids": np.array(ids, dtype=str), "masks": np.stack(masks) if masks else np.zeros((0, height, width), np.int16),
-         "n_segments": counts[[i in chosen for i in adversary_ids]], "adversary_ids": np.array(adversary_ids, dtype=str), "adversary_n_segments": counts},
+         "n_segments": counts[[i in chosen for i in adversary_ids]], "adversary_ids": np.array(adversary_ids, dtype=str),
+         "adversary_n_segments": counts},
         stage="segments",
         params=segmentation.as_params(),
     )

@@ -73,7 +73,8 @@ def build_image_shard(manifest: str, root: str | None, output: str, settings: Sh
     images = np.stack([preprocess(load_image(locate(item, root)), settings.resize, settings.crop) for item in tqdm(shard, desc="decode")])
     write_h5(
         output,
-        {"ids": [i.id for i in shard], "sources": [i.source for i in shard], "labels": np.array([i.label for i in shard]), "images": images},
+        {"ids": [i.id for i in shard], "sources": [i.source for i in shard], "labels": np.array([i.label for i in shard]),
+         "images": images},
         stage="image_shard",
         params=settings.as_params(),
     )

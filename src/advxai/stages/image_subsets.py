@@ -18,7 +18,8 @@ def draw_subsets(adversary_paths: Sequence[str], output: str, *, subset: SubsetS
         shard = read_h5(path, ["ids", "success"])
         ids += list(shard["ids"])
         success += list(shard["success"])
-    drawn = evaluation_subsets(ids, success, fraction=subset.fraction, localised_fraction=subset.localised_fraction, seed=subset.seed, model=subset.model)
+    drawn = evaluation_subsets(ids, success, fraction=subset.fraction, localised_fraction=subset.localised_fraction, seed=subset.seed,
+                               model=subset.model)
     write_h5(
         output,
         {"labelflip_ids": np.array(drawn.labelflip, dtype=str), "localised_ids": np.array(drawn.localised, dtype=str),

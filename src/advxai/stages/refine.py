@@ -15,7 +15,7 @@ per attack direction (``nosing_to_sing/…``, ``sing_to_nosing/…``).
 from __future__ import annotations
 
 import json
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch

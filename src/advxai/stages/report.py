@@ -14,10 +14,10 @@ import pandas as pd
 
 from ..names import AUDIO_DIRECTIONS
 from ..report import comparisons, empty, findings, findings_report, intervals, outcomes, plots, tables
+from ..report.empty import EMPTY_CAUSES
 from ..segments import audio_grid
 from ..store import read_h5, write_csv, write_text
 from .audio_files import read_excerpts
-from ..report.empty import EMPTY_CAUSES
 
 Key = TypeVar("Key", bound=Hashable)
 
@@ -68,7 +68,8 @@ def write_image_tables(inputs: ImageReportInputs, outputs: Mapping[str, str], *,
     slic = tables.slic_segments_table(inputs.slic_segments)
     paired = comparisons.image_comparisons(inputs.labelflip, inputs.localised)
     architectures = tables.model_architectures(inputs.adversaries)
-    for name, frame in (("accuracy", accuracy), ("labelflip", labelflip), ("localised", localised), ("slic", slic), ("comparisons", paired)):
+    for name, frame in (("accuracy", accuracy), ("labelflip", labelflip), ("localised", localised), ("slic", slic),
+                        ("comparisons", paired)):
         write_csv(frame, outputs[name])
     fewer_segments = tables.fewer_segments_table(inputs.labelflip, inputs.localised)
     report = tables.image_report(accuracy, labelflip, slic if inputs.slic_segments else None, architectures, k, fewer_segments, paired)
@@ -129,8 +130,8 @@ def write_audio_tables(inputs: Mapping[str, Sequence[str]], outputs: Mapping[str
     svds = tables.audio_svds_table(list(inputs["evaluations"]))
     labelflips = dict(zip(experiment_seeds, inputs["labelflips"], strict=True))
     labelflip = intervals.with_rate_interval(tables.audio_labelflip_table(labelflips))
-    localised_rows = intervals.with_histogram_interval(tables.audio_localised_table(dict(zip(experiment_seeds, inputs["localised"], strict=True))),
-                                                       ["seed", "direction", "explainer", "k"])
+    per_seed = tables.audio_localised_table(dict(zip(experiment_seeds, inputs["localised"], strict=True)))
+    localised_rows = intervals.with_histogram_interval(per_seed, ["seed", "direction", "explainer", "k"])
     paired = comparisons.audio_comparisons(labelflips)
     write_csv(svds, outputs["svds"])
     write_csv(labelflip, outputs["labelflip"])
@@ -144,7 +145,8 @@ def write_audio_figures(inputs: Mapping[str, Any], outputs: Mapping[str, str]) -
     """Figs 2 and 3 from the audio tables, and an excerpt figure (``excerpts[i]`` explained by ``explanations[i]``)."""
     plots.figure_audio_labelflip(pd.read_csv(inputs["labelflip"]), outputs["fig2"])
     localised = pd.read_csv(inputs["localised"])
-    plots.figure_recovered(tables.recovered_mean_over_seeds(localised), "audio, both directions pooled, mean over detectors", outputs["fig3"])
+    plots.figure_recovered(tables.recovered_mean_over_seeds(localised), "audio, both directions pooled, mean over detectors",
+                           outputs["fig3"])
     write_excerpt_figure(list(inputs["excerpts"]), list(inputs["explanations"]), outputs["excerpt"])
 
 
@@ -175,8 +177,8 @@ def image_evidence(inputs: ImageReportInputs, k: int) -> dict[str, Any]:
     return {"image_flips": flips, "image_recovered": recovered, "architectures": tables.model_architectures(inputs.adversaries)}
 
 
-def write_findings(inputs: Mapping[str, Sequence[str]], outputs: Mapping[str, str], *, models: Sequence[str], pairs: Sequence[Sequence[str]],
-                   experiment_seeds: Sequence[int], k: int) -> None:
+def write_findings(inputs: Mapping[str, Sequence[str]], outputs: Mapping[str, str], *, models: Sequence[str],
+                   pairs: Sequence[Sequence[str]], experiment_seeds: Sequence[int], k: int) -> None:
     """The findings of the paper's §7 decided on this run: Markdown, and one CSV row per claim.
 
     ``inputs`` as the rule lists them: the image ``adversaries``, ``labelflip`` and ``localised``

@@ -83,7 +83,7 @@ class ModelSpec(StageSettings):
 
         return image_footprint_gib(batch_size, self.crop)
 
-    def reading(self, weights_file: Any) -> "ModelSpec":
+    def reading(self, weights_file: Any) -> ModelSpec:
         """The spec with the weights file of the job's input (empty where the model has none)."""
         return replace(self, weights_file=str(weights_file) if weights_file else None)
 
@@ -243,8 +243,8 @@ class LocalisedSettings(StageSettings):
     def from_params(cls, params: Mapping[str, Any]) -> LocalisedSettings:
         base = take(params, cls.SECTION, ["segmentation", "ks", "explainers", "extra", "seed"])
         explainer = explainer_settings(params, base["explainers"])
-        return cls(segmentation=base["segmentation"], ks=tuple(base["ks"]), explainers=tuple(base["explainers"]), extra=tuple(base["extra"]),
-                   seed=base["seed"], explainer=explainer)
+        return cls(segmentation=base["segmentation"], ks=tuple(base["ks"]), explainers=tuple(base["explainers"]),
+                   extra=tuple(base["extra"]), seed=base["seed"], explainer=explainer)
 
     @property
     def makes_gradients(self) -> bool:
