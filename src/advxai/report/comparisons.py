@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..names import ENSEMBLES, GRADIENT_METHODS
-from ..statistics import ALPHA, mcnemar_exact, paired_bootstrap
+from ..statistics import ALPHA, PairedTest, mcnemar_exact, paired_bootstrap
 from . import outcomes
 
 IMAGE_BASELINES = ("magnitude-mean", "magnitude")
@@ -40,25 +40,15 @@ AUDIO_COMPARISON_COLUMNS = ["seed", "direction", "k", *COMPARISON_COLUMNS]
 
 def flip_comparison(explainer: str, versus: str, a: np.ndarray, b: np.ndarray) -> dict:
     """One row: exact McNemar test of flips ``a`` against ``b`` on the same items."""
-    result = mcnemar_exact(a, b)
-    return {
-        "explainer": explainer,
-        "versus": versus,
-        "n": len(a),
-        "rate": float(np.mean(a)) if len(a) else np.nan,
-        "versus_rate": float(np.mean(b)) if len(b) else np.nan,
-        "difference": result.difference,
-        "only_explainer": result.only_a,
-        "only_versus": result.only_b,
-        "p_value": result.p_value,
-        "significant": result.significant,
-        "test": "mcnemar_exact",
-    }
+    return _comparison_row(explainer, versus, a, b, mcnemar_exact(a, b), "mcnemar_exact")
 
 
 def fraction_comparison(explainer: str, versus: str, a: np.ndarray, b: np.ndarray) -> dict:
     """One row: paired bootstrap test of per-item fractions ``a`` against ``b``."""
-    result = paired_bootstrap(a, b)
+    return _comparison_row(explainer, versus, a, b, paired_bootstrap(a, b), "paired_bootstrap")
+
+
+def _comparison_row(explainer: str, versus: str, a: np.ndarray, b: np.ndarray, result: PairedTest, test: str) -> dict:
     return {
         "explainer": explainer,
         "versus": versus,
@@ -70,7 +60,7 @@ def fraction_comparison(explainer: str, versus: str, a: np.ndarray, b: np.ndarra
         "only_versus": result.only_b,
         "p_value": result.p_value,
         "significant": result.significant,
-        "test": "paired_bootstrap",
+        "test": test,
     }
 
 
