@@ -275,8 +275,10 @@ def test_sbatch_arguments_of_gpu_and_grouped_jobs(slurm_run):
         str(runtime["image_clean_predictions"] + runtime["image_attack"])}
     assert {option(call, "-t") for call in calls_of(slurm_run, "detector")} == {
         str(runtime["audio_train_detector"] + runtime["audio_evaluate_detector"])}
-    # segments rect + slic side by side, then the six explanation families, two label flips, two localised, one by one
-    explain_chain = runtime["image_segments"] + 6 * runtime["image_explain"] + 2 * (runtime["image_labelflip"] + runtime["image_localised"])
+    # segments rect + slic side by side, then the six explanation families, two label flips, two refinements and two
+    # localised, one by one
+    explain_chain = (runtime["image_segments"] + 6 * runtime["image_explain"]
+                     + 2 * (runtime["image_labelflip"] + runtime["image_refine"] + runtime["image_localised"]))
     assert {option(call, "-t") for call in calls_of(slurm_run, "explain_chain")} == {str(explain_chain)}
 
 

@@ -288,8 +288,8 @@ def test_changing_the_localised_explainers_reruns_no_refine_job(run, tmp_path):
     overlay.write_text("image:\n  explainers: [lime, sal]\naudio:\n  explainers: [lime, sal]\n")
     dry = snakemake(run, "-n", "--quiet", "rules", "--rerun-triggers", "params", overlay=str(overlay)).stdout
     rules = {line.split()[0] for line in dry.splitlines() if line.strip() and line.split()[0].islower() and "|" not in line}
-    assert {"localised", "audio_localised"} <= rules
-    assert not rules & {"image_refine", "audio_refine", "attack", "segments", "audio_attack"}
+    assert {"image_localised", "audio_localised"} <= rules
+    assert not rules & {"image_refine", "audio_refine", "image_attack", "image_segments", "audio_attack"}
 
 
 def test_keeping_attributions_reruns_only_the_explanations(run, tmp_path):

@@ -301,9 +301,22 @@ def read_examples(path: str | Path) -> dict[str, np.ndarray]:
     return read_h5(path)
 
 
+def _without_examples(examples: Mapping[str, np.ndarray], model: str, outputs: Sequence[str]) -> bool:
+    """A model without example items (no adversary in its localised subset): each figure says so."""
+    if len(examples.get("ids", ())):
+        return False
+    from .plots import figure_nothing
+
+    for path in outputs:
+        figure_nothing(model, "no example image: no successful adversary in the localised subset", path)
+    return True
+
+
 def write_explanation_figures(examples_path: str, model: str, segmentation: str, outputs: Mapping[str, str]) -> None:
     """Figs 1 and 9 of one model and segmentation."""
     examples = read_examples(examples_path)
+    if _without_examples(examples, model, list(outputs.values())):
+        return
     figure_explanations(
         examples, STANDARD, segmentation, f"{model}, {segmentation}: standard explainers (Fig. 1)", outputs["fig1"]
     )
@@ -321,6 +334,8 @@ def write_example_figures(
 ) -> None:
     """Fig. 4 and Figs 10–12 of one model."""
     examples = read_examples(examples_path)
+    if _without_examples(examples, model, list(outputs.values())):
+        return
     figure_aggregations(
         examples, segmentations, f"{model}: from IG pixel attributions to segment scores (Fig. 4)", outputs["fig4"]
     )
@@ -334,8 +349,11 @@ def write_example_figures(
 def write_refined_image_figure(
     examples_path: str, model: str, segmentation: str, ks: Sequence[int], explainers: Sequence[str], output: str
 ) -> None:
+    examples = read_examples(examples_path)
+    if _without_examples(examples, model, [output]):
+        return
     figure_refined_image(
-        read_examples(examples_path),
+        examples,
         segmentation,
         ks,
         explainers,

@@ -104,7 +104,15 @@ def _read_examples(shards: Sequence[ShardSources], wanted: Sequence[str], ks: Se
     lost = [item for item in wanted if item not in parts]
     if lost:
         raise ValueError(f"no shard holds the example items {lost}")
-    return {name: np.stack([parts[item][name] for item in wanted]) for name in parts[wanted[0]]}
+    return {name: _stack_padded([parts[item][name] for item in wanted]) for name in parts[wanted[0]]}
+
+
+def _stack_padded(values: Sequence[np.ndarray]) -> np.ndarray:
+    """``values`` stacked; per-segment arrays of items from shards of other selection widths padded
+    with zeros (no segment there), as at shard size 1."""
+    width = max((np.shape(v)[-1] for v in values if np.ndim(v)), default=0)
+    pad = [np.pad(v, [(0, 0)] * (np.ndim(v) - 1) + [(0, width - np.shape(v)[-1])]) if np.ndim(v) else v for v in values]
+    return np.stack(pad)
 
 
 def _explain(module, inputs, classes, ids, masks, counts, settings: ExamplesSettings, engine, pixel_maps=None):
@@ -147,6 +155,10 @@ def image_examples(
         list(read_h5(subset, ["localised_ids"])["localised_ids"]), examples.count, examples.seed, label, examples.ids
     )
     log.info("example images of %s: %s", label, chosen)
+    if not chosen:  # no adversary to show: an empty file, whose figures say so
+        write_h5(output, {"ids": np.array([], dtype=str)}, stage="image_examples",
+                 params={"model": model.as_params(), "examples": examples.as_params()}, attrs=model_attrs(bundle, device))
+        return
     data = _read_examples(shards, chosen, examples.ks)
     rows = job_batch_size(batch_size, bundle, device, backward=True)
     engine = engine_settings(examples.explainer, examples.seed, rows, lime_batch_size(batch_size, rows, device))
