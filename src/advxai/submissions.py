@@ -42,9 +42,9 @@ def local_rules(rules_folder: Path) -> frozenset[str]:
     """The rules that the workflow's `localrules:` directives name (a dry run prints them as `rule`)."""
     names: set[str] = set()
     for path in Path(rules_folder).glob("*.smk"):
-        for line in path.read_text().splitlines():
-            if line.startswith("localrules:"):
-                names.update(name.strip() for name in line.removeprefix("localrules:").split(","))
+        # a directive may go on over indented lines after a trailing comma
+        for directive in re.findall(r"^localrules:(.*?(?:,\n[ \t]+.*?)*)$", path.read_text(), flags=re.MULTILINE):
+            names.update(name.strip() for name in directive.split(",") if name.strip())
     return frozenset(names)
 
 

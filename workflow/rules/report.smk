@@ -4,8 +4,8 @@
 # They read small per-shard summaries and draw figures: on a cluster they run on the submitting
 # host (docs/cluster.md, "Local rules").
 
-localrules: image_tables, image_figures, audio_tables, audio_figures, findings
-localrules: image_explanation_figures, image_example_figures, image_refined_figure, audio_refined_figure
+localrules: image_tables, image_figures, audio_tables, audio_figures, findings, image_explanation_figures, image_example_figures,
+    image_refined_figure, audio_refined_figure
 
 
 rule image_tables:
