@@ -130,6 +130,11 @@ def _explain(module, inputs, classes, ids, masks, counts, settings: ExamplesSett
     )
 
 
+def _write_no_examples(output: str, model: ModelSpec, examples: ExamplesSettings, attrs: dict) -> None:
+    write_h5(output, {"ids": np.array([], dtype=str)}, stage="image_examples",
+             params={"model": model.as_params(), "examples": examples.as_params()}, attrs=attrs)
+
+
 def image_examples(
     shards: Sequence[ShardSources],
     subset: str,
@@ -142,13 +147,7 @@ def image_examples(
     device: torch.device,
 ) -> None:
     """Choose the model's example images and write what the method figures draw of them."""
-    from .image import (
-        engine_settings,
-        job_batch_size,
-        lime_batch_size,
-        model_attrs,
-        model_from_spec,
-    )  # the image stages import refine
+    from .image import engine_settings, job_batch_size, lime_batch_size, model_attrs, model_from_spec  # image imports refine
 
     bundle = model_from_spec(model, device)
     chosen = choose_examples(
@@ -156,9 +155,7 @@ def image_examples(
     )
     log.info("example images of %s: %s", label, chosen)
     if not chosen:  # no adversary to show: an empty file, whose figures say so
-        write_h5(output, {"ids": np.array([], dtype=str)}, stage="image_examples",
-                 params={"model": model.as_params(), "examples": examples.as_params()}, attrs=model_attrs(bundle, device))
-        return
+        return _write_no_examples(output, model, examples, model_attrs(bundle, device))
     data = _read_examples(shards, chosen, examples.ks)
     rows = job_batch_size(batch_size, bundle, device, backward=True)
     engine = engine_settings(examples.explainer, examples.seed, rows, lime_batch_size(batch_size, rows, device))
