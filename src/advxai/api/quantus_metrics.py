@@ -54,6 +54,22 @@ class _AdversarialMetric:
         self.attack, self.segmentation, self.k, self.settings = attack, segmentation, int(k), settings
         self.seed, self.batch_size, self.device = seed, batch_size, device
 
+    def __call__(
+        self,
+        model,
+        x_batch,
+        y_batch=None,
+        a_batch=None,
+        s_batch=None,
+        explain_func=None,
+        explain_func_kwargs=None,
+        **kwargs: Any,
+    ) -> list[float]:
+        """Quantus's call convention: one score per input of ``x_batch`` (``y_batch``, ``a_batch`` and
+        ``s_batch`` are not used: the metric explains each input's adversary itself)."""
+        ids, result = self._evaluate(model, x_batch, explain_func, explain_func_kwargs, labelflip=self.LABELFLIP)
+        return self._per_input(ids, result, self._scores(result))
+
     def _evaluate(self, model, x_batch, explain_func, explain_func_kwargs, *, labelflip: bool):
         if explain_func is None:
             raise ValueError(f"{type(self).__name__}: needs explain_func, which explains each input's adversary")
@@ -85,20 +101,11 @@ class LabelFlip(_AdversarialMetric):
     """1.0 where adding back the perturbation on the explanation's top-k segments flips the decision,
     0.0 where not, NaN where the attack failed (docs/method.md §8.1). Higher is better."""
 
-    def __call__(
-        self,
-        model,
-        x_batch,
-        y_batch=None,
-        a_batch=None,
-        s_batch=None,
-        explain_func=None,
-        explain_func_kwargs=None,
-        **kwargs: Any,
-    ) -> list[float]:
-        ids, result = self._evaluate(model, x_batch, explain_func, explain_func_kwargs, labelflip=True)
+    LABELFLIP = True
+
+    def _scores(self, result) -> np.ndarray:
         flipped = next(iter(result.flips.values()), {}).get((EXPLAINER, "mean_abs"), np.zeros((0, 1), bool))
-        return self._per_input(ids, result, flipped[:, 0].astype(float))
+        return flipped[:, 0].astype(float)
 
 
 class LocalisedRecovery(_AdversarialMetric):
@@ -106,17 +113,8 @@ class LocalisedRecovery(_AdversarialMetric):
     explanation ranks top k; NaN where the attack failed or the localised adversary no longer flips
     (docs/method.md §8.3). Higher is better."""
 
-    def __call__(
-        self,
-        model,
-        x_batch,
-        y_batch=None,
-        a_batch=None,
-        s_batch=None,
-        explain_func=None,
-        explain_func_kwargs=None,
-        **kwargs: Any,
-    ) -> list[float]:
-        ids, result = self._evaluate(model, x_batch, explain_func, explain_func_kwargs, labelflip=False)
+    LABELFLIP = False
+
+    def _scores(self, result) -> np.ndarray:
         counts = next(iter(result.recovered.values()), {}).get(self.k, {}).get(EXPLAINER, np.zeros(0))
-        return self._per_input(ids, result, np.where(counts >= 0, counts / self.k, np.nan))
+        return np.where(counts >= 0, counts / self.k, np.nan)
