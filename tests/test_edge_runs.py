@@ -95,11 +95,12 @@ def test_a_model_without_adversaries_reaches_the_report(edge_run):
     workdir, kinds = edge_run
     tables = workdir / "results" / "tables"
     assert pd.read_csv(tables / "image_accuracy.csv").set_index("model").loc["never", "n_adversaries"] == 0
+    interval = ["ci_low", "ci_high"]
     for name, columns in (("image_labelflip",
                            ["model", "segmentation", "explainer", "aggregation", "k", "fraction", "n", "label_flip_rate"]),
                           ("image_localised", ["model", "segmentation", "explainer", "k", "recovered", "count", "fraction"])):
         table = pd.read_csv(tables / f"{name}.csv")
-        assert list(table.columns) == columns and "never" not in set(table.model)
+        assert list(table.columns) == columns + interval and "never" not in set(table.model)
     subsets = read_h5(workdir / "image/never/subset.h5")
     assert len(subsets["labelflip_ids"]) == len(subsets["localised_ids"]) == 0
     markdown = (tables / "image_tables.md").read_text()
@@ -107,7 +108,8 @@ def test_a_model_without_adversaries_reaches_the_report(edge_run):
     assert f"model `never`: 0 of {len(kinds)} images — no successful adversary" in markdown
     figures = workdir / "results" / "figures"
     for name in ("image_fig5_never.png", "image_fig6_rect.png", "image_fig7_slic.png", "image_fig8_never_rect.png",
-                 "image_fig8_ten_slic.png"):
+                 "image_fig8_ten_slic.png", "image_fig1_never_rect.png", "image_fig4_never.png", "image_fig10_never.png",
+                 "image_refined_never_slic.png"):
         assert (figures / name).stat().st_size > 0, name
 
 
@@ -124,11 +126,12 @@ def test_a_detector_without_a_successful_attack_reaches_the_report(edge_run):
     workdir, _ = edge_run
     tables = workdir / "results" / "tables"
     flips = pd.read_csv(tables / "audio_labelflip.csv")
-    assert list(flips.columns) == ["seed", "direction", "explainer", "k", "n", "label_flip_rate"]
+    assert list(flips.columns) == ["seed", "direction", "explainer", "k", "n", "label_flip_rate", "ci_low", "ci_high"]
     per_seed = flips[flips.seed.astype(str) == "0"]
     assert len(per_seed) and (per_seed.n == 0).all() and per_seed.label_flip_rate.isna().all()
     markdown = (tables / "audio_tables.md").read_text()
     for direction in ("nosing_to_sing", "sing_to_nosing"):
         assert f"detector seed 0, {direction}: no adversarial excerpt" in markdown
-    for name in ("audio_fig2.png", "audio_fig3.png", "audio_excerpt.png"):
+    assert len(read_h5(workdir / "audio/examples/seed0.h5")["ids"]) == 0  # an empty example file, not a crash
+    for name in ("audio_fig2.png", "audio_fig3.png", "audio_excerpt.png", "audio_refined_seed0.png"):
         assert (workdir / "results" / "figures" / name).stat().st_size > 0, name

@@ -20,7 +20,8 @@ import numpy as np  # noqa: E402
 
 from ..names import ENSEMBLES, GRADIENT_METHODS, LIME_FAMILY  # noqa: E402
 from ..segments import ABSENT  # noqa: E402
-from .plots import save  # noqa: E402
+from .empty import EMPTY_CAUSES  # noqa: E402
+from .plots import figure_nothing, save  # noqa: E402
 
 STANDARD = (LIME_FAMILY, *GRADIENT_METHODS.values())  # Fig. 1's order: LIME, Saliency, IG, GBP
 ENSEMBLE_EXPLAINERS = tuple(f"{m}-{e}" for m in GRADIENT_METHODS.values() for e in ENSEMBLES)  # Fig. 9
@@ -305,8 +306,6 @@ def _without_examples(examples: Mapping[str, np.ndarray], model: str, outputs: S
     """A model without example items (no adversary in its localised subset): each figure says so."""
     if len(examples.get("ids", ())):
         return False
-    from .plots import figure_nothing
-
     for path in outputs:
         figure_nothing(model, "no example image: no successful adversary in the localised subset", path)
     return True
@@ -363,4 +362,8 @@ def write_refined_image_figure(
 
 
 def write_refined_audio_figure(example_path: str, explainers: Sequence[str], seed: int, output: str) -> None:
-    figure_refined_audio(read_examples(example_path), explainers, f"detector seed {seed}", output)
+    example = read_examples(example_path)
+    if not len(example.get("ids", ())):  # the detector seed has no adversarial excerpt
+        figure_nothing(f"detector seed {seed}: refined perturbations", EMPTY_CAUSES["no_excerpts"], output)
+        return
+    figure_refined_audio(example, explainers, f"detector seed {seed}", output)

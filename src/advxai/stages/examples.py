@@ -243,9 +243,13 @@ def audio_example(
     from ..svds.model import load_detector
     from .audio import ExcerptTensors, _explain_function, read_excerpts
 
-    model = load_detector(detector, device=device)
-    run = _explain_function(model, explain)
-    target, row = _choose_audio_example(excerpts, refined, ks, seed)
+    provenance = {"stage": "audio_examples", "params": {**explain.as_params(), "ks": list(ks), "seed": seed}}
+    chosen = _choose_audio_example(excerpts, refined, ks, seed)
+    if chosen is None:  # no adversarial excerpt: an empty file, whose figure says so
+        log.info("detector seed %s: no adversarial excerpt to show", seed)
+        return write_h5(output, {"ids": np.array([], dtype=str)}, **provenance)
+    target, row = chosen
+    run = _explain_function(load_detector(detector, device=device), explain)
     name, everything = AUDIO_DIRECTIONS[target], read_excerpts(excerpts)[target]
     data = {key: value[row : row + 1] for key, value in everything.items()}
     refinements = read_refinements(refined, ks, list(everything["ids"]), prefix=f"{name}/")
@@ -274,17 +278,12 @@ def audio_example(
                 **{f"k{k}/scores/{e}": v[0] for e, v in scores.items()},
             }
         )
-    write_h5(
-        output,
-        arrays,
-        stage="audio_examples",
-        params={**explain.as_params(), "ks": list(ks), "seed": seed},
-        seeds={"seed": seed, "stages": [f"{EXAMPLES_STAGE}-audio", "noise", "lime"]},
-    )
+    write_h5(output, arrays, **provenance, seeds={"seed": seed, "stages": [f"{EXAMPLES_STAGE}-audio", "noise", "lime"]})
 
 
-def _choose_audio_example(excerpts: str, refined: str, ks: Sequence[int], seed: int) -> tuple[int, int]:
-    """``(target, row)`` of the excerpt flipping at the most ks, ties broken by a per-item seeded order."""
+def _choose_audio_example(excerpts: str, refined: str, ks: Sequence[int], seed: int) -> tuple[int, int] | None:
+    """``(target, row)`` of the excerpt flipping at the most ks, ties broken by a per-item seeded order;
+    None without any adversarial excerpt."""
     from .audio import read_excerpts
 
     candidates = []
@@ -297,6 +296,6 @@ def _choose_audio_example(excerpts: str, refined: str, ks: Sequence[int], seed: 
             for row, (item, f) in enumerate(zip(data["ids"], flips))
         ]
     if not candidates:
-        raise ValueError(f"{excerpts} holds no adversarial excerpt to draw")
+        return None
     *_, target, row = min(candidates)
     return target, row
