@@ -33,6 +33,7 @@ from advxai.runtime import use_device  # noqa: E402
 from advxai.stages import image as stages  # noqa: E402
 from advxai.stages.image_segments import segment_shard  # noqa: E402
 from advxai.stages.image_shards import build_image_shard  # noqa: E402
+from advxai.stages.image_subset_reader import ShardFiles  # noqa: E402
 from advxai.stages.image_subsets import draw_subsets  # noqa: E402
 from advxai.stages.refine import refine_shard  # noqa: E402
 from advxai.stages.settings import (  # noqa: E402
@@ -118,7 +119,7 @@ def run_stages(config: dict, explainers: list[str], folder: Path) -> float:
         str(folder / "subset.h5"),
         subset=SubsetSettings(**image["subset"], seed=seed, model=label),
     )
-    files = stages.ShardFiles(images=str(shard), adversaries=str(folder / "adv.h5"), subset=str(folder / "subset.h5"))
+    files = ShardFiles(images=str(shard), adversaries=str(folder / "adv.h5"), subset=str(folder / "subset.h5"))
     for seg in segmentations:
         settings = SegmentationSettings(method=seg, **image[seg])
         segment_shard(str(shard), files.adversaries, files.subset, str(folder / f"seg_{seg}.h5"), segmentation=settings)

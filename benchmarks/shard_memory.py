@@ -28,7 +28,8 @@ GRID = 4
 _JOB = """
 import json, resource, sys, time
 import torch
-from advxai.stages.image import ShardFiles, explain_shard, labelflip_shard, localised_shard
+from advxai.stages.image import explain_shard, labelflip_shard, localised_shard
+from advxai.stages.image_subset_reader import ShardFiles
 from advxai.stages.refine import refine_shard
 from advxai.stages.settings import ExplainFamilySettings, LabelflipSettings, LocalisedSettings, ModelSpec, RefineSettings
 torch.set_num_threads({threads})

@@ -1,6 +1,7 @@
 """Rule image_explain: see advxai.stages.image.explain_shard."""
 from advxai import runtime
-from advxai.stages.image import ShardFiles, explain_shard
+from advxai.stages.image import explain_shard
+from advxai.stages.image_subset_reader import ShardFiles
 from advxai.stages.settings import ExplainFamilySettings, ModelSpec
 
 with runtime.job(snakemake.log[0], snakemake.threads):

@@ -1,6 +1,7 @@
 """Rule image_labelflip: see advxai.stages.image.labelflip_shard."""
 from advxai import runtime
-from advxai.stages.image import ShardFiles, labelflip_shard
+from advxai.stages.image import labelflip_shard
+from advxai.stages.image_subset_reader import ShardFiles
 from advxai.stages.settings import LabelflipSettings, ModelSpec
 
 with runtime.job(snakemake.log[0], snakemake.threads):

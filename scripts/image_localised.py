@@ -1,6 +1,7 @@
 """Rule image_localised: see advxai.stages.image.localised_shard."""
 from advxai import runtime
-from advxai.stages.image import ShardFiles, localised_shard
+from advxai.stages.image import localised_shard
+from advxai.stages.image_subset_reader import ShardFiles
 from advxai.stages.settings import LocalisedSettings, ModelSpec
 
 with runtime.job(snakemake.log[0], snakemake.threads):

@@ -1,7 +1,7 @@
 """Rule image_refine: see advxai.stages.refine.refine_shard."""
 
 from advxai import runtime
-from advxai.stages.image import ShardFiles
+from advxai.stages.image_subset_reader import ShardFiles
 from advxai.stages.refine import refine_shard
 from advxai.stages.settings import ModelSpec, RefineSettings
 

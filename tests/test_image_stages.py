@@ -19,10 +19,11 @@ from advxai.evaluation.subsets import subset_size
 from advxai.report.tables import slic_segments_table
 from advxai.segments import slic
 from advxai.stages import image as image_stages
-from advxai.stages import image_shards
+from advxai.stages import image_shards, image_subset_reader, refined_files
 from advxai.stages import refine as refine_stages
-from advxai.stages.image import ShardFiles, labelflip_shard, localised_shard
+from advxai.stages.image import labelflip_shard, localised_shard
 from advxai.stages.image_segments import segment_shard
+from advxai.stages.image_subset_reader import ShardFiles
 from advxai.stages.image_subsets import draw_subsets
 from advxai.stages.settings import (
     ExplainerSettings,
@@ -278,7 +279,7 @@ def test_refine_stage_stores_the_planted_top_k_and_the_localised_stage_reads_it(
     assert refined["k1/prediction"].tolist() == [0, 0] and refined["k3/prediction"].tolist() == [1, 1]
     assert refined["k1/flipped"].tolist() == [False, False] and refined["k3/flipped"].tolist() == [True, True]
     assert refined["k3/fewer_segments"].tolist() == [False, True] and int(refined["width"]) == 4
-    assert refine_stages.refined_sources(f"{output}.refined.h5") == {"adversaries": shard.adversaries, "segments": segments_file}
+    assert refined_files.refined_sources(f"{output}.refined.h5") == {"adversaries": shard.adversaries, "segments": segments_file}
     localised_shard(shard, segments_file, f"{output}.refined.h5", output, model=PLANTED, localised=localised, batch_size=4,
                     device=torch.device("cpu"))
     assert read_h5(output)["k3/kept"].tolist() == [True, True] and read_h5(output)["k1/recovered/sal"].tolist() == [-1, -1]
@@ -495,13 +496,13 @@ def test_evaluation_jobs_read_their_inputs_a_batch_at_a_time(tmp_path, monkeypat
     chosen = ids[1::2] + ids[:1]  # rows 0, 1, 3, 5, 7: not one contiguous run
     write_h5(shard.subset, {"labelflip_ids": chosen, "localised_ids": chosen}, stage="subsets", params={})
     reads: list[tuple[str, int]] = []
-    read_rows = image_stages.read_h5_rows
+    read_rows = image_subset_reader.read_h5_rows
 
     def recording(path, names, rows):
         reads.extend((name, len(rows)) for name in names)
         return read_rows(path, names, rows)
 
-    monkeypatch.setattr(image_stages, "read_h5_rows", recording)
+    monkeypatch.setattr(image_subset_reader, "read_h5_rows", recording)
     monkeypatch.setattr(image_shards, "read_h5_rows", recording)
     explain = ExplainFamilySettings.from_params({"family": "saliency", "explainers": ["sal", "sal-sg"], "seed": 0,
                                                  "segmentations": ["slic"], "noise_samples": 2, "noise_std": 1.0,

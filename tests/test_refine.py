@@ -141,7 +141,7 @@ def test_example_choice_is_seeded_per_item_and_validated():
 
 def test_a_direction_without_excerpts_stores_empty_refinements(tmp_path):
     """An attack direction may have no excerpt (the test preset's detector has none for one of them)."""
-    from advxai.stages.refine import read_refinements, refinement_arrays
+    from advxai.stages.refined_files import read_refinements, refinement_arrays
     from advxai.store import write_h5
 
     empty = refine(

@@ -6,7 +6,7 @@ segmentations, every explainer on the adversarial prediction (the engine shares 
 workflow), label flips of every explainer and of the magnitude baselines, and the localised
 experiment. Only per-item outcomes outlive a chunk, so memory is set by the chunk (the batch
 size), not by the number of images. The batch sizes follow the workflow's policy
-(:func:`advxai.stages.image.job_batch_size` and the two rules beside it), so the same images and
+(:func:`advxai.batching.job_batch_size` and the two rules beside it), so the same images and
 settings give the workflow's numbers bitwise (tests/test_api.py).
 """
 

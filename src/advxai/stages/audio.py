@@ -32,6 +32,7 @@ from ..svds.features import mel_filterbank, stft_magnitude
 from ..svds.model import CONTEXT, load_detector, predict_song, save_detector
 from ..svds.train import train_detector
 from .audio_files import detector_threshold, read_attacks, read_excerpts, read_songs
+from .refined_files import read_refinements
 from .settings import AttackSettings, AudioExplainSettings, ExcerptSettings, TrainSettings
 
 log = logging.getLogger("advxai")
@@ -230,8 +231,6 @@ def labelflip(detector: str, evaluation: str, excerpts: str, explanations: str, 
 def localised(detector: str, evaluation: str, excerpts: str, refined: str, output: str, *, explain: AudioExplainSettings,
               ks: Sequence[int], device: torch.device) -> None:
     """Re-explain the refined excerpts of audio_refine that still flip, count recovered tiles (docs/method.md §4)."""
-    from .refine import read_refinements  # the refine stage imports this module
-
     model = load_detector(detector, device=device)
     threshold = detector_threshold(evaluation)
     require_params(refined, {"ks": list(ks), "threshold": threshold})

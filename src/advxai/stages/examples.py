@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..batching import job_batch_size, lime_batch_size
 from ..data.model_inputs import denormalize
 from ..evaluation.flips import ThresholdCrossing
 from ..evaluation.selection import hybrid
@@ -28,8 +29,11 @@ from ..explainers.engine import explain_all, flatten_scores
 from ..names import AUDIO_DIRECTIONS, GRADIENT_METHODS
 from ..seeding import item_seed
 from ..store import read_h5, read_h5_rows, read_provenance, write_h5
+from ..svds.model import load_detector
+from .audio import ExcerptTensors, _explain_function, read_excerpts
+from .image_models import engine_settings, model_attrs, model_from_spec
 from .image_shards import rows_of, shard_ids, shard_inputs_at
-from .refine import read_refinements
+from .refined_files import read_refinements
 from .settings import ExamplesSettings, ModelSpec
 
 log = logging.getLogger("advxai")
@@ -147,8 +151,6 @@ def image_examples(
     device: torch.device,
 ) -> None:
     """Choose the model's example images and write what the method figures draw of them."""
-    from .image import engine_settings, job_batch_size, lime_batch_size, model_attrs, model_from_spec  # image imports refine
-
     bundle = model_from_spec(model, device)
     chosen = choose_examples(
         list(read_h5(subset, ["localised_ids"])["localised_ids"]), examples.count, examples.seed, label, examples.ids
@@ -240,9 +242,6 @@ def audio_example(
     The excerpt is the first, in a per-item seeded order over both directions, whose refined
     excerpt still flips at the most ks, so that the figure shows explanations where there are any.
     """
-    from ..svds.model import load_detector
-    from .audio import ExcerptTensors, _explain_function, read_excerpts
-
     provenance = {"stage": "audio_examples", "params": {**explain.as_params(), "ks": list(ks), "seed": seed}}
     chosen = _choose_audio_example(excerpts, refined, ks, seed)
     if chosen is None:  # no adversarial excerpt: an empty file, whose figure says so
@@ -284,8 +283,6 @@ def audio_example(
 def _choose_audio_example(excerpts: str, refined: str, ks: Sequence[int], seed: int) -> tuple[int, int] | None:
     """``(target, row)`` of the excerpt flipping at the most ks, ties broken by a per-item seeded order;
     None without any adversarial excerpt."""
-    from .audio import read_excerpts
-
     candidates = []
     for target, data in read_excerpts(excerpts).items():
         name = AUDIO_DIRECTIONS[target]

@@ -11,34 +11,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
 from ..attacks.pgd import draw_targets, targeted_pgd
 from ..batching import explanation_batch_size, job_batch_size, lime_batch_size
-from ..constants import ModelSizes
 from ..data.model_inputs import pixel_bounds, to_model_input
 from ..evaluation.baselines import magnitude_scores
 from ..evaluation.flips import ClassChange
 from ..evaluation.labelflip import k_settings, label_flips
 from ..evaluation.localised import explain_refined
 from ..evaluation.selection import pad_scores, selection_width
-from ..explainers.engine import (
-    ExplainSettings,
-    explain_all,
-    flatten_scores,
-    unflatten_scores,
-)
+from ..explainers.engine import explain_all, flatten_scores, unflatten_scores
 from ..explainers.guided import audit_guided_activations
-from ..models import ModelBundle, load_model, predict
-from ..store import BatchCheckpoint, dataset_names, read_h5, read_h5_rows, require_params, write_h5
-from .image_shards import rows_of, shard_ids, shard_inputs_at, subset_ids
-from .refine import read_refinements, require_refined
+from ..models import predict
+from ..store import BatchCheckpoint, dataset_names, read_h5, require_params, write_h5
+from .image_models import check_labels_fit, engine_settings, model_attrs, model_from_spec
+from .image_subset_reader import ShardFiles, open_subset
+from .refined_files import read_refinements, require_refined
 from .settings import (
-    ExplainerSettings,
     ExplainFamilySettings,
     LabelflipSettings,
     LocalisedSettings,
@@ -47,99 +39,6 @@ from .settings import (
 )
 
 log = logging.getLogger("advxai")
-
-
-# ------------------------------------------------------------------------------------ loading
-@dataclass(frozen=True)
-class ShardFiles:
-    """The files of one shard that every evaluation stage reads."""
-
-    images: str  # decoded uint8 images of the shard
-    adversaries: str  # the model's PGD adversaries of the shard
-    subset: str  # the model's evaluation subsets
-
-    @property
-    def paths(self) -> list[str]:
-        return [self.images, self.adversaries, self.subset]
-
-
-def model_from_spec(spec: ModelSpec, device: torch.device) -> ModelBundle:
-    """The model on ``device``, in the spec's arithmetic (its CUDA flags: :func:`advxai.runtime.use_device`),
-    at the sizes its images were preprocessed at."""
-    return load_model(spec.architecture, weights=spec.weights, device=str(device), arithmetic=spec.arithmetic,
-                      sizes=ModelSizes(resize=spec.resize, crop=spec.crop), weights_file=spec.weights_file)
-
-
-def check_labels_fit(labels: np.ndarray, ids: np.ndarray, bundle: ModelBundle, images_path: str) -> None:
-    """Every known label (``-1``: none) is one of the model's classes; else one error at the model's first job."""
-    outside = np.flatnonzero(np.asarray(labels) >= bundle.n_classes)
-    if outside.size:
-        first = outside[0]
-        raise ValueError(f"model {bundle.name!r} has {bundle.n_classes} classes, but {images_path} holds "
-                         f"{outside.size} image(s) labelled outside 0..{bundle.n_classes - 1}, "
-                         f"e.g. {ids[first]!s} with label {labels[first]}: "
-                         "the model's class indices must be the data set's (ImageNet: 1000 classes)")
-
-
-def model_attrs(bundle: ModelBundle, device: torch.device, **attrs: Any) -> dict[str, Any]:
-    """Provenance attributes of a model stage's output: ``attrs``, the weights (source, file,
-    sha256) and the device the job ran on (which GPU, on a machine with several)."""
-    return {**attrs, "weights": dict(bundle.weights), "device": str(device)}
-
-
-@dataclass
-class SubsetReader:
-    """One evaluation subset of a shard, read a batch of items at a time.
-
-    Ids, predictions and segment counts are held for the whole subset; the model inputs and the
-    segment maps (about 2 MB per 224 px image) are read per batch, so a job's memory does not
-    grow with its shard (benchmarks/shard_memory.py).
-    """
-
-    shard: ShardFiles
-    segment_files: Mapping[str, str]
-    ids: list[str]
-    rows: np.ndarray  # the items' rows in the shard's images and adversaries files
-    mask_rows: dict[str, np.ndarray]  # and in each segmentation's file
-    counts: dict[str, np.ndarray]
-    clean_prediction: np.ndarray
-    adversarial_prediction: np.ndarray
-
-    def inputs(self, batch: slice) -> dict[str, torch.Tensor]:
-        """The clean and adversarial model inputs of the items in ``batch``."""
-        clean, adversarial = shard_inputs_at(self.shard.images, self.shard.adversaries, self.rows[batch])
-        return {"clean": torch.from_numpy(clean), "adversarial": torch.from_numpy(adversarial)}
-
-    def masks(self, batch: slice) -> dict[str, torch.Tensor]:
-        """Segment id maps of the items in ``batch``, per segmentation."""
-        return {
-            segmentation: torch.from_numpy(read_h5_rows(path, ["masks"], self.mask_rows[segmentation][batch])["masks"].astype(np.int64))
-            for segmentation, path in self.segment_files.items()
-        }
-
-
-def _mask_rows(path: str, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of ``ids`` in a segments file, and their segment counts."""
-    stored = read_h5(path, ["ids", "n_segments"])
-    rows = rows_of(ids, stored["ids"], path)
-    return rows, stored["n_segments"][rows]
-
-
-def open_subset(shard: ShardFiles, which: str, model: ModelSpec, segment_files: Mapping[str, str]) -> SubsetReader:
-    """The shard's ``which`` subset (``labelflip`` or ``localised``), its inputs and segment maps left on disk.
-
-    The adversaries must come from ``model``: a stale file written for other weights fails here.
-    """
-    require_params(shard.adversaries, {"model": model.as_params()})
-    item_ids = shard_ids(shard.images, shard.adversaries)
-    ids = subset_ids(shard.subset, item_ids, which)
-    rows = rows_of(ids, item_ids, shard.images)
-    predictions = read_h5_rows(shard.adversaries, ["clean_prediction", "final_prediction"], rows)
-    mask_rows, counts = {}, {}
-    for segmentation, path in segment_files.items():
-        mask_rows[segmentation], counts[segmentation] = _mask_rows(path, ids)
-    return SubsetReader(shard, dict(segment_files), ids, rows, mask_rows, counts,
-                        predictions["clean_prediction"], predictions["final_prediction"])
 
 
 # ------------------------------------------------------------------------------------ stages
@@ -202,13 +101,6 @@ def attack_shard(images_path: str, clean_path: str, output: str, *, model: Model
         attrs=model_attrs(bundle, device, batch_size=batch_size),
     )
     checkpoint.remove()
-
-
-def engine_settings(explainer: ExplainerSettings, seed: int, batch_size: int, lime_rows: int | None = None) -> ExplainSettings:
-    """What the engine runs a job's explainers with: the settings the job received (a key it did not
-    receive fails where an explainer reads it), its seed and pass sizes, and ``authors_code``'s GBP."""
-    return ExplainSettings(explainer=explainer, seed=seed, batch_size=batch_size, lime_batch_size=lime_rows,
-                           relu_modules_only=bool(explainer.unguided_functional_relu))
 
 
 def explain_shard(

@@ -1,78 +1,34 @@
 """The refine stage of both domains: the refined k-segment perturbations, cached (docs/method.md §4, §8.3).
 
-A refine file holds, per item and k, the ids of the k segments of largest perturbation magnitude,
-the prediction on the refined input, whether it still flips and whether the item has fewer
-segments than k. The refined perturbation itself is stored compactly, as those segment ids plus a
-reference to the adversaries and segments it was cut from (the file's ``refines`` attribute):
-:func:`~advxai.evaluation.selection.hybrid` rebuilds it exactly. The localised stage reads the
-file instead of refining again, so changing only the localised explainers reruns no refine job.
-
-Layout: ``ids``, ``ks``, ``n_segments``, ``width`` and per k ``k<k>/segment_ids`` ``(N, k)``,
-``k<k>/prediction``, ``k<k>/flipped``, ``k<k>/fewer_segments``; the audio file has one such group
-per attack direction (``nosing_to_sing/…``, ``sing_to_nosing/…``).
+The localised stage reads the refine file instead of refining again, so changing only the
+localised explainers reruns no refine job. The file's layout, and its readers:
+:mod:`advxai.stages.refined_files`.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
+from ..batching import job_batch_size
 from ..evaluation.flips import ClassChange, ThresholdCrossing
-from ..evaluation.localised import Refinement, refine
+from ..evaluation.localised import refine
 from ..evaluation.selection import selection_width
 from ..names import AUDIO_DIRECTIONS
-from ..store import BatchCheckpoint, read_h5, read_provenance, require_params, write_h5
+from ..store import BatchCheckpoint, write_h5
 from ..svds.model import load_detector
 from .audio import HYBRID_BATCH, ExcerptTensors, detector_threshold, read_excerpts
+from .image_models import model_attrs, model_from_spec
+from .image_subset_reader import ShardFiles, open_subset
+from .refined_files import refinement_arrays
 from .settings import ModelSpec, RefineSettings
-
-
-def refinement_arrays(
-    refinements: Mapping[int, Refinement], n_segments: np.ndarray, prefix: str = ""
-) -> dict[str, np.ndarray]:
-    """The stored form of the refinements of ``N`` items (the module's layout, under ``prefix``)."""
-    arrays: dict[str, np.ndarray] = {}
-    for k, refinement in refinements.items():
-        arrays[f"{prefix}k{k}/segment_ids"] = (
-            refinement.segment_ids().astype(np.int32).reshape(-1, k)
-        )  # (0, k) without items
-        arrays[f"{prefix}k{k}/prediction"] = refinement.decisions
-        arrays[f"{prefix}k{k}/flipped"] = refinement.kept
-        arrays[f"{prefix}k{k}/fewer_segments"] = np.asarray(n_segments) < k
-    return arrays
-
-
-def read_refinements(path: str, ks: Sequence[int], ids: Sequence[str], prefix: str = "") -> dict[int, Refinement]:
-    """The refinements of ``ids`` at ``ks`` from a refine file; one clear error if it holds others."""
-    stored = read_h5(path)
-    if not np.array_equal(stored[f"{prefix}ids"], np.asarray(ids, dtype=str)):
-        raise ValueError(f"{path} refines other items than the localised subset of its shard; rerun its refine rule")
-    missing = [k for k in ks if f"{prefix}k{k}/segment_ids" not in stored]
-    if missing:
-        raise ValueError(f"{path} holds no refinement for k = {missing}; rerun its refine rule")
-    width = int(stored[f"{prefix}width"])
-    return {
-        k: Refinement.from_segment_ids(
-            stored[f"{prefix}k{k}/segment_ids"],
-            width,
-            stored[f"{prefix}k{k}/prediction"],
-            stored[f"{prefix}k{k}/flipped"],
-        )
-        for k in ks
-    }
-
-
-def refined_sources(path: str) -> dict[str, str]:
-    """The files a refine file's perturbations are cut from (its ``refines`` attribute)."""
-    return json.loads(read_provenance(path)["refines"])
 
 
 # ------------------------------------------------------------------------------------ images
 def refine_shard(
-    shard,
+    shard: ShardFiles,
     segments_file: str,
     output: str,
     *,
@@ -83,11 +39,9 @@ def refine_shard(
 ) -> None:
     """Refine every adversary of the shard's localised subset at every k (docs/method.md §8.3).
 
-    ``shard``: the shard's :class:`~advxai.stages.image.ShardFiles`. The ground truth has the
-    shard's selection width in every slice, so that resumed slices and the localised stage agree.
+    The ground truth has the shard's selection width in every slice, so that resumed slices and the
+    localised stage agree.
     """
-    from .image import job_batch_size, model_attrs, model_from_spec, open_subset  # the image stages import this module's reader
-
     bundle = model_from_spec(model, device)
     segmentation = refine_settings.segmentation
     subset = open_subset(shard, "localised", model, {segmentation: segments_file})
@@ -143,11 +97,6 @@ def _empty(ks: Sequence[int]) -> dict[str, np.ndarray]:
             }
         )
     return arrays
-
-
-def require_refined(path: str, model: ModelSpec, segmentation: str, ks: Sequence[int]) -> None:
-    """A refine file must come from ``model`` and this segmentation and ks (a stale one fails here)."""
-    require_params(path, {"model": model.as_params(), "refine": RefineSettings(segmentation, tuple(ks)).as_params()})
 
 
 # ------------------------------------------------------------------------------------ audio
