@@ -30,7 +30,8 @@ from ..names import AUDIO_DIRECTIONS, GRADIENT_METHODS
 from ..seeding import item_seed
 from ..store import read_h5, read_h5_rows, read_provenance, write_h5
 from ..svds.model import load_detector
-from .audio import ExcerptTensors, _explain_function, read_excerpts
+from .audio import ExcerptTensors, _explain_function
+from .audio_files import read_excerpts
 from .image_models import engine_settings, model_attrs, model_from_spec
 from .image_shards import rows_of, shard_ids, shard_inputs_at
 from .refined_files import read_refinements
