@@ -98,6 +98,14 @@ def test_a_model_loads_its_weights_file_without_the_network(served, monkeypatch)
                               "sha256": hashlib.sha256(file.read_bytes()).hexdigest()}
 
 
+def test_serving_a_weights_file_leaves_torch_hub_s_cache_to_torch_home(tmp_path, served, monkeypatch):
+    """After a model loads its file, $TORCH_HOME decides torch.hub's cache again (it is not pinned)."""
+    _, file = served
+    load_model("resnet18", "IMAGENET1K_V1", weights_file=str(file))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert torch.hub.get_dir() == str(tmp_path / "hub")
+
+
 def tiny_module() -> torch.nn.Module:
     torch.manual_seed(0)
     return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 224 * 224, 4))

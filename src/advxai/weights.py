@@ -203,7 +203,7 @@ def hub_serving(url: str, weights_file: str | os.PathLike) -> Iterator[None]:
 
     import torch
 
-    previous = torch.hub.get_dir()
+    previous = torch.hub._hub_dir  # None unless set_dir was called: restoring get_dir() would pin $TORCH_HOME as it is now
     with tempfile.TemporaryDirectory(prefix="advxai-hub-") as folder:
         checkpoints = Path(folder, "checkpoints")
         checkpoints.mkdir()
@@ -212,4 +212,4 @@ def hub_serving(url: str, weights_file: str | os.PathLike) -> Iterator[None]:
         try:
             yield
         finally:
-            torch.hub.set_dir(previous)
+            torch.hub._hub_dir = previous
