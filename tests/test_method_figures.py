@@ -33,9 +33,10 @@ def _examples() -> dict[str, np.ndarray]:
             f"{base}/segment_ids": np.array([[0], [3]]),
             f"{base}/flipped": np.array([False, True]),
             f"{base}/prediction": np.array([1, 7]),
-            f"{base}/pixels": adversarial,
-            f"{base}/scores/right": np.array([[0, 0, 0, 1.0], [0, 0, 0, 1.0]]),
-            f"{base}/scores/wrong": np.array([[1.0, 0, 0, 0]] * 2),
+            "refined/rect/drawn": np.int64(1),  # the example that still flips (stages.examples.drawn_example)
+            f"{base}/pixels": adversarial[1:],
+            f"{base}/scores/right": np.array([[0, 0, 0, 1.0]]),
+            f"{base}/scores/wrong": np.array([[1.0, 0, 0, 0]]),
         }
     )
     return examples
@@ -54,6 +55,15 @@ def test_refined_figure_shows_the_flipping_example_and_counts_each_explainers_re
     assert "k=1, right: 1 of 1 found" in titles and "k=1, wrong: 0 of 1 found" in titles
     assert any("class 7: still flips" in t for t in titles)
     assert (tmp_path / "refined.png").stat().st_size > 0
+
+
+def test_the_drawn_example_flips_at_the_most_k_first_on_ties():
+    from advxai.stages.examples import drawn_example
+
+    flipped = {"refined/rect/k1/flipped": np.array([False, True, True]), "refined/rect/k3/flipped": np.array([False, False, True])}
+    assert drawn_example(flipped, "rect", [1, 3]) == 2
+    assert drawn_example(flipped, "rect", [1]) == 1  # a tie between rows 1 and 2: the first
+    assert drawn_example(flipped, "rect", [3]) == 2
 
 
 def test_adversary_figure_prints_the_linf_of_each_perturbation(tmp_path):

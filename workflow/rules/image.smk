@@ -269,7 +269,7 @@ rule image_examples:
         examples=examples_params,
         batch_size=IMAGE["batch_size"],
         device=device_param(),
-    threads: 1
+    threads: 2  # the last image job, mostly alone: a second core shortens the run's tail
     resources:
         gpu=job_gpus(),
         gpu_share=image_gpu_share,

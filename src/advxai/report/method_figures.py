@@ -169,12 +169,6 @@ def _magnified(delta: np.ndarray, scale: float) -> np.ndarray:
     return np.clip(0.5 + delta / (2 * scale), 0, 1)
 
 
-def most_flipping(examples: Mapping[str, np.ndarray], segmentation: str, ks: Sequence[int]) -> int:
-    """The example whose refined inputs still flip at the most k (first on ties): the experiment explains only those."""
-    flips = sum(np.asarray(examples[f"refined/{segmentation}/k{k}/flipped"], dtype=int) for k in ks)
-    return int(np.argmax(flips))
-
-
 def _explainer_rows(explainers: Sequence[str]) -> tuple[int, int]:
     """Rows and columns of one k's explainer panels, at most EXPLAINERS_PER_ROW wide."""
     columns = min(len(explainers), EXPLAINERS_PER_ROW) or 1
@@ -189,10 +183,10 @@ def figure_refined_image(
     title: str,
     path: str | Path,
 ) -> plt.Figure:
-    """The refined perturbations of the example that flips at the most k: clean, adversary, full and refined
-    perturbations (top-k magnitude segments outlined), then per k the refined input with each explainer's top-k
-    outlined beside the truth."""
-    i = most_flipping(examples, segmentation, ks)
+    """The refined perturbations of the drawn example (``refined/<seg>/drawn``, the one that flips at the most k):
+    clean, adversary, full and refined perturbations (top-k magnitude segments outlined), then per k the refined
+    input with each explainer's top-k outlined beside the truth."""
+    i = int(examples[f"refined/{segmentation}/drawn"])
     clean, adversarial = examples["clean_pixels"][i], examples["adversarial_pixels"][i]
     mask = examples[f"masks/{segmentation}"][i]
     scale = np.abs(adversarial.astype(np.float64) - clean).max() or 1.0
@@ -211,7 +205,7 @@ def figure_refined_image(
         ax.set_title(label, fontsize=7)
     for ax, k in zip(axes[0, 3:], ks):
         base = f"refined/{segmentation}/k{k}"
-        ax.imshow(_magnified(examples[f"{base}/pixels"][i] - clean, scale))
+        ax.imshow(_magnified(examples[f"{base}/pixels"][0] - clean, scale))
         _selected_outline(ax, mask, examples[f"{base}/segment_ids"][i], TRUTH_COLOUR)
         flipped = "still flips" if examples[f"{base}/flipped"][i] else "no flip"
         ax.set_title(f"refined perturbation, k={k}\nclass {examples[f'{base}/prediction'][i]}: {flipped}", fontsize=7)
@@ -220,9 +214,9 @@ def figure_refined_image(
         truth = examples[f"{base}/segment_ids"][i]
         for j, explainer in enumerate(explainers):
             ax = axes[1 + number * per_k + j // explainer_columns, j % explainer_columns]
-            ax.imshow(examples[f"{base}/pixels"][i])
+            ax.imshow(examples[f"{base}/pixels"][0])
             _selected_outline(ax, mask, truth, TRUTH_COLOUR)
-            found = np.argsort(examples[f"{base}/scores/{explainer}"][i], kind="stable")[-k:]
+            found = np.argsort(examples[f"{base}/scores/{explainer}"][0], kind="stable")[-k:]
             _selected_outline(ax, mask, found, FOUND_COLOUR)
             ax.set_title(
                 f"k={k}, {explainer}: {len(set(found.tolist()) & set(truth.tolist()))} of {k} found", fontsize=7

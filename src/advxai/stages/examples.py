@@ -15,7 +15,7 @@ segmentation and k the refinement (from the refine stage) with each localised ex
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -196,22 +196,32 @@ def image_examples(
     )
 
 
+def drawn_example(data: Mapping[str, np.ndarray], segmentation: str, ks: Sequence[int]) -> int:
+    """The row whose refined inputs still flip at the most k (first on ties): the one example the refined
+    figure draws, since the localised experiment explains only refined inputs that flip."""
+    flips = sum(np.asarray(data[f"refined/{segmentation}/k{k}/flipped"], dtype=int) for k in ks)
+    return int(np.argmax(flips))
+
+
 def _refined_arrays(module, clean, adversarial, masks, counts, data, chosen, examples: ExamplesSettings, engine):
-    """Per segmentation and k, the refined inputs' pixels and each explainer's ``mean_abs`` scores of them,
-    for the class the refinement assigns."""
+    """Per segmentation, the drawn example's row (``refined/<seg>/drawn``) and per k its refined input's pixels
+    and each explainer's ``mean_abs`` scores of it, for the class the refinement assigns (leading axis of 1)."""
     device, arrays = clean.device, {}
     for seg in examples.segmentations:
+        row = drawn_example(data, seg, examples.ks)
+        one = slice(row, row + 1)
+        arrays[f"refined/{seg}/drawn"] = np.int64(row)
         for k in examples.ks:
-            truth = torch.from_numpy(data[f"refined/{seg}/k{k}/truth"]).to(device)
-            refined = hybrid(clean, adversarial, masks[seg], truth)
-            classes = torch.as_tensor(data[f"refined/{seg}/k{k}/prediction"], device=device)
+            truth = torch.from_numpy(data[f"refined/{seg}/k{k}/truth"][one]).to(device)
+            refined = hybrid(clean[one], adversarial[one], masks[seg][one], truth)
+            classes = torch.as_tensor(data[f"refined/{seg}/k{k}/prediction"][one], device=device)
             found = _explain(
                 module,
                 refined,
                 classes,
-                [f"{i}#example-k{k}" for i in chosen],
-                {seg: masks[seg]},
-                {seg: counts[seg]},
+                [f"{chosen[row]}#example-k{k}"],
+                {seg: masks[seg][one]},
+                {seg: counts[seg][one]},
                 examples,
                 engine,
             )
