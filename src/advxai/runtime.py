@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import sys
@@ -131,10 +132,33 @@ def set_threads(threads: int) -> None:
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
 
 
+GLIBC_MALLOPT = {"M_TRIM_THRESHOLD": -1, "M_MMAP_THRESHOLD": -3}
+"""glibc's mallopt parameters (malloc.h)."""
+RETAINED_BYTES = 2**31 - 1  # the largest value mallopt takes (an int)
+
+
+def retain_freed_memory() -> bool:
+    """Keep freed memory in the process instead of returning it to the kernel at once (glibc only).
+
+    glibc serves every block above its mmap threshold (at most 32 MiB by default) with a fresh mmap and
+    unmaps it on free, so each batch's tensors fault their pages in again: in the embedded default a
+    third of all CPU time was the kernel's, and the two label-flip jobs took 140 s instead of 71 s
+    (docs/decisions.md, decision 48). Memory then stays at the job's peak until it exits. Returns whether
+    glibc took the settings; elsewhere (macOS, musl) nothing changes.
+    """
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return all(mallopt(code, RETAINED_BYTES) == 1 for code in GLIBC_MALLOPT.values())
+
+
 @contextlib.contextmanager
 def job(log_path: str | None, threads: int = 1) -> Iterator[logging.Logger]:
-    """Redirect stdout/stderr (tqdm progress included) to ``log_path`` and set torch's threads."""
+    """Redirect stdout/stderr (tqdm progress included) to ``log_path``, set torch's threads and keep
+    freed memory for the next batch (:func:`retain_freed_memory`)."""
     set_threads(threads)
+    retain_freed_memory()
     if not log_path:
         yield logging.getLogger("advxai")
         return
