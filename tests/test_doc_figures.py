@@ -61,8 +61,8 @@ def paper_dry_run(tmp_path_factory) -> str:
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(base / "run"), "-n",
                "--workflow-profile", str(ROOT / "profiles" / "slurm"),
                "--configfile", str(ROOT / "config.yaml"), str(ROOT / "presets" / "paper.yaml"), str(roots)]
-    # Hash seed 2 made Snakemake's scheduler stop ("Out of jobs ready", its issue 823) before the
-    # examples stopped depending on every image shard directly (docs/decisions.md, decision 47).
+    # Hash seed 2 made Snakemake's scheduler stop ("Out of jobs ready", its issue 823) while the
+    # profile packed image shards into group jobs (docs/decisions.md, decision 47).
     environment = {**os.environ, "PYTHONHASHSEED": "2"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=1800, cwd=ROOT, check=False, env=environment)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -89,15 +89,13 @@ def test_the_sbatch_submission_counts_in_the_cluster_docs(paper_dry_run):
 
 
 def test_the_sizes_the_cluster_docs_quote():
-    """Shards per image_data submission, its CPUs and memory, the paper preset's shards, models and detectors."""
+    """An image shard job's memory, the model jobs' CPUs, the paper preset's shards, models and detectors."""
     profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
     paper = yaml.safe_load((ROOT / "presets" / "paper.yaml").read_text())
-    shards_per_submission = profile["group-components"]["image_data"]
-    assert quoted("cluster.md", r"the (\d+) shards of an `image_data` submission") == [shards_per_submission]
-    assert quoted("cluster.md", r"\| `image_data` \| (\d+) image shards") == [shards_per_submission]
-    cpus, jobs, memory = re.search(r"run 4 by 4 \((\d+) CPUs, (\d+) × ([\d ]+) MB\)", (ROOT / "docs" / "cluster.md").read_text()).groups()
-    assert number(cpus) == number(jobs) == profile["cores"]
+    assert "group-components" not in profile  # decision 47
+    memory = re.search(r"an image shard job asks for 1 CPU and ([\d ]+) MB", (ROOT / "docs" / "cluster.md").read_text()).group(1)
     assert number(memory) == profile["set-resources"]["image_shard"]["mem_mb"]
+    assert quoted("cluster.md", r"model rules use (\d+) torch threads") == [profile["cores"]]
     assert quoted("cluster.md", r"\((\d[\d ]*) images in shards of") == [N_IMAGENET_VAL]
     assert quoted("cluster.md", r"images in shards of (\d+)") == [paper["image"]["shard_size"]]
     enabled = [m for m, entry in paper["image"]["models"].items() if entry.get("enabled", True)]

@@ -267,7 +267,7 @@ def test_sbatch_arguments_of_gpu_and_grouped_jobs(slurm_run):
         calls = calls_of(slurm_run, group)
         assert calls, group
         assert all(option(call, "--gpus") == "1" for call in calls), (group, calls)
-    for group in ("image_data", "audio_data"):
+    for group in ("audio_data",):
         calls = calls_of(slurm_run, group)
         assert calls and all(option(call, "--gpus") is None and option(call, "--ntasks") == "1" for call in calls), (group, calls)
     # a group asks for the sum of the runtimes its jobs run in sequence
