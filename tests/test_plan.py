@@ -120,7 +120,7 @@ def test_a_pilot_on_part_of_the_test_preset_predicts_the_whole_preset_s_job_time
     assert sum(s["jobs"] for s in summary["stages"].values()) == len(measured)
     written = yaml.safe_load((tmp_path / "plan" / "config.yaml").read_text())
     assert written["executor"] == "slurm" and written["set-resources"]["image_attack"]["gpu"] == 1
-    assert json.loads((tmp_path / "plan" / "plan.json").read_text())["submissions"] == 8  # 7 groups, examples one of them
+    assert json.loads((tmp_path / "plan" / "plan.json").read_text())["submissions"] == 8  # 7 groups and the lone shard
 
 
 def test_a_pilot_model_without_adversaries_is_priced_from_the_others():

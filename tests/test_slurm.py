@@ -248,7 +248,8 @@ def test_submissions_are_the_groups_a_dry_run_counts(slurm_run, tmp_path):
     retried = 1 if slurm_run.cancelled_targets else 0
     assert len(slurm_run.sbatch_calls) - retried == counted.grouped
     assert counted.grouped * 4 <= counted.jobs  # grouping submits at least four times fewer jobs
-    assert all("/group_" in option(call, "--output") for call in slurm_run.sbatch_calls)  # no ungrouped job
+    ungrouped = [option(call, "--output") for call in slurm_run.sbatch_calls if "/group_" not in option(call, "--output")]
+    assert ungrouped and all("/rule_image_shard/" in output for output in ungrouped), ungrouped  # shards alone: decision 47
 
 
 def test_sbatch_arguments_of_gpu_and_grouped_jobs(slurm_run):
