@@ -7,7 +7,7 @@ from advxai.stages.settings import ExamplesSettings, ModelSpec
 with runtime.job(snakemake.log[0], snakemake.threads):
     model = ModelSpec.from_params(snakemake.params.model).reading(snakemake.input.weights)
     examples = ExamplesSettings.from_params(snakemake.params.examples)
-    images, adversaries = list(snakemake.params.images), list(snakemake.input.adversaries)
+    images, adversaries = list(snakemake.input.images), list(snakemake.input.adversaries)
     n = len(images)  # segments and refined list every segmentation's shards, segmentation after segmentation
     shards = [
         ShardSources(

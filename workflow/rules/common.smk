@@ -279,25 +279,16 @@ def examples_params(wildcards):
 
 
 def image_example_inputs(wildcards):
-    """Every shard of a model; segments and refine files segmentation after segmentation, as in examples_params.
-    The image shards are reached through the adversaries (image_example_shards), not as inputs."""
+    """Every shard of a model; segments and refine files segmentation after segmentation, as in examples_params."""
     model = wildcards.model
     return {
+        "images": [image_shard_path(model, s) for s in image_shards()],
         "adversaries": image_shard_outputs("adversaries", model),
         "subset": f"image/{model}/subset.h5",
         "segments": [p for seg in IMAGE["segmentations"] for p in image_shard_outputs(f"segments/{seg}", model)],
         "refined": [p for seg in IMAGE["segmentations"] for p in image_shard_outputs(f"refined/{seg}", model)],
         "weights": model_weights_file(wildcards),
     }
-
-
-def image_example_shards(wildcards):
-    """The image shards image_examples reads its clean images from. They are a parameter, not an input:
-    each adversaries input already depends on its shard, so a changed shard still reruns the job, and
-    a direct edge from every shard to this job makes Snakemake 9's scheduler stop at times with "Out of
-    jobs ready to be started" (its issue 823) once the profile packs shards into group jobs
-    (group-components); docs/decisions.md, decision 47."""
-    return [image_shard_path(wildcards.model, s) for s in image_shards()]
 
 
 def localised_explainer_names():

@@ -263,7 +263,6 @@ rule image_examples:
     output:
         "image/{model}/examples.h5",
     params:
-        images=image_example_shards,
         model=model_spec,
         label="{model}",
         examples=examples_params,

@@ -296,19 +296,22 @@ def read_examples(path: str | Path) -> dict[str, np.ndarray]:
     return read_h5(path)
 
 
-def _without_examples(examples: Mapping[str, np.ndarray], model: str, outputs: Sequence[str]) -> bool:
-    """A model without example items (no adversary in its localised subset): each figure says so."""
+NO_EXAMPLE_IMAGE = "no example image: no successful adversary in the localised subset"
+
+
+def _without_examples(examples: Mapping[str, np.ndarray], title: str, reason: str, outputs: Sequence[str]) -> bool:
+    """An example file without an example (stages.examples.NO_EXAMPLES): each figure says why."""
     if len(examples.get("ids", ())):
         return False
     for path in outputs:
-        figure_nothing(model, "no example image: no successful adversary in the localised subset", path)
+        figure_nothing(title, reason, path)
     return True
 
 
 def write_explanation_figures(examples_path: str, model: str, segmentation: str, outputs: Mapping[str, str]) -> None:
     """Figs 1 and 9 of one model and segmentation."""
     examples = read_examples(examples_path)
-    if _without_examples(examples, model, list(outputs.values())):
+    if _without_examples(examples, model, NO_EXAMPLE_IMAGE, list(outputs.values())):
         return
     figure_explanations(
         examples, STANDARD, segmentation, f"{model}, {segmentation}: standard explainers (Fig. 1)", outputs["fig1"]
@@ -327,7 +330,7 @@ def write_example_figures(
 ) -> None:
     """Fig. 4 and Figs 10–12 of one model."""
     examples = read_examples(examples_path)
-    if _without_examples(examples, model, list(outputs.values())):
+    if _without_examples(examples, model, NO_EXAMPLE_IMAGE, list(outputs.values())):
         return
     figure_aggregations(
         examples, segmentations, f"{model}: from IG pixel attributions to segment scores (Fig. 4)", outputs["fig4"]
@@ -343,7 +346,7 @@ def write_refined_image_figure(
     examples_path: str, model: str, segmentation: str, ks: Sequence[int], explainers: Sequence[str], output: str
 ) -> None:
     examples = read_examples(examples_path)
-    if _without_examples(examples, model, [output]):
+    if _without_examples(examples, model, NO_EXAMPLE_IMAGE, [output]):
         return
     figure_refined_image(
         examples,
@@ -357,7 +360,6 @@ def write_refined_image_figure(
 
 def write_refined_audio_figure(example_path: str, explainers: Sequence[str], seed: int, output: str) -> None:
     example = read_examples(example_path)
-    if not len(example.get("ids", ())):  # the detector seed has no adversarial excerpt
-        figure_nothing(f"detector seed {seed}: refined perturbations", EMPTY_CAUSES["no_excerpts"], output)
+    if _without_examples(example, f"detector seed {seed}: refined perturbations", EMPTY_CAUSES["no_excerpts"], [output]):
         return
     figure_refined_audio(example, explainers, f"detector seed {seed}", output)

@@ -24,6 +24,7 @@ import torch
 from ..batching import job_batch_size, lime_batch_size
 from ..data.model_inputs import denormalize
 from ..evaluation.flips import ThresholdCrossing
+from ..evaluation.localised import Refinement
 from ..evaluation.selection import hybrid
 from ..explainers.engine import explain_all, flatten_scores
 from ..names import AUDIO_DIRECTIONS, GRADIENT_METHODS
@@ -135,9 +136,8 @@ def _explain(module, inputs, classes, ids, masks, counts, settings: ExamplesSett
     )
 
 
-def _write_no_examples(output: str, model: ModelSpec, examples: ExamplesSettings, attrs: dict) -> None:
-    write_h5(output, {"ids": np.array([], dtype=str)}, stage="image_examples",
-             params={"model": model.as_params(), "examples": examples.as_params()}, attrs=attrs)
+NO_EXAMPLES = {"ids": np.array([], dtype=str)}
+"""An example file without an example: its figures say why (no adversary, or no excerpt)."""
 
 
 def image_examples(
@@ -153,12 +153,14 @@ def image_examples(
 ) -> None:
     """Choose the model's example images and write what the method figures draw of them."""
     bundle = model_from_spec(model, device)
+    provenance = {"stage": "image_examples", "params": {"model": model.as_params(), "examples": examples.as_params()},
+                  "attrs": model_attrs(bundle, device)}
     chosen = choose_examples(
         list(read_h5(subset, ["localised_ids"])["localised_ids"]), examples.count, examples.seed, label, examples.ids
     )
     log.info("example images of %s: %s", label, chosen)
-    if not chosen:  # no adversary to show: an empty file, whose figures say so
-        return _write_no_examples(output, model, examples, model_attrs(bundle, device))
+    if not chosen:  # no adversary to show
+        return write_h5(output, NO_EXAMPLES, **provenance)
     data = _read_examples(shards, chosen, examples.ks)
     rows = job_batch_size(batch_size, bundle, device, backward=True)
     engine = engine_settings(examples.explainer, examples.seed, rows, lime_batch_size(batch_size, rows, device))
@@ -186,14 +188,7 @@ def image_examples(
         f"attributions/{PIXEL_MAP_EXPLAINER}": pixel_maps[PIXEL_MAP_EXPLAINER],
     }
     arrays.update(_refined_arrays(bundle.module, clean, adversarial, masks, counts, data, chosen, examples, engine))
-    write_h5(
-        output,
-        arrays,
-        stage="image_examples",
-        params={"model": model.as_params(), "examples": examples.as_params()},
-        seeds={"seed": examples.seed, "stages": [EXAMPLES_STAGE, "noise", "lime"]},
-        attrs=model_attrs(bundle, device),
-    )
+    write_h5(output, arrays, **provenance, seeds={"seed": examples.seed, "stages": [EXAMPLES_STAGE, "noise", "lime"]})
 
 
 def drawn_example(data: Mapping[str, np.ndarray], segmentation: str, ks: Sequence[int]) -> int:
@@ -254,15 +249,19 @@ def audio_example(
     excerpt still flips at the most ks, so that the figure shows explanations where there are any.
     """
     provenance = {"stage": "audio_examples", "params": {**explain.as_params(), "ks": list(ks), "seed": seed}}
-    chosen = _choose_audio_example(excerpts, refined, ks, seed)
-    if chosen is None:  # no adversarial excerpt: an empty file, whose figure says so
+    by_target = read_excerpts(excerpts)
+    refinements_by_target = {
+        target: read_refinements(refined, ks, list(data["ids"]), prefix=f"{AUDIO_DIRECTIONS[target]}/")
+        for target, data in by_target.items()
+    }
+    chosen = _choose_audio_example(by_target, refinements_by_target, seed)
+    if chosen is None:  # no adversarial excerpt to show
         log.info("detector seed %s: no adversarial excerpt to show", seed)
-        return write_h5(output, {"ids": np.array([], dtype=str)}, **provenance)
+        return write_h5(output, NO_EXAMPLES, **provenance)
     target, row = chosen
     run = _explain_function(load_detector(detector, device=device), explain)
-    name, everything = AUDIO_DIRECTIONS[target], read_excerpts(excerpts)[target]
+    name, everything, refinements = AUDIO_DIRECTIONS[target], by_target[target], refinements_by_target[target]
     data = {key: value[row : row + 1] for key, value in everything.items()}
-    refinements = read_refinements(refined, ks, list(everything["ids"]), prefix=f"{name}/")
     flip_test = ThresholdCrossing(np.array([target]), float(read_provenance(refined)["params"]["threshold"]))
     x = ExcerptTensors.of(data, device)
     arrays = {
@@ -291,14 +290,15 @@ def audio_example(
     write_h5(output, arrays, **provenance, seeds={"seed": seed, "stages": [f"{EXAMPLES_STAGE}-audio", "noise", "lime"]})
 
 
-def _choose_audio_example(excerpts: str, refined: str, ks: Sequence[int], seed: int) -> tuple[int, int] | None:
+def _choose_audio_example(
+    by_target: Mapping[int, Mapping[str, np.ndarray]], refinements_by_target: Mapping[int, Mapping[int, Refinement]], seed: int
+) -> tuple[int, int] | None:
     """``(target, row)`` of the excerpt flipping at the most ks, ties broken by a per-item seeded order;
     None without any adversarial excerpt."""
     candidates = []
-    for target, data in read_excerpts(excerpts).items():
-        name = AUDIO_DIRECTIONS[target]
-        refinements = read_refinements(refined, ks, list(data["ids"]), prefix=f"{name}/")
-        flips = sum(r.kept.astype(int) for r in refinements.values()) if len(data["ids"]) else []
+    for target, data in by_target.items():
+        refinements = refinements_by_target[target].values()
+        flips = sum(r.kept.astype(int) for r in refinements) if len(data["ids"]) else []
         candidates += [
             (-int(f), item_seed(seed, f"{EXAMPLES_STAGE}-audio", item), target, row)
             for row, (item, f) in enumerate(zip(data["ids"], flips))
