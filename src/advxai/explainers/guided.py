@@ -141,7 +141,8 @@ class _RectifierCall:
         return bound
 
 
-def _rectifier_calls() -> dict[Callable[..., Any], _RectifierCall]:
+# Built once at import, before mutmut can switch a mutant on: not mutated (tests/README.md, mutation testing).
+def _rectifier_calls() -> dict[Callable[..., Any], _RectifierCall]:  # pragma: no mutate block
     relu = {"min_val": 0.0, "max_val": None, "inplace": False}
     relu6 = {"min_val": 0.0, "max_val": 6.0, "inplace": False}
     hardtanh = {"min_val": -1.0, "max_val": 1.0, "inplace": False}
@@ -166,7 +167,7 @@ def _rectifier_calls() -> dict[Callable[..., Any], _RectifierCall]:
     return {function: _RectifierCall(name, parameters, defaults) for function, name, parameters, defaults in entries}
 
 
-def _unguidable_calls() -> dict[Callable[..., Any], str]:
+def _unguidable_calls() -> dict[Callable[..., Any], str]:  # pragma: no mutate block
     names = {
         F: ["silu", "gelu", "elu", "elu_", "selu", "celu", "prelu", "rrelu", "rrelu_",
             "hardswish", "mish", "softplus", "threshold", "threshold_"],
