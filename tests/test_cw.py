@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from messages import exactly
 from torch import nn
 
 from advxai.attacks.cw import AttackCheckpoint, sign_adam_step, spectrogram_attack
@@ -152,10 +153,62 @@ def test_resumed_attack_equals_uninterrupted(bank, tmp_path):
 
 
 def test_rejects_training_mode_and_bad_shapes(bank):
-    with pytest.raises(ValueError, match="eval mode"):
+    message = "spectrogram_attack needs the model in eval mode (BatchNorm running statistics); call model.eval()"
+    with pytest.raises(ValueError, match=exactly(message)):
         spectrogram_attack(CentreBandDetector().train(), song(), bank, threshold=0.5)
     with pytest.raises(ValueError, match="bins"):
         spectrogram_attack(CentreBandDetector().eval(), song()[:, :100], bank, threshold=0.5)
+
+
+def test_sign_adam_step_clips_both_sides():
+    delta = torch.zeros(2, requires_grad=True)
+    optimizer = torch.optim.Adam([delta], lr=1.0)
+    sign_adam_step(optimizer, delta, torch.tensor([-4.0, 4.0]), epsilon=0.25)
+    np.testing.assert_array_equal(delta.detach().numpy(), [0.25, -0.25])
+
+
+@pytest.mark.parametrize(
+    ("spec_shape", "bank_shape", "settings", "message"),
+    [
+        ((40,), (513, 80), {}, r"spec_linear must be a \(T, bins\) spectrogram with T >= 1, got shape \(40,\)"),
+        ((0, 513), (513, 80), {}, r"T >= 1, got shape \(0, 513\)"),
+        ((40, 513), (513,), {}, r"filterbank of shape \(513,\) does not match 513 spectrogram bins"),
+        ((40, 513), (512, 80), {}, r"filterbank of shape \(512, 80\) does not match 513"),
+        ((40, 513), (513, 80), {"threshold": 0.0}, r"threshold must lie in \(0, 1\), got 0.0"),
+        ((40, 513), (513, 80), {"threshold": 1.0}, r"threshold must lie in \(0, 1\), got 1.0"),
+        ((40, 513), (513, 80), {"threshold": 1.5}, r"got 1.5"),
+        ((40, 513), (513, 80), {"alpha": -1.0}, r"need alpha >= 0, epsilon > 0, lr > 0, max_iter >= 0; got alpha=-1.0, epsilon=0.1"),
+        ((40, 513), (513, 80), {"epsilon": 0.0}, r"got alpha=15.0, epsilon=0.0, lr=0.0005, max_iter=1000"),
+        ((40, 513), (513, 80), {"lr": 0.0}, r"lr=0.0, max_iter"),
+        ((40, 513), (513, 80), {"max_iter": -1}, r"max_iter=-1$"),
+    ],
+)
+def test_bad_arguments_are_named(spec_shape, bank_shape, settings, message):
+    arguments = {"threshold": 0.5, **settings}
+    with pytest.raises(ValueError, match=message):
+        spectrogram_attack(CentreBandDetector().eval(), np.zeros(spec_shape, np.float32), np.zeros(bank_shape, np.float32), **arguments)
+
+
+def test_float64_inputs_are_attacked_in_float32(bank):
+    model = CentreBandDetector().eval()
+    single = spectrogram_attack(model, song(), bank, threshold=0.5, max_iter=3)
+    double = spectrogram_attack(model, song().astype(np.float64), bank.astype(np.float64), threshold=0.5, max_iter=3)
+    assert double.delta.dtype == double.adversarial_padded.dtype == np.float32
+    np.testing.assert_array_equal(double.delta, single.delta)
+
+
+def test_one_frame_song_is_attacked(bank):
+    result = spectrogram_attack(CentreBandDetector().eval(), song(2)[:1], bank, threshold=0.5, max_iter=0)
+    assert result.clean_pred.tolist() == [False] and result.delta.shape == (1 + 2 * CONTEXT, 513)
+
+
+def test_checkpoint_of_another_song_length_is_refused(bank, tmp_path):
+    store = BatchCheckpoint(tmp_path / "adversaries.h5", {"alpha": 15})
+    checkpoint = AttackCheckpoint(store, key="song-a", every=1)
+    spectrogram_attack(CentreBandDetector().eval(), song(4), bank, threshold=0.5, max_iter=1, checkpoint=checkpoint)
+    message = r"adversaries\.h5\.partial\.h5: checkpoint 'song-a' holds delta of shape \(118, 513\), expected \(119, 513\)"
+    with pytest.raises(ValueError, match=message):
+        spectrogram_attack(CentreBandDetector().eval(), song(5), bank, threshold=0.5, max_iter=2, checkpoint=checkpoint)
 
 
 @pytest.mark.slow

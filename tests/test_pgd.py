@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 from captum.robust import PGD
+from messages import exactly
 from scipy.stats import chisquare
 from torch import nn
 
-from advxai.attacks.pgd import draw_targets, targeted_pgd
+from advxai.attacks.pgd import _pgd_step, draw_targets, targeted_pgd
 
 N_CLASSES = 10
 
@@ -108,9 +109,27 @@ def test_batch_size_does_not_change_adversaries():
     np.testing.assert_array_equal(whole.first_success_step, np.concatenate([h.first_success_step for h in halves]))
 
 
+def test_an_element_whose_gradient_is_at_captums_threshold_stays():
+    """captum's FGSM moves only elements with |gradient| > 1e-6 (strictly): at 1e-6 it stays."""
+    gradient = torch.tensor([1e-6, 2e-6, -1.0, 0.0])
+    zeros = torch.zeros(4)
+    stepped = _pgd_step(zeros, zeros, gradient, 1.0, 0.1, lower=-torch.ones(4), upper=torch.ones(4))
+    assert stepped.tolist() == pytest.approx([0.0, -0.1, 0.1, 0.0])
+
+
+def test_targets_of_any_integer_type_give_the_same_adversaries():
+    model, x = tiny_cnn(), images(2, seed=4)
+    bounds = dict(lower=per_channel(-1.0), upper=per_channel(1.0))
+    as_long = targeted_pgd(model, x, torch.tensor([3, 7]), 0.1, 0.01, 5, **bounds)
+    as_int32 = targeted_pgd(model, x, torch.tensor([3, 7], dtype=torch.int32), 0.1, 0.01, 5, **bounds)
+    assert torch.equal(as_long.adversaries, as_int32.adversaries)
+
+
 def test_training_mode_model_is_refused():
     model = tiny_cnn().train()
-    with pytest.raises(ValueError, match="eval mode"):
+    with pytest.raises(ValueError, match=exactly(
+        "targeted_pgd needs the model in eval mode (call model.eval()): batch norm or dropout "
+        "in training mode would make each adversary depend on its batch")):
         targeted_pgd(model, images(1), [0], 0.1, 0.01, 1, lower=per_channel(-1.0), upper=per_channel(1.0))
 
 
@@ -133,6 +152,20 @@ def test_draw_targets_do_not_depend_on_the_batch():
     assert not np.array_equal(whole, draw_targets(22, ids, clean, N_CLASSES))
 
 
-def test_draw_targets_rejects_predictions_out_of_range():
-    with pytest.raises(ValueError, match="clean_predictions"):
-        draw_targets(0, ["a"], np.array([N_CLASSES]), N_CLASSES)
+@pytest.mark.parametrize(
+    ("clean", "n_classes", "message"),
+    [
+        ([N_CLASSES], N_CLASSES, f"clean_predictions must lie in 0..{N_CLASSES - 1}"),
+        ([-1], N_CLASSES, f"clean_predictions must lie in 0..{N_CLASSES - 1}"),
+        ([0, 0], N_CLASSES, "clean_predictions has shape (2,), expected (1,) like ids"),
+        ([0], 1, "n_classes=1: a targeted attack needs at least 2 classes"),
+    ],
+)
+def test_draw_targets_rejects_bad_predictions(clean, n_classes, message):
+    with pytest.raises(ValueError, match=exactly(message)):
+        draw_targets(0, ["a"], np.array(clean), n_classes)
+
+
+def test_draw_targets_for_two_classes_and_no_item():
+    assert draw_targets(0, ["a", "b"], np.array([0, 1]), 2).tolist() == [1, 0]
+    assert draw_targets(0, [], np.array([], dtype=np.int64), 2).shape == (0,)
