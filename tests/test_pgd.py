@@ -99,6 +99,63 @@ def test_early_stop_freezes_each_example_at_its_first_success():
     assert stopped.success.all()
 
 
+def test_early_stop_ends_once_every_example_has_reached_its_target():
+    model, x = tiny_cnn(), images(4, seed=3)
+    targets = (model(x).argmax(1).numpy() + 3) % N_CLASSES
+    bounds = dict(lower=per_channel(-1.0), upper=per_channel(1.0))
+    within = targeted_pgd(model, x, targets, 0.5, 0.02, 60, early_stop=True, **bounds)
+    assert within.first_success_step.max() < 60
+    longer = targeted_pgd(model, x, targets, 0.5, 0.02, 200, early_stop=True, **bounds)  # the loop breaks before step 200
+    assert torch.equal(longer.adversaries, within.adversaries)
+    np.testing.assert_array_equal(longer.first_success_step, within.first_success_step)
+
+
+def clean_target_and_another(model: nn.Module, x: torch.Tensor) -> np.ndarray:
+    """Targets for two inputs: the first its own clean prediction (reached at step 0), the second another class."""
+    clean = model(x).argmax(1).numpy()
+    return np.array([clean[0], (clean[1] + 3) % N_CLASSES])
+
+
+def test_first_success_is_zero_at_the_clean_input_and_minus_one_if_never():
+    model, x = tiny_cnn(), images(2, seed=3)
+    bounds = dict(lower=per_channel(-1.0), upper=per_channel(1.0))
+    frozen = targeted_pgd(model, x, clean_target_and_another(model, x), 0.0, 0.01, 3, **bounds)  # epsilon 0: nothing moves
+    assert torch.equal(frozen.adversaries, x)
+    assert frozen.first_success_step.tolist() == [0, -1]
+    assert frozen.success.tolist() == [True, False]
+    unstepped = targeted_pgd(model, x, clean_target_and_another(model, x), 0.1, 0.01, 0, **bounds)
+    assert torch.equal(unstepped.adversaries, x) and unstepped.first_success_step.tolist() == [0, -1]
+
+
+def test_early_stop_leaves_an_input_already_at_its_target_in_place():
+    model, x = tiny_cnn(), images(2, seed=3)
+    result = targeted_pgd(model, x, clean_target_and_another(model, x), 0.5, 0.02, 10, early_stop=True,
+                          lower=per_channel(-1.0), upper=per_channel(1.0))
+    assert torch.equal(result.adversaries[0], x[0]) and not torch.equal(result.adversaries[1], x[1])
+
+
+def test_float64_bounds_give_the_same_float32_adversaries():
+    model, x = tiny_cnn(), images(2, seed=4)
+    single = targeted_pgd(model, x, [3, 7], 0.1, 0.05, 5, lower=per_channel(-0.9), upper=per_channel(0.9))
+    double = targeted_pgd(model, x, [3, 7], 0.1, 0.05, 5, lower=per_channel(-0.9).double(), upper=per_channel(0.9).double())
+    assert double.adversaries.dtype == torch.float32 and torch.equal(double.adversaries, single.adversaries)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"n_steps": -1}, "need n_steps >= 0, epsilon >= 0, step_size > 0; got -1, 0.1, 0.01"),
+        ({"epsilon": -0.1}, "need n_steps >= 0, epsilon >= 0, step_size > 0; got 5, -0.1, 0.01"),
+        ({"step_size": 0.0}, "need n_steps >= 0, epsilon >= 0, step_size > 0; got 5, 0.1, 0.0"),
+        ({"targets": [1, 2, 3]}, "targets has shape (3,), expected (2,) like inputs"),
+    ],
+)
+def test_bad_settings_are_named(settings, message):
+    arguments = {"targets": [1, 2], "epsilon": 0.1, "step_size": 0.01, "n_steps": 5, **settings}
+    with pytest.raises(ValueError, match=exactly(message)):
+        targeted_pgd(tiny_cnn(), images(2), lower=per_channel(-1.0), upper=per_channel(1.0), **arguments)
+
+
 def test_batch_size_does_not_change_adversaries():
     model, x = tiny_cnn(), images(4, seed=5)
     targets = np.array([3, 0, 9, 4])
