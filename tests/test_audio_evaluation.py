@@ -10,6 +10,7 @@ import functools
 import numpy as np
 import pytest
 import torch
+from messages import exactly
 from torch import nn
 
 from advxai.evaluation.baselines import magnitude
@@ -111,6 +112,50 @@ def test_select_excerpts_draws_are_seeded_per_song(bank):
     # max_draws bounds the search
     few = select_excerpts([song_b], model, bank, threshold=THRESHOLD, direction=1, seed=3, max_draws=3)
     assert len(few) == int(np.sum(draws[:3] != 5))
+
+
+def test_select_excerpts_draws_only_frames_attacked_towards_the_direction(bank):
+    """Frames flipped the other way (clean "sing" when drawing towards "sing") are not even drawn."""
+    model = CentreBandDetector().eval()
+    levels = np.where((np.arange(200) >= 80) & (np.arange(200) < 90), LOUD, QUIET)  # frames 80..89 sing
+    clean = flat_song(levels)
+    adversarial = np.pad(clean, ((CONTEXT, CONTEXT), (0, 0)))
+    adversarial[[70 + CONTEXT, 100 + CONTEXT]] = LOUD
+    adversarial[[84 + CONTEXT, 86 + CONTEXT]] = QUIET
+    flipped = np.isin(np.arange(200), [70, 84, 86, 100])
+    excerpts = select_excerpts([("s", clean, adversarial, flipped)], model, bank, threshold=THRESHOLD, direction=1, seed=5, per_song=6)
+    draws = np.array([70, 100])[numpy_rng(5, "excerpts-1", "s").integers(0, 2, size=6)]
+    assert excerpts.frame.tolist() == draws.tolist()
+
+
+def test_a_clean_frame_exactly_at_the_threshold_counts_as_no_sing(bank):
+    """P(sing) > τ is "sing": a clean frame at P = τ exactly is attacked towards "sing" and kept."""
+    at_level = float(log_mel(torch.from_numpy(flat_song([0.03])), torch.from_numpy(bank))[0, BAND])
+    model = CentreBandDetector().eval()
+    model.forward = lambda logmel: model.scale * (logmel[:, CONTEXT : logmel.shape[1] - CONTEXT, BAND] - at_level)
+    clean = flat_song(np.where(np.arange(200) == 100, 0.03, QUIET))
+    adversarial = np.pad(clean, ((CONTEXT, CONTEXT), (0, 0)))
+    adversarial[100 + CONTEXT] = LOUD
+    song = ("s", clean, adversarial, np.arange(200) == 100)
+    excerpts = select_excerpts([song], model, bank, threshold=THRESHOLD, direction=1, seed=5, per_song=2)
+    assert excerpts.clean_prob.tolist() == [0.5, 0.5] and excerpts.frame.tolist() == [100, 100]
+    assert len(select_excerpts([song], model, bank, threshold=THRESHOLD, direction=1, seed=5, max_draws=1)) == 1
+
+
+@pytest.mark.parametrize(
+    ("part", "value", "message"),
+    [
+        (1, np.zeros(200, np.float32), "song 'a': clean spectrogram must be (T, bins), got shape (200,)"),
+        (2, np.zeros((200, 513), np.float32), "song 'a': padded adversary must have shape (314, 513), got (200, 513)"),
+        (3, np.zeros(200), "song 'a': flipped must be a bool array of shape (200,), got float64 (200,)"),
+        (3, np.zeros(199, bool), "song 'a': flipped must be a bool array of shape (200,), got bool (199,)"),
+    ],
+)
+def test_select_excerpts_names_the_bad_song(bank, part, value, message):
+    song = list(fabricated_song("a", 200, [100], loud_adv_frames=[100]))
+    song[part] = value
+    with pytest.raises(ValueError, match=exactly(message)):
+        select_excerpts([tuple(song)], CentreBandDetector().eval(), bank, threshold=THRESHOLD, direction=1, seed=7)
 
 
 def seven_data(n_items: int = 3, target: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
