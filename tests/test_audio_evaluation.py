@@ -128,6 +128,13 @@ def test_select_excerpts_draws_only_frames_attacked_towards_the_direction(bank):
     assert excerpts.frame.tolist() == draws.tolist()
 
 
+def test_excerpts_reach_the_edges_of_the_song_but_not_past_them(bank):
+    """The clean excerpt [f - 57, f + 58) must lie in the song: f = 57 and f = T - 58 are the outermost frames."""
+    song = fabricated_song("a", 200, [56, 57, 142, 143], loud_adv_frames=[56, 57, 142, 143])
+    excerpts = select_excerpts([song], CentreBandDetector().eval(), bank, threshold=THRESHOLD, direction=1, seed=7, per_song=30)
+    assert set(excerpts.frame.tolist()) == {57, 142}
+
+
 def test_a_clean_frame_exactly_at_the_threshold_counts_as_no_sing(bank):
     """P(sing) > τ is "sing": a clean frame at P = τ exactly is attacked towards "sing" and kept."""
     at_level = float(log_mel(torch.from_numpy(flat_song([0.03])), torch.from_numpy(bank))[0, BAND])
