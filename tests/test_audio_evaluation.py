@@ -135,6 +135,17 @@ def test_excerpts_reach_the_edges_of_the_song_but_not_past_them(bank):
     assert set(excerpts.frame.tolist()) == {57, 142}
 
 
+def test_a_song_without_excerpts_is_skipped_and_a_float64_bank_is_used_in_float32(bank):
+    model = CentreBandDetector().eval()
+    barren = fabricated_song("barren", 200, [100], loud_adv_frames=[])
+    fertile = fabricated_song("fertile", 200, [100], loud_adv_frames=[100])
+    single = select_excerpts([barren, fertile], model, bank, threshold=THRESHOLD, direction=1, seed=7, per_song=2)
+    assert single.song.tolist() == ["fertile", "fertile"]
+    double = select_excerpts([barren, fertile], model, bank.astype(np.float64), threshold=THRESHOLD, direction=1, seed=7, per_song=2)
+    assert double.adv_logmel.dtype == np.float32
+    np.testing.assert_array_equal(double.adv_logmel, single.adv_logmel)
+
+
 def test_a_clean_frame_exactly_at_the_threshold_counts_as_no_sing(bank):
     """P(sing) > τ is "sing": a clean frame at P = τ exactly is attacked towards "sing" and kept."""
     at_level = float(log_mel(torch.from_numpy(flat_song([0.03])), torch.from_numpy(bank))[0, BAND])
