@@ -137,13 +137,16 @@ def test_excerpts_reach_the_edges_of_the_song_but_not_past_them(bank):
 
 def test_a_song_without_excerpts_is_skipped_and_a_float64_bank_is_used_in_float32(bank):
     model = CentreBandDetector().eval()
-    barren = fabricated_song("barren", 200, [100], loud_adv_frames=[])
-    fertile = fabricated_song("fertile", 200, [100], loud_adv_frames=[100])
-    single = select_excerpts([barren, fertile], model, bank, threshold=THRESHOLD, direction=1, seed=7, per_song=2)
-    assert single.song.tolist() == ["fertile", "fertile"]
-    double = select_excerpts([barren, fertile], model, bank.astype(np.float64), threshold=THRESHOLD, direction=1, seed=7, per_song=2)
-    assert double.adv_logmel.dtype == np.float32
+    songs = [fabricated_song("barren", 200, [100], loud_adv_frames=[])]
+    songs += [fabricated_song(name, 200, [frame], loud_adv_frames=[frame]) for name, frame in (("a", 100), ("b", 90))]
+    single = select_excerpts(songs, model, bank, threshold=THRESHOLD, direction=1, seed=7, per_song=2)
+    assert single.ids.tolist() == ["a#100#0", "a#100#1", "b#90#0", "b#90#1"]
+    assert single.clean_prob.shape == single.adv_prob.shape == (4,) and np.all(single.adv_prob > THRESHOLD)
+    as_float64 = [(name, clean.astype(np.float64), adversarial.astype(np.float64), flipped) for name, clean, adversarial, flipped in songs]
+    double = select_excerpts(as_float64, model, bank.astype(np.float64), threshold=THRESHOLD, direction=1, seed=7, per_song=2)
+    assert double.adv_logmel.dtype == double.clean_logmel.dtype == np.float32
     np.testing.assert_array_equal(double.adv_logmel, single.adv_logmel)
+    np.testing.assert_array_equal(double.clean_logmel, single.clean_logmel)
 
 
 def test_a_clean_frame_exactly_at_the_threshold_counts_as_no_sing(bank):
