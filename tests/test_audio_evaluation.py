@@ -14,7 +14,7 @@ from messages import exactly
 from torch import nn
 
 from advxai.evaluation.baselines import magnitude
-from advxai.evaluation.excerpts import explain_excerpts, select_excerpts
+from advxai.evaluation.excerpts import excerpt_logits, excerpt_probabilities, explain_excerpts, select_excerpts
 from advxai.evaluation.flips import ThresholdCrossing
 from advxai.evaluation.labelflip import k_settings, label_flips
 from advxai.evaluation.localised import NOT_KEPT, localised_experiment
@@ -177,6 +177,49 @@ def test_select_excerpts_names_the_bad_song(bank, part, value, message):
     song[part] = value
     with pytest.raises(ValueError, match=exactly(message)):
         select_excerpts([tuple(song)], CentreBandDetector().eval(), bank, threshold=THRESHOLD, direction=1, seed=7)
+
+
+def test_select_excerpts_settings_at_their_bounds(bank):
+    model, song = CentreBandDetector().eval(), fabricated_song("a", 200, [100], loud_adv_frames=[100])
+    one = select_excerpts([song], model, bank, threshold=THRESHOLD, direction=1, seed=7, per_song=1)
+    assert one.ids.tolist() == ["a#100#0"]
+    none = select_excerpts([song], model, bank, threshold=THRESHOLD, direction=1, seed=7, max_draws=0)
+    assert none.clean_logmel.shape == none.adv_logmel.shape == (0, 115, 80) and none.adv_logmel.dtype == np.float32
+    assert none.ids.dtype.kind == none.song.dtype.kind == "U" and none.frame.dtype == np.int64
+    assert none.clean_prob.dtype == none.adv_prob.dtype == np.float64 and none.adv_prob.shape == (0,)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"direction": 2}, "direction must be 1 (no sing -> sing) or 0 (sing -> no sing), got 2"),
+        ({"per_song": 0}, "need per_song >= 1 and max_draws >= 0, got per_song=0, max_draws=100000"),
+        ({"max_draws": -1}, "need per_song >= 1 and max_draws >= 0, got per_song=10, max_draws=-1"),
+        ({"songs": 2}, "song names must be unique (they seed the draws), got ['a', 'a']"),
+        ({"train": True}, "select_excerpts needs the detector in eval mode (BatchNorm running statistics); call model.eval()"),
+    ],
+)
+def test_select_excerpts_names_the_bad_setting(bank, settings, message):
+    model = CentreBandDetector().train(settings.pop("train", False))
+    songs = [fabricated_song("a", 200, [100], loud_adv_frames=[100])] * settings.pop("songs", 1)
+    with pytest.raises(ValueError, match=exactly(message)):
+        select_excerpts(songs, model, bank, **{"threshold": THRESHOLD, "direction": 1, "seed": 7, **settings})
+
+
+def test_explain_excerpts_names_the_bad_input():
+    message = "explain_excerpts needs the detector in eval mode (BatchNorm running statistics); call model.eval()"
+    with pytest.raises(ValueError, match=exactly(message)):
+        explain_excerpts(SegmentSevenDetector().train(), np.zeros((1, 115, 80)), [1], ["x"], explainers=["sal"])
+    with pytest.raises(ValueError, match=exactly("excerpts_logmel must be (N, frames, mels), got shape (115, 80)")):
+        explain_excerpts(SegmentSevenDetector().eval(), np.zeros((115, 80)), [1], ["x"], explainers=["sal"])
+
+
+def test_two_class_wrappers_known_answer():
+    model, (clean, _) = SegmentSevenDetector().eval(), seven_data(n_items=2)
+    logit = model(clean)
+    torch.testing.assert_close(excerpt_logits(model)(clean[:, None]), torch.cat([-logit, logit], 1), rtol=0, atol=0)
+    p = torch.sigmoid(logit)
+    torch.testing.assert_close(excerpt_probabilities(model)(clean[:, None]), torch.cat([1 - p, p], 1), rtol=0, atol=0)
 
 
 def seven_data(n_items: int = 3, target: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
