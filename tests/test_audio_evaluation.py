@@ -297,6 +297,50 @@ def test_explain_excerpts_scores_the_target_class():
     assert all(scores.shape == (0, 20) for scores in empty.values())
 
 
+class MeanDetector(nn.Module):
+    """Logit = mean of the excerpt's log-mel to the power ``power``, for any number of mel bands."""
+
+    def __init__(self, scale: float = 1.0, power: int = 1):
+        super().__init__()
+        self.scale, self.power = nn.Parameter(torch.tensor(scale)), power
+
+    def forward(self, logmel: torch.Tensor) -> torch.Tensor:
+        return self.scale * (logmel**self.power).mean(dim=(1, 2))[:, None]
+
+
+def test_explain_excerpts_defaults_seeds_and_mel_bands():
+    model, (_, adversarial) = MeanDetector(power=2).eval(), seven_data(n_items=1)  # its gradient depends on the noise
+    default = explain_excerpts(model, adversarial, [1], ["x"], explainers=["sal-sg"], seed=1)["sal-sg"]
+    paper_settings = ExplainerSettings.paper("audio")
+    paper = explain_excerpts(model, adversarial, [1], ["x"], explainers=["sal-sg"], seed=1, settings=paper_settings)["sal-sg"]
+    np.testing.assert_array_equal(default, paper)  # no settings: the paper's audio settings
+    assert not np.array_equal(default, explain_excerpts(model, adversarial, [1], ["x"], explainers=["sal-sg"], seed=2)["sal-sg"])
+    forty_bands = explain_excerpts(MeanDetector().eval(), np.zeros((1, 115, 40)), [1], ["x"], explainers=["sal"])["sal"]
+    assert forty_bands.shape == (1, 20)
+
+
+def test_audio_lime_regresses_probabilities_not_logits():
+    """A detector saturated at P(sing) = 0 gives LIME nothing to explain, however its logit moves."""
+    saturated = MeanDetector(scale=100.0).eval()
+    excerpts = -5.0 + np.random.default_rng(0).random((1, 115, 80)).astype(np.float32)
+    settings = ExplainerSettings.paper("audio", lime_samples=64)
+    lime = explain_excerpts(saturated, excerpts, [1], ["x"], explainers=["lime"], settings=settings)["lime"]
+    assert np.abs(lime).max() < 1e-12
+
+
+@pytest.mark.parametrize(
+    ("targets", "ids", "message"),
+    [
+        ([1], ["x", "y"], "targets must be 2 values in {0, 1}, got [1]"),
+        ([1, 2], ["x", "y"], "targets must be 2 values in {0, 1}, got [1, 2]"),
+        ([1, 0], ["x"], "ids: expected 2 item ids, got 1"),
+    ],
+)
+def test_explain_excerpts_names_bad_targets_and_ids(targets, ids, message):
+    with pytest.raises(ValueError, match=exactly(message)):
+        explain_excerpts(SegmentSevenDetector().eval(), np.zeros((2, 115, 80)), targets, ids, explainers=["sal"])
+
+
 def localised_run(model, clean, adversarial, ks, explain):
     n = len(clean)
     return localised_experiment(model, ThresholdCrossing(np.ones(n, int), THRESHOLD), clean, adversarial, grid_masks(n), np.full(n, 20),
