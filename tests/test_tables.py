@@ -85,6 +85,48 @@ def test_audio_labelflip_table_is_per_seed_with_mean_and_std(tmp_path):
     assert empty.label_flip_rate.isna().all()  # no excerpt in this direction for any detector
 
 
+def test_audio_localised_table_known_histograms(tmp_path):
+    """Per seed, direction (a missing one counts nothing) and explainer, both directions pooled; then mean and std over seeds."""
+    write_h5(tmp_path / "0.h5", {"ks": np.array([1, 2]), "nosing_to_sing/k1/recovered/lime": np.array([1, 0, 1]),
+                                 "sing_to_nosing/k1/recovered/lime": np.array([0]), "nosing_to_sing/k2/recovered/lime": np.array([2, 1]),
+                                 "nosing_to_sing/k1/recovered/sal": np.array([1])}, stage="audio_localised", params={})
+    write_h5(tmp_path / "1.h5", {"ks": np.array([1]), "nosing_to_sing/k1/recovered/lime": np.array([1]),
+                                 "sing_to_nosing/k1/recovered/lime": np.zeros(0, int)}, stage="audio_localised", params={})
+    table = tables.audio_localised_table({0: str(tmp_path / "0.h5"), 1: str(tmp_path / "1.h5")})
+    assert list(table.columns) == tables.AUDIO_LOCALISED_COLUMNS
+    rows = [(s, d, e, k, r, c, None if np.isnan(f) else round(f, 4)) for s, d, e, k, r, c, f in tables.per_seed_rows(table).values]
+    nan, up, down = None, "nosing_to_sing", "sing_to_nosing"
+    assert rows == [
+        (0, up, "lime", 1, 0, 1, 0.3333), (0, up, "lime", 1, 1, 2, 0.6667),
+        (0, down, "lime", 1, 0, 1, 1.0), (0, down, "lime", 1, 1, 0, 0.0),
+        (0, "pooled", "lime", 1, 0, 2, 0.5), (0, "pooled", "lime", 1, 1, 2, 0.5),
+        (0, up, "sal", 1, 0, 0, 0.0), (0, up, "sal", 1, 1, 1, 1.0),
+        (0, down, "sal", 1, 0, 0, nan), (0, down, "sal", 1, 1, 0, nan),
+        (0, "pooled", "sal", 1, 0, 0, 0.0), (0, "pooled", "sal", 1, 1, 1, 1.0),
+        (0, up, "lime", 2, 0, 0, 0.0), (0, up, "lime", 2, 1, 1, 0.5), (0, up, "lime", 2, 2, 1, 0.5),
+        (0, down, "lime", 2, 0, 0, nan), (0, down, "lime", 2, 1, 0, nan), (0, down, "lime", 2, 2, 0, nan),
+        (0, "pooled", "lime", 2, 0, 0, 0.0), (0, "pooled", "lime", 2, 1, 1, 0.5), (0, "pooled", "lime", 2, 2, 1, 0.5),
+        (1, up, "lime", 1, 0, 0, 0.0), (1, up, "lime", 1, 1, 1, 1.0),
+        (1, down, "lime", 1, 0, 0, nan), (1, down, "lime", 1, 1, 0, nan),
+        (1, "pooled", "lime", 1, 0, 0, 0.0), (1, "pooled", "lime", 1, 1, 1, 1.0),
+    ]
+    means = tables.summary_rows(table, "mean")
+    pooled = means[(means.direction == "pooled") & (means.explainer == "lime") & (means.k == 1)].set_index("recovered")
+    assert pooled["count"].tolist() == [1.0, 1.5] and pooled.fraction.tolist() == [0.25, 0.75]
+    stds = tables.summary_rows(table, "std")
+    assert stds[(stds.direction == "pooled") & (stds.explainer == "lime") & (stds.k == 1)].fraction.tolist() == [0.25, 0.25]
+    fig3 = tables.recovered_mean_over_seeds(table)
+    assert list(fig3.columns) == tables.AUDIO_LOCALISED_COLUMNS and fig3.index.tolist() == list(range(len(fig3)))
+    assert fig3["count"].dtype == fig3.fraction.dtype == np.float64 and set(fig3.direction) == {"pooled"}
+
+
+def test_audio_svds_table_known_rows(tmp_path):
+    table = tables.audio_svds_table([_svds_csv(tmp_path, 0, 10.0), _svds_csv(tmp_path, 1, 12.0)])
+    assert list(table.columns) == tables.AUDIO_SVDS_COLUMNS and table.index.tolist() == [0, 1, 2, 3]
+    assert table.seed.tolist() == [0, 1, "mean", "std"]
+    assert table.error.tolist() == [10.0, 12.0, 11.0, 1.0] and table.threshold.tolist() == [0.5, 0.5, 0.5, 0.0]
+
+
 def test_audio_report_compares_each_detector_with_the_paper(tmp_path):
     """Counts and rates are per detector (mean ± std), not summed over detectors, beside the paper's one detector."""
     svds = tables.audio_svds_table([_svds_csv(tmp_path, 0, 10.0), _svds_csv(tmp_path, 1, 12.0)])
