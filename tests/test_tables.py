@@ -142,6 +142,37 @@ def test_audio_report_compares_each_detector_with_the_paper(tmp_path):
     assert fig3[fig3.recovered == 1].fraction.tolist() == [0.625]
 
 
+def test_audio_report_marks_rates_no_better_than_the_norm_and_pools_both_directions(tmp_path):
+    """A rate whose McNemar test against the norm is not significant gets the mark; only LIME has the paper's rate;
+    the localised rows count both directions."""
+    def labelflip(path, up: list[bool], down: list[bool]) -> str:
+        write_h5(path, {"ks": np.array([3]), "nosing_to_sing/flips/lime": np.array([up]), "sing_to_nosing/flips/lime": np.array([down]),
+                        "nosing_to_sing/flips/sal": np.array([up]), "sing_to_nosing/flips/sal": np.array([down])},
+                 stage="audio_labelflip", params={})
+        return str(path)
+
+    def localised(path, up: list[int], down: list[int]) -> str:
+        write_h5(path, {"ks": np.array([1]), "nosing_to_sing/k1/recovered/lime": np.array(up),
+                        "sing_to_nosing/k1/recovered/lime": np.array(down)}, stage="audio_localised", params={})
+        return str(path)
+
+    svds = tables.audio_svds_table([_svds_csv(tmp_path, 0, 10.0), _svds_csv(tmp_path, 1, 12.0)])
+    flips = tables.audio_labelflip_table({0: labelflip(tmp_path / "f0.h5", [True, False], [True, True]),
+                                          1: labelflip(tmp_path / "f1.h5", [True, True], [False, False])})
+    recovered = tables.audio_localised_table({0: localised(tmp_path / "l0.h5", [1, 0], [1]), 1: localised(tmp_path / "l1.h5", [1], [1, 1])})
+    comparisons = pd.DataFrame([{"explainer": "lime", "direction": "nosing_to_sing", "k": 3, "p_value": 0.5},
+                                {"explainer": "lime", "direction": "sing_to_nosing", "k": 3, "p_value": 0.01},
+                                {"explainer": "sal", "direction": "sing_to_nosing", "k": 3, "p_value": 0.5},
+                                {"explainer": "sal", "direction": "nosing_to_sing", "k": 1, "p_value": 0.5}])
+    report = tables.audio_report(svds, flips, recovered, comparisons=comparisons)  # k = 3 by default
+    assert "| lime | 75.00 ± 25.00° \\| 41.00 | 50.00 ± 50.00 \\| 32.00 |" in report
+    assert "| sal | 75.00 ± 25.00 \\| – | 50.00 ± 50.00° \\| – |" in report
+    assert tables.AUDIO_RATE_LEGEND in report
+    assert "| 1 | 3.00 ± 0.00 | 52 | 83.33 ± 16.67 |" in report  # 3 refined excerpts per detector, both directions
+    assert "## Singing-voice detector, test set (%; mean ± std over 2 detectors)" in report
+    assert "Ours: mean ± std over 2 detectors, of each detector's result" in report
+
+
 def test_audio_report_of_one_detector_shows_its_values_without_a_spread(tmp_path):
     """With one trained and attacked detector there is no spread to show: no "± 0.00", and the report says n = 1."""
     svds = tables.audio_svds_table([_svds_csv(tmp_path, 0, 10.0)])
@@ -152,6 +183,7 @@ def test_audio_report_of_one_detector_shows_its_values_without_a_spread(tmp_path
     assert "| error | 10.00 | 11.54 ± 0.96 |" in report and "| lime | 50.00 \\| 41.00 |" in report
     assert "| 1 | 2.00 | 52 | 50.00 |" in report
     assert report.count("one detector (n = 1), so no spread") == 2
+    assert "Ours: one detector (n = 1), so no spread, of each detector's result" in report
 
 
 def _svds_csv(tmp_path, seed: int, error: float) -> str:
