@@ -234,3 +234,96 @@ def test_table_1_says_over_how_many_labelled_images_top_1_is_computed(tmp_path):
     markdown = tables.accuracy_markdown(accuracy, {})
     assert "| m | 4 | 3 | 66.67 | – | 33.33 | – | 2 | – |" in markdown
     assert "over the labelled images" in markdown
+
+
+def image_report_inputs():
+    """Table 1 with one interval, rates with and without intervals (and a wrong aggregation to ignore), the baseline, two
+    comparisons (one not significant), Table 6 and the fewer-segments count, for a model labelled as ResNet-50."""
+    accuracy = pd.DataFrame([{"model": "m", "n_images": 4, "clean_top1": 50.0, "adv_top1": 25.0, "n_adversaries": 3, "n_labelled": 4,
+                              "clean_top1_ci_low": 15.0, "clean_top1_ci_high": 85.0,
+                              "adv_top1_ci_low": np.nan, "adv_top1_ci_high": np.nan}])
+
+    def rate(explainer, aggregation, seg, value, low, high):
+        return {"model": "m", "segmentation": seg, "explainer": explainer, "aggregation": aggregation, "k": 3, "fraction": np.nan,
+                "n": 4, "label_flip_rate": value, "ci_low": low, "ci_high": high}
+
+    labelflip = pd.DataFrame([rate("lime", "mean", "slic", 0.5, 0.15, 0.85), rate("sal", "mean_abs", "slic", 0.25, np.nan, np.nan),
+                              rate("sal", "mean", "slic", 0.9, 0.5, 1.0), rate("magnitude-mean", "-", "slic", 0.75, 0.3, 0.95),
+                              rate("ig-sg", "mean_abs", "rect", 1.0, 0.5, 1.0)])
+    key = {"model": "m", "segmentation": "slic", "experiment": "labelflip", "k": 3, "versus": "magnitude-mean"}
+    comparisons = pd.DataFrame([{**key, "explainer": "lime", "aggregation": "mean", "p_value": 0.5},
+                                {**key, "explainer": "sal", "aggregation": "mean_abs", "p_value": 0.01}])
+    slic = pd.DataFrame([{"model": "m", "n": 3, "mean": 10.5, "std": 1.25, "min": 9, "max": 12}])
+    fewer = pd.DataFrame([{"model": "m", "segmentation": "slic", "experiment": "labelflip", "k": 3, "n": 4, "n_fewer_segments": 1}])
+    return accuracy, labelflip, slic, {"m": "resnet50"}, fewer, comparisons
+
+
+IMAGE_REPORT_LINES = [  # the report of image_report_inputs(), line by line
+    "# Image domain: results beside the paper's (docs/method.md §9)",
+    '',
+    '## Table 1: top-1 accuracy (%) and adversaries',
+    '',
+    '| model | images | labelled | clean top-1 | paper | adv top-1 | paper | adversaries | paper |',
+    '|---|---|---|---|---|---|---|---|---|',
+    '| m | 4 | 4 | 50.00 [15.0, 85.0] | 76.13 | 25.00 | 0.16 | 3 | 49925 |',
+    '',
+    'Top-1 accuracies are over the labelled images (those with an ImageNet class); adversaries over all images.',
+    '',
+    '## Table 2: label-flip rate (%), SLIC, standard explainers, k = 3',
+    '',
+    '| model | lime (ours \\| paper) | sal (ours \\| paper) | magnitude-mean (ours \\| paper) |',
+    '|---|---|---|---|',
+    '| m | 50.00 [15.0, 85.0]° \\| 44.70 | 25.00 \\| 27.10 | 75.00 [30.0, 95.0] \\| – |',
+    '',
+    tables.RATE_LEGEND,
+    '',
+    '## Table 3: label-flip rate (%), SLIC, ensembles, k = 3',
+    '',
+    '| model | ig-sg (ours \\| paper) | magnitude-mean (ours \\| paper) |',
+    '|---|---|---|',
+    '| m | – \\| 33.26 | 75.00 [30.0, 95.0] \\| – |',
+    '',
+    tables.RATE_LEGEND,
+    '',
+    '## Table 7: label-flip rate (%), rectangles, standard explainers, k = 3',
+    '',
+    '| model | lime (ours \\| paper) | sal (ours \\| paper) | magnitude-mean (ours \\| paper) |',
+    '|---|---|---|---|',
+    '| m | – \\| 17.52 | – \\| 15.36 | – \\| – |',
+    '',
+    tables.RATE_LEGEND,
+    '',
+    '## Table 8: label-flip rate (%), rectangles, ensembles, k = 3',
+    '',
+    '| model | ig-sg (ours \\| paper) | magnitude-mean (ours \\| paper) |',
+    '|---|---|---|',
+    '| m | 100.00 [50.0, 100.0] \\| 17.78 | – \\| – |',
+    '',
+    tables.RATE_LEGEND,
+    '',
+    '## Table 6: SLIC segments per adversary',
+    '',
+    '| model | adversaries | segments (ours) | paper | range |',
+    '|---|---|---|---|---|',
+    '| m | 3 | 10.500 ± 1.250 | 11.042 ± 2.307 | 9–12 |',
+    '',
+    '## Images with fewer segments than k',
+    '',
+    'Kept as the authors kept them: every segment is added back (the full adversary) and the image stays in the denominator.',
+    '',
+    '| model | segmentation | experiment | k | images | fewer segments than k |',
+    '|---|---|---|---|---|---|',
+    '| m | slic | labelflip | 3 | 4 | 1 |',
+]
+
+
+def test_image_report_known_answer():
+    accuracy, labelflip, slic, architectures, fewer, comparisons = image_report_inputs()
+    report = tables.image_report(accuracy, labelflip, slic, architectures, 3, fewer, comparisons)
+    assert report.split("\n") == [*IMAGE_REPORT_LINES, ""]
+    plain = tables.image_report(accuracy, labelflip.drop(columns=["ci_low", "ci_high"]), None, architectures, 3)
+    assert tables.RATE_LEGEND not in plain and "°" not in plain and "Table 6" not in plain and "fewer segments" not in plain
+    assert "| m | 50.00 \\| 44.70 | 25.00 \\| 27.10 |" in plain  # no interval, no baseline column without comparisons
+    by_default = tables.labelflip_k3_markdown(labelflip, "slic", ["lime"], architectures)
+    assert by_default == tables.labelflip_k3_markdown(labelflip, "slic", ["lime"], architectures, k=3)
+    assert "| m | 50.00 [15.0, 85.0] \\| 44.70 |" in by_default
