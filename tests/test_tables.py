@@ -56,6 +56,61 @@ def test_fewer_segments_table_counts_both_experiments(tmp_path):
     assert "| m | slic | labelflip | 3 | 3 | 1 |" in markdown
 
 
+def _flip_shard(path, n_segments: list[int], flips: dict[str, list[list[bool]]]) -> str:
+    """A label-flip shard with settings k = 1, k = 3, half of the segments, and k = 1 again (a sweep repeating a fixed k)."""
+    write_h5(path, {"ids": np.array([f"i{j}" for j in range(len(n_segments))], dtype=str), "n_segments": np.array(n_segments, dtype=int),
+                    "k": np.array([1, 3, 0, 1]), "fraction": np.array([np.nan, np.nan, 0.5, np.nan]),
+                    **{f"flips/{name}": np.array(values, dtype=bool).reshape(len(n_segments), 4) for name, values in flips.items()}},
+             stage="labelflip", params={})
+    return str(path)
+
+
+def test_labelflip_table_known_rates(tmp_path):
+    """Rates over every shard (an empty one included), fractions k / n where all images have n segments, a repeated k once."""
+    t, f = True, False
+    shards = [_flip_shard(tmp_path / "0.h5", [], {"sal/mean_abs": [], "lime/mean": []}),
+              _flip_shard(tmp_path / "1.h5", [10, 10], {"sal/mean_abs": [[t, f, t, t], [f, f, t, f]],
+                                                        "lime/mean": [[t, t, t, t], [t, t, f, t]]}),
+              _flip_shard(tmp_path / "2.h5", [10], {"sal/mean_abs": [[t, t, f, t]], "lime/mean": [[f, f, f, f]]})]
+    mixed = [_flip_shard(tmp_path / "3.h5", [10, 12], {"sal/mean_abs": [[t, t, t, t], [f, f, f, f]]})]
+    table = tables.labelflip_table({("m", "slic"): shards, ("n", "rect"): mixed})
+    assert list(table.columns) == tables.LABELFLIP_COLUMNS and table.index.tolist() == list(range(9))
+    rows = [tuple(None if isinstance(v, float) and np.isnan(v) else round(v, 4) if isinstance(v, float) else v for v in row)
+            for row in table.values.tolist()]
+    assert rows == [
+        ("m", "slic", "lime", "mean", 1, 0.1, 3, 0.6667), ("m", "slic", "lime", "mean", 3, 0.3, 3, 0.6667),
+        ("m", "slic", "lime", "mean", None, 0.5, 3, 0.3333),
+        ("m", "slic", "sal", "mean_abs", 1, 0.1, 3, 0.6667), ("m", "slic", "sal", "mean_abs", 3, 0.3, 3, 0.3333),
+        ("m", "slic", "sal", "mean_abs", None, 0.5, 3, 0.6667),
+        ("n", "rect", "sal", "mean_abs", 1, None, 2, 0.5), ("n", "rect", "sal", "mean_abs", 3, None, 2, 0.5),
+        ("n", "rect", "sal", "mean_abs", None, 0.5, 2, 0.5),
+    ]
+
+
+def test_fewer_segments_of_two_models_and_of_a_model_without_localised_items(tmp_path):
+    labelflip = {(model, "slic"): [_labelflip_shard(tmp_path / f"{model}.h5", [2, 11], [[3, 1], [3, 5]], [3, 0], [np.nan, 0.5])]
+                 for model in ("a", "b")}
+    localised = {("a", "slic"): [_localised_shard(tmp_path / "lo.h5", [], {1: [], 3: []})]}
+    table = tables.fewer_segments_table(labelflip, localised)
+    assert table.values.tolist() == [["a", "slic", "labelflip", 3, 2, 1], ["b", "slic", "labelflip", 3, 2, 1],
+                                     ["a", "slic", "localised", 1, 0, 0], ["a", "slic", "localised", 3, 0, 0]]
+
+
+def test_table_1_of_several_shards_and_of_unlabelled_images(tmp_path):
+    def shard(name, labels, clean, final, success):
+        write_h5(tmp_path / name, {"labels": np.array(labels), "clean_prediction": np.array(clean), "final_prediction": np.array(final),
+                                   "success": np.array(success), "extra": np.zeros(len(labels))}, stage="attack", params={})
+        return str(tmp_path / name)
+
+    accuracy = tables.accuracy_table({"m": [shard("0.h5", [1, 2], [1, 2], [5, 2], [True, False]), shard("1.h5", [3], [3], [3], [False])],
+                                      "bundled": [shard("2.h5", [-1], [4], [7], [True])]})
+    assert list(accuracy.columns) == tables.ACCURACY_COLUMNS
+    m, bundled = accuracy.iloc[0], accuracy.iloc[1]
+    assert (m.n_images, m.n_labelled, m.clean_top1, m.n_adversaries) == (3, 3, 100.0, 1) and np.isclose(m.adv_top1, 100 * 2 / 3)
+    assert (bundled.n_images, bundled.n_labelled, bundled.n_adversaries) == (1, 0, 1)
+    assert np.isnan(bundled.clean_top1) and np.isnan(bundled.adv_top1)
+
+
 # ------------------------------------------------------------------ audio: per detector, then mean ± std over detectors
 def _audio_labelflip(path, flips_k3: list[bool]) -> str:
     """A per-seed label-flip file with LIME flips at k = 3 for "no sing → sing" and no "sing → no sing" excerpt."""
