@@ -111,6 +111,16 @@ def test_table_1_of_several_shards_and_of_unlabelled_images(tmp_path):
     assert np.isnan(bundled.clean_top1) and np.isnan(bundled.adv_top1)
 
 
+def test_slic_segments_table_over_shards_and_without_adversaries(tmp_path):
+    for name, counts in (("0.h5", [9, 12]), ("1.h5", [11])):
+        write_h5(tmp_path / name, {"adversary_n_segments": np.array(counts)}, stage="segments", params={})
+    table = tables.slic_segments_table({"m": [str(tmp_path / "0.h5"), str(tmp_path / "1.h5")], "none": []})
+    assert list(table.columns) == tables.SLIC_COLUMNS
+    m, none = table.iloc[0], table.iloc[1]
+    assert (m.n, m.min, m.max) == (3, 9, 12) and np.isclose(m["mean"], 32 / 3) and np.isclose(m["std"], np.std([9, 12, 11]))
+    assert none.n == 0 and np.isnan([none["mean"], none["std"], none["min"], none["max"]]).all()
+
+
 # ------------------------------------------------------------------ audio: per detector, then mean ± std over detectors
 def _audio_labelflip(path, flips_k3: list[bool]) -> str:
     """A per-seed label-flip file with LIME flips at k = 3 for "no sing → sing" and no "sing → no sing" excerpt."""
