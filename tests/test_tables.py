@@ -117,8 +117,8 @@ def test_slic_segments_table_over_shards_and_without_adversaries(tmp_path):
     table = tables.slic_segments_table({"m": [str(tmp_path / "0.h5"), str(tmp_path / "1.h5")], "none": []})
     assert list(table.columns) == tables.SLIC_COLUMNS
     m, none = table.iloc[0], table.iloc[1]
-    assert (m.n, m.min, m.max) == (3, 9, 12) and np.isclose(m["mean"], 32 / 3) and np.isclose(m["std"], np.std([9, 12, 11]))
-    assert none.n == 0 and np.isnan([none["mean"], none["std"], none["min"], none["max"]]).all()
+    assert (m["n"], m["min"], m["max"]) == (3, 9, 12) and np.isclose(m["mean"], 32 / 3) and np.isclose(m["std"], np.std([9, 12, 11]))
+    assert none["n"] == 0 and np.isnan([none["mean"], none["std"], none["min"], none["max"]]).all()
 
 
 # ------------------------------------------------------------------ audio: per detector, then mean ± std over detectors
