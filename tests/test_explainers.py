@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from captum.attr import GuidedBackprop, IntegratedGradients, KernelShap, NoiseTunnel, Occlusion, Saliency
+from messages import exactly
 from torch import nn
 
 from advxai.evaluation.baselines import segment_reduce
@@ -301,19 +302,35 @@ def test_function_plugin(tmp_path, monkeypatch, model, batch):
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"name": "x", "captum": "NoSuchMethod"}, "NoSuchMethod"),
-        ({"name": "x", "captum": "Occlusion", "attribute": {"target": 1}}, "target"),
-        ({"name": "x", "function": "no_such_module_advxai:f"}, "no_such_module_advxai"),
-        ({"name": "x", "function": "advxai.segments:no_such_function"}, "no_such_function"),
-        ({"name": "x", "function": "missing_colon"}, "module:function"),
-        ({"name": "sal", "captum": "Saliency"}, "built-in"),
-        ({"name": "x"}, "exactly one"),
-        ({"name": "x", "captum": "Saliency", "unknown": 1}, "unknown"),
+        ({"name": "x", "captum": "NoSuchMethod"}, "explainer 'x': 'NoSuchMethod' is not an attribution class in captum.attr"),
+        ({"name": "x", "captum": "Occlusion", "attribute": {"target": 1}},
+         "explainer 'x': 'target' is set by the workflow, remove it from 'attribute'"),
+        ({"name": "x", "function": "no_such_module_advxai:f"},
+         "explainer 'x': cannot import module 'no_such_module_advxai' (No module named 'no_such_module_advxai')"),
+        ({"name": "x", "function": "advxai.segments:no_such_function"},
+         "explainer 'x': module 'advxai.segments' has no function 'no_such_function'"),
+        ({"name": "x", "function": "advxai.segments:audio_grid:x"},
+         "explainer 'x': module 'advxai.segments' has no function 'audio_grid:x'"),
+        ({"name": "x", "function": "missing_colon"}, "explainer 'x': function 'missing_colon' must have the form 'module:function'"),
+        ({"name": "x", "function": ":f"}, "explainer 'x': function ':f' must have the form 'module:function'"),
+        ({"name": "x", "function": "advxai.segments:"}, "explainer 'x': function 'advxai.segments:' must have the form 'module:function'"),
+        ({"name": "sal", "captum": "Saliency"}, "extra explainer 'sal' clashes with a built-in explainer name"),
+        ({"name": "x"}, "extra explainer 'x' needs exactly one of 'captum', 'function' or (from Python) 'explainer'"),
+        ({"name": "x", "captum": "Saliency", "unknown": 1},
+         "extra explainer 'x': unknown key(s) ['unknown']; allowed: ['attribute', 'captum', 'init', 'name']"),
+        ({"name": ""}, "extra explainer {'name': ''} needs a non-empty 'name'"),
+        ({"name": 3}, "extra explainer {'name': 3} needs a non-empty 'name'"),
+        ({"name": "x", "explainer": print, "init": {}}, "extra explainer 'x': 'explainer' must be a callable, beside 'name' only"),
+        ({"name": "x", "explainer": "not callable"}, "extra explainer 'x': 'explainer' must be a callable, beside 'name' only"),
     ],
 )
 def test_extra_explainer_errors(spec, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=exactly(message)):
         make_extra_explainer(spec)
+
+
+def test_a_python_callable_is_its_own_extra_explainer():
+    assert make_extra_explainer({"name": "mine", "explainer": print}) is print
 
 
 def test_names_and_families():
@@ -322,7 +339,8 @@ def test_names_and_families():
     assert validate_explainers(["lime", "gbp-vg", "mine"], extra=["mine"]) == ["lime", "gbp-vg", "mine"]
     with pytest.raises(ValueError, match="'smoothgrad'.*sal-sg"):
         validate_explainers(["smoothgrad"])
-    with pytest.raises(ValueError, match="sal-vg"):
+    valid = ", ".join(BUILTIN_EXPLAINERS)
+    with pytest.raises(ValueError, match=exactly(f"unknown explainer 'sal-vargrad'; valid explainers: {valid}")):
         family_of("sal-vargrad")
     with pytest.raises(ValueError, match="does not belong"):
         explain_gradient_family(
