@@ -24,6 +24,7 @@ from advxai.explainers import (
     lime_coefficients,
     make_extra_explainer,
     noise_ensemble,
+    split_gradient_explainer,
     validate_explainers,
 )
 from advxai.segments import ABSENT
@@ -284,6 +285,15 @@ def test_occlusion_and_kernel_shap_plugins_match_captum(model, batch):
     torch.testing.assert_close(ours, expected)
 
 
+def test_captum_init_arguments_reach_the_attribution_class(model, batch):
+    inputs, targets = batch
+    gradients_only = make_extra_explainer({"name": "ig-raw", "captum": "IntegratedGradients", "init": {"multiply_by_inputs": False},
+                                           "attribute": {"n_steps": 4}})
+    expected = IntegratedGradients(model, multiply_by_inputs=False).attribute(inputs, target=targets, n_steps=4)
+    torch.testing.assert_close(gradients_only(model, inputs, targets), expected)
+    assert not torch.allclose(expected, IntegratedGradients(model).attribute(inputs, target=targets, n_steps=4))
+
+
 def test_function_plugin(tmp_path, monkeypatch, model, batch):
     (tmp_path / "my_explainer.py").write_text(
         textwrap.dedent(
@@ -339,6 +349,13 @@ def test_names_and_families():
     assert validate_explainers(["lime", "gbp-vg", "mine"], extra=["mine"]) == ["lime", "gbp-vg", "mine"]
     with pytest.raises(ValueError, match="'smoothgrad'.*sal-sg"):
         validate_explainers(["smoothgrad"])
+    with pytest.raises(ValueError, match=exactly("explainer 'sal' is listed twice")):
+        validate_explainers(["sal", "ig", "sal"])
+    gradient_names = ", ".join(BUILTIN_EXPLAINERS[1:])
+    for name in ("lime", "sal-x"):
+        with pytest.raises(ValueError, match=exactly(f"unknown explainer '{name}'; valid explainers: {gradient_names}")):
+            split_gradient_explainer(name)
+    assert split_gradient_explainer("sal-sg2") == ("sal", "sg2") and split_gradient_explainer("ig") == ("ig", None)
     valid = ", ".join(BUILTIN_EXPLAINERS)
     with pytest.raises(ValueError, match=exactly(f"unknown explainer 'sal-vargrad'; valid explainers: {valid}")):
         family_of("sal-vargrad")

@@ -12,11 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from messages import exactly
 
 from advxai.attacks.pgd import TARGET_STAGE, draw_targets
 from advxai.evaluation.baselines import MAGNITUDE, MAGNITUDE_MEAN, magnitude, magnitude_scores, segment_reduce
 from advxai.evaluation.flips import ClassChange
-from advxai.evaluation.localised import NOT_KEPT, localised_experiment
+from advxai.evaluation.labelflip import k_settings, label_flips
+from advxai.evaluation.localised import NOT_KEPT, Refinement, localised_experiment
 from advxai.evaluation.selection import hybrid, pad_scores, selection_width, top_k
 from advxai.evaluation.subsets import LABELFLIP_STAGE, LOCALISED_STAGE, draw_subset, evaluation_subsets, subset_size
 from advxai.explainers.gradients import draw_noise
@@ -263,3 +265,33 @@ def test_table1_adversarial_top1_keeps_the_clean_prediction_where_the_attack_fai
     row = table.iloc[0]
     assert row.n_images == 4 and row.n_adversaries == 2
     assert row.clean_top1 == pytest.approx(200 / 3) and row.adv_top1 == pytest.approx(100 / 3)
+
+
+def test_k_settings_are_integer_counts_even_without_any_setting():
+    settings = k_settings([1], [0.5], np.array([3, 10]))
+    assert settings.per_item.tolist() == [[1, 1], [1, 5]] and settings.per_item.dtype.kind == "i"
+    assert settings.k.tolist() == [1, 0] and np.isnan(settings.fraction[0]) and settings.fraction[1] == 0.5
+    none = k_settings([], [], np.array([3, 10]))
+    assert none.per_item.shape == (2, 0) and none.per_item.dtype.kind == "i" and none.fraction.dtype == np.float64
+
+
+def test_refinement_round_trips_through_its_segment_ids():
+    refinement = Refinement.from_segment_ids([[4, 1], [0, 2]], width=6, decisions=[3, 5], kept=[True, False])
+    assert refinement.truth.dtype == bool and refinement.kept.dtype == bool
+    assert refinement.truth.tolist() == [[False, True, False, False, True, False], [True, False, True, False, False, False]]
+    assert refinement.segment_ids().tolist() == [[1, 4], [0, 2]]
+    assert refinement.rows(np.array([1])).segment_ids().tolist() == [[0, 2]]
+    nothing = Refinement(truth=np.zeros((0, 6), bool), decisions=np.zeros(0, int), kept=np.zeros(0, bool))
+    assert nothing.segment_ids().shape == (0, 0)
+
+
+def test_label_flips_names_a_ranking_of_other_items_and_answer_bool_for_no_item():
+    clean = torch.zeros(3, 1, 2, 2)
+    masks = torch.zeros(3, 2, 2, dtype=torch.long)
+    flip_test = ClassChange(np.zeros(3, int))
+    settings = k_settings([1], [], np.ones(3, int)).per_item
+    with pytest.raises(ValueError, match=exactly("ranking 'sal' scores 2 items, expected 3")):
+        label_flips(torch.nn.Flatten(), flip_test, clean, clean, masks, np.ones(3, int), {"sal": np.zeros((2, 1))}, settings, 4)
+    none = label_flips(torch.nn.Flatten(), ClassChange(np.zeros(0, int)), clean[:0], clean[:0], masks[:0], np.ones(0, int),
+                       {"sal": np.zeros((0, 1))}, settings[:0], 4)
+    assert none["sal"].shape == (0, 1) and none["sal"].dtype == bool
