@@ -7,6 +7,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 import pytest
+from messages import exactly
 
 from advxai import __version__, seeding
 from advxai.store import (
@@ -52,6 +53,38 @@ def test_failed_write_leaves_nothing(tmp_path):
             tmp.write_text("half")
             raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_require_params_lists_every_differing_key(tmp_path):
+    path = tmp_path / "x.h5"
+    write_h5(path, {"x": np.zeros(1)}, stage="s", params={"epsilon": 0.05, "steps": 10, "same": 1})
+    message = (f"{path} was written with other parameters (epsilon: file has 0.05, config implies 0.1, "
+               "steps: file has 10, config implies 20); rerun its producing rule")
+    with pytest.raises(ProvenanceError, match=exactly(message)):
+        require_params(path, {"epsilon": 0.1, "steps": 20, "same": 1})
+
+
+def test_dataset_names_of_an_absent_group_are_none(tmp_path):
+    write_h5(tmp_path / "x.h5", {"scores/sal": np.zeros(1)}, stage="s", params={})
+    assert dataset_names(tmp_path / "x.h5", "scores") == ["scores/sal"] and dataset_names(tmp_path / "x.h5", "flips") == []
+
+
+def test_checkpoint_ignores_unfinished_batches_and_stores_no_times(tmp_path, capsys):
+    import h5py
+
+    checkpoint = BatchCheckpoint(tmp_path / "adversaries.h5", {"p": 1})
+    result = checkpoint.run(3, 2, lambda rows: {"b": np.arange(rows.start, rows.stop), "a": np.zeros(rows.stop - rows.start)})
+    assert list(result) == ["b", "a"] and result["b"].tolist() == [0, 1, 2]
+    progress = capsys.readouterr().err
+    assert "adversaries.h5: 100%" in progress and "batch/s]" in progress  # named after the output, counted in batches
+    with h5py.File(checkpoint.path, "a") as handle:
+        assert h5py.h5o.get_info(handle["batch000000000_size2/b"].id).ctime == 0  # no timestamps: identical bytes on a rerun
+        handle.create_group("unfinished").create_dataset("b", data=np.zeros(1))  # a save killed before "complete"
+        unordered = handle.create_group("foreign")
+        unordered.create_dataset("x", data=np.ones(1))
+        unordered.attrs["complete"] = True
+    assert checkpoint.keys() == {"batch000000000_size2", "batch000000002_size2", "foreign"}
+    assert list(checkpoint.load("foreign")) == ["x"]  # a batch saved without its order: the stored order
 
 
 def test_require_params_names_the_file_and_both_values(tmp_path):
@@ -172,9 +205,10 @@ def test_rows_are_read_in_the_order_asked_and_nothing_else(tmp_path):
     path = tmp_path / "rows.h5"
     values = np.arange(24, dtype=np.float32).reshape(6, 2, 2)
     write_h5(path, {"ids": [f"i{k}" for k in range(6)], "values": values}, stage="test", params={})
-    for rows in ([4, 1, 3], [2, 3, 4], [5], []):
+    for rows in ([4, 1, 3], [2, 3, 4], [3, 0], [5], []):
         read = read_h5_rows(path, ["ids", "values"], np.array(rows, dtype=int))
         np.testing.assert_array_equal(read["values"], values[rows].reshape(len(rows), 2, 2))
+        assert read["values"].dtype == np.float32
         assert read["ids"].tolist() == [f"i{k}" for k in rows]
     with pytest.raises(ValueError, match="distinct"):
         read_h5_rows(path, ["values"], np.array([1, 1]))
