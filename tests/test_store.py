@@ -28,12 +28,13 @@ from advxai.store import (
 
 def test_write_and_read_round_trip_with_provenance(tmp_path):
     path = tmp_path / "out.h5"
-    arrays = {"ids": np.array(["a", "b"]), "group/values": np.arange(6.0).reshape(2, 3), "count": 3}
+    arrays = {"ids": np.array(["a", "b"]), "group/values": np.arange(6.0).reshape(2, 3), "count": 3, "Xray": np.ones(1)}
     write_h5(path, arrays, stage="demo", params={"k": 3, "names": ["x"]}, seeds={"seed": 1})
     back = read_h5(path)
+    assert sorted(back) == ["Xray", "count", "group/values", "ids"]  # every name as written
     assert back["ids"].tolist() == ["a", "b"]
     np.testing.assert_array_equal(back["group/values"], arrays["group/values"])
-    assert int(back["count"]) == 3
+    assert type(back["count"]) is np.int64 and back["count"] == 3  # a scalar comes back a NumPy scalar, not a 0-d array
     provenance = read_provenance(path)
     assert provenance["advxai_version"] == __version__
     assert provenance["stage"] == "demo" and provenance["params"] == {"k": 3, "names": ["x"]} and provenance["seeds"] == {"seed": 1}

@@ -86,15 +86,6 @@ def _encode(value: np.ndarray) -> np.ndarray:
     return value
 
 
-def _write_arrays(handle: h5py.File, arrays: Mapping[str, Any]) -> None:
-    for name, value in arrays.items():
-        data = _encode(value)
-        if data.ndim == 0:
-            handle.create_dataset(name, data=data, track_order=False)
-        else:
-            handle.create_dataset(name, data=data, track_times=False)
-
-
 def write_h5(
     path: PathLike,
     arrays: Mapping[str, Any],
@@ -114,7 +105,9 @@ def write_h5(
             handle.attrs["seeds"] = canonical_json(dict(seeds or {}))
             for key, value in (attrs or {}).items():
                 handle.attrs[key] = value if not isinstance(value, (dict, list)) else canonical_json(value)
-            _write_arrays(handle, arrays)
+            for name, value in arrays.items():
+                # no timestamps: a rerun writes identical bytes (h5py's default too, stated for the reader)
+                handle.create_dataset(name, data=_encode(value), track_times=False)
 
 
 def _decode(data: np.ndarray) -> np.ndarray:
