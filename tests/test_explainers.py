@@ -27,6 +27,7 @@ from advxai.explainers import (
     split_gradient_explainer,
     validate_explainers,
 )
+from advxai.explainers.settings import ExplainerSettings
 from advxai.segments import ABSENT
 
 N_ITEMS, SIDE, N_CLASSES = 3, 16, 5
@@ -374,3 +375,22 @@ def test_integration_points_equal_captums_gauss_legendre(n_steps):
     ours_alphas, ours_weights = integration_points(n_steps)
     np.testing.assert_array_equal(ours_alphas.numpy(), np.asarray(alphas(n_steps)))
     np.testing.assert_array_equal(ours_weights.numpy(), np.asarray(step_sizes(n_steps)))
+
+
+def test_paper_settings_and_what_each_job_receives():
+    """The paper's values per domain (docs/method.md §7), and only the keys a job's explainers read."""
+    assert ExplainerSettings.paper("image") == ExplainerSettings(lime_samples=512, lime_kernel_width=0.25, noise_samples=25, noise_std=1.0,
+                                                                 ig_steps=50)
+    assert ExplainerSettings.paper("audio", ig_steps=4) == ExplainerSettings(8192, 0.25, 25, 1.0, 4)
+    with pytest.raises(ValueError, match=exactly("domain must be one of ['image', 'audio'], got 'text'")):
+        ExplainerSettings.paper("text")
+    paper = ExplainerSettings.paper(unguided_functional_relu=True)
+    assert paper.only(["sal", "gbp-vg"]) == ExplainerSettings(noise_samples=25, noise_std=1.0, unguided_functional_relu=True)
+    assert paper.only(["lime", "ig"]) == ExplainerSettings(lime_samples=512, lime_kernel_width=0.25, ig_steps=50)
+    assert paper.only(["sal"]) == ExplainerSettings()
+    assert ExplainerSettings.keys_for(["ig-sg2"]) == ["noise_samples", "noise_std", "ig_steps"]
+    missing = "missing key '{}.ig_steps': an explainer needs it (ExplainerSettings.paper() gives the paper's)"
+    with pytest.raises(ValueError, match=exactly(missing.format("explain"))):
+        ExplainerSettings().require("ig_steps")
+    with pytest.raises(ValueError, match=exactly(missing.format("audio.explain"))):
+        ExplainerSettings().require("ig_steps", "audio.explain")
