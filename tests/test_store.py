@@ -215,3 +215,13 @@ def test_rows_are_read_in_the_order_asked_and_nothing_else(tmp_path):
         read_h5_rows(path, ["values"], np.array([1, 1]))
     with pytest.raises(KeyError, match="no dataset 'missing'"):
         read_h5_rows(path, ["missing"], np.array([0]))
+
+
+def test_canonical_json_of_numpy_scalars_and_paths():
+    from pathlib import Path
+
+    from advxai.store import canonical_json
+
+    assert canonical_json({"b": np.int64(3), "a": Path("x/y.h5"), "c": np.float32(0.5)}) == '{"a":"x/y.h5","b":3,"c":0.5}'
+    with pytest.raises(TypeError, match=exactly("not JSON-serialisable: {1}")):
+        canonical_json({"a": {1}})
