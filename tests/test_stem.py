@@ -16,11 +16,12 @@ from advxai.explainers.stem import MIN_KERNEL_VOLUME, find_linear_stem
 SIDE = 32
 
 
-def stem_model(kernel: int = 11, dtype: torch.dtype = torch.float32) -> nn.Module:
+def stem_model(kernel: int = 11, dtype: torch.dtype = torch.float32, dilation: int = 1, groups: int = 1) -> nn.Module:
     """AlexNet's shape in small: a large strided first convolution, then an in-place ReLU."""
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(3, 6, kernel, stride=4, padding=2), nn.ReLU(inplace=True), nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(3, 6, kernel, stride=4, padding=2, dilation=dilation, groups=groups), nn.ReLU(inplace=True),
+        nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(),
         nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, 5),
     ).to(dtype).eval()
 
@@ -96,6 +97,19 @@ def test_ig_through_the_stem_equals_ig_point_by_point(monkeypatch, batch_size):
     for name, expected in point_by_point.items():
         torch.testing.assert_close(through_stem[name], expected, rtol=1e-10, atol=1e-12, msg=name)
     assert not torch.equal(through_stem["plain"], point_by_point["plain"])  # another order of the sums, really taken
+
+
+@pytest.mark.parametrize(("kernel", "dilation", "groups"), [(11, 2, 1), (17, 1, 3)])
+def test_ig_through_a_dilated_or_grouped_stem_equals_ig_point_by_point(monkeypatch, kernel, dilation, groups):
+    model = stem_model(kernel, torch.float64, dilation=dilation, groups=groups)
+    inputs = torch.randn(2, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    targets = torch.tensor([0, 4])
+    noise = gradients.draw_noise(["a", "b"], inputs.shape[1:], 2, 0.5, seed=4).double()
+    assert find_linear_stem(model, inputs[:1]) is not None
+    point_by_point = ig_maps(model, inputs, targets, noise, through_stem=False, monkeypatch=monkeypatch)
+    through_stem = ig_maps(model, inputs, targets, noise, through_stem=True, monkeypatch=monkeypatch)
+    for name, expected in point_by_point.items():
+        torch.testing.assert_close(through_stem[name], expected, rtol=1e-10, atol=1e-12, msg=name)
 
 
 def test_ig_through_the_stem_of_an_item_alone_equals_it_inside_a_batch():
