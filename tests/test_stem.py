@@ -131,3 +131,11 @@ def test_ig_through_the_stem_of_an_item_alone_equals_it_inside_a_batch():
             for aggregation, values in alone[explainer]["rect"].items():
                 np.testing.assert_array_equal(values[0], together[explainer]["rect"][aggregation][row],
                                               err_msg=f"{explainer} {aggregation}")
+
+
+def test_the_kernel_volume_rule_counts_channels_per_group_and_both_kernel_sides():
+    from advxai.explainers.stem import _qualifies
+
+    assert _qualifies(nn.Conv2d(1, 4, 16)) and not _qualifies(nn.Conv2d(1, 4, 15))  # exactly MIN_KERNEL_VOLUME products qualify
+    assert _qualifies(nn.Conv2d(3, 6, (13, 7))) and not _qualifies(nn.Conv2d(3, 6, (13, 6)))
+    assert not _qualifies(nn.Conv2d(3, 6, 11, groups=3)) and not _qualifies(nn.Conv2d(3, 6, 11, padding=2, padding_mode="reflect"))
