@@ -394,3 +394,58 @@ def test_paper_settings_and_what_each_job_receives():
         ExplainerSettings().require("ig_steps")
     with pytest.raises(ValueError, match=exactly(missing.format("audio.explain"))):
         ExplainerSettings().require("ig_steps", "audio.explain")
+
+
+class FunctionalReLUCNN(TinyCNN):
+    """TinyCNN with one functional ReLU, which Guided Backprop guides only without ``relu_modules_only``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(torch.nn.functional.relu(x - 0.2)))
+
+
+def test_every_setting_reaches_its_explainer(batch):
+    """explain_all's output moves with each key of the settings and the LIME form; settings that change nothing don't."""
+    from dataclasses import replace
+
+    from advxai.explainers.engine import ExplainSettings, explain_all
+    from advxai.explainers.settings import AUDIO_LIME
+
+    torch.manual_seed(0)
+    model, (inputs, targets) = FunctionalReLUCNN().eval(), (batch[0] + 1.0, batch[1])  # item means far from LIME's 0 baseline
+    explainer = ExplainerSettings(lime_samples=24, lime_kernel_width=0.7, noise_samples=3, noise_std=0.3, ig_steps=5)
+    base = ExplainSettings(explainer=explainer, lime=AUDIO_LIME, seed=7, batch_size=3, lime_batch_size=5, relu_modules_only=True)
+    masks, counts = {"rect": rectangles(N_ITEMS)}, {"rect": np.full(N_ITEMS, 16)}
+    names = ["lime", "sal-sg", "ig", "gbp"]
+
+    def scores(settings: ExplainSettings) -> dict[str, np.ndarray]:
+        result = explain_all(model, inputs, targets, ["a", "b", "c"], masks, counts, names, settings)
+        return {name: result[name]["rect"]["mean"] for name in names}
+
+    reference = scores(base)
+    changes = {
+        "lime": [replace(base, explainer=replace(explainer, lime_samples=32)),
+                 replace(base, explainer=replace(explainer, lime_kernel_width=3.0)),
+                 *(replace(base, lime=replace(AUDIO_LIME, **change))
+                   for change in ({"include_unperturbed": False}, {"baseline": 0.0}, {"kernel": "input_cosine"}, {"surrogate": "ols"}))],
+        "sal-sg": [replace(base, explainer=replace(explainer, noise_samples=4)), replace(base, explainer=replace(explainer, noise_std=0.6))],
+        "ig": [replace(base, explainer=replace(explainer, ig_steps=7))],
+        "gbp": [replace(base, relu_modules_only=False)],
+    }
+    for name, variants in changes.items():
+        for variant in variants:
+            assert not np.allclose(scores(variant)[name], reference[name]), (name, variant)
+    reseeded = scores(replace(base, seed=8))
+    assert not np.allclose(reseeded["lime"], reference["lime"]) and not np.allclose(reseeded["sal-sg"], reference["sal-sg"])
+    rebatched = scores(replace(base, batch_size=2, lime_batch_size=None))
+    for name in names:
+        np.testing.assert_array_equal(rebatched[name], reference[name])
+
+
+def test_lime_coefficients_as_aggregations():
+    from advxai.explainers.engine import lime_as_aggregations
+
+    coefficients = np.array([[0.5, -0.2, 0.0, ABSENT]])
+    aggregations = lime_as_aggregations(coefficients)
+    assert aggregations["mean"] is coefficients
+    assert aggregations["mean_abs"].tolist() == [[0.5, 0.2, 0.0, ABSENT]]
+    assert aggregations["mean_pos"].tolist() == [[0.5, ABSENT, ABSENT, ABSENT]]
