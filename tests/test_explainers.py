@@ -427,7 +427,8 @@ def test_every_setting_reaches_its_explainer(batch):
                  replace(base, explainer=replace(explainer, lime_kernel_width=3.0)),
                  *(replace(base, lime=replace(AUDIO_LIME, **change))
                    for change in ({"include_unperturbed": False}, {"baseline": 0.0}, {"kernel": "input_cosine"}, {"surrogate": "ols"}))],
-        "sal-sg": [replace(base, explainer=replace(explainer, noise_samples=4)), replace(base, explainer=replace(explainer, noise_std=0.6))],
+        "sal-sg": [replace(base, explainer=replace(explainer, noise_samples=4)),
+                   replace(base, explainer=replace(explainer, noise_std=0.6))],
         "ig": [replace(base, explainer=replace(explainer, ig_steps=7))],
         "gbp": [replace(base, relu_modules_only=False)],
     }
