@@ -450,3 +450,23 @@ def test_lime_coefficients_as_aggregations():
     assert aggregations["mean"] is coefficients
     assert aggregations["mean_abs"].tolist() == [[0.5, 0.2, 0.0, ABSENT]]
     assert aggregations["mean_pos"].tolist() == [[0.5, ABSENT, ABSENT, ABSENT]]
+
+
+def test_aggregation_of_several_segmentations_and_of_one_dimensional_maps():
+    from advxai.explainers.aggregate import aggregate_segmentations
+
+    generator = torch.Generator().manual_seed(4)
+    attributions = torch.randn(2, 3, 6, 6, generator=generator)
+    masks = {"rect": rectangles(2, side=6, grid=2), "halves": (torch.arange(6)[None, :] // 3).expand(2, 6, 6)}
+    together = aggregate_segmentations(attributions, masks, {"rect": 4, "halves": 2})
+    for name, n_segments in (("rect", 4), ("halves", 2)):
+        for aggregation, values in aggregate(attributions, masks[name], n_segments).items():
+            np.testing.assert_array_equal(together[name][aggregation], values)
+    with pytest.raises(ValueError, match=exactly("n_segments lacks the segmentation(s) ['halves'] given in masks")):
+        aggregate_segmentations(attributions, masks, {"rect": 4})
+    signal = aggregate(torch.tensor([[[1.0, -3.0, 2.0, 4.0]]]), torch.tensor([[0, 0, 1, 1]]), 2)  # (N, C, L): one spatial axis
+    assert signal["mean"].tolist() == [[-1.0, 3.0]] and signal["mean_pos"].tolist() == [[1.0, 3.0]]
+    message = ("masks of shape (2, 6, 5) do not match attributions of shape (2, 3, 6, 6): "
+               "expected attributions (N, C, *spatial) and masks (N, *spatial)")
+    with pytest.raises(ValueError, match=exactly(message)):
+        aggregate(attributions, masks["rect"][:, :, :5], 4)
