@@ -470,3 +470,29 @@ def test_aggregation_of_several_segmentations_and_of_one_dimensional_maps():
                "expected attributions (N, C, *spatial) and masks (N, *spatial)")
     with pytest.raises(ValueError, match=exactly(message)):
         aggregate(attributions, masks["rect"][:, :, :5], 4)
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 3, 2, 2), (2, 2, 3, 2, 3), (2, 3, 2, 2)])
+def test_noise_of_another_shape_is_named(shape):
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(12, 3)).eval()
+    message = f"noise must have shape (N, J, *inputs.shape[1:]) = (2, J, 3, 2, 2), got {shape}"
+    with pytest.raises(ValueError, match=exactly(message)):
+        noise_ensemble(linear, torch.zeros(2, 3, 2, 2), torch.tensor([0, 1]), "sal", torch.zeros(shape))
+
+
+def test_gradient_family_arguments_and_defaults():
+    torch.manual_seed(0)
+    model, targets = FunctionalReLUCNN().eval(), torch.tensor([0, 1])
+    inputs = torch.randn(2, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(5))
+    arguments = {"masks": {"rect": rectangles(2)}, "n_segments": {"rect": 16}, "n_noise": 2}
+    with pytest.raises(ValueError, match=exactly("ids: expected 2 item ids, got 1")):
+        explain_gradient_family(model, inputs, targets, ["a"], "sal", explainers=["sal"], **arguments)
+    with pytest.raises(ValueError, match=exactly("explainers: ['sal-sg', 'sal-sg'] lists a name twice")):
+        explain_gradient_family(model, inputs, targets, ["a", "b"], "sal", explainers=["sal-sg", "sal-sg"], **arguments)
+    default = explain_gradient_family(model, inputs, targets, ["a", "b"], "gbp", explainers=["gbp", "gbp-sg"], **arguments)
+    assert default.attributions == {}  # kept only when asked for
+    explicit = explain_gradient_family(model, inputs, targets, ["a", "b"], "gbp", explainers=["gbp", "gbp-sg"], seed=0,
+                                       relu_modules_only=False, keep_attributions=True, **arguments)
+    for name in ("gbp", "gbp-sg"):  # seed 0 and every rectifier guided, by default
+        np.testing.assert_array_equal(default.scores[name]["rect"]["mean"], explicit.scores[name]["rect"]["mean"])
+    assert set(explicit.attributions) == {"gbp", "gbp-sg"}
