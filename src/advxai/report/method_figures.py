@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..names import ENSEMBLES, GRADIENT_METHODS, LIME_FAMILY  # noqa: E402
+from ..names import ENSEMBLES, GRADIENT_METHODS, LIME_FAMILY, reported_aggregation  # noqa: E402
 from ..segments import ABSENT  # noqa: E402
 from .empty import EMPTY_CAUSES  # noqa: E402
 from .plots import figure_nothing, save  # noqa: E402
@@ -29,11 +29,6 @@ AGGREGATION_TITLES = {"mean": "mean", "mean_abs": "mean |·|", "mean_pos": "mean
 TOP_PIXEL_SHARE = 0.1  # Fig. 4's binarised map: the 10 % most relevant pixels (by |IG| summed over channels)
 TRUTH_COLOUR, FOUND_COLOUR = "lime", "red"
 EXPLAINERS_PER_ROW = 7
-
-
-def reported_aggregation(explainer: str) -> str:
-    """The aggregation each explainer is reported with (LIME's coefficients are its ``mean``)."""
-    return "mean" if explainer == LIME_FAMILY else "mean_abs"
 
 
 def score_map(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -15,16 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..names import AUDIO_DIRECTIONS  # torch-free, as the report jobs are
+from ..names import AUDIO_DIRECTIONS, reported_aggregation  # torch-free, as the report jobs are
 from ..store import read_h5
-
-REPORTED_AGGREGATION = {"lime": "mean", "magnitude": "-", "magnitude-mean": "-"}
-"""The aggregation each ranking is reported with (LIME's coefficient, the baselines' own scores;
-``mean_abs`` for every gradient explainer; docs/method.md §8.1)."""
-
-
-def reported_aggregation(explainer: str) -> str:
-    return REPORTED_AGGREGATION.get(explainer, "mean_abs")
 
 
 @dataclass(frozen=True)
