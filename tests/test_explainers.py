@@ -411,15 +411,15 @@ def test_every_setting_reaches_its_explainer(batch):
     from advxai.explainers.settings import AUDIO_LIME
 
     torch.manual_seed(0)
-    model, (inputs, targets) = FunctionalReLUCNN().eval(), (batch[0] + 1.0, batch[1])  # item means far from LIME's 0 baseline
+    model, (inputs, targets) = FunctionalReLUCNN().eval(), (batch[0][:1] + 1.0, batch[1][:1])  # its mean far from LIME's 0 baseline
     explainer = ExplainerSettings(lime_samples=24, lime_kernel_width=0.7, noise_samples=3, noise_std=0.3, ig_steps=5)
     base = ExplainSettings(explainer=explainer, lime=AUDIO_LIME, seed=7, batch_size=3, lime_batch_size=5, relu_modules_only=True)
-    masks, counts = {"rect": rectangles(N_ITEMS)}, {"rect": np.full(N_ITEMS, 16)}
+    masks, counts = {"rect": rectangles(1)}, {"rect": np.full(1, 16)}
     names = ["lime", "sal-sg", "ig", "gbp"]
 
-    def scores(settings: ExplainSettings) -> dict[str, np.ndarray]:
-        result = explain_all(model, inputs, targets, ["a", "b", "c"], masks, counts, names, settings)
-        return {name: result[name]["rect"]["mean"] for name in names}
+    def scores(settings: ExplainSettings, wanted: list[str] = names) -> dict[str, np.ndarray]:
+        result = explain_all(model, inputs, targets, ["a"], masks, counts, wanted, settings)
+        return {name: result[name]["rect"]["mean"] for name in wanted}
 
     reference = scores(base)
     changes = {
@@ -434,10 +434,10 @@ def test_every_setting_reaches_its_explainer(batch):
     }
     for name, variants in changes.items():
         for variant in variants:
-            assert not np.allclose(scores(variant)[name], reference[name]), (name, variant)
-    reseeded = scores(replace(base, seed=8))
+            assert not np.allclose(scores(variant, [name])[name], reference[name]), (name, variant)
+    reseeded = scores(replace(base, seed=8), ["lime", "sal-sg"])
     assert not np.allclose(reseeded["lime"], reference["lime"]) and not np.allclose(reseeded["sal-sg"], reference["sal-sg"])
-    rebatched = scores(replace(base, batch_size=2, lime_batch_size=None))
+    rebatched = scores(replace(base, batch_size=2, lime_batch_size=None))  # a chunk of 2 rows, padded
     for name in names:
         np.testing.assert_array_equal(rebatched[name], reference[name])
 
