@@ -279,6 +279,7 @@ def test_audio_report_of_one_detector_shows_its_values_without_a_spread(tmp_path
     assert "| 1 | 2.00 | 52 | 50.00 |" in report
     assert report.count("one detector (n = 1), so no spread") == 2
     assert "Ours: one detector (n = 1), so no spread, of each detector's result" in report
+    assert tables.AUDIO_RATE_LEGEND not in report  # no comparisons, no marks to explain
 
 
 def _svds_csv(tmp_path, seed: int, error: float) -> str:
@@ -388,7 +389,19 @@ def test_image_report_known_answer():
     assert report.split("\n") == [*IMAGE_REPORT_LINES, ""]
     plain = tables.image_report(accuracy, labelflip.drop(columns=["ci_low", "ci_high"]), None, architectures, 3)
     assert tables.RATE_LEGEND not in plain and "°" not in plain and "Table 6" not in plain and "fewer segments" not in plain
-    assert "| m | 50.00 \\| 44.70 | 25.00 \\| 27.10 |" in plain  # no interval, no baseline column without comparisons
+    assert "| m | 50.00 \\| 44.70 | 25.00 \\| 27.10 |" in plain.split("\n")  # no interval, no baseline column without comparisons
+    slic_only = tables.image_report(accuracy, labelflip[labelflip.segmentation == "slic"], None, architectures, 3)
+    assert "Table 2" in slic_only and "Table 7" not in slic_only and "Table 8" not in slic_only
     by_default = tables.labelflip_k3_markdown(labelflip, "slic", ["lime"], architectures)
     assert by_default == tables.labelflip_k3_markdown(labelflip, "slic", ["lime"], architectures, k=3)
     assert "| m | 50.00 [15.0, 85.0] \\| 44.70 |" in by_default
+
+
+def test_tables_of_no_input_keep_their_columns():
+    assert list(tables.accuracy_table({}).columns) == tables.ACCURACY_COLUMNS
+    assert list(tables.labelflip_table({}).columns) == tables.LABELFLIP_COLUMNS
+    assert list(tables.localised_table({}).columns) == tables.LOCALISED_COLUMNS
+    assert list(tables.fewer_segments_table({}, {}).columns) == tables.FEWER_SEGMENTS_COLUMNS
+    assert list(tables.slic_segments_table({}).columns) == tables.SLIC_COLUMNS
+    assert list(tables.audio_labelflip_table({}).columns) == tables.AUDIO_LABELFLIP_COLUMNS
+    assert list(tables.audio_localised_table({}).columns) == tables.AUDIO_LOCALISED_COLUMNS
