@@ -225,3 +225,16 @@ def test_canonical_json_of_numpy_scalars_and_paths():
     assert canonical_json({"b": np.int64(3), "a": Path("x/y.h5"), "c": np.float32(0.5)}) == '{"a":"x/y.h5","b":3,"c":0.5}'
     with pytest.raises(TypeError, match=exactly("not JSON-serialisable: {1}")):
         canonical_json({"a": {1}})
+
+
+def test_a_checkpoint_torn_by_a_kill_is_discarded_and_foreign_files_are_read(tmp_path):
+    import h5py
+
+    (tmp_path / "out.h5.partial.h5").write_bytes(b"\x89HDF\r\n torn")  # killed during its very first write
+    checkpoint = BatchCheckpoint(tmp_path / "out.h5", {"p": 1})
+    assert not checkpoint.path.exists()
+    assert checkpoint.run(2, 2, lambda rows: {"x": np.arange(rows.start, rows.stop)})["x"].tolist() == [0, 1]
+    with h5py.File(tmp_path / "foreign.h5", "w") as handle:  # written by another tool: no provenance
+        handle["ids"] = np.array(["é", "b"], dtype=h5py.string_dtype())
+    require_params(tmp_path / "foreign.h5", {"epsilon": 0.1})  # nothing to compare
+    assert read_h5(tmp_path / "foreign.h5")["ids"].tolist() == ["é", "b"]
