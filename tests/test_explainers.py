@@ -496,3 +496,32 @@ def test_gradient_family_arguments_and_defaults():
     for name in ("gbp", "gbp-sg"):  # seed 0 and every rectifier guided, by default
         np.testing.assert_array_equal(default.scores[name]["rect"]["mean"], explicit.scores[name]["rect"]["mean"])
     assert set(explicit.attributions) == {"gbp", "gbp-sg"}
+
+
+def test_extra_explainers_are_scored_and_kept_like_the_gradient_maps(model, batch):
+    from advxai.explainers.engine import ExplainSettings, explain_all
+
+    inputs, targets = batch
+    masks, counts = {"rect": rectangles(N_ITEMS)}, {"rect": np.full(N_ITEMS, 16)}
+    spec = {"name": "occlusion", "captum": "Occlusion", "attribute": {"sliding_window_shapes": [3, 4, 4], "strides": [3, 4, 4]}}
+    maps: dict[str, np.ndarray] = {}
+    scores = explain_all(model, inputs, targets, ["a", "b", "c"], masks, counts, [], ExplainSettings(batch_size=2), extras=[spec],
+                         pixel_maps=maps)
+    expected = Occlusion(model).attribute(inputs, target=targets, sliding_window_shapes=(3, 4, 4), strides=(3, 4, 4))
+    assert list(scores) == ["occlusion"] and list(maps) == ["occlusion"] and maps["occlusion"].dtype == np.float16
+    np.testing.assert_allclose(maps["occlusion"], expected.numpy().astype(np.float16))
+    for aggregation, values in aggregate(expected, masks["rect"], 16).items():
+        np.testing.assert_allclose(scores["occlusion"]["rect"][aggregation], values, rtol=1e-5, atol=1e-7)
+
+
+def test_aggregation_counts_zero_as_not_positive_and_single_pixel_segments():
+    attributions = torch.tensor([[[[0.0, 2.0], [-1.0, 0.0]]]])  # one item, one channel, 2 × 2
+    masks = torch.tensor([[[0, 1], [2, 2]]])  # segments 0 and 1 of one pixel each, 2 of two, 3 absent
+    scores = aggregate(attributions, masks, 4)
+    assert scores["mean"].tolist() == [[0.0, 2.0, -0.5, ABSENT]]
+    assert scores["mean_pos"].tolist() == [[ABSENT, 2.0, ABSENT, ABSENT]]  # a zero is no positive evidence
+    assert aggregate(attributions, torch.zeros(1, 2, 2, dtype=torch.long), 1)["mean_abs"].tolist() == [[0.75]]
+    with pytest.raises(ValueError, match=exactly("masks: segment ids must lie in 0..2, got 0..3")):
+        aggregate(attributions, torch.tensor([[[0, 1], [2, 3]]]), 3)
+    with pytest.raises(ValueError, match=exactly("n_segments must be positive, got 0")):
+        aggregate(attributions, masks, 0)
