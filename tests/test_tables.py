@@ -405,3 +405,10 @@ def test_tables_of_no_input_keep_their_columns():
     assert list(tables.slic_segments_table({}).columns) == tables.SLIC_COLUMNS
     assert list(tables.audio_labelflip_table({}).columns) == tables.AUDIO_LABELFLIP_COLUMNS
     assert list(tables.audio_localised_table({}).columns) == tables.AUDIO_LOCALISED_COLUMNS
+
+
+def test_architectures_come_from_the_first_adversary_file_and_unknown_ones_have_no_paper_value(tmp_path):
+    write_h5(tmp_path / "a.h5", {"x": np.zeros(1)}, stage="attack", params={"model": {"architecture": "vgg16"}})
+    assert tables.model_architectures({"m": [str(tmp_path / "a.h5")], "empty": []}) == {"m": "vgg16"}
+    slic = pd.DataFrame([{"model": "mine", "n": 2, "mean": 9.0, "std": 1.0, "min": 8, "max": 10}])
+    assert tables.slic_markdown(slic, {}).split("\n")[-1] == "| mine | 2 | 9.000 ± 1.000 | – | 8–10 |"
