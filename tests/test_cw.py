@@ -239,3 +239,12 @@ def test_attack_flips_a_tiny_trained_detector(bank):
     attacked = predict_song(model, result.adversarial_padded[CONTEXT:-CONTEXT], bank) > threshold
     np.testing.assert_array_equal(attacked, result.adv_pred)
     np.testing.assert_array_equal(result.flipped, attacked != (probabilities > threshold))
+
+
+def test_a_frame_exactly_at_the_threshold_is_no_sing(bank):
+    """P(sing) > τ is "sing" (as everywhere in advxai): frames at P = τ exactly are "no sing", clean and attacked."""
+    at_level = float(log_mel(torch.from_numpy(np.full((1, 513), 0.03, np.float32)), torch.from_numpy(bank))[0, BAND])
+    model = CentreBandDetector().eval()
+    model.forward = lambda logmel: model.scale * (logmel[:, CONTEXT : logmel.shape[1] - CONTEXT, BAND] - at_level)
+    result = spectrogram_attack(model, np.full((4, 513), 0.03, np.float32), bank, threshold=0.5, max_iter=0)
+    assert result.clean_pred.tolist() == result.adv_pred.tolist() == [False] * 4

@@ -525,3 +525,19 @@ def test_aggregation_counts_zero_as_not_positive_and_single_pixel_segments():
         aggregate(attributions, torch.tensor([[[0, 1], [2, 3]]]), 3)
     with pytest.raises(ValueError, match=exactly("n_segments must be positive, got 0")):
         aggregate(attributions, masks, 0)
+
+
+def test_gradient_inputs_checked_and_noise_scaled():
+    linear = nn.Linear(12, 3).eval()
+    assert gradient_attributions(linear, torch.ones(2, 12), torch.tensor([0, 1]), "sal").shape == (2, 12)  # (N, C): no spatial axis
+    for inputs, targets, method, message in (
+        (torch.zeros(3), torch.tensor([0, 0, 0]), "sal", "inputs must be a batch (N, C, *spatial), got shape (3,)"),
+        (torch.zeros(2, 12), torch.tensor([0]), "sal", "targets must have shape (2,), got (1,)"),
+        (torch.zeros(2, 12), torch.tensor([0, 1]), "x", "method must be one of ('sal', 'ig', 'gbp'), got 'x'"),
+    ):
+        with pytest.raises(ValueError, match=exactly(message)):
+            gradient_attributions(linear, inputs, targets, method)
+    with pytest.raises(ValueError, match=exactly("n_noise must be positive, got 0")):
+        draw_noise(["a"], (3,), 0, 1.0, seed=0)
+    unit = draw_noise(["a"], (3,), 1, 1.0, seed=0)
+    assert unit.shape == (1, 1, 3) and torch.equal(draw_noise(["a"], (3,), 1, 2.0, seed=0), 2 * unit)
