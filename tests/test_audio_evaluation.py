@@ -398,3 +398,9 @@ def test_a_direction_without_excerpts_gives_empty_results():
     empty = localised_experiment(model, ThresholdCrossing(np.ones(0, int), THRESHOLD), clean, adversarial, grid_masks(0), np.full(0, 20),
                                  [], [1], lambda *args: {}, ["sal"], 256)
     assert empty[1].kept.shape == (0,) and empty[1].recovered["sal"].shape == (0,)
+
+
+def test_explain_excerpts_seed_defaults_to_zero():
+    model, (_, adversarial) = MeanDetector(power=2).eval(), seven_data(n_items=1)
+    default = explain_excerpts(model, adversarial, [1], ["x"], explainers=["sal-sg"])["sal-sg"]
+    np.testing.assert_array_equal(default, explain_excerpts(model, adversarial, [1], ["x"], explainers=["sal-sg"], seed=0)["sal-sg"])

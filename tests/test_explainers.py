@@ -541,3 +541,15 @@ def test_gradient_inputs_checked_and_noise_scaled():
         draw_noise(["a"], (3,), 0, 1.0, seed=0)
     unit = draw_noise(["a"], (3,), 1, 1.0, seed=0)
     assert unit.shape == (1, 1, 3) and torch.equal(draw_noise(["a"], (3,), 1, 2.0, seed=0), 2 * unit)
+
+
+def test_given_bins_check_the_map_they_aggregate():
+    from advxai.explainers.aggregate import aggregate_segmentations, segment_bins
+
+    masks = {"rect": rectangles(2, side=6, grid=2)}
+    bins = segment_bins(masks, {"rect": 4}, 3)
+    for shape in ((2, 3, 6, 5), (2, 2, 6, 6)):
+        message = (f"masks of shape (2, 6, 6) (for 3 channels) do not match attributions of shape {shape}: "
+                   "expected attributions (N, C, *spatial) and masks (N, *spatial)")
+        with pytest.raises(ValueError, match=exactly(message)):
+            aggregate_segmentations(torch.zeros(shape), masks, {"rect": 4}, bins=bins)

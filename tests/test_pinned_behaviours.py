@@ -295,3 +295,18 @@ def test_label_flips_names_a_ranking_of_other_items_and_answer_bool_for_no_item(
     none = label_flips(torch.nn.Flatten(), ClassChange(np.zeros(0, int)), clean[:0], clean[:0], masks[:0], np.ones(0, int),
                        {"sal": np.zeros((0, 1))}, settings[:0], 4)
     assert none["sal"].shape == (0, 1) and none["sal"].dtype == bool
+
+
+def test_threshold_crossing_at_the_threshold_and_its_errors():
+    from advxai.evaluation.flips import ThresholdCrossing, reaches_target
+
+    crossing = ThresholdCrossing(np.array([1, 0]), 0.5)
+    assert crossing.explained_class(np.array([0.5, 0.75])).tolist() == [0, 1]  # P = τ is "no sing"
+    with pytest.raises(ValueError, match=exactly("targets must be 0 or 1, got values [0 2]")):
+        reaches_target(np.array([0.2, 0.7]), np.array([0, 2]), 0.5)
+
+
+def test_settings_keys_of_lime_beside_an_ensemble():
+    from advxai.explainers.settings import ExplainerSettings
+
+    assert ExplainerSettings.keys_for(["lime", "sal-sg"]) == ["lime_samples", "lime_kernel_width", "noise_samples", "noise_std"]

@@ -412,3 +412,19 @@ def test_architectures_come_from_the_first_adversary_file_and_unknown_ones_have_
     assert tables.model_architectures({"m": [str(tmp_path / "a.h5")], "empty": []}) == {"m": "vgg16"}
     slic = pd.DataFrame([{"model": "mine", "n": 2, "mean": 9.0, "std": 1.0, "min": 8, "max": 10}])
     assert tables.slic_markdown(slic, {}).split("\n")[-1] == "| mine | 2 | 9.000 ± 1.000 | – | 8–10 |"
+
+
+def test_edge_rows_of_the_image_tables(tmp_path):
+    """An attack that succeeds towards the true label (the clean prediction was wrong) counts as correct;
+    one image gives its k / n fraction; a k without a refined image that still flips counts nothing."""
+    write_h5(tmp_path / "adv.h5", {"labels": np.array([1, 2]), "clean_prediction": np.array([2, 2]),
+                                   "final_prediction": np.array([1, 2]), "success": np.array([True, False])}, stage="attack", params={})
+    accuracy = tables.accuracy_table({"m": [str(tmp_path / "adv.h5")]}).iloc[0]
+    assert (accuracy.clean_top1, accuracy.adv_top1) == (50.0, 100.0)
+    single = tables.labelflip_table({("m", "rect"): [_flip_shard(tmp_path / "lf.h5", [10], {"sal/mean_abs": [[True, False, True, True]]})]})
+    assert single[single.k == 3].fraction.tolist() == [0.3]
+    lost = tables.localised_table({("m", "slic"): [_localised_shard(tmp_path / "lo.h5", ["a", "b"], {1: [1, 0], 3: [-1, -1]})]})
+    assert lost[lost.k == 3]["count"].tolist() == [0, 0, 0, 0] and lost[lost.k == 3].fraction.isna().all()
+    no_baseline = image_report_inputs()[1].query("explainer != 'magnitude-mean'")
+    markdown = tables.labelflip_k3_markdown(no_baseline, "slic", ["lime"], {}, comparisons=image_report_inputs()[5])
+    assert "magnitude-mean" not in markdown
