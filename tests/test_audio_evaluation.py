@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from messages import exactly
+from stand_in_detector import CONTEXT, LOUD, QUIET, CentreBandDetector, level_of
 from torch import nn
 
 from advxai.evaluation.baselines import magnitude
@@ -23,22 +24,7 @@ from advxai.seeding import numpy_rng
 from advxai.segments import audio_grid
 from advxai.svds.features import log_mel, mel_filterbank
 
-CONTEXT = 57
-BAND = 10
-LEVEL = float(np.log(0.03))
-QUIET, LOUD = 0.01, 0.05
 THRESHOLD = 0.5
-
-
-class CentreBandDetector(nn.Module):
-    """SVDS-shaped stand-in: P(sing) of window ``[j, j+115)`` rises with its centre frame's band-10 log-mel."""
-
-    def __init__(self):
-        super().__init__()
-        self.scale = nn.Parameter(torch.tensor(4.0))
-
-    def forward(self, logmel: torch.Tensor) -> torch.Tensor:
-        return self.scale * (logmel[:, CONTEXT : logmel.shape[1] - CONTEXT, BAND] - LEVEL)
 
 
 class SegmentSevenDetector(nn.Module):
@@ -151,9 +137,8 @@ def test_a_song_without_excerpts_is_skipped_and_a_float64_bank_is_used_in_float3
 
 def test_a_clean_frame_exactly_at_the_threshold_counts_as_no_sing(bank):
     """P(sing) > τ is "sing": a clean frame at P = τ exactly is attacked towards "sing" and kept."""
-    at_level = float(log_mel(torch.from_numpy(flat_song([0.03])), torch.from_numpy(bank))[0, BAND])
-    model = CentreBandDetector().eval()
-    model.forward = lambda logmel: model.scale * (logmel[:, CONTEXT : logmel.shape[1] - CONTEXT, BAND] - at_level)
+    at_level = level_of(0.03, bank)
+    model = CentreBandDetector(level=at_level).eval()
     clean = flat_song(np.where(np.arange(200) == 100, 0.03, QUIET))
     adversarial = np.pad(clean, ((CONTEXT, CONTEXT), (0, 0)))
     adversarial[100 + CONTEXT] = LOUD

@@ -7,28 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 from messages import exactly
+from stand_in_detector import BAND, CONTEXT, LOUD, QUIET, CentreBandDetector, level_of
 from torch import nn
 
 from advxai.attacks.cw import AttackCheckpoint, sign_adam_step, spectrogram_attack
 from advxai.store import BatchCheckpoint
 from advxai.svds.features import log_mel, mel_filterbank
 from advxai.svds.model import SVDS
-
-CONTEXT = 57
-BAND = 10
-LEVEL = float(np.log(0.03))  # "sing" iff the centre frame's band-10 mel magnitude exceeds 0.03
-QUIET, LOUD = 0.01, 0.05  # linear magnitudes of the fabricated frames
-
-
-class CentreBandDetector(nn.Module):
-    """SVDS-shaped stand-in: logit of window ``[j, j+115)`` = scale · (log-mel of its centre frame in one band − level)."""
-
-    def __init__(self, scale: float = 4.0):
-        super().__init__()
-        self.scale = nn.Parameter(torch.tensor(scale))
-
-    def forward(self, logmel: torch.Tensor) -> torch.Tensor:
-        return self.scale * (logmel[:, CONTEXT : logmel.shape[1] - CONTEXT, BAND] - LEVEL)
 
 
 class FailingAfter(nn.Module):
@@ -243,8 +228,7 @@ def test_attack_flips_a_tiny_trained_detector(bank):
 
 def test_a_frame_exactly_at_the_threshold_is_no_sing(bank):
     """P(sing) > τ is "sing" (as everywhere in advxai): frames at P = τ exactly are "no sing", clean and attacked."""
-    at_level = float(log_mel(torch.from_numpy(np.full((1, 513), 0.03, np.float32)), torch.from_numpy(bank))[0, BAND])
-    model = CentreBandDetector().eval()
-    model.forward = lambda logmel: model.scale * (logmel[:, CONTEXT : logmel.shape[1] - CONTEXT, BAND] - at_level)
+    at_level = level_of(0.03, bank)
+    model = CentreBandDetector(level=at_level).eval()
     result = spectrogram_attack(model, np.full((4, 513), 0.03, np.float32), bank, threshold=0.5, max_iter=0)
     assert result.clean_pred.tolist() == result.adv_pred.tolist() == [False] * 4

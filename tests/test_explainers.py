@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -27,7 +28,9 @@ from advxai.explainers import (
     split_gradient_explainer,
     validate_explainers,
 )
-from advxai.explainers.settings import ExplainerSettings
+from advxai.explainers.aggregate import aggregate_segmentations, segment_bins
+from advxai.explainers.engine import ExplainSettings, explain_all, lime_as_aggregations
+from advxai.explainers.settings import AUDIO_LIME, ExplainerSettings
 from advxai.segments import ABSENT
 
 N_ITEMS, SIDE, N_CLASSES = 3, 16, 5
@@ -263,16 +266,19 @@ def test_aggregate_rejects_mismatched_masks():
         aggregate(torch.zeros(1, 1, 2, 2), torch.full((1, 2, 2), 3), 2)
 
 
+OCCLUSION = {"name": "occlusion", "captum": "Occlusion", "attribute": {"sliding_window_shapes": [3, 4, 4], "strides": [3, 4, 4]}}
+"""An extra explainer as the config gives it: captum's Occlusion by 4 × 4 patches."""
+
+
+def captum_occlusion(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The reference: captum's Occlusion called directly with OCCLUSION's arguments."""
+    return Occlusion(model).attribute(inputs, target=targets, sliding_window_shapes=(3, 4, 4), strides=(3, 4, 4))
+
+
 def test_occlusion_and_kernel_shap_plugins_match_captum(model, batch):
     inputs, targets = batch
-    occlusion = make_extra_explainer(
-        {
-            "name": "occlusion",
-            "captum": "Occlusion",
-            "attribute": {"sliding_window_shapes": [3, 4, 4], "strides": [3, 4, 4]},
-        }
-    )
-    expected = Occlusion(model).attribute(inputs, target=targets, sliding_window_shapes=(3, 4, 4), strides=(3, 4, 4))
+    occlusion = make_extra_explainer(OCCLUSION)
+    expected = captum_occlusion(model, inputs, targets)
     torch.testing.assert_close(occlusion(model, inputs, targets), expected)
 
     feature_mask = rectangles(1)[:, None]  # (1, 1, H, W), shared by all items and channels
@@ -405,11 +411,6 @@ class FunctionalReLUCNN(TinyCNN):
 
 def test_every_setting_reaches_its_explainer(batch):
     """explain_all's output moves with each key of the settings and the LIME form; settings that change nothing don't."""
-    from dataclasses import replace
-
-    from advxai.explainers.engine import ExplainSettings, explain_all
-    from advxai.explainers.settings import AUDIO_LIME
-
     torch.manual_seed(0)
     model, (inputs, targets) = FunctionalReLUCNN().eval(), (batch[0][:1] + 1.0, batch[1][:1])  # its mean far from LIME's 0 baseline
     explainer = ExplainerSettings(lime_samples=24, lime_kernel_width=0.7, noise_samples=3, noise_std=0.3, ig_steps=5)
@@ -443,8 +444,6 @@ def test_every_setting_reaches_its_explainer(batch):
 
 
 def test_lime_coefficients_as_aggregations():
-    from advxai.explainers.engine import lime_as_aggregations
-
     coefficients = np.array([[0.5, -0.2, 0.0, ABSENT]])
     aggregations = lime_as_aggregations(coefficients)
     assert aggregations["mean"] is coefficients
@@ -453,8 +452,6 @@ def test_lime_coefficients_as_aggregations():
 
 
 def test_aggregation_of_several_segmentations_and_of_one_dimensional_maps():
-    from advxai.explainers.aggregate import aggregate_segmentations
-
     generator = torch.Generator().manual_seed(4)
     attributions = torch.randn(2, 3, 6, 6, generator=generator)
     masks = {"rect": rectangles(2, side=6, grid=2), "halves": (torch.arange(6)[None, :] // 3).expand(2, 6, 6)}
@@ -499,15 +496,12 @@ def test_gradient_family_arguments_and_defaults():
 
 
 def test_extra_explainers_are_scored_and_kept_like_the_gradient_maps(model, batch):
-    from advxai.explainers.engine import ExplainSettings, explain_all
-
     inputs, targets = batch
     masks, counts = {"rect": rectangles(N_ITEMS)}, {"rect": np.full(N_ITEMS, 16)}
-    spec = {"name": "occlusion", "captum": "Occlusion", "attribute": {"sliding_window_shapes": [3, 4, 4], "strides": [3, 4, 4]}}
     maps: dict[str, np.ndarray] = {}
-    scores = explain_all(model, inputs, targets, ["a", "b", "c"], masks, counts, [], ExplainSettings(batch_size=2), extras=[spec],
+    scores = explain_all(model, inputs, targets, ["a", "b", "c"], masks, counts, [], ExplainSettings(batch_size=2), extras=[OCCLUSION],
                          pixel_maps=maps)
-    expected = Occlusion(model).attribute(inputs, target=targets, sliding_window_shapes=(3, 4, 4), strides=(3, 4, 4))
+    expected = captum_occlusion(model, inputs, targets)
     assert list(scores) == ["occlusion"] and list(maps) == ["occlusion"] and maps["occlusion"].dtype == np.float16
     np.testing.assert_allclose(maps["occlusion"], expected.numpy().astype(np.float16))
     for aggregation, values in aggregate(expected, masks["rect"], 16).items():
@@ -544,8 +538,6 @@ def test_gradient_inputs_checked_and_noise_scaled():
 
 
 def test_given_bins_check_the_map_they_aggregate():
-    from advxai.explainers.aggregate import aggregate_segmentations, segment_bins
-
     masks = {"rect": rectangles(2, side=6, grid=2)}
     bins = segment_bins(masks, {"rect": 4}, 3)
     for shape in ((2, 3, 6, 5), (2, 2, 6, 6)):

@@ -36,6 +36,9 @@ def per_channel(value: float) -> torch.Tensor:
     return torch.full((3, 1, 1), value)
 
 
+UNIT_BOUNDS = {"lower": per_channel(-1.0), "upper": per_channel(1.0)}  # the images' own range: clamps at ±1
+
+
 def test_matches_captum_pgd_exactly():
     model, x = tiny_cnn(), images(4)
     targets = torch.tensor([1, 5, 7, 2])
@@ -81,7 +84,7 @@ class IgnoresLastChannel(nn.Module):
 
 def test_zero_gradient_elements_do_not_move():
     model, x = IgnoresLastChannel(tiny_cnn()).eval(), images(2)
-    result = targeted_pgd(model, x, [4, 6], 0.1, 0.01, 5, lower=per_channel(-1.0), upper=per_channel(1.0))
+    result = targeted_pgd(model, x, [4, 6], 0.1, 0.01, 5, **UNIT_BOUNDS)
     assert torch.equal(result.adversaries[:, 2], x[:, 2])
     assert not torch.equal(result.adversaries[:, :2], x[:, :2])
 
@@ -89,12 +92,11 @@ def test_zero_gradient_elements_do_not_move():
 def test_early_stop_freezes_each_example_at_its_first_success():
     model, x = tiny_cnn(), images(4, seed=3)
     targets = (model(x).argmax(1).numpy() + 3) % N_CLASSES
-    bounds = dict(lower=per_channel(-1.0), upper=per_channel(1.0))
-    full = targeted_pgd(model, x, targets, 0.5, 0.02, 60, **bounds)
-    stopped = targeted_pgd(model, x, targets, 0.5, 0.02, 60, early_stop=True, **bounds)
+    full = targeted_pgd(model, x, targets, 0.5, 0.02, 60, **UNIT_BOUNDS)
+    stopped = targeted_pgd(model, x, targets, 0.5, 0.02, 60, early_stop=True, **UNIT_BOUNDS)
     np.testing.assert_array_equal(stopped.first_success_step, full.first_success_step)
     for i, step in enumerate(stopped.first_success_step):
-        at_first = targeted_pgd(model, x[i : i + 1], targets[i : i + 1], 0.5, 0.02, int(step), **bounds)
+        at_first = targeted_pgd(model, x[i : i + 1], targets[i : i + 1], 0.5, 0.02, int(step), **UNIT_BOUNDS)
         torch.testing.assert_close(stopped.adversaries[i], at_first.adversaries[0], rtol=0, atol=1e-6)
     assert stopped.success.all()
 
@@ -102,10 +104,9 @@ def test_early_stop_freezes_each_example_at_its_first_success():
 def test_early_stop_ends_once_every_example_has_reached_its_target():
     model, x = tiny_cnn(), images(4, seed=3)
     targets = (model(x).argmax(1).numpy() + 3) % N_CLASSES
-    bounds = dict(lower=per_channel(-1.0), upper=per_channel(1.0))
-    within = targeted_pgd(model, x, targets, 0.5, 0.02, 60, early_stop=True, **bounds)
+    within = targeted_pgd(model, x, targets, 0.5, 0.02, 60, early_stop=True, **UNIT_BOUNDS)
     assert within.first_success_step.max() < 60
-    longer = targeted_pgd(model, x, targets, 0.5, 0.02, 200, early_stop=True, **bounds)  # the loop breaks before step 200
+    longer = targeted_pgd(model, x, targets, 0.5, 0.02, 200, early_stop=True, **UNIT_BOUNDS)  # the loop breaks before step 200
     assert torch.equal(longer.adversaries, within.adversaries)
     np.testing.assert_array_equal(longer.first_success_step, within.first_success_step)
 
@@ -118,19 +119,18 @@ def clean_target_and_another(model: nn.Module, x: torch.Tensor) -> np.ndarray:
 
 def test_first_success_is_zero_at_the_clean_input_and_minus_one_if_never():
     model, x = tiny_cnn(), images(2, seed=3)
-    bounds = dict(lower=per_channel(-1.0), upper=per_channel(1.0))
-    frozen = targeted_pgd(model, x, clean_target_and_another(model, x), 0.0, 0.01, 3, **bounds)  # epsilon 0: nothing moves
+    frozen = targeted_pgd(model, x, clean_target_and_another(model, x), 0.0, 0.01, 3, **UNIT_BOUNDS)  # epsilon 0: nothing moves
     assert torch.equal(frozen.adversaries, x)
     assert frozen.first_success_step.tolist() == [0, -1]
     assert frozen.success.tolist() == [True, False]
-    unstepped = targeted_pgd(model, x, clean_target_and_another(model, x), 0.1, 0.01, 0, **bounds)
+    unstepped = targeted_pgd(model, x, clean_target_and_another(model, x), 0.1, 0.01, 0, **UNIT_BOUNDS)
     assert torch.equal(unstepped.adversaries, x) and unstepped.first_success_step.tolist() == [0, -1]
 
 
 def test_early_stop_leaves_an_input_already_at_its_target_in_place():
     model, x = tiny_cnn(), images(2, seed=3)
     result = targeted_pgd(model, x, clean_target_and_another(model, x), 0.5, 0.02, 10, early_stop=True,
-                          lower=per_channel(-1.0), upper=per_channel(1.0))
+                          **UNIT_BOUNDS)
     assert torch.equal(result.adversaries[0], x[0]) and not torch.equal(result.adversaries[1], x[1])
 
 
@@ -153,15 +153,14 @@ def test_float64_bounds_give_the_same_float32_adversaries():
 def test_bad_settings_are_named(settings, message):
     arguments = {"targets": [1, 2], "epsilon": 0.1, "step_size": 0.01, "n_steps": 5, **settings}
     with pytest.raises(ValueError, match=exactly(message)):
-        targeted_pgd(tiny_cnn(), images(2), lower=per_channel(-1.0), upper=per_channel(1.0), **arguments)
+        targeted_pgd(tiny_cnn(), images(2), **UNIT_BOUNDS, **arguments)
 
 
 def test_batch_size_does_not_change_adversaries():
     model, x = tiny_cnn(), images(4, seed=5)
     targets = np.array([3, 0, 9, 4])
-    bounds = dict(lower=per_channel(-1.0), upper=per_channel(1.0))
-    whole = targeted_pgd(model, x, torch.as_tensor(targets), 0.1, 0.01, 20, **bounds)  # tensor targets too
-    halves = [targeted_pgd(model, x[i : i + 2], targets[i : i + 2], 0.1, 0.01, 20, **bounds) for i in (0, 2)]
+    whole = targeted_pgd(model, x, torch.as_tensor(targets), 0.1, 0.01, 20, **UNIT_BOUNDS)  # tensor targets too
+    halves = [targeted_pgd(model, x[i : i + 2], targets[i : i + 2], 0.1, 0.01, 20, **UNIT_BOUNDS) for i in (0, 2)]
     assert torch.equal(whole.adversaries, torch.cat([h.adversaries for h in halves]))
     np.testing.assert_array_equal(whole.first_success_step, np.concatenate([h.first_success_step for h in halves]))
 
@@ -176,9 +175,8 @@ def test_an_element_whose_gradient_is_at_captums_threshold_stays():
 
 def test_targets_of_any_integer_type_give_the_same_adversaries():
     model, x = tiny_cnn(), images(2, seed=4)
-    bounds = dict(lower=per_channel(-1.0), upper=per_channel(1.0))
-    as_long = targeted_pgd(model, x, torch.tensor([3, 7]), 0.1, 0.01, 5, **bounds)
-    as_int32 = targeted_pgd(model, x, torch.tensor([3, 7], dtype=torch.int32), 0.1, 0.01, 5, **bounds)
+    as_long = targeted_pgd(model, x, torch.tensor([3, 7]), 0.1, 0.01, 5, **UNIT_BOUNDS)
+    as_int32 = targeted_pgd(model, x, torch.tensor([3, 7], dtype=torch.int32), 0.1, 0.01, 5, **UNIT_BOUNDS)
     assert torch.equal(as_long.adversaries, as_int32.adversaries)
 
 
@@ -187,7 +185,7 @@ def test_training_mode_model_is_refused():
     with pytest.raises(ValueError, match=exactly(
         "targeted_pgd needs the model in eval mode (call model.eval()): batch norm or dropout "
         "in training mode would make each adversary depend on its batch")):
-        targeted_pgd(model, images(1), [0], 0.1, 0.01, 1, lower=per_channel(-1.0), upper=per_channel(1.0))
+        targeted_pgd(model, images(1), [0], 0.1, 0.01, 1, **UNIT_BOUNDS)
 
 
 def test_draw_targets_avoid_clean_prediction_and_are_uniform():

@@ -16,13 +16,14 @@ from messages import exactly
 
 from advxai.attacks.pgd import TARGET_STAGE, draw_targets
 from advxai.evaluation.baselines import MAGNITUDE, MAGNITUDE_MEAN, magnitude, magnitude_scores, segment_reduce
-from advxai.evaluation.flips import ClassChange
+from advxai.evaluation.flips import ClassChange, ThresholdCrossing, reaches_target
 from advxai.evaluation.labelflip import k_settings, label_flips
 from advxai.evaluation.localised import NOT_KEPT, Refinement, localised_experiment
 from advxai.evaluation.selection import hybrid, pad_scores, selection_width, top_k
 from advxai.evaluation.subsets import LABELFLIP_STAGE, LOCALISED_STAGE, draw_subset, evaluation_subsets, subset_size
 from advxai.explainers.gradients import draw_noise
 from advxai.explainers.lime import _draw_samples
+from advxai.explainers.settings import ExplainerSettings
 from advxai.report import tables
 from advxai.segments import ABSENT
 from advxai.store import read_h5, write_csv, write_h5
@@ -298,8 +299,6 @@ def test_label_flips_names_a_ranking_of_other_items_and_answer_bool_for_no_item(
 
 
 def test_threshold_crossing_at_the_threshold_and_its_errors():
-    from advxai.evaluation.flips import ThresholdCrossing, reaches_target
-
     crossing = ThresholdCrossing(np.array([1, 0]), 0.5)
     assert crossing.explained_class(np.array([0.5, 0.75])).tolist() == [0, 1]  # P = τ is "no sing"
     with pytest.raises(ValueError, match=exactly("targets must be 0 or 1, got values [0 2]")):
@@ -307,6 +306,4 @@ def test_threshold_crossing_at_the_threshold_and_its_errors():
 
 
 def test_settings_keys_of_lime_beside_an_ensemble():
-    from advxai.explainers.settings import ExplainerSettings
-
     assert ExplainerSettings.keys_for(["lime", "sal-sg"]) == ["lime_samples", "lime_kernel_width", "noise_samples", "noise_std"]

@@ -11,7 +11,7 @@ import advxai.explainers.gradient_stream as gradient_stream
 import advxai.explainers.gradients as gradients
 from advxai.explainers.engine import ExplainSettings, explain_all
 from advxai.explainers.settings import ExplainerSettings
-from advxai.explainers.stem import MIN_KERNEL_VOLUME, find_linear_stem
+from advxai.explainers.stem import MIN_KERNEL_VOLUME, _qualifies, find_linear_stem
 
 SIDE = 32
 
@@ -134,8 +134,6 @@ def test_ig_through_the_stem_of_an_item_alone_equals_it_inside_a_batch():
 
 
 def test_the_kernel_volume_rule_counts_channels_per_group_and_both_kernel_sides():
-    from advxai.explainers.stem import _qualifies
-
     assert _qualifies(nn.Conv2d(1, 4, 16)) and not _qualifies(nn.Conv2d(1, 4, 15))  # exactly MIN_KERNEL_VOLUME products qualify
     assert _qualifies(nn.Conv2d(3, 6, (13, 7))) and not _qualifies(nn.Conv2d(3, 6, (13, 6)))
     assert not _qualifies(nn.Conv2d(3, 6, 11, groups=3)) and not _qualifies(nn.Conv2d(3, 6, 11, padding=2, padding_mode="reflect"))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,6 +16,7 @@ from advxai.store import (
     BatchCheckpoint,
     ProvenanceError,
     atomic_path,
+    canonical_json,
     dataset_names,
     dataset_shape,
     file_digest,
@@ -71,8 +74,6 @@ def test_dataset_names_of_an_absent_group_are_none(tmp_path):
 
 
 def test_checkpoint_ignores_unfinished_batches_and_stores_no_times(tmp_path, capsys):
-    import h5py
-
     checkpoint = BatchCheckpoint(tmp_path / "adversaries.h5", {"p": 1})
     result = checkpoint.run(3, 2, lambda rows: {"b": np.arange(rows.start, rows.stop), "a": np.zeros(rows.stop - rows.start)})
     assert list(result) == ["b", "a"] and result["b"].tolist() == [0, 1, 2]
@@ -218,18 +219,12 @@ def test_rows_are_read_in_the_order_asked_and_nothing_else(tmp_path):
 
 
 def test_canonical_json_of_numpy_scalars_and_paths():
-    from pathlib import Path
-
-    from advxai.store import canonical_json
-
     assert canonical_json({"b": np.int64(3), "a": Path("x/y.h5"), "c": np.float32(0.5)}) == '{"a":"x/y.h5","b":3,"c":0.5}'
     with pytest.raises(TypeError, match=exactly("not JSON-serialisable: {1}")):
         canonical_json({"a": {1}})
 
 
 def test_a_checkpoint_torn_by_a_kill_is_discarded_and_foreign_files_are_read(tmp_path):
-    import h5py
-
     (tmp_path / "out.h5.partial.h5").write_bytes(b"\x89HDF\r\n torn")  # killed during its very first write
     checkpoint = BatchCheckpoint(tmp_path / "out.h5", {"p": 1})
     assert not checkpoint.path.exists()

@@ -33,19 +33,25 @@ def test_localised_table_reads_every_shard(tmp_path):
     assert set(table.model) == {"m"} and set(table.explainer) == {"sal"}
 
 
-def _labelflip_shard(path, n_segments: list[int], per_item_k: list[list[int]], k: list[int], fraction: list[float]) -> str:
-    per_item_k = np.array(per_item_k)
-    write_h5(path, {"ids": np.array([f"i{j}" for j in range(len(n_segments))], dtype=str), "n_segments": np.array(n_segments),
-                    "k": np.array(k), "fraction": np.array(fraction), "per_item_k": per_item_k,
-                    "fewer_segments": per_item_k > np.array(n_segments)[:, None],
-                    "flips/sal/mean_abs": np.ones(per_item_k.shape, bool)}, stage="labelflip", params={})
+def _labelflip_shard(path, n_segments: list[int], k: list[int], fraction: list[float], *, per_item_k: list[list[int]] | None = None,
+                     flips: dict[str, list[list[bool]]] | None = None) -> str:
+    """A label-flip shard as labelflip_shard writes it: settings k and fraction (NaN for a fixed k); flips per ranking
+    (default: sal/mean_abs flips everywhere); with ``per_item_k``, the k of each item and its fewer-segments flags."""
+    shape = (len(n_segments), len(k))
+    arrays = {"ids": np.array([f"i{j}" for j in range(len(n_segments))], dtype=str), "n_segments": np.array(n_segments, dtype=int),
+              "k": np.array(k), "fraction": np.array(fraction, dtype=float)}
+    if per_item_k is not None:
+        arrays.update(per_item_k=np.array(per_item_k), fewer_segments=np.array(per_item_k) > np.array(n_segments)[:, None])
+    for name, values in (flips or {"sal/mean_abs": np.ones(shape, bool)}).items():
+        arrays[f"flips/{name}"] = np.array(values, dtype=bool).reshape(shape)
+    write_h5(path, arrays, stage="labelflip", params={})
     return str(path)
 
 
 def test_fewer_segments_table_counts_both_experiments(tmp_path):
     """Images with fewer SLIC segments than k, per experiment and k, over all shards."""
-    labelflip = [_labelflip_shard(tmp_path / "lf0.h5", [2, 11], [[3, 1], [3, 5]], [3, 0], [np.nan, 0.5]),
-                 _labelflip_shard(tmp_path / "lf1.h5", [4], [[3, 2]], [3, 0], [np.nan, 0.5])]
+    labelflip = [_labelflip_shard(tmp_path / "lf0.h5", [2, 11], [3, 0], [np.nan, 0.5], per_item_k=[[3, 1], [3, 5]]),
+                 _labelflip_shard(tmp_path / "lf1.h5", [4], [3, 0], [np.nan, 0.5], per_item_k=[[3, 2]])]
     localised = [_localised_shard(tmp_path / "lo0.h5", [], {1: [], 3: []}),
                  _localised_shard(tmp_path / "lo1.h5", ["a", "b"], {1: [1, 0], 3: [3, 1]}, {1: [False, False], 3: [True, False]})]
     table = tables.fewer_segments_table({("m", "slic"): labelflip}, {("m", "slic"): localised})
@@ -56,27 +62,28 @@ def test_fewer_segments_table_counts_both_experiments(tmp_path):
     assert "| m | slic | labelflip | 3 | 3 | 1 |" in markdown
 
 
-def _flip_shard(path, n_segments: list[int], flips: dict[str, list[list[bool]]]) -> str:
-    """A label-flip shard with settings k = 1, k = 3, half of the segments, and k = 1 again (a sweep repeating a fixed k)."""
-    write_h5(path, {"ids": np.array([f"i{j}" for j in range(len(n_segments))], dtype=str), "n_segments": np.array(n_segments, dtype=int),
-                    "k": np.array([1, 3, 0, 1]), "fraction": np.array([np.nan, np.nan, 0.5, np.nan]),
-                    **{f"flips/{name}": np.array(values, dtype=bool).reshape(len(n_segments), 4) for name, values in flips.items()}},
-             stage="labelflip", params={})
-    return str(path)
+def _rows(table: pd.DataFrame) -> list[tuple]:
+    """The table's rows as tuples, floats rounded to 4 digits and NaN as None (comparable with ==)."""
+    def rounded(value):
+        return (None if np.isnan(value) else round(value, 4)) if isinstance(value, float) else value
+
+    return [tuple(rounded(value) for value in row) for row in table.values.tolist()]
+
+
+SWEEP = {"k": [1, 3, 0, 1], "fraction": [np.nan, np.nan, 0.5, np.nan]}  # k = 1, k = 3, half the segments, k = 1 again
 
 
 def test_labelflip_table_known_rates(tmp_path):
     """Rates over every shard (an empty one included), fractions k / n where all images have n segments, a repeated k once."""
     t, f = True, False
-    shards = [_flip_shard(tmp_path / "0.h5", [], {"sal/mean_abs": [], "lime/mean": []}),
-              _flip_shard(tmp_path / "1.h5", [10, 10], {"sal/mean_abs": [[t, f, t, t], [f, f, t, f]],
+    shards = [_labelflip_shard(tmp_path / "0.h5", [], **SWEEP, flips={"sal/mean_abs": [], "lime/mean": []}),
+              _labelflip_shard(tmp_path / "1.h5", [10, 10], **SWEEP, flips={"sal/mean_abs": [[t, f, t, t], [f, f, t, f]],
                                                         "lime/mean": [[t, t, t, t], [t, t, f, t]]}),
-              _flip_shard(tmp_path / "2.h5", [10], {"sal/mean_abs": [[t, t, f, t]], "lime/mean": [[f, f, f, f]]})]
-    mixed = [_flip_shard(tmp_path / "3.h5", [10, 12], {"sal/mean_abs": [[t, t, t, t], [f, f, f, f]]})]
+              _labelflip_shard(tmp_path / "2.h5", [10], **SWEEP, flips={"sal/mean_abs": [[t, t, f, t]], "lime/mean": [[f, f, f, f]]})]
+    mixed = [_labelflip_shard(tmp_path / "3.h5", [10, 12], **SWEEP, flips={"sal/mean_abs": [[t, t, t, t], [f, f, f, f]]})]
     table = tables.labelflip_table({("m", "slic"): shards, ("n", "rect"): mixed})
     assert list(table.columns) == tables.LABELFLIP_COLUMNS and table.index.tolist() == list(range(9))
-    rows = [tuple(None if isinstance(v, float) and np.isnan(v) else round(v, 4) if isinstance(v, float) else v for v in row)
-            for row in table.values.tolist()]
+    rows = _rows(table)
     assert rows == [
         ("m", "slic", "lime", "mean", 1, 0.1, 3, 0.6667), ("m", "slic", "lime", "mean", 3, 0.3, 3, 0.6667),
         ("m", "slic", "lime", "mean", None, 0.5, 3, 0.3333),
@@ -88,7 +95,7 @@ def test_labelflip_table_known_rates(tmp_path):
 
 
 def test_fewer_segments_of_two_models_and_of_a_model_without_localised_items(tmp_path):
-    labelflip = {(model, "slic"): [_labelflip_shard(tmp_path / f"{model}.h5", [2, 11], [[3, 1], [3, 5]], [3, 0], [np.nan, 0.5])]
+    labelflip = {(model, "slic"): [_labelflip_shard(tmp_path / f"{model}.h5", [2, 11], [3, 0], [np.nan, 0.5], per_item_k=[[3, 1], [3, 5]])]
                  for model in ("a", "b")}
     localised = {("a", "slic"): [_localised_shard(tmp_path / "lo.h5", [], {1: [], 3: []})]}
     table = tables.fewer_segments_table(labelflip, localised)
@@ -122,19 +129,24 @@ def test_slic_segments_table_over_shards_and_without_adversaries(tmp_path):
 
 
 # ------------------------------------------------------------------ audio: per detector, then mean ± std over detectors
-def _audio_labelflip(path, flips_k3: list[bool]) -> str:
-    """A per-seed label-flip file with LIME flips at k = 3 for "no sing → sing" and no "sing → no sing" excerpt."""
-    write_h5(path, {"ks": np.array([3]), "nosing_to_sing/flips/lime": np.array([flips_k3]),
-                    "sing_to_nosing/flips/lime": np.zeros((1, 0), bool)},
-             stage="audio_labelflip", params={})
+def _audio_labelflip(path, up: list[bool], down: list[bool] = (), explainers: tuple[str, ...] = ("lime",)) -> str:
+    """A per-seed label-flip file: each explainer's flips at k = 3 for "no sing → sing" (``up``) and "sing → no sing"."""
+    arrays = {"ks": np.array([3])}
+    for explainer in explainers:
+        arrays[f"nosing_to_sing/flips/{explainer}"] = np.array([up], dtype=bool)
+        arrays[f"sing_to_nosing/flips/{explainer}"] = np.array([list(down)], dtype=bool)
+    write_h5(path, arrays, stage="audio_labelflip", params={})
     return str(path)
 
 
-def _audio_localised(path, recovered_k1: list[int]) -> str:
-    """A per-seed localised file: LIME's recovered counts at k = 1 of the refined excerpts that still flip."""
-    write_h5(path, {"ks": np.array([1]), "nosing_to_sing/k1/recovered/lime": np.array(recovered_k1),
-                    "sing_to_nosing/k1/recovered/lime": np.zeros(0, int)},
-             stage="audio_localised", params={})
+def _audio_localised(path, up: list[int], down: list[int] = (), empty_ks: tuple[int, ...] = ()) -> str:
+    """A per-seed localised file: LIME's recovered counts at k = 1 of the refined excerpts that still flip, per direction;
+    ``empty_ks``: ks at which none still flips."""
+    arrays = {"ks": np.array([1, *empty_ks]), "nosing_to_sing/k1/recovered/lime": np.array(up, dtype=int),
+              "sing_to_nosing/k1/recovered/lime": np.array(down, dtype=int)}
+    for k in empty_ks:
+        arrays.update({f"{direction}/k{k}/recovered/lime": np.zeros(0, int) for direction in ("nosing_to_sing", "sing_to_nosing")})
+    write_h5(path, arrays, stage="audio_localised", params={})
     return str(path)
 
 
@@ -159,7 +171,7 @@ def test_audio_localised_table_known_histograms(tmp_path):
                                  "sing_to_nosing/k1/recovered/lime": np.zeros(0, int)}, stage="audio_localised", params={})
     table = tables.audio_localised_table({0: str(tmp_path / "0.h5"), 1: str(tmp_path / "1.h5")})
     assert list(table.columns) == tables.AUDIO_LOCALISED_COLUMNS
-    rows = [(s, d, e, k, r, c, None if np.isnan(f) else round(f, 4)) for s, d, e, k, r, c, f in tables.per_seed_rows(table).values]
+    rows = _rows(tables.per_seed_rows(table))
     nan, up, down = None, "nosing_to_sing", "sing_to_nosing"
     assert rows == [
         (0, up, "lime", 1, 0, 1, 0.3333), (0, up, "lime", 1, 1, 2, 0.6667),
@@ -244,22 +256,12 @@ results/tables/audio_comparisons.csv). Each detector's 95 % Wilson interval: res
 def test_audio_report_marks_rates_no_better_than_the_norm_and_pools_both_directions(tmp_path):
     """A rate whose McNemar test against the norm is not significant gets the mark; only LIME has the paper's rate;
     the localised rows count both directions."""
-    def labelflip(path, up: list[bool], down: list[bool]) -> str:
-        write_h5(path, {"ks": np.array([3]), "nosing_to_sing/flips/lime": np.array([up]), "sing_to_nosing/flips/lime": np.array([down]),
-                        "nosing_to_sing/flips/sal": np.array([up]), "sing_to_nosing/flips/sal": np.array([down])},
-                 stage="audio_labelflip", params={})
-        return str(path)
-
-    def localised(path, up: list[int], down: list[int]) -> str:
-        write_h5(path, {"ks": np.array([1, 3]), "nosing_to_sing/k1/recovered/lime": np.array(up),
-                        "sing_to_nosing/k1/recovered/lime": np.array(down), "nosing_to_sing/k3/recovered/lime": np.zeros(0, int),
-                        "sing_to_nosing/k3/recovered/lime": np.zeros(0, int)}, stage="audio_localised", params={})
-        return str(path)
-
     svds = tables.audio_svds_table([_svds_csv(tmp_path, 0, 10.0), _svds_csv(tmp_path, 1, 12.0)])
-    flips = tables.audio_labelflip_table({0: labelflip(tmp_path / "f0.h5", [True, False], [True, True]),
-                                          1: labelflip(tmp_path / "f1.h5", [True, True], [False, False])})
-    recovered = tables.audio_localised_table({0: localised(tmp_path / "l0.h5", [1, 0], [1]), 1: localised(tmp_path / "l1.h5", [1], [1, 1])})
+    both = ("lime", "sal")
+    flips = tables.audio_labelflip_table({0: _audio_labelflip(tmp_path / "f0.h5", [True, False], [True, True], both),
+                                          1: _audio_labelflip(tmp_path / "f1.h5", [True, True], [False, False], both)})
+    recovered = tables.audio_localised_table({0: _audio_localised(tmp_path / "l0.h5", [1, 0], [1], empty_ks=(3,)),
+                                              1: _audio_localised(tmp_path / "l1.h5", [1], [1, 1], empty_ks=(3,))})
     comparisons = pd.DataFrame([{"explainer": "lime", "direction": "nosing_to_sing", "k": 3, "p_value": 0.5},
                                 {"explainer": "lime", "direction": "sing_to_nosing", "k": 3, "p_value": 0.01},
                                 {"explainer": "sal", "direction": "sing_to_nosing", "k": 3, "p_value": 0.5},
@@ -421,10 +423,12 @@ def test_edge_rows_of_the_image_tables(tmp_path):
                                    "final_prediction": np.array([1, 2]), "success": np.array([True, False])}, stage="attack", params={})
     accuracy = tables.accuracy_table({"m": [str(tmp_path / "adv.h5")]}).iloc[0]
     assert (accuracy.clean_top1, accuracy.adv_top1) == (50.0, 100.0)
-    single = tables.labelflip_table({("m", "rect"): [_flip_shard(tmp_path / "lf.h5", [10], {"sal/mean_abs": [[True, False, True, True]]})]})
+    one_image = _labelflip_shard(tmp_path / "lf.h5", [10], **SWEEP, flips={"sal/mean_abs": [[True, False, True, True]]})
+    single = tables.labelflip_table({("m", "rect"): [one_image]})
     assert single[single.k == 3].fraction.tolist() == [0.3]
     lost = tables.localised_table({("m", "slic"): [_localised_shard(tmp_path / "lo.h5", ["a", "b"], {1: [1, 0], 3: [-1, -1]})]})
     assert lost[lost.k == 3]["count"].tolist() == [0, 0, 0, 0] and lost[lost.k == 3].fraction.isna().all()
-    no_baseline = image_report_inputs()[1].query("explainer != 'magnitude-mean'")
-    markdown = tables.labelflip_k3_markdown(no_baseline, "slic", ["lime"], {}, comparisons=image_report_inputs()[5])
+    _, labelflip, _, _, _, comparisons = image_report_inputs()
+    no_baseline = labelflip.query("explainer != 'magnitude-mean'")
+    markdown = tables.labelflip_k3_markdown(no_baseline, "slic", ["lime"], {}, comparisons=comparisons)
     assert "magnitude-mean" not in markdown

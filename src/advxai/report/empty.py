@@ -23,6 +23,7 @@ EMPTY_CAUSES = {
                       "panels are empty",
     "empty_subset": "the evaluation subset is empty",
     "nothing_flips": "no refined input still flips, so nothing was explained at this k (the histogram has n = 0)",
+    "no_example_image": "no example image: no successful adversary in the localised subset",
     "no_excerpts": "no adversarial excerpt: the C&W attack flipped no frame towards this target, or no flipped frame "
                    "has a whole excerpt window inside its song",
 }

@@ -291,9 +291,6 @@ def read_examples(path: str | Path) -> dict[str, np.ndarray]:
     return read_h5(path)
 
 
-NO_EXAMPLE_IMAGE = "no example image: no successful adversary in the localised subset"
-
-
 def _without_examples(examples: Mapping[str, np.ndarray], title: str, reason: str, outputs: Sequence[str]) -> bool:
     """An example file without an example (stages.examples.NO_EXAMPLES): each figure says why."""
     if len(examples.get("ids", ())):
@@ -306,7 +303,7 @@ def _without_examples(examples: Mapping[str, np.ndarray], title: str, reason: st
 def write_explanation_figures(examples_path: str, model: str, segmentation: str, outputs: Mapping[str, str]) -> None:
     """Figs 1 and 9 of one model and segmentation."""
     examples = read_examples(examples_path)
-    if _without_examples(examples, model, NO_EXAMPLE_IMAGE, list(outputs.values())):
+    if _without_examples(examples, model, EMPTY_CAUSES["no_example_image"], list(outputs.values())):
         return
     figure_explanations(
         examples, STANDARD, segmentation, f"{model}, {segmentation}: standard explainers (Fig. 1)", outputs["fig1"]
@@ -325,7 +322,7 @@ def write_example_figures(
 ) -> None:
     """Fig. 4 and Figs 10–12 of one model."""
     examples = read_examples(examples_path)
-    if _without_examples(examples, model, NO_EXAMPLE_IMAGE, list(outputs.values())):
+    if _without_examples(examples, model, EMPTY_CAUSES["no_example_image"], list(outputs.values())):
         return
     figure_aggregations(
         examples, segmentations, f"{model}: from IG pixel attributions to segment scores (Fig. 4)", outputs["fig4"]
@@ -341,7 +338,7 @@ def write_refined_image_figure(
     examples_path: str, model: str, segmentation: str, ks: Sequence[int], explainers: Sequence[str], output: str
 ) -> None:
     examples = read_examples(examples_path)
-    if _without_examples(examples, model, NO_EXAMPLE_IMAGE, [output]):
+    if _without_examples(examples, model, EMPTY_CAUSES["no_example_image"], [output]):
         return
     figure_refined_image(
         examples,
