@@ -11,12 +11,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from captum.attr import IntegratedGradients
+from messages import exactly
 from torch import nn
 
 from advxai.explainers.aggregate import aggregate
-from advxai.explainers.gradient_stream import GroupQueue, integration_points, target_gradients
+from advxai.explainers.gradient_stream import (
+    FamilyStream,
+    GroupQueue,
+    family_maps,
+    integration_points,
+    pass_gradients,
+    target_gradients,
+)
 from advxai.explainers.gradients import draw_noise, explain_gradient_family, gradient_attributions, noise_ensemble
 from advxai.explainers.guided import guided_gradients
+from advxai.explainers.stem import find_linear_stem
 from advxai.seeding import torch_generator
 
 N_ITEMS, SIDE, N_CLASSES = 3, 12, 4
@@ -113,3 +123,152 @@ def test_draw_noise_is_each_items_own_draws_scaled():
             expected = torch.randn((6, *shape), generator=torch_generator(11, "noise", item_id)) * std
             assert torch.equal(noise[row], expected)
     assert draw_noise([], shape, 6, 1.0, seed=11).shape == (0, 6, *shape)
+
+
+# --- known answers (each written against a surviving mutant, tests/README.md) ---
+
+
+class RecordsItsInputs(nn.Module):
+    """A linear model that keeps every batch it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.linear = nn.Linear(3 * SIDE * SIDE, N_CLASSES)
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        self.seen.append(inputs.detach().clone())
+        return self.linear(inputs.flatten(1))
+
+
+@pytest.mark.parametrize("baseline", [0.0, 0.37])
+def test_ig_points_are_captums_bit_for_bit(batch, baseline):
+    """The rows IG evaluates are captum's ``b + α·(x - b)`` (α cast to the input's dtype), bit for bit;
+    captum evaluates them step-major, the stream copy-major."""
+    inputs, targets = batch
+    ours, reference = RecordsItsInputs().eval(), RecordsItsInputs().eval()
+    gradient_attributions(ours, inputs, targets, "ig", ig_steps=5, ig_baseline=baseline, batch_size=None)
+    IntegratedGradients(reference).attribute(inputs, baselines=baseline, target=targets, n_steps=5, method="gausslegendre")
+    captum_rows = torch.cat(reference.seen).view(5, N_ITEMS, 3, SIDE, SIDE).transpose(0, 1).flatten(0, 1)
+    assert torch.equal(torch.cat(ours.seen), captum_rows)
+
+
+def test_ig_integrates_from_its_baseline(model, batch):
+    """``(x - b)·Σ_k w_k ∇f(b + α_k (x - b))`` for a baseline b ≠ 0, plain and noisy."""
+    inputs, targets = batch
+    baseline, ig_steps = 0.5, 4
+    alphas, weights = integration_points(ig_steps)
+    noise = draw_noise(["a", "b", "c"], inputs.shape[1:], 2, 0.3, seed=1)
+
+    def reference(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros_like(x, dtype=torch.float64)
+        for alpha, weight in zip(alphas, weights):
+            point = baseline + float(alpha) * (x - baseline)
+            total += float(weight) * target_gradients(model, point, target).double()
+        return (x.double() - baseline) * total
+
+    plain = gradient_attributions(model, inputs, targets, "ig", ig_steps=ig_steps, ig_baseline=baseline, batch_size=4)
+    torch.testing.assert_close(plain.double(), reference(inputs, targets), rtol=1e-5, atol=1e-7)
+    smooth = noise_ensemble(model, inputs, targets, "ig", noise, ig_steps=ig_steps, ig_baseline=baseline, batch_size=4)
+    noisy = torch.stack([reference(inputs + noise[:, j], targets) for j in range(2)])
+    torch.testing.assert_close(smooth["sg"].double(), noisy.mean(0), rtol=1e-5, atol=1e-7)
+
+
+def test_ig_steps_below_two_are_refused():
+    with pytest.raises(ValueError, match=exactly("ig_steps must be at least 2, got 1")):
+        integration_points(1)
+
+
+class Squares(nn.Module):
+    """``f(x)_k = (k + 1)·½‖x‖²``: the gradient of class 0 is ``x`` itself."""
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        half_square = 0.5 * inputs.square().flatten(1).sum(1, keepdim=True)
+        return half_square * torch.arange(1, N_CLASSES + 1, dtype=inputs.dtype)
+
+
+def test_vargrad_is_summed_in_float64_far_from_zero():
+    """Gradients near 1000 that vary by 0.01: ``Σa²/J - (Σa/J)²`` keeps the variance only in float64
+    (float32 cancellation loses it entirely); SmoothGrad is the mean of the noisy gradients."""
+    inputs = 1000.0 + torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(2))
+    noise = draw_noise(["a", "b"], inputs.shape[1:], 16, 0.01, seed=5)
+    maps = noise_ensemble(Squares(), inputs, torch.tensor([0, 0]), "sal", noise, batch_size=6)
+    gradients = (inputs[:, None] + noise).double()  # the float32 sums the model's gradient returns
+    torch.testing.assert_close(maps["vg"].double(), gradients.var(1, unbiased=False), rtol=1e-4, atol=1e-9)
+    torch.testing.assert_close(maps["sg"].double(), gradients.mean(1), rtol=1e-7, atol=0.0)
+
+
+def test_one_noise_draw_is_its_own_smoothgrad_with_no_variance(model, batch):
+    inputs, targets = batch
+    noise = draw_noise(["a", "b", "c"], inputs.shape[1:], 1, 0.5, seed=2)
+    maps = noise_ensemble(model, inputs, targets, "sal", noise, batch_size=2)
+    torch.testing.assert_close(maps["sg"], target_gradients(model, inputs + noise[:, 0], targets), rtol=1e-6, atol=1e-8)
+    assert torch.equal(maps["vg"], torch.zeros_like(inputs))
+
+
+def test_maps_are_those_asked_for(model, batch):
+    inputs, targets = batch
+    noise = draw_noise(["a", "b", "c"], inputs.shape[1:], 2, 0.5, seed=2)
+    settings = dict(ig_steps=2, ig_baseline=0.0, batch_size=3)
+    assert family_maps(model, "sal", inputs, targets, plain=False, noise=noise, **settings).keys() == {"sg", "sg2", "vg"}
+    assert family_maps(model, "sal", inputs, targets, plain=True, noise=None, **settings).keys() == {"plain"}
+
+
+def test_noise_is_cast_to_the_inputs_dtype(model, batch):
+    inputs, targets = batch
+    noise = draw_noise(["a", "b", "c"], inputs.shape[1:], 2, 0.5, seed=4)
+    as_float64 = noise_ensemble(model, inputs, targets, "sal", noise.double(), batch_size=3)
+    as_inputs = noise_ensemble(model, inputs, targets, "sal", noise, batch_size=3)
+    for name in ("sg", "sg2", "vg"):
+        assert as_float64[name].dtype == torch.float32 and torch.equal(as_float64[name], as_inputs[name])
+
+
+def test_ig_in_one_pass_equals_fixed_passes(model, batch):
+    inputs, targets = batch
+    whole = gradient_attributions(model, inputs, targets, "ig", ig_steps=3, batch_size=None)
+    chunked = gradient_attributions(model, inputs, targets, "ig", ig_steps=3, batch_size=4)
+    torch.testing.assert_close(whole, chunked, rtol=1e-5, atol=1e-8)
+
+
+def stem_model() -> nn.Module:
+    """A first convolution large enough to be IG's linear stem (advxai.explainers.stem)."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 11, stride=4, padding=2), nn.ReLU(), nn.Flatten(), nn.LazyLinear(N_CLASSES)).eval()
+
+
+@pytest.mark.parametrize("method", ["sal", "gbp"])
+def test_a_linear_stem_leaves_saliency_and_guided_maps_alone(batch, method):
+    """The stem is IG's alone: the other families' plain and noisy maps are their direct gradients."""
+    inputs, targets = batch
+    model = stem_model()
+    model(inputs)  # materialise the lazy layer
+    assert find_linear_stem(model, inputs[:1]) is not None
+    noise = draw_noise(["a", "b", "c"], inputs.shape[1:], 2, 0.5, seed=6)
+    maps = family_maps(model, method, inputs, targets, plain=True, noise=noise, ig_steps=2, ig_baseline=0.0, batch_size=3)
+    torch.testing.assert_close(maps["plain"], pass_gradients(model, inputs, targets, method), rtol=1e-6, atol=1e-8)
+    noisy = torch.stack([pass_gradients(model, inputs + noise[:, j], targets, method) for j in range(2)]).double()
+    torch.testing.assert_close(maps["sg"].double(), noisy.mean(0), rtol=1e-5, atol=1e-8)
+
+
+class FunctionalRectifiers(nn.Module):
+    """Rectifiers called as functions, which GBP guides unless told to guide ``nn.ReLU`` modules only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv, self.linear = nn.Conv2d(3, 4, 3), nn.Linear(4 * 10 * 10, N_CLASSES)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.linear(torch.relu(self.conv(inputs)).flatten(1))
+
+
+def test_gbp_guides_functional_rectifiers_by_default(batch):
+    inputs, targets = batch
+    model = FunctionalRectifiers().eval()
+    settings = dict(plain=True, noise=None, ig_steps=2, ig_baseline=0.0, batch_size=None)
+    guided_all = pass_gradients(model, inputs, targets, "gbp", relu_modules_only=False)
+    assert not torch.equal(guided_all, pass_gradients(model, inputs, targets, "gbp", relu_modules_only=True))
+    assert torch.equal(pass_gradients(model, inputs, targets, "gbp"), guided_all)
+    assert torch.equal(family_maps(model, "gbp", inputs, targets, **settings)["plain"], guided_all)
+    assert torch.equal(FamilyStream(model, "gbp", inputs, targets, **settings).run()["plain"], guided_all)

@@ -145,6 +145,20 @@ def _binary_cosine_distances(rows: np.ndarray) -> np.ndarray:
     return 1.0 - np.sqrt(rows.sum(axis=1) / rows.shape[1])
 
 
+def _item_runs(rows: Sequence[int], owner: np.ndarray) -> list[tuple[int, int, int]]:
+    """``(item, first row, end row)`` of each run of consecutive rows of one item, in order.
+
+    A chunk's padding repeats its last row (``run_batched``): a repeat starts a run of its own.
+    """
+    found: list[tuple[int, int, int]] = []
+    for position, row in enumerate(rows):
+        if found and owner[row] == found[-1][0] and row == rows[position - 1] + 1:
+            found[-1] = (found[-1][0], found[-1][1], row + 1)
+        else:
+            found.append((int(owner[row]), row, row + 1))
+    return found
+
+
 def _model_outputs(
     forward: Forward,
     inputs: torch.Tensor,
@@ -166,16 +180,6 @@ def _model_outputs(
     spatial = masks.shape[1:]
     occlusion = baselines.tolist()  # once, before the loop
 
-    def runs(rows: list[int]) -> list[tuple[int, int, int]]:
-        """(item, first row, end row) of the chunk's consecutive rows of each item."""
-        found = []
-        for position, row in enumerate(rows):
-            if found and owner[row] == found[-1][0] and row == rows[position - 1] + 1:
-                found[-1] = (found[-1][0], found[-1][1], row + 1)
-            else:
-                found.append((int(owner[row]), row, row + 1))
-        return found
-
     # Buffers reused by every chunk (the perturbed inputs and the per-pixel keep flags): fresh
     # tensors of this size per chunk tripled the overhead on a CPU once a model had run
     # (benchmarks/README.md, "LIME's buffers").
@@ -185,7 +189,7 @@ def _model_outputs(
         perturbed = scratch("perturbed", (len(rows), *inputs.shape[1:]), inputs.dtype)
         keep_flags = scratch("keep_flags", (len(rows), flat_masks.shape[1]), inputs.dtype)
         gathered, written = [], 0
-        for item, first, end in runs(rows.tolist()):
+        for item, first, end in _item_runs(rows.tolist(), owner):
             # 0/1 per pixel: x·1 + b·0 = x and x·0 + b·1 = b exactly, the values a `where` would pick
             # `gather` with the map expanded over the run's rows: the same values as an
             # `index_select` along dim 1, 1.7x faster on a CPU (benchmarks/README.md)
