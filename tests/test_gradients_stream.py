@@ -272,3 +272,27 @@ def test_gbp_guides_functional_rectifiers_by_default(batch):
     assert torch.equal(pass_gradients(model, inputs, targets, "gbp"), guided_all)
     assert torch.equal(family_maps(model, "gbp", inputs, targets, **settings)["plain"], guided_all)
     assert torch.equal(FamilyStream(model, "gbp", inputs, targets, **settings).run()["plain"], guided_all)
+
+
+class ReadsItsInputsShape(nn.Module):
+    """Reads its input's values through the stem only, and its shape beside it (as a reshape)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem, self.linear = nn.Conv2d(3, 4, 11, stride=4, padding=2), nn.Linear(4 * 2 * 2, N_CLASSES)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.linear(torch.relu(self.stem(inputs)).reshape(inputs.shape[0], -1))
+
+
+def test_ig_through_a_stem_gives_the_model_an_input_of_the_right_shape(batch):
+    """Through a stem the passes' inputs are never read for their values, but the model may read
+    their shape: the stand-in must have the pass's shape. The maps equal IG computed directly."""
+    inputs, targets = batch
+    model = ReadsItsInputsShape().eval()
+    assert find_linear_stem(model, inputs[:1]) is not None
+    ours = gradient_attributions(model, inputs, targets, "ig", ig_steps=3, batch_size=4)
+    for item in range(N_ITEMS):
+        expected = direct_map(model, inputs[item], int(targets[item]), "ig", ig_steps=3)
+        torch.testing.assert_close(ours[item].double(), expected, rtol=1e-5, atol=1e-7)

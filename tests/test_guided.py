@@ -7,6 +7,7 @@ import torch
 import torch.fx as fx
 import torch.nn.functional as F
 from captum.attr import GuidedBackprop
+from messages import exactly
 from torch import nn
 
 from advxai.explainers.guided import (
@@ -357,3 +358,63 @@ def test_authors_setting_leaves_exactly_densenets_final_functional_relu_unguided
     assert torch.equal(modules_only, guided_gradients(_FinalReluAsWhere(model), inputs, target))
     assert audit_guided_activations(model, inputs)["relu"] == 161
     assert audit_guided_activations(model, inputs, relu_modules_only=True)["relu"] == 160
+
+
+# --- error texts pinned whole (each written against a surviving mutant, tests/README.md) ---
+
+GUIDABLE_HELP = (
+    "Guided: ReLU, ReLU6, LeakyReLU and Hardtanh with min_val=0 (module or functional, in place or not); "
+    "see advxai.explainers.guided for the unguidable list. Replace the activation or drop GBP for this model."
+)
+
+
+class Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear, self.activation = nn.Linear(3, 3), nn.SiLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.linear(x))
+
+
+class NestedAndFunctional(nn.Module):
+    """A SiLU module two levels down, called twice, and a functional GELU in the model's own forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(Block())
+        self.head = nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.body(x)
+        x = self.body[0].activation(x)
+        return self.head(F.gelu(x))
+
+
+def test_audit_names_each_unguidable_call_by_its_innermost_module_and_counts_it():
+    with pytest.raises(UnguidableActivationError) as raised:
+        audit_guided_activations(NestedAndFunctional(), torch.randn(2, 3))
+    assert str(raised.value) == (
+        "Guided Backprop cannot guide NestedAndFunctional: torch.nn.functional.silu in body.0.activation (SiLU) x2; "
+        f"torch.nn.functional.gelu in NestedAndFunctional (NestedAndFunctional) x1. {GUIDABLE_HELP}"
+    )
+
+
+def test_a_functional_unguidable_call_in_the_models_own_forward_is_named_by_its_class():
+    model = nn.Sequential(nn.Linear(3, 3))
+    model.forward = lambda x: F.gelu(nn.Sequential.forward(model, x))  # the root module makes the call
+    with pytest.raises(UnguidableActivationError, match=exactly(
+        f"Guided Backprop cannot guide torch.nn.functional.gelu in Sequential (Sequential). {GUIDABLE_HELP}"
+    )):
+        guided_gradients(model, torch.randn(2, 3), 0)
+
+
+def test_targets_errors_and_dtypes():
+    model = Scale([1.0, 1.0, 1.0], nn.ReLU())
+    with pytest.raises(ValueError, match=exactly("targets: expected one class per item, shape (2,), got (1,)")):
+        guided_gradients(model, torch.ones(2, 3), [0])
+    with pytest.raises(ValueError, match=exactly("targets: class indices must lie in [0, 1), got [0, 1]")):
+        guided_gradients(model, torch.ones(2, 3), [0, 1])
+    inputs = torch.tensor([[1.0, -1.0, 2.0], [3.0, 1.0, -2.0]])
+    as_bytes = guided_gradients(model, inputs, torch.tensor([0, 0], dtype=torch.uint8))
+    assert torch.equal(as_bytes, guided_gradients(model, inputs, [0, 0]))
