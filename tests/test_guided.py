@@ -418,3 +418,53 @@ def test_targets_errors_and_dtypes():
     inputs = torch.tensor([[1.0, -1.0, 2.0], [3.0, 1.0, -2.0]])
     as_bytes = guided_gradients(model, inputs, torch.tensor([0, 0], dtype=torch.uint8))
     assert torch.equal(as_bytes, guided_gradients(model, inputs, [0, 0]))
+
+
+class FailsOnOddWidths(nn.Module):
+    """A model whose inner layer raises for inputs of odd width (a forward that fails part-way)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = nn.Sequential(nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x) if x.shape[1] % 2 == 0 else self.inner[0](torch.zeros(1)).view(2, 2)
+
+
+def outside_gradients(x: torch.Tensor) -> torch.Tensor:
+    """Plain gradients of calls made outside the model: a ReLU and a LeakyReLU given its slope by keyword."""
+    outside = (torch.relu(x) * torch.tensor([-1.0, 1.0])).sum() + F.leaky_relu(-x, negative_slope=0.5).sum()
+    return torch.autograd.grad(outside, x)[0]
+
+
+def test_calls_outside_stay_plain_after_forwards_and_a_failed_forward() -> None:
+    """The scope is left as each module's forward ends, also when it raises, and a module that is not
+    the model's own, called outside it, does not enter it; calls outside keep their keyword arguments."""
+    model = FailsOnOddWidths()
+    x = torch.tensor([[1.0, 2.0]], requires_grad=True)
+    expected = torch.tensor([[-1.0, 1.0]]) - 0.5
+    with guided_backprop(model):
+        model(torch.ones(1, 2))
+        assert torch.equal(outside_gradients(x), expected)
+        with pytest.raises(RuntimeError):
+            model(torch.ones(1, 3))
+        nn.Identity()(x)  # a module of no model: the scope's hooks see it too
+        assert torch.equal(outside_gradients(x), expected)
+
+
+def test_authors_setting_keeps_keyword_arguments_of_the_calls_it_leaves_alone() -> None:
+    class KeywordLeaky(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.leaky_relu(x, negative_slope=0.5)
+
+    x, model = torch.tensor([[-2.0, 3.0]]), KeywordLeaky()
+    with torch.no_grad(), guided_backprop(model, relu_modules_only=True):
+        assert torch.equal(model(x), torch.tensor([[-1.0, 3.0]]))
+
+
+def test_a_clipped_rectifier_without_a_zero_floor_is_named_with_its_floor() -> None:
+    model = nn.Sequential(nn.Linear(3, 3), nn.Hardtanh(-2.0, 2.0))
+    with pytest.raises(UnguidableActivationError, match=exactly(
+        f"Guided Backprop cannot guide torch.nn.functional.hardtanh(min_val=-2.0) in 1 (Hardtanh). {GUIDABLE_HELP}"
+    )):
+        guided_gradients(model, torch.randn(2, 3), 0)

@@ -252,7 +252,7 @@ class _GuidedActivationMode(TorchFunctionMode):
         relu_modules_only: guide only the calls that ``nn.ReLU`` modules make, as captum does.
     """
 
-    def __init__(self, scope: _ModuleScope, strict: bool, relu_modules_only: bool = False) -> None:
+    def __init__(self, scope: _ModuleScope, strict: bool, relu_modules_only: bool) -> None:
         super().__init__()
         self.scope = scope
         self.strict = strict
@@ -301,7 +301,7 @@ _GUIDABLE_HELP = (
 
 
 @contextlib.contextmanager
-def _guided_mode(model: nn.Module, strict: bool, relu_modules_only: bool = False) -> Iterator[_GuidedActivationMode]:
+def _guided_mode(model: nn.Module, strict: bool, relu_modules_only: bool) -> Iterator[_GuidedActivationMode]:
     with _ModuleScope(model) as scope, _GuidedActivationMode(scope, strict, relu_modules_only) as mode:
         yield mode
 
