@@ -377,10 +377,12 @@ def test_argument_errors(arguments, message):
         ([0, 2], [2], "masks: item 0 should have the segment ids 0..1 (n_segments), but has 2 ids in 0..2"),
         ([0, 2], [3], "masks: item 0 should have the segment ids 0..2 (n_segments), but has 2 ids in 0..2"),
         ([-1, 1], [2], "masks: item 0 should have the segment ids 0..1 (n_segments), but has 2 ids in -1..1"),
+        ([0, 1, 3], [3], "masks: item 0 should have the segment ids 0..2 (n_segments), but has 3 ids in 0..3"),
     ],
 )
 def test_segment_id_errors(ids, n_segments, message):
-    """Each condition alone: an id below 0, the largest id at the width, a gap, too few ids, a negative id."""
+    """Each condition alone: an id below 0, the largest id at the width, a gap, too few ids, a negative id;
+    the range named is the lowest and highest id."""
     masks = _masks_with(ids)
     with pytest.raises(ValueError, match=exactly(message)):
         _call(masks=masks, n_segments=n_segments, inputs=torch.zeros(1, 2, SIGNAL))
