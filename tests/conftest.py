@@ -16,10 +16,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 from shared_runs import SharedRuns, invocation_folder
+
+from advxai.svds.features import mel_filterbank
 
 ROOT = Path(__file__).resolve().parents[1]
 STRICT_HOST = Path(__file__).resolve().parent / "strict_host"
@@ -108,6 +111,12 @@ def strict_host(monkeypatch):
     from strict_host.sitecustomize import refuse_implicit_conversion
 
     monkeypatch.setattr(torch.Tensor, "__array__", refuse_implicit_conversion)
+
+
+@pytest.fixture(scope="session")
+def bank() -> np.ndarray:
+    """SVDS's mel filterbank (513 bins to 80 bands), read by the audio tests."""
+    return mel_filterbank()
 
 
 @pytest.fixture(scope="session")

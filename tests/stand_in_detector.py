@@ -26,6 +26,11 @@ class CentreBandDetector(nn.Module):
         return self.scale * (logmel[:, CONTEXT : logmel.shape[1] - CONTEXT, BAND] - self.level)
 
 
+def flat_song(levels: np.ndarray) -> np.ndarray:
+    """A linear spectrogram whose frame t has magnitude levels[t] in every bin (so in every mel band)."""
+    return np.repeat(np.asarray(levels, np.float32)[:, None], 513, axis=1)
+
+
 def level_of(magnitude: float, bank: np.ndarray) -> float:
     """The band's log-mel of a frame of ``magnitude`` in every bin: a detector at this level says P = 0.5 there."""
     frame = torch.full((1, bank.shape[0]), magnitude, dtype=torch.float32)

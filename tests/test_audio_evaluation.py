@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from messages import exactly
-from stand_in_detector import CONTEXT, LOUD, QUIET, CentreBandDetector, level_of
+from stand_in_detector import CONTEXT, LOUD, QUIET, CentreBandDetector, flat_song, level_of
 from torch import nn
 
 from advxai.evaluation.baselines import magnitude
@@ -22,7 +22,7 @@ from advxai.evaluation.localised import NOT_KEPT, localised_experiment
 from advxai.explainers.settings import ExplainerSettings
 from advxai.seeding import numpy_rng
 from advxai.segments import audio_grid
-from advxai.svds.features import log_mel, mel_filterbank
+from advxai.svds.features import log_mel
 
 THRESHOLD = 0.5
 
@@ -38,16 +38,6 @@ class SegmentSevenDetector(nn.Module):
     def forward(self, logmel: torch.Tensor) -> torch.Tensor:
         self.rows_seen += logmel.shape[0]
         return self.scale * (logmel[:, 23:46, 60:80].mean(dim=(1, 2)) - (-3.0))[:, None]
-
-
-@pytest.fixture(scope="module")
-def bank() -> np.ndarray:
-    return mel_filterbank()
-
-
-def flat_song(levels: np.ndarray) -> np.ndarray:
-    """A linear spectrogram whose frame t has magnitude levels[t] in every bin (so in every mel band)."""
-    return np.repeat(np.asarray(levels, np.float32)[:, None], 513, axis=1)
 
 
 def fabricated_song(name: str, n_frames: int, flipped_frames: list[int], loud_adv_frames: list[int], clean_level: float = QUIET):

@@ -7,12 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from messages import exactly
-from stand_in_detector import BAND, CONTEXT, LOUD, QUIET, CentreBandDetector, level_of
+from stand_in_detector import BAND, CONTEXT, LOUD, QUIET, CentreBandDetector, flat_song, level_of
 from torch import nn
 
 from advxai.attacks.cw import AttackCheckpoint, sign_adam_step, spectrogram_attack
 from advxai.store import BatchCheckpoint
-from advxai.svds.features import log_mel, mel_filterbank
+from advxai.svds.features import log_mel
 from advxai.svds.model import SVDS
 
 
@@ -30,15 +30,9 @@ class FailingAfter(nn.Module):
         return self.model(logmel)
 
 
-@pytest.fixture(scope="module")
-def bank() -> np.ndarray:
-    return mel_filterbank()
-
-
 def song(n_frames: int = 40) -> np.ndarray:
     """First half quiet ("no sing"), second half loud ("sing"), flat over all 513 bins."""
-    values = np.where(np.arange(n_frames) < n_frames // 2, QUIET, LOUD)
-    return np.repeat(values[:, None], 513, axis=1).astype(np.float32)
+    return flat_song(np.where(np.arange(n_frames) < n_frames // 2, QUIET, LOUD))
 
 
 def test_attack_flips_every_frame_within_epsilon(bank):
@@ -77,6 +71,17 @@ def test_alpha_weights_the_classification_loss(bank):
     without = spectrogram_attack(model, song(20), bank, threshold=0.5, alpha=0.0, max_iter=20)
     assert not without.delta.any() and not without.flipped.any() and without.iterations == 20
     assert spectrogram_attack(model, song(20), bank, threshold=0.5, max_iter=20).delta.any()
+
+
+def test_the_penalty_pulls_delta_back_towards_zero(bank):
+    """With a vanishing α, step 1 moves δ by ∓lr where the BCE gradient is not zero (up in the quiet
+    half, down in the loud half), then the penalty's gradient 2δ has δ's sign: Adam's second step
+    moves back by lr·(1-β₁)/(1+β₁), leaving |δ| = lr·18/19 both ways (‖δ‖² penalises |δ|, not δ)."""
+    lr = 5e-4
+    result = spectrogram_attack(CentreBandDetector().eval(), song(20), bank, threshold=0.5, alpha=1e-12, lr=lr, max_iter=2)
+    moved = result.delta != 0
+    assert (result.delta > 0).any() and (result.delta < 0).any()
+    np.testing.assert_allclose(np.abs(result.delta[moved]), lr * 18 / 19, rtol=1e-4)
 
 
 def test_zero_iterations_flip_nothing(bank):

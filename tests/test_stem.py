@@ -64,6 +64,28 @@ def test_a_stem_is_found_only_where_the_model_reads_its_input_through_it_alone()
     assert torch.equal(torch.rand(3), untouched)  # nor the global RNG
 
 
+class ConvolvesAConstantFirst(nn.Module):
+    """Calls a qualifying convolution on a buffer of its own before the stem reads the input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = stem_model()
+        torch.manual_seed(1)
+        self.pre = nn.Conv2d(3, 6, 11, stride=4, padding=2)
+        self.register_buffer("constant", torch.randn(1, 3, SIDE, SIDE))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        bias = self.pre(self.constant).mean()
+        return self.body(inputs) + bias
+
+
+def test_the_stem_is_the_first_module_called_with_the_input_itself():
+    """A module called first but with another tensor is not the stem."""
+    model = ConvolvesAConstantFirst().eval()
+    stem = find_linear_stem(model, example())
+    assert stem is not None and stem.conv is model.body[0]
+
+
 def test_the_stem_is_restored_when_a_pass_fails():
     model = stem_model()
     stem = find_linear_stem(model, example())

@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 
 from advxai.store import BatchCheckpoint, read_h5, write_h5
 from advxai.svds.evaluate import THRESHOLD_GRID, auroc_over_grid, binary_metrics, median_smooth, tune_threshold
-from advxai.svds.features import log_mel, mel_filterbank, mel_peak_bins, stft_magnitude
+from advxai.svds.features import log_mel, mel_peak_bins, stft_magnitude
 from advxai.svds.model import SVDS, ZeroMeanConv2d, load_detector, predict_song, save_detector
 from advxai.svds.train import (
     DEFAULT_AUGMENT,
@@ -20,11 +20,6 @@ from advxai.svds.train import (
     train_detector,
     window_frames,
 )
-
-
-@pytest.fixture(scope="module")
-def bank() -> np.ndarray:
-    return mel_filterbank()
 
 
 def random_eval_model(seed: int = 0) -> SVDS:
