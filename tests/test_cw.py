@@ -73,15 +73,19 @@ def test_alpha_weights_the_classification_loss(bank):
     assert spectrogram_attack(model, song(20), bank, threshold=0.5, max_iter=20).delta.any()
 
 
-def test_the_penalty_pulls_delta_back_towards_zero(bank):
-    """With a vanishing α, step 1 moves δ by ∓lr where the BCE gradient is not zero (up in the quiet
-    half, down in the loud half), then the penalty's gradient 2δ has δ's sign: Adam's second step
-    moves back by lr·(1-β₁)/(1+β₁), leaving |δ| = lr·18/19 both ways (‖δ‖² penalises |δ|, not δ)."""
+@pytest.mark.parametrize(("alpha", "steps_of_lr"), [(1e-5, 18 / 19), (0.01, 2.0)])
+def test_the_penalty_is_the_squared_norm(bank, alpha, steps_of_lr):
+    """‖δ‖² (Eq. 8), not ‖δ‖₁ or another power. Step 1 moves δ by ∓lr where ∂BCE ≠ 0 (60 entries,
+    |∂BCE| in 0.36..9.1 on this song; up in the quiet half, down in the loud half). At step 2 the
+    penalty's gradient 2|δ| = 0.001 meets α·|∂BCE|: where it is larger (α = 1e-5) it has δ's sign,
+    and Adam moves back by lr·(1-β₁)/(1+β₁), to |δ| = lr·18/19; where it is smaller (α = 0.01),
+    step 2 moves on, to |δ| = 2·lr. (An L1 gradient, ±1, would pull back at α = 0.01; |δ|³'s or
+    δ⁴'s, 1e-9 or less, would move on at α = 1e-5.)"""
     lr = 5e-4
-    result = spectrogram_attack(CentreBandDetector().eval(), song(20), bank, threshold=0.5, alpha=1e-12, lr=lr, max_iter=2)
+    result = spectrogram_attack(CentreBandDetector().eval(), song(20), bank, threshold=0.5, alpha=alpha, lr=lr, max_iter=2)
     moved = result.delta != 0
-    assert (result.delta > 0).any() and (result.delta < 0).any()
-    np.testing.assert_allclose(np.abs(result.delta[moved]), lr * 18 / 19, rtol=1e-4)
+    assert moved.sum() == 60 and (result.delta > 0).any() and (result.delta < 0).any()
+    np.testing.assert_allclose(np.abs(result.delta[moved]), steps_of_lr * lr, rtol=1e-4)
 
 
 def test_zero_iterations_flip_nothing(bank):
