@@ -394,6 +394,7 @@ def test_paper_settings_and_what_each_job_receives():
     assert paper.only(["sal", "gbp-vg"]) == ExplainerSettings(noise_samples=25, noise_std=1.0, unguided_functional_relu=True)
     assert paper.only(["lime", "ig"]) == ExplainerSettings(lime_samples=512, lime_kernel_width=0.25, ig_steps=50)
     assert paper.only(["sal"]) == ExplainerSettings()
+    assert paper.only(["gbp"]) == ExplainerSettings(unguided_functional_relu=True)  # plain GBP reads it too
     assert ExplainerSettings.keys_for(["ig-sg2"]) == ["noise_samples", "noise_std", "ig_steps"]
     missing = "missing key '{}.ig_steps': an explainer needs it (ExplainerSettings.paper() gives the paper's)"
     with pytest.raises(ValueError, match=exactly(missing.format("explain"))):
