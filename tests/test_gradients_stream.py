@@ -13,6 +13,7 @@ import pytest
 import torch
 from captum.attr import IntegratedGradients
 from messages import exactly
+from stand_in_stem import stem_model
 from torch import nn
 
 from advxai.explainers.aggregate import aggregate
@@ -45,8 +46,9 @@ def batch() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(N_ITEMS, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 3, 1])
 
 
-def direct_map(model: nn.Module, x: torch.Tensor, target: int, method: str, ig_steps: int) -> torch.Tensor:
-    """One input's attribution, one pass per gradient, summed in float64 step by step."""
+def direct_map(model: nn.Module, x: torch.Tensor, target: int, method: str, ig_steps: int, baseline: float = 0.0) -> torch.Tensor:
+    """One input's attribution, one pass per gradient, summed in float64 step by step
+    (IG: ``(x - b)·Σ_k w_k ∇f(b + α_k (x - b))``)."""
     targets = torch.tensor([target])
     if method == "gbp":
         return guided_gradients(model, x[None], targets)[0].double()
@@ -55,8 +57,9 @@ def direct_map(model: nn.Module, x: torch.Tensor, target: int, method: str, ig_s
     alphas, weights = integration_points(ig_steps)
     total = torch.zeros_like(x, dtype=torch.float64)
     for alpha, weight in zip(alphas, weights):
-        total += float(weight) * target_gradients(model, (float(alpha) * x)[None], targets)[0].double()
-    return x.double() * total
+        point = baseline + float(alpha) * (x - baseline)
+        total += float(weight) * target_gradients(model, point[None], targets)[0].double()
+    return (x.double() - baseline) * total
 
 
 @pytest.mark.parametrize("method", ["sal", "ig", "gbp"])
@@ -155,23 +158,18 @@ def test_ig_points_are_captums_bit_for_bit(batch, baseline):
 
 
 def test_ig_integrates_from_its_baseline(model, batch):
-    """``(x - b)·Σ_k w_k ∇f(b + α_k (x - b))`` for a baseline b ≠ 0, plain and noisy."""
+    """IG from a baseline b ≠ 0 equals the direct sum, plain and noisy."""
     inputs, targets = batch
     baseline, ig_steps = 0.5, 4
-    alphas, weights = integration_points(ig_steps)
     noise = draw_noise(["a", "b", "c"], inputs.shape[1:], 2, 0.3, seed=1)
 
-    def reference(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        total = torch.zeros_like(x, dtype=torch.float64)
-        for alpha, weight in zip(alphas, weights):
-            point = baseline + float(alpha) * (x - baseline)
-            total += float(weight) * target_gradients(model, point, target).double()
-        return (x.double() - baseline) * total
+    def reference(x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([direct_map(model, x[item], int(targets[item]), "ig", ig_steps, baseline) for item in range(N_ITEMS)])
 
     plain = gradient_attributions(model, inputs, targets, "ig", ig_steps=ig_steps, ig_baseline=baseline, batch_size=4)
-    torch.testing.assert_close(plain.double(), reference(inputs, targets), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(plain.double(), reference(inputs), rtol=1e-5, atol=1e-7)
     smooth = noise_ensemble(model, inputs, targets, "ig", noise, ig_steps=ig_steps, ig_baseline=baseline, batch_size=4)
-    noisy = torch.stack([reference(inputs + noise[:, j], targets) for j in range(2)])
+    noisy = torch.stack([reference(inputs + noise[:, j]) for j in range(2)])
     torch.testing.assert_close(smooth["sg"].double(), noisy.mean(0), rtol=1e-5, atol=1e-7)
 
 
@@ -231,18 +229,11 @@ def test_ig_in_one_pass_equals_fixed_passes(model, batch):
     torch.testing.assert_close(whole, chunked, rtol=1e-5, atol=1e-8)
 
 
-def stem_model() -> nn.Module:
-    """A first convolution large enough to be IG's linear stem (advxai.explainers.stem)."""
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 4, 11, stride=4, padding=2), nn.ReLU(), nn.Flatten(), nn.LazyLinear(N_CLASSES)).eval()
-
-
 @pytest.mark.parametrize("method", ["sal", "gbp"])
 def test_a_linear_stem_leaves_saliency_and_guided_maps_alone(batch, method):
     """The stem is IG's alone: the other families' plain and noisy maps are their direct gradients."""
     inputs, targets = batch
     model = stem_model()
-    model(inputs)  # materialise the lazy layer
     assert find_linear_stem(model, inputs[:1]) is not None
     noise = draw_noise(["a", "b", "c"], inputs.shape[1:], 2, 0.5, seed=6)
     maps = family_maps(model, method, inputs, targets, plain=True, noise=noise, ig_steps=2, ig_baseline=0.0, batch_size=3)
@@ -279,11 +270,10 @@ class ReadsItsInputsShape(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        torch.manual_seed(0)
-        self.stem, self.linear = nn.Conv2d(3, 4, 11, stride=4, padding=2), nn.Linear(4 * 2 * 2, N_CLASSES)
+        self.body = stem_model()
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.linear(torch.relu(self.stem(inputs)).reshape(inputs.shape[0], -1))
+        return self.body(inputs).reshape(inputs.shape[0], -1)
 
 
 def test_ig_through_a_stem_gives_the_model_an_input_of_the_right_shape(batch):

@@ -214,6 +214,12 @@ def signal_masks() -> torch.Tensor:
     )
 
 
+def tiny_signal_model() -> nn.Module:
+    """A float64 1-D convolutional classifier of two classes for the 12-sample signals."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv1d(2, 3, 3), nn.Tanh(), nn.Flatten(), nn.Linear(30, 2)).double().eval()
+
+
 def linear_forward(weights: torch.Tensor, constant: float):
     """``f(x)[:, k] = (k + 1)·Σ weights·x + constant``: every LIME surrogate of it fits exactly."""
 
@@ -267,11 +273,6 @@ def test_chunks_that_split_items_give_the_unsplit_outputs_without_warnings():
     np.testing.assert_array_equal(chunked.r2, whole.r2)
 
 
-def tiny_signal_model() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv1d(2, 3, 3), nn.Tanh(), nn.Flatten(), nn.Linear(30, 2)).double().eval()
-
-
 def test_item_runs_split_a_chunk_by_item_and_at_padding():
     owner = np.array([0, 0, 0, 1, 1, 2, 2, 2])
     assert _item_runs([1, 2, 3, 4, 5, 6], owner) == [(0, 1, 3), (1, 3, 5), (2, 5, 7)]
@@ -298,11 +299,10 @@ def test_nonzero_sample_entries_keep_their_segment():
     """Samples given as 0/255 images of masks read as off/on, as their bool values."""
     inputs = torch.randn(1, 2, SIGNAL, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
     rows = np.random.default_rng(3).random((9, 3)) < 0.5
-    settings = dict(kernel="binary_cosine", batch_size=None)
-    as_bytes = lime_explain(tiny_signal_model(), inputs, torch.tensor([0]), signal_masks()[:1], 3,
-                            samples=[rows.astype(np.uint8) * 255], **settings)
-    as_bool = lime_explain(tiny_signal_model(), inputs, torch.tensor([0]), signal_masks()[:1], 3, samples=[rows],
-                           **settings)
+    model, settings = tiny_signal_model(), dict(kernel="binary_cosine", batch_size=None)
+    as_bytes = lime_explain(model, inputs, torch.tensor([0]), signal_masks()[:1], 3, samples=[rows.astype(np.uint8) * 255],
+                            **settings)
+    as_bool = lime_explain(model, inputs, torch.tensor([0]), signal_masks()[:1], 3, samples=[rows], **settings)
     np.testing.assert_array_equal(as_bytes.coefficients, as_bool.coefficients)
 
 
@@ -322,11 +322,11 @@ def test_fits_are_solved_in_float64_whatever_the_input_dtype():
 def test_shape_checks_accept_their_smallest_valid_inputs():
     """Two samples per item and an item with a single segment are valid."""
     inputs = torch.randn(1, 2, SIGNAL, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
-    one_segment = torch.zeros(1, SIGNAL, dtype=torch.long)
-    fit = lime_explain(tiny_signal_model(), inputs, torch.tensor([0]), one_segment, 1,
+    model, one_segment = tiny_signal_model(), torch.zeros(1, SIGNAL, dtype=torch.long)
+    fit = lime_explain(model, inputs, torch.tensor([0]), one_segment, 1,
                        samples=[np.array([[True], [False], [True], [False]])], batch_size=None)
     assert fit.coefficients.shape == (1, 1)
-    two_rows = lime_explain(tiny_signal_model(), inputs, torch.tensor([0]), signal_masks()[:1], 3,
+    two_rows = lime_explain(model, inputs, torch.tensor([0]), signal_masks()[:1], 3,
                             samples=[np.array([[True, False, True], [False, True, False]])], batch_size=None)
     assert np.isfinite(two_rows.coefficients).all()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from stand_in_stem import stem_model
 from torch import nn
 
 import advxai.explainers.gradient_stream as gradient_stream
@@ -14,16 +15,6 @@ from advxai.explainers.settings import ExplainerSettings
 from advxai.explainers.stem import MIN_KERNEL_VOLUME, _qualifies, find_linear_stem
 
 SIDE = 32
-
-
-def stem_model(kernel: int = 11, dtype: torch.dtype = torch.float32, dilation: int = 1, groups: int = 1) -> nn.Module:
-    """AlexNet's shape in small: a large strided first convolution, then an in-place ReLU."""
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 6, kernel, stride=4, padding=2, dilation=dilation, groups=groups), nn.ReLU(inplace=True),
-        nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, 5),
-    ).to(dtype).eval()
 
 
 class ReadsItsInputTwice(nn.Module):

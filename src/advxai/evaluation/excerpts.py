@@ -23,8 +23,9 @@ from torch import nn
 from ..arrays import to_numpy
 from ..batching import run_batched
 from ..explainers.engine import ExplainSettings, explain_all
-from ..explainers.registry import LIME_FAMILY, validate_explainers
+from ..explainers.registry import validate_explainers
 from ..explainers.settings import AUDIO_LIME, ExplainerSettings
+from ..names import reported_aggregation
 from ..runtime import module_device
 from ..seeding import numpy_rng
 from ..segments import audio_grid
@@ -33,7 +34,6 @@ from ..svds.model import CONTEXT, EXCERPT_FRAMES, predict_song
 from .flips import reaches_target
 
 SEGMENTATION = "time-frequency"  # name of the audio segmentation in the engine's score dicts
-GRADIENT_AGGREGATION = "mean_abs"  # what the paper reports for gradient explainers (docs/method.md §7)
 
 SongAttack = tuple[str, np.ndarray, np.ndarray, np.ndarray]
 """``(name, clean (T, bins), adversarial padded (T + 114, bins), flipped bool (T,))``."""
@@ -329,6 +329,6 @@ def explain_excerpts(
         {SEGMENTATION: np.full(n_items, n_segments)}, names, engine, lime_forward=excerpt_probabilities(model),
     )
     return {
-        name: scores[name][SEGMENTATION]["mean" if name == LIME_FAMILY else GRADIENT_AGGREGATION]
+        name: scores[name][SEGMENTATION][reported_aggregation(name)]
         for name in names
     }

@@ -198,7 +198,7 @@ def labelflip_k3_markdown(table: pd.DataFrame, segmentation: str, explainers: Se
         paper = paper_values.LABELFLIP_K3.get(segmentation, {}).get(architectures.get(model, ""), {})
         cells = [model]
         for explainer in [*explainers, *baseline]:
-            aggregation = "-" if explainer in baseline else reported_aggregation(explainer)
+            aggregation = reported_aggregation(explainer)  # the baseline's "-" included
             hit = table[(table.model == model) & (table.segmentation == segmentation) & (table.explainer == explainer)
                         & (table.aggregation == aggregation) & (table.k == k)]
             key = {"model": model, "segmentation": segmentation, "experiment": "labelflip", "explainer": explainer,
